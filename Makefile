@@ -1,0 +1,63 @@
+# Hermes Cache. The two commands a new user runs: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install test lint unit integration e2e chart-test demo bench bench-quick cluster-up cluster-down services-up services-down clean
+
+## install: create .venv with the project and everything its tests use
+install: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## test: every tier: lint, unit, chart, integration (Redis + vLLM), e2e (Kubernetes)
+test: install
+	bash scripts/test.sh all
+
+lint: install
+	bash scripts/test.sh lint
+
+unit: install
+	bash scripts/test.sh unit
+
+chart-test: install
+	bash scripts/test.sh chart
+
+integration: install
+	bash scripts/test.sh integration
+
+e2e: install
+	bash scripts/test.sh e2e
+
+## demo: the main job for a new user
+demo: install
+	bash scripts/demo.sh
+
+## bench: every benchmark; bench-quick finishes in a few minutes
+bench: install
+	bash scripts/bench.sh full
+
+bench-quick: install
+	bash scripts/bench.sh quick
+
+cluster-up:
+	bash scripts/cluster-up.sh
+
+cluster-down:
+	bash scripts/cluster-down.sh
+
+services-up:
+	bash scripts/redis/start.sh
+	bash scripts/vllm/start.sh
+
+services-down:
+	-bash scripts/vllm/stop.sh
+	-bash scripts/redis/stop.sh
+
+clean: cluster-down services-down
+	rm -rf $(VENV) .e2e .mypy_cache .ruff_cache .pytest_cache
