@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Build (or reuse) the binaries of the local Kubernetes test cluster from Go modules.
+#
+# Nothing prebuilt can be downloaded on our machines, so every component is compiled from its
+# Go module through the module proxy, with the installed Go (GOTOOLCHAIN=local, CGO_ENABLED=0),
+# and cached per user and per version:
+#
+#   $CACHE/k8s-<v>/bin   kube-apiserver kube-controller-manager kube-scheduler kubectl
+#   $CACHE/etcd-<v>/bin  etcd
+#   $CACHE/kwok-<v>/bin  kwok kwokctl
+#   $CACHE/helm-<v>/bin  helm
+#
+# with CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}. A cached binary
+# is reused when it runs and reports the pinned version (scripts/k8s/versions.env).
+#
+# stdout: only shell assignments, for `eval "$(scripts/k8s/build.sh)"`:
+#   K8S_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=...
+# stderr: progress and timings. Options: --force (rebuild even if cached), --jobs N (components
+# built at once; default 2 when >= 8 GiB memory is free, else 1).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+force=0
+jobs=""
+while (($#)); do
+  case "$1" in
+    --force) force=1 ;;
+    --jobs) jobs=$2; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
+K8S_DIR=$CACHE/k8s-$KUBE_VERSION
+ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
+KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
+HELM_DIR=$CACHE/helm-$HELM_VERSION
+mkdir -p "$CACHE"
+
+export GOTOOLCHAIN=local CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+GO_P=${HERMES_GO_P:-2}   # go build -p: 2 cores on our machines
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+now() { date +%s; }
+
+if [[ -z "$jobs" ]]; then
+  avail_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+  # Linking kube-apiserver takes ~2-3 GiB; two builds at once need ~6-8 GiB.
+  if ((avail_kb >= 8 * 1024 * 1024)); then jobs=2; else jobs=1; fi
+fi
+
+# ---------------------------------------------------------------- version checks (reuse)
+k8s_ok() {
+  local b=$K8S_DIR/bin c
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    [[ -x $b/$c ]] && "$b/$c" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION" || return 1
+  done
+  [[ -x $b/kubectl ]] && "$b/kubectl" version --client -o json 2>/dev/null |
+    grep -q "\"gitVersion\": \"$KUBE_VERSION\""
+}
+etcd_ok() {
+  [[ -x $ETCD_DIR/bin/etcd ]] && "$ETCD_DIR/bin/etcd" --version 2>/dev/null |
+    grep -qx "etcd Version: ${ETCD_VERSION#v}"
+}
+kwok_ok() {
+  local c
+  for c in kwok kwokctl; do
+    [[ -x $KWOK_DIR/bin/$c ]] && "$KWOK_DIR/bin/$c" --version 2>/dev/null | grep -qF "${KWOK_VERSION#v}" || return 1
+  done
+}
+helm_ok() {
+  [[ -x $HELM_DIR/bin/helm ]] && [[ $("$HELM_DIR/bin/helm" version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]
+}
+
+# ---------------------------------------------------------------- builders
+# Each builder writes into $dir/bin.tmp and renames it to $dir/bin only when every binary is
+# built and reports the right version, so an interrupted build never leaves a half cache.
+finish() { # dir okfn
+  local dir=$1 okfn=$2
+  rm -rf "$dir/bin.old"
+  [[ -d $dir/bin ]] && mv "$dir/bin" "$dir/bin.old"
+  mv "$dir/bin.tmp" "$dir/bin"
+  rm -rf "$dir/bin.old"
+  if ! "$okfn"; then log "ERROR: binaries in $dir/bin do not report the expected version"; return 1; fi
+}
+
+build_k8s() {
+  local dir=$K8S_DIR src=$K8S_DIR/src
+  mkdir -p "$src"; rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
+  bash "$here/gen-wrapper-gomod.sh" "$KUBE_VERSION" > "$src/go.mod.new"
+  if ! cmp -s "$src/go.mod.new" "$src/go.mod.in" 2>/dev/null; then
+    cp "$src/go.mod.new" "$src/go.mod"; cp "$src/go.mod.new" "$src/go.mod.in"; rm -f "$src/go.sum"
+  fi
+  rm -f "$src/go.mod.new"
+  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  local ld="-s -w" key val pkg
+  local build_date
+  build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  for kv in "gitVersion=$KUBE_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
+            "gitCommit=" "buildDate=$build_date"; do
+    key=${kv%%=*}; val=${kv#*=}
+    [[ -n $val ]] || continue
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $pkg.$key=$val"
+    done
+  done
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local pkgs=() c
+  for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  (
+    cd "$src"
+    # -mod=mod: record the sums of exactly the modules these commands need (no `go mod tidy`:
+    # no Go file of the wrapper imports them).
+    go build -mod=mod -p "$GO_P" -trimpath -tags selinux,notest,grpcnotrace \
+      -ldflags "$ld" -o "$dir/bin.tmp/" "${pkgs[@]}"
+  )
+  finish "$dir" k8s_ok
+}
+
+build_etcd() {
+  local dir=$ETCD_DIR src=$ETCD_DIR/src
+  mkdir -p "$src"; rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
+  (
+    cd "$src"
+    # Wrapper module: etcd's own go.mod replaces its sibling modules with ../api etc., which
+    # `go install ...@version` refuses; as a dependency those replace lines are ignored.
+    [[ -f go.mod ]] || go mod init hermes-cache.local/etcd-build >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+    go build -mod=mod -p "$GO_P" -trimpath \
+      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
+      -o "$dir/bin.tmp/etcd" go.etcd.io/etcd/server/v3
+  )
+  finish "$dir" etcd_ok
+}
+
+build_kwok() {
+  local dir=$KWOK_DIR
+  rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
+  # kwok's version (pkg/consts.Version) is already the release's own in the tagged source.
+  local ld="-s -w"
+  GOBIN="$dir/bin.tmp" go install -p "$GO_P" -trimpath -ldflags "$ld" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+  finish "$dir" kwok_ok
+}
+
+build_helm() {
+  local dir=$HELM_DIR
+  rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  GOBIN="$dir/bin.tmp" go install -p "$GO_P" -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  finish "$dir" helm_ok
+}
+
+# Runs one component: reuse if cached, else build under a lock, with timing.
+run_component() { # name okfn buildfn dir
+  local name=$1 okfn=$2 buildfn=$3 dir=$4 t0 rc=0
+  mkdir -p "$dir"
+  exec {lockfd}>"$dir/.lock"
+  if ! flock -n "$lockfd"; then
+    log "$name: another build holds $dir/.lock, waiting"
+    flock "$lockfd"
+  fi
+  if ((force == 0)) && "$okfn"; then
+    log "$name: reusing $dir/bin"
+    return 0
+  fi
+  t0=$(now)
+  log "$name: building into $dir/bin"
+  "$buildfn" >&2 || rc=$?
+  if ((rc != 0)); then log "$name: BUILD FAILED (exit $rc) after $(($(now) - t0))s"; return "$rc"; fi
+  log "$name: built in $(($(now) - t0))s"
+}
+
+t_start=$(now)
+log "versions: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION; cache $CACHE; jobs $jobs; go -p $GO_P; $(go version)"
+
+rc=0
+if ((jobs >= 2)); then
+  # Kubernetes is the long pole; etcd, kwok and helm share the other slot.
+  run_component kubernetes k8s_ok build_k8s "$K8S_DIR" & pid_k8s=$!
+  (
+    run_component etcd etcd_ok build_etcd "$ETCD_DIR" &&
+    run_component kwok kwok_ok build_kwok "$KWOK_DIR" &&
+    run_component helm helm_ok build_helm "$HELM_DIR"
+  ) & pid_rest=$!
+  wait "$pid_k8s" || rc=1
+  wait "$pid_rest" || rc=1
+else
+  run_component kubernetes k8s_ok build_k8s "$K8S_DIR" || rc=1
+  run_component etcd etcd_ok build_etcd "$ETCD_DIR" || rc=1
+  run_component kwok kwok_ok build_kwok "$KWOK_DIR" || rc=1
+  run_component helm helm_ok build_helm "$HELM_DIR" || rc=1
+fi
+
+if ((rc != 0)); then
+  log "FAILED after $(($(now) - t_start))s"
+  exit 1
+fi
+log "all components ready in $(($(now) - t_start))s"
+printf 'K8S_BIN=%q\nETCD_BIN=%q\nKWOK_BIN=%q\nHELM_BIN=%q\n' \
+  "$K8S_DIR/bin" "$ETCD_DIR/bin" "$KWOK_DIR/bin" "$HELM_DIR/bin"
