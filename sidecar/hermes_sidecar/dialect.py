@@ -1,0 +1,191 @@
+"""The dialect interface: everything the cache pipeline needs to know about one upstream wire format.
+
+The pipeline (``proxy.py``) is format-agnostic. For each request it asks the dialect registered for
+the route to
+
+1. ``parse_request``: pull the parts that decide reuse out of the body (model, system text,
+   conversation turns, tools/response format, answer-changing sampling parameters, stream flag).
+   Raise :class:`NotCacheable` for a request the cache must pass through (counted as ``bypass``).
+2. ``upstream_body``: build the body sent upstream. The OpenAI dialect sets vLLM's ``cache_salt``
+   here (always overwriting a client value: the salt isolates prefix-cache reuse per generation and
+   tenant, so a client must never choose it). Other dialects ignore ``salt``.
+3. ``answer_from_json`` / ``recorder``: turn an upstream answer (one JSON body, or an SSE stream fed
+   chunk by chunk while it is forwarded to the client) into a :class:`CachedAnswer`, or ``None`` when
+   the answer must not be stored (error, truncated by the length limit, aborted stream).
+4. ``replay_json`` / ``replay_sse``: render a stored answer in the form the client asked for. SSE
+   replays must be a complete, well-formed stream of the dialect (OpenAI: ``data: {...}`` chunks
+   ending with ``data: [DONE]``) carrying the stored usage, tool calls and reasoning.
+
+A dialect is a plain object with no I/O; the pipeline does the HTTP. ``app.py`` builds the dialects
+for ``upstream.kind`` and mounts a POST route for each of their ``routes``: for ``openai`` it is
+:class:`hermes_sidecar.openai_compat.OpenAIDialect`; for ``anthropic`` it calls
+``hermes_sidecar.anthropic.build_dialect(config) -> Dialect``. A dialect never stores an answer cut by
+the length limit unless built with ``store_truncated=True`` (``cache.storeTruncated``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class NotCacheable(Exception):
+    """The request is valid but must bypass the cache; ``reason`` is a short label for logs/metrics."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One conversation message reduced to what decides reuse.
+
+    ``role`` is ``user`` or ``assistant`` (system text lives in :attr:`CacheableRequest.system`);
+    ``text`` is the concatenated text content. ``structured`` holds a canonical JSON string of any
+    non-text parts (tool calls, tool results, images), so two turns that differ there never match.
+    """
+
+    role: str
+    text: str
+    structured: str = ""
+    is_tool_result: bool = False
+
+
+@dataclass(frozen=True)
+class CacheableRequest:
+    """What the pipeline keys, partitions, embeds and guards on. Produced by ``Dialect.parse_request``.
+
+    Every field that changes the answer must be here: ``shape`` collects tools, tool_choice,
+    response_format and other structural options as canonical JSON; ``sampling`` the sampling
+    parameters that change the answer (temperature, top_p, max_tokens, stop, seed, ...).
+    """
+
+    dialect: str
+    route: str  # e.g. "/v1/chat/completions": chat and text completions never share entries
+    model: str
+    system: str
+    turns: tuple[Turn, ...]
+    shape: str = ""
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    n: int = 1
+    temperature: float | None = None
+    # the parsed client body, for replay options such as OpenAI's stream_options.include_usage
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def last_user_text(self) -> str:
+        for turn in reversed(self.turns):
+            if turn.role == "user" and not turn.is_tool_result:
+                return turn.text
+        return ""
+
+    @property
+    def has_tool_results(self) -> bool:
+        return any(t.is_tool_result for t in self.turns)
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored answer in the dialect's canonical non-streamed form (OpenAI: a ``chat.completion`` or
+    ``text_completion`` object; Anthropic: a ``message`` object), including the upstream usage."""
+
+    dialect: str
+    body: Mapping[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"dialect": self.dialect, "body": self.body}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CachedAnswer:
+        data = json.loads(text)
+        return cls(dialect=str(data["dialect"]), body=data["body"])
+
+
+@dataclass(frozen=True)
+class ReplayInfo:
+    """What the pipeline tells a dialect about a hit, for truthful replay metadata."""
+
+    result: str  # "hit-exact" | "hit-semantic"
+    similarity: float | None = None
+
+
+class StreamRecorder(Protocol):
+    """Rebuilds a streamed answer while it is forwarded to the client.
+
+    ``feed`` gets each upstream chunk and returns the bytes to forward: normally the chunk itself; a
+    dialect that asked upstream for more than the client did (OpenAI: the usage chunk, so a later
+    replay can report usage) removes that part here."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self, *, complete: bool) -> CachedAnswer | None:
+        """``complete`` is False when the upstream stream broke or the client went away; a recorder
+        must return None then, and also when the stream lacked its terminator or ended by length."""
+        ...
+
+
+@runtime_checkable
+class Dialect(Protocol):
+    name: str
+    routes: tuple[str, ...]
+
+    def parse_request(self, route: str, body: Mapping[str, Any]) -> CacheableRequest: ...
+
+    def upstream_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]: ...
+
+    def answer_from_json(self, request: CacheableRequest, body: Mapping[str, Any]) -> CachedAnswer | None: ...
+
+    def recorder(self, request: CacheableRequest) -> StreamRecorder: ...
+
+    def replay_json(self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo) -> bytes: ...
+
+    def replay_sse(
+        self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo
+    ) -> Iterator[bytes]: ...
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON for hashing: sorted keys, no whitespace."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class SSEParser:
+    """Incremental Server-Sent Events parser: feed bytes, get ``(event, data)`` for each complete event.
+
+    Handles events split across network chunks and both LF and CRLF line endings."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        self._buf += chunk.replace(b"\r\n", b"\n")
+        events: list[tuple[str | None, str]] = []
+        while b"\n\n" in self._buf:
+            raw, self._buf = self._buf.split(b"\n\n", 1)
+            event: str | None = None
+            data: list[str] = []
+            for line in raw.decode("utf-8", errors="replace").split("\n"):
+                if line.startswith(":") or not line:
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+            if data or event:
+                events.append((event, "\n".join(data)))
+        return events
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buf.strip())
+
+
+def sse_event(data: str, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
