@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -53,6 +53,66 @@ class EmbeddingConfig(_Strict):
     timeoutSeconds: float = Field(default=5.0, gt=0)
 
 
+class BreakpointConfig(_Strict):
+    enabled: bool = True
+    ttl: Literal["5m", "1h"] = "5m"
+
+
+class ModelPriceConfig(_Strict):
+    """USD per million tokens; ``longPrompt`` rates apply above ``longPromptThresholdTokens``."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cacheWrite5m: float = Field(ge=0)
+    cacheWrite1h: float = Field(ge=0)
+    cacheRead: float = Field(ge=0)
+    longPromptThresholdTokens: int | None = Field(default=None, ge=1)
+    longPrompt: ModelPriceConfig | None = None
+
+
+class BreakpointsConfig(_Strict):
+    # 5m everywhere by default: the cheapest write (1.25x input against 2x for 1h) and every read
+    # refreshes it, so only traffic with gaps between 5 and 60 minutes gains from 1h.
+    tools: BreakpointConfig = BreakpointConfig()
+    system: BreakpointConfig = BreakpointConfig()
+    taskContext: BreakpointConfig = BreakpointConfig()
+
+    @model_validator(mode="after")
+    def _one_hour_first(self) -> BreakpointsConfig:
+        # Anthropic processes tools, system, messages in that order and rejects a 1h breakpoint
+        # after a 5m one, so the configured TTLs must not go back up along that order.
+        seen_5m: str | None = None
+        for name in ("tools", "system", "taskContext"):
+            place: BreakpointConfig = getattr(self, name)
+            if not place.enabled:
+                continue
+            if place.ttl == "5m":
+                seen_5m = seen_5m or name
+            elif seen_5m:
+                raise ValueError(
+                    f"promptCache.breakpoints.{name}.ttl '1h' comes after {seen_5m}'s '5m'; 1-hour "
+                    f"breakpoints must come first (order: tools, system, taskContext): set "
+                    f"{seen_5m}.ttl to '1h' or {name}.ttl to '5m'"
+                )
+        return self
+
+
+class PromptCacheConfig(_Strict):
+    """Anthropic upstream only: prompt-cache breakpoints and cost accounting."""
+
+    enabled: bool = True
+    breakpoints: BreakpointsConfig = BreakpointsConfig()
+    # Leave breakpoints the client placed itself alone (they count towards the limit of four);
+    # false removes them and places ours instead.
+    respectClientBreakpoints: bool = True
+    # Rows that replace or extend the built-in price table, keyed by model id.
+    prices: dict[str, ModelPriceConfig] = Field(default_factory=dict)
+    # Minimum cacheable prefix (tokens) per model id, replacing or extending the built-in table.
+    minCacheableTokens: dict[str, int] = Field(default_factory=dict)
+    # Reported in hermes_prompt_cache_price_table_info; set it when you override prices.
+    priceTableVersion: str | None = None
+
+
 class AdminConfig(_Strict):
     tokenFile: str | None = None
 
@@ -64,6 +124,7 @@ class SidecarConfig(_Strict):
     tenantHeader: str = "x-tenant-id"
     embedding: EmbeddingConfig = EmbeddingConfig()
     admin: AdminConfig = AdminConfig()
+    promptCache: PromptCacheConfig = PromptCacheConfig()
 
     @field_validator("listen")
     @classmethod
