@@ -1,0 +1,190 @@
+"""``hermes-cache``: ``plan`` renders a policy file with no cluster; ``run`` runs the operator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .capacity import Capacity, GiB, plan_capacity
+from .render import render_all, served_name, vllm_args
+from .spec import Policy, SpecError, parse_policy
+
+
+def _load(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    if len(docs) != 1:
+        raise SpecError(
+            [f"(file {path}): must hold exactly one HermesCachePolicy, found {len(docs)} documents"]
+        )
+    return docs[0]
+
+
+def plan_document(doc: Any, kv_budget_bytes: int | None = None) -> dict[str, Any]:
+    """What the operator would create for one policy document: the JSON contract of ``plan``."""
+    policy = parse_policy(doc)
+    capacity = plan_capacity(policy.spec, kv_budget_bytes)
+    return {"capacity": capacity.status(), "resources": render_all(policy, capacity)}
+
+
+def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) -> str:
+    s = policy.spec
+
+    def gib(n: int) -> str:
+        return f"{n / GiB:,.2f} GiB"
+
+    rows = [
+        ("policy", f"{policy.namespace}/{policy.name}"),
+        ("model", f"{s.model.name} (served as {served_name(policy)})"),
+        ("GPUs per replica", f"{s.engine.tensorParallelSize} x {s.gpu.resource} ({s.gpu.memoryGiB:g} GiB)"),
+        ("replicas", f"{s.replicas} ({s.replicas * s.engine.tensorParallelSize} GPUs)"
+         + (f", autoscaled {s.autoscaling.minReplicas}-{s.autoscaling.maxReplicas} on {s.autoscaling.metric}"
+            if s.autoscaling.enabled else "")),
+        ("fits", f"{'yes' if capacity.fits else 'NO'} ({capacity.reason})"),
+        ("budget per GPU", gib(capacity.budgetBytesPerGPU)),
+        ("weights per GPU", gib(capacity.weightsBytesPerGPU)),
+        ("overhead per GPU", gib(capacity.overheadBytesPerGPU)),
+        ("KV cache per GPU", gib(capacity.kvCacheBytesPerGPU)),
+        ("KV bytes per token", f"{capacity.kvBytesPerToken:,} ({capacity.kvBytesPerTokenPerGPU:,} per GPU)"),
+        ("KV tokens per replica", f"{capacity.kvCacheTokensPerReplica:,}"),
+        (f"sequences of {s.engine.maxModelLen:,}", f"{capacity.maxConcurrentSequencesAtMaxLen:g} at once"),
+        ("semantic cache", ("off" if not s.semanticCache.enabled else
+                            f"{'redis' if s.semanticCache.redis else 'in-pod memory'}, threshold "
+                            f"{s.semanticCache.similarityThreshold:g}, generation {s.cacheVersion}")),
+        ("resources", ", ".join(f"{r['kind']}/{r['metadata']['name']}" for r in resources) or "none"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if not capacity.fits:
+        lines.append(f"{'why':<{width}}  {capacity.message}")
+    else:
+        lines.append(f"{'vllm args':<{width}}  {' '.join(vllm_args(policy))}")
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    budget = int(args.kv_cache_space_gib * GiB) if args.kv_cache_space_gib is not None else None
+    try:
+        doc = _load(args.file)
+        out = plan_document(doc, budget)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"hermes-cache plan: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    except SpecError as exc:
+        print(f"hermes-cache plan: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(out, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(out, sort_keys=False), end="")
+    else:
+        policy = parse_policy(doc)
+        print(_table(policy, plan_capacity(policy.spec, budget), out["resources"]))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import kopf
+    from prometheus_client import start_http_server
+
+    from .generations import RedisGenerationStore
+    from .handlers import Env, register
+    from .kube import KubeClient
+    from .metrics import OperatorMetrics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.all_namespaces and not args.namespace:
+        print("hermes-cache run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    metrics = OperatorMetrics()
+    stores: dict[str, RedisGenerationStore] = {}
+
+    def store_for(url: str) -> RedisGenerationStore:
+        if url not in stores:
+            stores[url] = RedisGenerationStore(url)
+        return stores[url]
+
+    env = Env(kube=KubeClient(), stores=store_for, metrics=metrics)
+    registry = kopf.OperatorRegistry()
+    register(env, registry, args.drift_interval)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf's own bookkeeping goes into annotations under our prefix (status stays ours and
+        # schema-checked); only warnings become Events, so a restart posts nothing.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hermes-cache.dev")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="hermes-cache.dev", key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = "hermes-cache.dev/finalizer"
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = args.workers
+        if args.peering:
+            settings.peering.name = args.peering
+
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_addr, registry=metrics.registry)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=not args.peering,
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespace or (),
+            liveness_endpoint=args.liveness or None,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hermes-cache", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="render a HermesCachePolicy file without a cluster")
+    plan.add_argument("file", help="policy YAML file, or - for stdin")
+    plan.add_argument("--output", "-o", choices=("json", "yaml", "table"), default="table")
+    plan.add_argument(
+        "--kv-cache-space-gib",
+        type=float,
+        default=None,
+        help="plan with this KV-cache budget instead of the GPU estimate "
+        "(vLLM on the CPU: VLLM_CPU_KVCACHE_SPACE)",
+    )
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="run the operator (honours KUBECONFIG; in a pod, its ServiceAccount)")
+    run.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    run.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    run.add_argument(
+        "--peering",
+        default="",
+        help="kopf peering object name for several replicas (needs kopf's peering CRDs); default standalone",
+    )
+    run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0: off)")
+    run.add_argument("--metrics-addr", default="0.0.0.0")
+    run.add_argument(
+        "--liveness", default="http://0.0.0.0:8081/healthz", help="kopf liveness endpoint ('' off)"
+    )
+    run.add_argument(
+        "--drift-interval", type=float, default=60.0, help="seconds between drift/stats reconciles"
+    )
+    run.add_argument("--workers", type=int, default=8, help="threads for reconciles")
+    run.set_defaults(func=cmd_run)
+
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

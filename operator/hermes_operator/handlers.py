@@ -1,0 +1,354 @@
+"""One level-based reconcile, and the thin kopf handlers that call it.
+
+:func:`reconcile` reads nothing but the policy object it is given, the Deployment it owns and (for a
+generation switch or the stats) the policy's Redis; it computes everything from the current spec,
+so create, update, resume and the drift timer all call it and it never depends on having seen an
+earlier event. Its I/O goes through :class:`~hermes_operator.kube.Kube` and a store factory, which is
+how unit tests call it as a plain function.
+
+Writes are made only when something changed: children are server-side applied (a no-op for the API
+server when nothing moved), status is patched only when it differs from the status read, and an
+Event is posted only when a refusal is new. A restarted operator therefore writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .capacity import plan_capacity
+from .generations import GenerationStore, GenerationStoreError, generation_record, redact, summarize_stats
+from .kube import Kube, now_rfc3339
+from .metrics import OperatorMetrics
+from .render import gpus_requested, redis_url, render_all, render_hpa, selector_string
+from .spec import GROUP, PLURAL, VERSION, Policy, SpecError, parse_policy
+
+log = logging.getLogger("hermes_operator")
+
+StoreFactory = Callable[[str], GenerationStore]
+
+READY = "Ready"
+CAPACITY_OK = "CapacityOK"
+GENERATION_APPLIED = "CacheGenerationApplied"
+PROGRESSING = "Progressing"
+
+
+@dataclass
+class Env:
+    """What reconcile talks to. ``now`` returns RFC 3339 timestamps (tests pin it)."""
+
+    kube: Kube
+    stores: StoreFactory
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    now: Callable[[], str] = now_rfc3339
+
+
+def _plain(obj: Any) -> Any:
+    """kopf hands out mapping views; reconcile works on plain data."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _cond(ctype: str, status: bool | None, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": ctype,
+        "status": "Unknown" if status is None else ("True" if status else "False"),
+        "reason": reason,
+        "message": message,
+    }
+
+
+def merge_conditions(
+    old: list[dict[str, Any]], new: list[dict[str, Any]], generation: int, now: str
+) -> list[dict[str, Any]]:
+    """Stamp ``observedGeneration``; keep ``lastTransitionTime`` unless the status flips."""
+    by_type = {c.get("type"): c for c in old}
+    out = []
+    for c in new:
+        prev = by_type.get(c["type"])
+        keep = prev is not None and prev.get("status") == c["status"] and prev.get("lastTransitionTime")
+        out.append(
+            {
+                **c,
+                "observedGeneration": generation,
+                "lastTransitionTime": prev["lastTransitionTime"] if keep and prev else now,
+            }
+        )
+    return out
+
+
+def _status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch turning ``old`` into ``new`` at the top level, or None when they are equal."""
+    if old == new:
+        return None
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    patch.update(new)
+    return patch
+
+
+def _deployment_state(deploy: Mapping[str, Any] | None) -> dict[str, int]:
+    if not deploy:
+        return {"replicas": 0, "ready": 0, "updated": 0, "stale": 0}
+    st = deploy.get("status") or {}
+    gen = (deploy.get("metadata") or {}).get("generation") or 0
+    return {
+        "replicas": int(st.get("replicas") or 0),
+        "ready": int(st.get("readyReplicas") or st.get("ready_replicas") or 0),
+        "updated": int(st.get("updatedReplicas") or st.get("updated_replicas") or 0),
+        "stale": int(int(st.get("observedGeneration") or st.get("observed_generation") or 0) < int(gen)),
+    }
+
+
+def _event_if_new(
+    env: Env, policy_meta: dict[str, Any], old: list[dict[str, Any]], cond: dict[str, Any], reason: str
+) -> None:
+    """One Warning per refusal: posted when the condition is new, not on every timer tick or restart."""
+    prev = next((c for c in old if c.get("type") == cond["type"]), None)
+    if prev and (prev.get("status"), prev.get("reason"), prev.get("message")) == (
+        cond["status"],
+        cond["reason"],
+        cond["message"],
+    ):
+        return
+    env.metrics.reconcile_errors.labels(reason).inc()
+    env.kube.event(
+        policy_meta["namespace"],
+        policy_meta["name"],
+        policy_meta["uid"],
+        "Warning",
+        cond["reason"],
+        cond["message"],
+    )
+
+
+def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) -> dict[str, Any]:
+    """Drive the cluster towards ``body``'s spec and return the status it should now show."""
+    obj = _plain(body)
+    meta = obj.get("metadata") or {}
+    ident = {
+        "namespace": meta.get("namespace") or "default",
+        "name": meta.get("name"),
+        "uid": meta.get("uid", ""),
+    }
+    generation = int(meta.get("generation") or 0)
+    old_status: dict[str, Any] = obj.get("status") or {}
+    old_conds: list[dict[str, Any]] = old_status.get("conditions") or []
+    now = env.now()
+
+    try:
+        policy = parse_policy(obj)
+    except SpecError as exc:
+        msg = "; ".join(exc.problems)
+        conds = [
+            _cond(READY, False, "InvalidSpec", msg),
+            _cond(CAPACITY_OK, None, "InvalidSpec", "not planned: the spec is invalid"),
+            _cond(GENERATION_APPLIED, None, "InvalidSpec", "not applied: the spec is invalid"),
+            _cond(PROGRESSING, False, "InvalidSpec", "nothing is rolled out while the spec is invalid"),
+        ]
+        _event_if_new(env, ident, old_conds, conds[0], "InvalidSpec")
+        invalid = {
+            **old_status,
+            "observedGeneration": generation,
+            "conditions": merge_conditions(old_conds, conds, generation, now),
+        }
+        return _finish(env, ident, old_status, invalid, 0)
+
+    spec = policy.spec
+    capacity = plan_capacity(spec)
+    conds_by_type: dict[str, dict[str, Any]] = {}
+    apply_error = ""
+
+    if capacity.fits:
+        conds_by_type[CAPACITY_OK] = _cond(CAPACITY_OK, True, capacity.reason, capacity.message)
+        try:
+            for manifest in render_all(policy, capacity):
+                env.kube.apply(manifest)
+            if not spec.autoscaling.enabled:
+                hpa = render_hpa(policy)
+                if env.kube.get(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name) is not None:
+                    env.kube.delete(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name)
+        except Exception as exc:  # the API server's answer is the message the user needs
+            apply_error = f"applying the rendered objects failed: {exc}"
+            log.warning("%s/%s: %s", policy.namespace, policy.name, apply_error)
+    else:
+        # Nothing is deployed for a policy that cannot fit; an existing Deployment is left as it is.
+        conds_by_type[CAPACITY_OK] = _cond(CAPACITY_OK, False, capacity.reason, capacity.message)
+        _event_if_new(env, ident, old_conds, conds_by_type[CAPACITY_OK], "CapacityExceeded")
+
+    dep = _deployment_state(env.kube.get("apps/v1", "Deployment", policy.namespace, policy.name))
+    want = spec.replicas
+    if apply_error:
+        ready = _cond(READY, False, "ApplyFailed", apply_error)
+        _event_if_new(env, ident, old_conds, ready, "ApplyFailed")
+    elif not capacity.fits:
+        ready = _cond(
+            READY, False, "CapacityExceeded", "no Deployment is created for a policy that cannot fit"
+        )
+    elif want == 0:
+        ready = _cond(READY, False, "ScaledToZero", "spec.replicas is 0")
+    elif dep["ready"] >= want and dep["updated"] >= want and not dep["stale"]:
+        ready = _cond(READY, True, "ReplicasReady", f"{dep['ready']}/{want} replicas ready")
+    else:
+        ready = _cond(READY, False, "ReplicasNotReady", f"{dep['ready']}/{want} replicas ready")
+    conds_by_type[READY] = ready
+    rolling = capacity.fits and not apply_error and want > 0 and ready["status"] != "True"
+    conds_by_type[PROGRESSING] = (
+        _cond(
+            PROGRESSING, True, "RollingOut", f"{dep['updated']}/{want} replicas updated, {dep['ready']} ready"
+        )
+        if rolling
+        else _cond(PROGRESSING, False, "Stable", "no rollout in progress")
+    )
+
+    gen_status, gen_cond = _reconcile_generation(policy, env, old_status, now, read_stats)
+    conds_by_type[GENERATION_APPLIED] = gen_cond
+    if gen_cond["status"] == "False" and gen_cond["reason"] == "RedisUnavailable":
+        _event_if_new(env, ident, old_conds, gen_cond, "RedisUnavailable")
+
+    conds = [conds_by_type[t] for t in (READY, CAPACITY_OK, GENERATION_APPLIED, PROGRESSING)]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(old_conds, conds, generation, now),
+        "replicas": dep["replicas"],
+        "readyReplicas": dep["ready"],
+        "selector": selector_string(policy),
+        "capacity": capacity.status(),
+        **gen_status,
+    }
+    return _finish(env, ident, old_status, status, gpus_requested(policy, capacity))
+
+
+def _reconcile_generation(
+    policy: Policy, env: Env, old_status: dict[str, Any], now: str, read_stats: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Publish the generation record when ``spec.cacheVersion`` moved; read the stats on the timer.
+
+    Returns the status keys it owns (cacheVersion, cacheVersionSwitchedAt, semanticCache) and the
+    CacheGenerationApplied condition. Never touches the pod template.
+    """
+    sc = policy.spec.semanticCache
+    want = policy.spec.cacheVersion
+    applied = old_status.get("cacheVersion") or ""
+    switched_at = old_status.get("cacheVersionSwitchedAt") or ""
+    out: dict[str, Any] = {}
+    if "semanticCache" in old_status:
+        out["semanticCache"] = old_status["semanticCache"]
+
+    if not sc.enabled or sc.redis is None:
+        if applied != want:
+            switched_at = now
+        out.update(cacheVersion=want, cacheVersionSwitchedAt=switched_at)
+        if not sc.enabled:
+            return out, _cond(
+                GENERATION_APPLIED, True, "SemanticCacheDisabled", f"generation {want}: no cache"
+            )
+        return out, _cond(
+            GENERATION_APPLIED,
+            False,
+            "PodLocalCache",
+            f"generation {want} recorded, but without spec.semanticCache.redis each pod's in-memory cache "
+            f"keeps older entries until their TTL; set spec.semanticCache.redis.url to switch generations",
+        )
+
+    url = redis_url(policy) or ""
+    try:
+        store = env.stores(url)
+        if applied != want:
+            record = generation_record(want, policy.uid, now)
+            store.write_generation(policy.namespace, policy.name, record)
+            if applied:
+                env.metrics.generation_switches.labels(policy.namespace, policy.name).inc()
+            env.kube.event(
+                policy.namespace, policy.name, policy.uid, "Normal", "CacheGenerationSwitched",
+                f"cache generation {applied or '(none)'} -> {want} published to {redact(url)}",
+            )  # fmt: skip
+            applied, switched_at = want, now
+        elif read_stats:
+            # Redis may have lost the record (restart without persistence): put it back as it was.
+            current = store.read_generation(policy.namespace, policy.name)
+            expected = generation_record(want, policy.uid, switched_at)
+            if current != expected:
+                store.write_generation(policy.namespace, policy.name, expected)
+        if read_stats:
+            out["semanticCache"] = summarize_stats(store.read_stats(policy.namespace, policy.name, want))
+    except GenerationStoreError as exc:
+        out.update(cacheVersion=applied, cacheVersionSwitchedAt=switched_at)
+        return out, _cond(
+            GENERATION_APPLIED, False, "RedisUnavailable", f"generation {want} not published: {exc}"
+        )
+    out.update(cacheVersion=applied, cacheVersionSwitchedAt=switched_at)
+    return out, _cond(
+        GENERATION_APPLIED, True, "GenerationPublished", f"generation {want} published at {switched_at}"
+    )
+
+
+def _finish(
+    env: Env, ident: dict[str, Any], old: dict[str, Any], new: dict[str, Any], gpus: int
+) -> dict[str, Any]:
+    # Status keys nobody else writes are carried over (kopf or a human may add some); ours replace.
+    merged = {**{k: v for k, v in old.items() if k not in _OWNED_STATUS_KEYS}, **new}
+    patch = _status_patch(old, merged)
+    if patch is not None:
+        env.kube.patch_policy_status(ident["namespace"], ident["name"], patch)
+    env.metrics.observe_policy(
+        ident["namespace"],
+        ident["name"],
+        {c["type"]: c["status"] for c in merged.get("conditions", [])},
+        gpus,
+    )
+    return merged
+
+
+_OWNED_STATUS_KEYS = frozenset(
+    {
+        "observedGeneration",
+        "conditions",
+        "replicas",
+        "readyReplicas",
+        "selector",
+        "capacity",
+        "cacheVersion",
+        "cacheVersionSwitchedAt",
+        "semanticCache",
+    }
+)
+
+
+def timed_reconcile(body: Mapping[str, Any], env: Env, trigger: str, *, read_stats: bool = False) -> None:
+    start = time.perf_counter()
+    try:
+        reconcile(body, env, read_stats=read_stats)
+    except Exception:
+        env.metrics.reconcile_errors.labels("Exception").inc()
+        raise
+    finally:
+        env.metrics.reconcile_duration.labels(trigger).observe(time.perf_counter() - start)
+
+
+def register(env: Env, registry: Any, drift_interval: float) -> None:
+    """Attach the handlers to a kopf registry. Kept out of import time so importing is side-effect free."""
+    import kopf
+
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, registry=registry)
+    def on_change(body: Mapping[str, Any], **_: Any) -> None:
+        timed_reconcile(body, env, "change")
+
+    @kopf.timer(*resource, registry=registry, interval=drift_interval, initial_delay=drift_interval)
+    def drift(body: Mapping[str, Any], **_: Any) -> None:
+        timed_reconcile(body, env, "timer", read_stats=True)
+
+    @kopf.on.delete(*resource, registry=registry, optional=True)
+    def on_delete(body: Mapping[str, Any], **_: Any) -> None:
+        # Children go with their owner reference (garbage collector); only our own bookkeeping is left.
+        meta = body.get("metadata") or {}
+        env.metrics.forget_policy(meta.get("namespace") or "default", meta.get("name") or "")

@@ -1,0 +1,327 @@
+"""Pure builders: a validated policy -> the Kubernetes objects the operator applies.
+
+Every function here is deterministic (same policy in, same bytes out) and does no I/O, so
+``hermes-cache plan`` shows exactly what the operator will apply. ``spec.cacheVersion`` is read by
+nothing in this module: a generation switch must never change the pod template (a test holds it).
+
+Pod layout: vLLM listens on ``127.0.0.1:8000`` inside the pod; the sidecar is the only exposed port,
+so no request reaches vLLM without the cache and its per-generation ``cache_salt``. Because kubelet
+probes the pod IP, not its loopback, vLLM's startup and readiness probes are HTTP ``GET /health`` on
+the sidecar port, which the sidecar passes through to vLLM unchanged (every path it does not serve
+itself is passed through). vLLM's liveness probe runs inside the container against loopback instead,
+so a restarting sidecar never gets the engine (and its minutes-long model load) killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from hermes_sidecar.config import parse_config
+
+from .capacity import Capacity
+from .spec import API_VERSION, KIND, Policy
+
+Manifest = dict[str, Any]
+
+FIELD_MANAGER = "hermes-cache-operator"
+VLLM_PORT = 8000
+VLLM_HOST = "127.0.0.1"
+SIDECAR_CONFIG_DIR = "/etc/hermes-sidecar"
+SIDECAR_CONFIG_FILE = "config.yaml"
+# Fixed so that every pod of every policy seeds vLLM's prefix-block hashes alike (vLLM seeds the
+# first block's hash from PYTHONHASHSEED, at random when it is unset), which keeps block hashes
+# comparable across pods and restarts; tenants and generations are separated by cache_salt.
+PYTHONHASHSEED = "0"
+# Seconds between removal from Service endpoints and SIGTERM, so no new request lands on a pod that
+# has started to drain.
+PRESTOP_SLEEP_SECONDS = 5
+QUEUE_METRIC = "vllm_num_requests_waiting"
+KV_USAGE_METRIC = "vllm_kv_cache_usage_perc"
+
+
+def labels(policy: Policy) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "hermes-cache",
+        "app.kubernetes.io/instance": policy.name,
+        "app.kubernetes.io/component": "inference",
+        "app.kubernetes.io/part-of": "hermes-cache",
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    }
+
+
+def selector_labels(policy: Policy) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "hermes-cache", "app.kubernetes.io/instance": policy.name}
+
+
+def selector_string(policy: Policy) -> str:
+    """The label selector the scale subresource reports (``status.selector``)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(policy).items())
+
+
+def served_name(policy: Policy) -> str:
+    return policy.spec.model.servedName or policy.spec.model.name.rsplit("/", 1)[-1]
+
+
+def _metadata(policy: Policy, name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": policy.namespace, "labels": labels(policy)}
+    if policy.uid:  # `plan` renders without a cluster, so without a uid to own children by
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": policy.name,
+                "uid": policy.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def configmap_name(policy: Policy) -> str:
+    return f"{policy.name}-sidecar"
+
+
+def redis_url(policy: Policy) -> str | None:
+    redis = policy.spec.semanticCache.redis
+    return redis.url if redis else None
+
+
+def sidecar_config(policy: Policy) -> dict[str, Any]:
+    """The sidecar's config file (the contract in ``hermes_sidecar.config``), validated before use."""
+    sc = policy.spec.semanticCache
+    url = redis_url(policy)
+    cache: dict[str, Any] = {
+        "enabled": sc.enabled,
+        "backend": "redis" if url else "memory",
+        "similarityThreshold": sc.similarityThreshold,
+        "ttlSeconds": sc.ttlSeconds,
+        "maxEntries": sc.maxEntries,
+        "scope": f"{policy.namespace}/{policy.name}",
+    }
+    if url:
+        cache["redisUrl"] = url
+    embedding: dict[str, Any] = {"provider": sc.embedding.provider}
+    if sc.embedding.model:
+        embedding["model"] = sc.embedding.model
+    if sc.embedding.url:
+        embedding["url"] = sc.embedding.url
+    config = {
+        "listen": f"0.0.0.0:{policy.spec.sidecar.port}",
+        "upstream": {"kind": "openai", "url": f"http://{VLLM_HOST}:{VLLM_PORT}"},
+        "cache": cache,
+        "tenantHeader": sc.tenantHeader,
+        "embedding": embedding,
+    }
+    parse_config(config)  # raises ConfigError naming the field if the contract moved under us
+    return config
+
+
+def render_configmap(policy: Policy) -> Manifest:
+    text = yaml.safe_dump(sidecar_config(policy), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(policy, configmap_name(policy)),
+        "data": {SIDECAR_CONFIG_FILE: text},
+    }
+
+
+def vllm_args(policy: Policy) -> list[str]:
+    e = policy.spec.engine
+    args = [
+        "--model", policy.spec.model.name,
+        "--served-model-name", served_name(policy),
+        "--host", VLLM_HOST,
+        "--port", str(VLLM_PORT),
+        "--tensor-parallel-size", str(e.tensorParallelSize),
+        "--gpu-memory-utilization", f"{e.gpuMemoryUtilization:g}",
+        "--max-model-len", str(e.maxModelLen),
+        "--max-num-seqs", str(e.maxNumSeqs),
+        "--max-num-batched-tokens", str(e.maxNumBatchedTokens),
+        "--block-size", str(e.blockSize),
+        "--kv-cache-dtype", e.kvCacheDtype,
+        "--dtype", e.dtype,
+        "--enable-prefix-caching" if e.prefixCaching else "--no-enable-prefix-caching",
+        "--prefix-caching-hash-algo", "sha256",
+        "--shutdown-timeout", str(e.shutdownTimeoutSeconds),
+    ]  # fmt: skip
+    if e.kvOffloadGiB > 0:
+        args += ["--kv-offloading-size", f"{e.kvOffloadGiB:g}", "--kv-offloading-backend", "native"]
+    return args + list(e.extraArgs)
+
+
+def config_hash(policy: Policy) -> str:
+    """Hash of the sidecar config: a change rolls the pods, since the sidecar reads its file at start."""
+    return hashlib.sha256(json.dumps(sidecar_config(policy), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _probe(path: str, port: int | str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": timeout,
+    }
+
+
+def render_pod_template(policy: Policy) -> Manifest:
+    spec = policy.spec
+    e = spec.engine
+    gpus = str(e.tensorParallelSize)
+    vllm_mounts = [{"name": "model-cache", "mountPath": "/root/.cache/huggingface"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "model-cache", "emptyDir": {}},
+        {"name": "sidecar-config", "configMap": {"name": configmap_name(policy)}},
+    ]
+    if e.tensorParallelSize > 1:
+        # NCCL exchanges tensors between the GPU worker processes through /dev/shm; the container
+        # runtime's 64 MiB default makes TP > 1 fail or crawl.
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}})
+        vllm_mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    vllm = {
+        "name": "vllm",
+        "image": e.image,
+        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        "args": vllm_args(policy),
+        "env": [
+            {"name": "PYTHONHASHSEED", "value": PYTHONHASHSEED},
+            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        ],
+        "resources": {"requests": {spec.gpu.resource: gpus}, "limits": {spec.gpu.resource: gpus}},
+        # The port opens before the model is loaded: /health, not TCP, and up to 30 minutes to load.
+        "startupProbe": _probe("/health", "http", period=10, failures=180),
+        "readinessProbe": _probe("/health", "http", period=5, failures=3),
+        "livenessProbe": {
+            "exec": {
+                "command": [
+                    "python3",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://{VLLM_HOST}:{VLLM_PORT}/health', "
+                    "timeout=5)",
+                ]
+            },
+            "periodSeconds": 30,
+            "failureThreshold": 4,
+            "timeoutSeconds": 10,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "volumeMounts": vllm_mounts,
+    }
+    sidecar = {
+        "name": "sidecar",
+        "image": spec.sidecar.image,
+        "command": ["hermes-sidecar", "serve", "--config", f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_FILE}"],
+        "ports": [{"name": "http", "containerPort": spec.sidecar.port, "protocol": "TCP"}],
+        "readinessProbe": _probe("/readyz", "http", period=5, failures=3),
+        "livenessProbe": _probe("/healthz", "http", period=10, failures=3),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "volumeMounts": [{"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True}],
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [vllm, sidecar],
+        # preStop pause + vLLM's own drain (--shutdown-timeout) + 10 s to exit
+        "terminationGracePeriodSeconds": PRESTOP_SLEEP_SECONDS + e.shutdownTimeoutSeconds + 10,
+        "volumes": volumes,
+    }
+    if spec.gpu.nodeSelector:
+        pod_spec["nodeSelector"] = dict(sorted(spec.gpu.nodeSelector.items()))
+    if spec.gpu.tolerations:
+        pod_spec["tolerations"] = [
+            {k: v for k, v in t.model_dump().items() if v != ""} for t in spec.gpu.tolerations
+        ]
+    return {
+        "metadata": {
+            "labels": labels(policy),
+            "annotations": {"hermes-cache.dev/sidecar-config-hash": config_hash(policy)},
+        },
+        "spec": pod_spec,
+    }
+
+
+def render_deployment(policy: Policy) -> Manifest:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(policy, policy.name),
+        "spec": {
+            "replicas": policy.spec.replicas,
+            "selector": {"matchLabels": selector_labels(policy)},
+            # A GPU replica cannot surge onto GPUs that are not there: replace one pod at a time.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": render_pod_template(policy),
+        },
+    }
+
+
+def render_service(policy: Policy) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(policy, policy.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(policy),
+            "ports": [
+                {"name": "http", "port": policy.spec.sidecar.port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def render_pdb(policy: Policy) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(policy, policy.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(policy)}},
+    }
+
+
+def render_hpa(policy: Policy) -> Manifest:
+    """HPA on the policy's scale subresource, fed by per-pod vLLM metrics through prometheus-adapter."""
+    a = policy.spec.autoscaling
+    if a.metric == "queue":
+        metric, target = QUEUE_METRIC, f"{round(a.target * 1000)}m"
+    else:
+        metric, target = KV_USAGE_METRIC, f"{round(a.target * 1000)}m"
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(policy, policy.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": policy.name},
+            "minReplicas": a.minReplicas,
+            "maxReplicas": a.maxReplicas,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": metric},
+                        "target": {"type": "AverageValue", "averageValue": target},
+                    },
+                }
+            ],
+            # A new replica loads a model for minutes: scale down slowly so load spikes do not thrash.
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+        },
+    }
+
+
+def render_all(policy: Policy, capacity: Capacity) -> list[Manifest]:
+    """Everything the operator applies for ``policy``: nothing at all when a replica does not fit."""
+    if not capacity.fits:
+        return []
+    objs = [render_configmap(policy), render_deployment(policy), render_service(policy), render_pdb(policy)]
+    if policy.spec.autoscaling.enabled:
+        objs.append(render_hpa(policy))
+    return objs
+
+
+def gpus_requested(policy: Policy, capacity: Capacity) -> int:
+    return policy.spec.replicas * policy.spec.engine.tensorParallelSize if capacity.fits else 0

@@ -1,0 +1,389 @@
+"""Typed model of a HermesCachePolicy, kept equal to ``crds/hermescachepolicy.yaml`` by a test.
+
+The CRD is the source of truth. This module mirrors it twice:
+
+* the pydantic models carry the same fields, types, defaults, enums and OpenAPI bounds
+  (``tests/unit/test_crd.py`` walks both and fails on any difference);
+* :data:`RULES` carries one Python counterpart for every CEL ``x-kubernetes-validations`` rule, with
+  the *same message*, so ``hermes-cache plan`` refuses a file exactly where the API server would
+  (``tests/unit/test_crd.py`` checks every CEL message has a counterpart here and vice versa).
+
+:func:`parse_policy` is the only way in: it returns a :class:`Policy` or raises :class:`SpecError`
+whose lines name the field path, the value and the rule that was broken.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+GROUP = "hermes-cache.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "HermesCachePolicy"
+PLURAL = "hermescachepolicies"
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+DEFAULT_SIDECAR_IMAGE = "ghcr.io/hermes-cache/hermes-cache:0.1.0"
+
+# vLLM flags whose value the operator derives from spec fields (or that vLLM removed). extraArgs may
+# not set them: two sources for one setting is how a cluster ends up running something nobody wrote
+# down. vLLM accepts '_' for '-' in flag names, so the pattern does too. The CRD embeds
+# OWNED_FLAGS_PATTERN verbatim (a test keeps them equal).
+OWNED_FLAGS: dict[str, str] = {
+    "--model": "spec.model.name",
+    "--served-model-name": "spec.model.servedName",
+    "--host": "(vLLM listens on the pod's loopback, behind the sidecar)",
+    "--port": "(vLLM listens on the pod's loopback, behind the sidecar)",
+    "--uds": "(vLLM listens on the pod's loopback, behind the sidecar)",
+    "--tensor-parallel-size": "spec.engine.tensorParallelSize",
+    "-tp": "spec.engine.tensorParallelSize",
+    "--gpu-memory-utilization": "spec.engine.gpuMemoryUtilization",
+    "--max-model-len": "spec.engine.maxModelLen",
+    "--max-num-seqs": "spec.engine.maxNumSeqs",
+    "--max-num-batched-tokens": "spec.engine.maxNumBatchedTokens",
+    "--block-size": "spec.engine.blockSize",
+    "--kv-cache-dtype": "spec.engine.kvCacheDtype",
+    "--dtype": "spec.engine.dtype",
+    "--enable-prefix-caching": "spec.engine.prefixCaching",
+    "--no-enable-prefix-caching": "spec.engine.prefixCaching",
+    "--prefix-caching-hash-algo": "(fixed to sha256 so every pod hashes prefixes alike)",
+    "--kv-offloading-size": "spec.engine.kvOffloadGiB",
+    "--kv-offloading-backend": "spec.engine.kvOffloadGiB",
+    "--shutdown-timeout": "spec.engine.shutdownTimeoutSeconds",
+    "--swap-space": "(removed from vLLM; use spec.engine.kvOffloadGiB for CPU KV offload)",
+}
+
+
+def _flag_regex(flag: str) -> str:
+    dashes = len(flag) - len(flag.lstrip("-"))
+    return flag[:dashes] + flag[dashes:].replace("-", "[-_]")
+
+
+OWNED_FLAGS_PATTERN = "^(" + "|".join(_flag_regex(f) for f in OWNED_FLAGS) + ")(=.*)?$"
+_OWNED_RE = re.compile(OWNED_FLAGS_PATTERN)
+CACHE_VERSION_PATTERN = "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+class _Spec(BaseModel):
+    # Unknown keys are refused: the API server prunes them silently, `plan` tells the user instead.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Architecture(_Spec):
+    """Model shape for the capacity planner; each field overrides the built-in preset's value."""
+
+    numLayers: int | None = Field(default=None, ge=1, le=1024)
+    numAttentionHeads: int | None = Field(default=None, ge=1, le=4096)
+    numKVHeads: int | None = Field(default=None, ge=1, le=4096)
+    headDim: int | None = Field(default=None, ge=1, le=4096)
+    hiddenSize: int | None = Field(default=None, ge=1, le=1048576)
+    vocabSize: int | None = Field(default=None, ge=1, le=16777216)
+    parameterCount: int | None = Field(default=None, ge=1)
+    maxPositionEmbeddings: int | None = Field(default=None, ge=1)
+
+
+class ModelSpec(_Spec):
+    name: str = Field(min_length=1, max_length=253)
+    servedName: str = Field(default="", max_length=253)
+    architecture: Architecture | None = None
+
+
+class EngineSpec(_Spec):
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
+    tensorParallelSize: int = 1
+    gpuMemoryUtilization: float = 0.9
+    maxModelLen: int = Field(default=8192, ge=1)
+    maxNumSeqs: int = Field(default=256, ge=1)
+    maxNumBatchedTokens: int = Field(default=8192, ge=1)
+    blockSize: Literal[8, 16, 32, 64, 128] = 16
+    kvCacheDtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    prefixCaching: bool = True
+    kvOffloadGiB: float = Field(default=0.0, ge=0)
+    shutdownTimeoutSeconds: int = Field(default=60, ge=0, le=3600)
+    extraArgs: list[str] = Field(default_factory=list, max_length=32)
+
+
+class Toleration(_Spec):
+    key: str = Field(default="", max_length=316)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = Field(default="", max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+
+
+class GPUSpec(_Spec):
+    resource: str = Field(default="nvidia.com/gpu", min_length=1, max_length=253)
+    memoryGiB: float = 80.0
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
+
+
+class AutoscalingSpec(_Spec):
+    enabled: bool = False
+    minReplicas: int = Field(default=1, ge=1)
+    maxReplicas: int = Field(default=4, ge=1)
+    metric: Literal["queue", "kvCacheUsage"] = "queue"
+    target: float = 5.0
+
+
+class RedisSpec(_Spec):
+    url: str = Field(min_length=1, max_length=512)
+
+
+class EmbeddingSpec(_Spec):
+    provider: Literal["local", "openai"] = "local"
+    model: str = Field(default="", max_length=253)
+    url: str = Field(default="", max_length=512)
+
+
+class SemanticCacheSpec(_Spec):
+    enabled: bool = True
+    redis: RedisSpec | None = None
+    similarityThreshold: float = 0.9
+    ttlSeconds: int = Field(default=3600, ge=1)
+    maxEntries: int = Field(default=100000, ge=1)
+    tenantHeader: str = Field(default="x-tenant-id", min_length=1, max_length=128)
+    embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec)
+
+
+class SidecarSpec(_Spec):
+    image: str = Field(default=DEFAULT_SIDECAR_IMAGE, min_length=1, max_length=512)
+    port: int = Field(default=8080, ge=1024, le=65535)
+
+
+class PolicySpec(_Spec):
+    model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    gpu: GPUSpec = Field(default_factory=GPUSpec)
+    replicas: int = 1
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    semanticCache: SemanticCacheSpec = Field(default_factory=SemanticCacheSpec)
+    sidecar: SidecarSpec = Field(default_factory=SidecarSpec)
+    cacheVersion: str = Field(default="v1", min_length=1, max_length=63)
+
+
+# Status models: what the operator writes (kept equal to the CRD's status schema by the same test).
+
+
+class Condition(_Spec):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    observedGeneration: int = 0
+    lastTransitionTime: str
+
+
+class CapacityStatus(_Spec):
+    fits: bool
+    reason: str
+    kvBytesPerToken: int
+    kvBytesPerTokenPerGPU: int
+    gpusPerReplica: int
+    budgetBytesPerGPU: int
+    weightsBytesPerGPU: int
+    overheadBytesPerGPU: int
+    kvCacheBytesPerGPU: int
+    kvCacheTokensPerReplica: int
+    maxConcurrentSequencesAtMaxLen: float
+
+
+class SemanticCacheStatus(_Spec):
+    hitRate: str = ""
+    requests: int = 0
+    entries: int = 0
+
+
+class PolicyStatus(_Spec):
+    observedGeneration: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    replicas: int = 0
+    readyReplicas: int = 0
+    selector: str = ""
+    cacheVersion: str = ""
+    cacheVersionSwitchedAt: str = ""
+    capacity: CapacityStatus | None = None
+    semanticCache: SemanticCacheStatus | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy: its identity plus the validated spec."""
+
+    name: str
+    namespace: str
+    spec: PolicySpec
+    uid: str = ""
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Python counterpart of one CEL rule: same field path, same message, same verdict."""
+
+    path: str
+    message: str
+    ok: Callable[[PolicySpec], bool]
+    value: Callable[[PolicySpec], object]
+
+
+def _owned_flags_in(args: list[str]) -> list[str]:
+    return [a for a in args if _OWNED_RE.match(a)]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "spec.engine.tensorParallelSize",
+        "spec.engine.tensorParallelSize must be between 1 and 8 (GPUs of one node); "
+        "multi-node tensor parallelism is not supported",
+        lambda s: 1 <= s.engine.tensorParallelSize <= 8,
+        lambda s: s.engine.tensorParallelSize,
+    ),
+    Rule(
+        "spec.engine.gpuMemoryUtilization",
+        "spec.engine.gpuMemoryUtilization must be in (0, 1]: the share of each GPU's memory vLLM may use, "
+        "for example 0.9",
+        lambda s: 0 < s.engine.gpuMemoryUtilization <= 1,
+        lambda s: s.engine.gpuMemoryUtilization,
+    ),
+    Rule(
+        "spec.engine",
+        "spec.engine.maxModelLen must be >= spec.engine.blockSize (one KV block holds blockSize tokens)",
+        lambda s: s.engine.maxModelLen >= s.engine.blockSize,
+        lambda s: s.engine.maxModelLen,
+    ),
+    Rule(
+        "spec.engine.extraArgs",
+        "spec.engine.extraArgs may not set flags the operator owns (--model, --served-model-name, --host, "
+        "--port, --tensor-parallel-size, --gpu-memory-utilization, --max-model-len, --max-num-seqs, "
+        "--block-size, --kv-cache-dtype, --dtype, --enable-prefix-caching, --kv-offloading-size, "
+        "--shutdown-timeout, ...) or removed ones (--swap-space): set the matching spec.engine field",
+        lambda s: not _owned_flags_in(s.engine.extraArgs),
+        lambda s: _owned_flags_in(s.engine.extraArgs),
+    ),
+    Rule(
+        "spec.gpu.memoryGiB",
+        "spec.gpu.memoryGiB must be > 0: the memory of one GPU in GiB, for example 80 for an H100 80GB",
+        lambda s: s.gpu.memoryGiB > 0,
+        lambda s: s.gpu.memoryGiB,
+    ),
+    Rule(
+        "spec.replicas",
+        "spec.replicas must be >= 0",
+        lambda s: s.replicas >= 0,
+        lambda s: s.replicas,
+    ),
+    Rule(
+        "spec.autoscaling",
+        "spec.autoscaling.minReplicas must be <= spec.autoscaling.maxReplicas",
+        lambda s: s.autoscaling.minReplicas <= s.autoscaling.maxReplicas,
+        lambda s: (s.autoscaling.minReplicas, s.autoscaling.maxReplicas),
+    ),
+    Rule(
+        "spec.autoscaling.target",
+        "spec.autoscaling.target must be > 0: waiting requests per pod (metric queue, e.g. 5) or a "
+        "KV-cache usage fraction (metric kvCacheUsage, e.g. 0.8)",
+        lambda s: s.autoscaling.target > 0,
+        lambda s: s.autoscaling.target,
+    ),
+    Rule(
+        "spec.autoscaling",
+        "spec.autoscaling.target must be in (0, 1] when spec.autoscaling.metric is kvCacheUsage, "
+        "for example 0.8",
+        lambda s: s.autoscaling.metric != "kvCacheUsage" or 0 < s.autoscaling.target <= 1,
+        lambda s: s.autoscaling.target,
+    ),
+    Rule(
+        "spec.semanticCache.similarityThreshold",
+        "spec.semanticCache.similarityThreshold must be in (0, 1]: the cosine similarity a cached "
+        "answer needs, for example 0.9",
+        lambda s: 0 < s.semanticCache.similarityThreshold <= 1,
+        lambda s: s.semanticCache.similarityThreshold,
+    ),
+    Rule(
+        "spec.semanticCache.redis.url",
+        "spec.semanticCache.redis.url must start with redis://, rediss:// or unix://",
+        lambda s: (
+            s.semanticCache.redis is None
+            or s.semanticCache.redis.url.startswith(("redis://", "rediss://", "unix://"))
+        ),
+        lambda s: s.semanticCache.redis.url if s.semanticCache.redis else None,
+    ),
+    Rule(
+        "spec.cacheVersion",
+        "spec.cacheVersion must be a label-like string: letters, digits, '-', '_' or '.', starting and "
+        "ending with a letter or digit, at most 63 characters, for example v2 or 2026-01-15",
+        lambda s: re.fullmatch(CACHE_VERSION_PATTERN, s.cacheVersion) is not None,
+        lambda s: s.cacheVersion,
+    ),
+)
+
+
+class SpecError(ValueError):
+    """A policy breaks the schema or a rule; ``problems`` holds one ``path: rule (got value)`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid HermesCachePolicy:\n  " + "\n  ".join(problems))
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(["spec", *(str(p) for p in err["loc"])])
+        if err["type"] == "extra_forbidden":
+            lines.append(
+                f"{loc}: unknown field (check the spelling against the CRD: kubectl explain hcp.spec)"
+            )
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required field is missing")
+        else:
+            lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return lines
+
+
+def parse_spec(data: Any) -> PolicySpec:
+    """Validate a ``spec`` mapping against the schema and every CEL counterpart in :data:`RULES`."""
+    if not isinstance(data, dict):
+        raise SpecError([f"spec: must be a mapping, got {type(data).__name__}"])
+    try:
+        spec = PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_pydantic_problems(exc)) from None
+    problems = [f"{r.path}: {r.message} (got {r.value(spec)!r})" for r in RULES if not r.ok(spec)]
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def parse_policy(doc: Any) -> Policy:
+    """Validate a whole HermesCachePolicy document (as read from a file or from the API server)."""
+    if not isinstance(doc, dict):
+        raise SpecError([f"(document): must be a mapping, got {type(doc).__name__}"])
+    problems = []
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(f"apiVersion: must be {API_VERSION} (got {doc.get('apiVersion')!r})")
+    if doc.get("kind") != KIND:
+        problems.append(f"kind: must be {KIND} (got {doc.get('kind')!r})")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?", name):
+        problems.append(
+            f"metadata.name: must be a DNS label starting with a letter, at most 52 characters (child "
+            f"objects append suffixes), for example hermes-70b (got {name!r})"
+        )
+    if problems:
+        raise SpecError(problems)
+    spec = parse_spec(doc.get("spec"))
+    return Policy(
+        name=str(name),
+        namespace=str(meta.get("namespace") or "default"),
+        spec=spec,
+        uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 0),
+    )
