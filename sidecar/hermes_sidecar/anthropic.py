@@ -1,0 +1,533 @@
+"""The Anthropic Messages dialect: prompt-cache breakpoints, cost accounting, semantic-cache replay.
+
+``POST /v1/messages`` goes through the same cache pipeline as the OpenAI routes; this dialect adds
+what is specific to Anthropic:
+
+* :meth:`AnthropicDialect.upstream_body` places ``cache_control`` breakpoints per
+  ``promptCache`` (see :mod:`hermes_sidecar.anthropic_breakpoints`);
+* every upstream answer (JSON or the ``message_start``/``message_delta`` events of a stream) is
+  accounted once into the ``hermes_prompt_cache_*`` metrics by :class:`PromptCacheAccounting`;
+* a semantic-cache hit is accounted as a whole avoided call: zero cost, zero billed tokens, and
+  the full uncached price of the stored call as saved;
+* stored answers replay as a Messages JSON object or as a complete Messages event stream.
+
+Savings and counters. ``hermes_prompt_cache_saved_usd_total`` is the saving against the same traffic
+without caching, with write premiums subtracted. A call that only writes has a negative saving
+(the 25% or 100% premium), which a Prometheus counter cannot record, so the premium is held as
+``hermes_prompt_cache_unrecovered_premium_usd`` (a gauge) and taken out of the next savings before
+they are counted. At every moment ``saved_usd_total - unrecovered_premium_usd`` is exactly the net
+saving of all traffic seen; the counter never shows a saving that the premiums have not yet
+paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from hermes_sidecar.anthropic_breakpoints import PLACES, Place, PlaceRule, place_breakpoints
+from hermes_sidecar.anthropic_pricing import PRICE_TABLE_VERSION, ModelPrice, PriceTable, Rates
+from hermes_sidecar.anthropic_usage import StreamUsage, Usage, bill, usage_from_json
+from hermes_sidecar.config import ModelPriceConfig, PromptCacheConfig
+from hermes_sidecar.dialect import (
+    CacheableRequest,
+    CachedAnswer,
+    NotCacheable,
+    ReplayInfo,
+    SSEParser,
+    Turn,
+    canonical_json,
+    sse_event,
+)
+
+__all__ = ["MESSAGES", "AnthropicDialect", "PromptCacheAccounting", "price_table_from_config"]
+
+log = logging.getLogger("hermes_sidecar.anthropic")
+
+MESSAGES = "/v1/messages"
+
+# Parameters that change the answer. Everything else not in _NEUTRAL partitions under "shape", so an
+# option we do not know can only split the cache, never merge two different requests.
+_SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop_sequences")
+# Fields that do not change the answer: the stream form (a hit is replayed in the form asked for),
+# bookkeeping, and prompt-cache markers (cache_control changes the bill, not the answer).
+_NEUTRAL = frozenset({"model", "messages", "system", "stream", "metadata", "cache_control", "service_tier"})
+# Stop reasons of a complete answer worth storing; max_tokens only when configured.
+_STORABLE = frozenset({"end_turn", "stop_sequence", "tool_use"})
+
+
+def price_table_from_config(cfg: PromptCacheConfig) -> PriceTable:
+    def rates(p: ModelPriceConfig) -> Rates:
+        return Rates(p.input, p.output, p.cacheWrite5m, p.cacheWrite1h, p.cacheRead)
+
+    prices = {
+        model: ModelPrice(
+            rates(p),
+            long_prompt=rates(p.longPrompt) if p.longPrompt else None,
+            long_prompt_threshold=p.longPromptThresholdTokens,
+        )
+        for model, p in cfg.prices.items()
+    }
+    return PriceTable(prices, cfg.minCacheableTokens, cfg.priceTableVersion or PRICE_TABLE_VERSION)
+
+
+def _strip_cache_control(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_strip_cache_control(v) for v in value]
+    return value
+
+
+class PromptCacheAccounting:
+    """The ``hermes_prompt_cache_*`` metrics, labelled by tenant. One instance per registry; thread-safe."""
+
+    def __init__(self, prices: PriceTable, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else REGISTRY
+        self.prices = prices
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        self._debt: dict[str, float] = {}
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ("tenant",)) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        self.tokens = counter(
+            "hermes_prompt_cache_tokens",
+            "Anthropic tokens billed, by class: input (uncached, after the last breakpoint), output, "
+            "cache_write_5m, cache_write_1h, cache_read. Classes are disjoint.",
+            ("class", "tenant"),
+        )
+        self.cost = counter(
+            "hermes_prompt_cache_cost_usd", "USD billed for Anthropic calls, from usage and the price table"
+        )
+        self.uncached = counter(
+            "hermes_prompt_cache_uncached_cost_usd",
+            "USD the same calls would have cost without prompt caching (semantic-cache hits included)",
+        )
+        self.saved = counter(
+            "hermes_prompt_cache_saved_usd",
+            "USD saved against the same traffic without caching, write premiums subtracted; premiums "
+            "not yet earned back are held in hermes_prompt_cache_unrecovered_premium_usd",
+        )
+        self.unrecovered = Gauge(
+            "hermes_prompt_cache_unrecovered_premium_usd",
+            "Cache-write premiums not yet earned back by savings; net saving = saved_usd_total minus this",
+            ["tenant"],
+            registry=registry,
+        )
+        self.premium = counter(
+            "hermes_prompt_cache_write_premium_usd",
+            "USD paid above the base input price for prompt-cache writes",
+        )
+        self.semantic_saved = counter(
+            "hermes_prompt_cache_semantic_hit_saved_usd",
+            "Part of hermes_prompt_cache_saved_usd_total from semantic-cache hits (whole calls avoided)",
+        )
+        self.unpriced = counter(
+            "hermes_prompt_cache_unpriced_calls",
+            "Calls to a model missing from the price table, priced as the current model of its family",
+            ("family",),
+        )
+        self.placed = counter(
+            "hermes_prompt_cache_breakpoints_placed",
+            "Breakpoints the sidecar added, by place and TTL",
+            ("place", "ttl"),
+        )
+        self.skipped = counter(
+            "hermes_prompt_cache_breakpoints_skipped",
+            "Configured breakpoints not placed, by place and reason",
+            ("place", "reason"),
+        )
+        info = Gauge(
+            "hermes_prompt_cache_price_table_info",
+            "Version of the price table in use",
+            ["version"],
+            registry=registry,
+        )
+        info.labels(version=prices.version).set(1)
+
+    def _price(self, model: str) -> ModelPrice:
+        found = self.prices.lookup(model)
+        if not found.known:
+            self.unpriced.labels(family=found.family).inc()
+            if model not in self._warned and len(self._warned) < 1000:
+                self._warned.add(model)
+                log.warning(
+                    "model %r is not in price table %s; priced as %s (family %s) until promptCache.prices "
+                    "lists it",
+                    model,
+                    self.prices.version,
+                    found.model,
+                    found.family,
+                )
+        return found.price
+
+    def _count_saving(self, tenant: str, saving: float) -> None:
+        with self._lock:
+            debt = self._debt.get(tenant, 0.0)
+            if saving < 0:
+                debt -= saving
+            else:
+                repaid = min(saving, debt)
+                debt -= repaid
+                if saving > repaid:
+                    self.saved.labels(tenant=tenant).inc(saving - repaid)
+            self._debt[tenant] = debt
+            self.unrecovered.labels(tenant=tenant).set(debt)
+
+    def record_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
+        """An upstream call that was billed: count its tokens, cost and saving once."""
+        for name, value in usage.by_class().items():
+            if value:
+                self.tokens.labels(**{"class": name, "tenant": tenant}).inc(value)
+        b = bill(usage, self._price(model))
+        self.cost.labels(tenant=tenant).inc(b.cost)
+        self.uncached.labels(tenant=tenant).inc(b.uncached_cost)
+        if b.write_premium:
+            self.premium.labels(tenant=tenant).inc(b.write_premium)
+        self._count_saving(tenant, b.saved)
+
+    def record_avoided_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
+        """A semantic-cache hit: nothing billed, the whole call at its uncached price saved."""
+        b = bill(usage, self._price(model))
+        self.cost.labels(tenant=tenant).inc(0)
+        self.uncached.labels(tenant=tenant).inc(b.uncached_cost)
+        self.semantic_saved.labels(tenant=tenant).inc(b.uncached_cost)
+        self._count_saving(tenant, b.uncached_cost)
+
+    def record_placement(self, placed: list[tuple[str, str]], skipped: list[tuple[str, str]]) -> None:
+        for place, ttl in placed:
+            self.placed.labels(place=place, ttl=ttl).inc()
+        for place, reason in skipped:
+            self.skipped.labels(place=place, reason=reason).inc()
+
+
+def _skip_code(reason: str) -> str:
+    for needle, code in (
+        ("below the minimum", "below_minimum"),
+        ("slot", "no_slot"),
+        ("client already", "client_placed"),
+    ):
+        if needle in reason:
+            return code
+    return "nothing_to_cache"
+
+
+def _content_text(content: Any) -> tuple[str, list[Any], bool]:
+    """Text of a message's content, its non-text parts, and whether it carries tool results."""
+    if isinstance(content, str):
+        return content, [], False
+    if not isinstance(content, list):
+        raise NotCacheable("invalid message content")
+    texts: list[str] = []
+    other: list[Any] = []
+    tool_result = False
+    for block in content:
+        if isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        else:
+            other.append(_strip_cache_control(block))
+            tool_result = tool_result or (isinstance(block, Mapping) and block.get("type") == "tool_result")
+    return "\n".join(texts), other, tool_result
+
+
+class AnthropicDialect:
+    name = "anthropic"
+    routes: tuple[str, ...] = (MESSAGES,)
+
+    def __init__(
+        self,
+        config: PromptCacheConfig | None = None,
+        *,
+        accounting: PromptCacheAccounting | None = None,
+        store_truncated: bool = False,
+    ) -> None:
+        self.config = config or PromptCacheConfig()
+        self.prices = accounting.prices if accounting else price_table_from_config(self.config)
+        self.accounting = accounting
+        self.store_truncated = store_truncated
+        bp = self.config.breakpoints
+        self._rules: dict[Place, PlaceRule] = {
+            place: PlaceRule(getattr(bp, place).enabled, getattr(bp, place).ttl) for place in PLACES
+        }
+
+    # -- request -----------------------------------------------------------------------------------
+
+    def parse_request(self, route: str, body: Mapping[str, Any]) -> CacheableRequest:
+        if route != MESSAGES:
+            raise NotCacheable(f"route {route} is not cacheable")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise NotCacheable("no model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise NotCacheable("no messages")
+        system_value = body.get("system")
+        if system_value is None:
+            system = ""
+        else:
+            system, other, _ = _content_text(system_value)
+            if other:
+                raise NotCacheable("non-text system content")
+        turns: list[Turn] = []
+        for m in messages:
+            if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
+                raise NotCacheable("invalid message")
+            text, other, tool_result = _content_text(m.get("content"))
+            structured = canonical_json(other) if other else ""
+            turns.append(Turn(str(m["role"]), text, structured, is_tool_result=tool_result))
+        sampling = {k: body[k] for k in _SAMPLING if body.get(k) is not None}
+        shape = {
+            k: _strip_cache_control(v)
+            for k, v in body.items()
+            if k not in _NEUTRAL and k not in _SAMPLING and v is not None
+        }
+        temperature = body.get("temperature")
+        return CacheableRequest(
+            dialect=self.name,
+            route=route,
+            model=model,
+            system=system,
+            turns=tuple(turns),
+            shape=canonical_json(shape) if shape else "",
+            sampling=sampling,
+            stream=bool(body.get("stream", False)),
+            n=1,
+            temperature=float(temperature) if isinstance(temperature, int | float) else None,
+            body=body,
+        )
+
+    def upstream_body(self, body: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
+        """The body sent upstream: the client's, plus our breakpoints. ``salt`` is vLLM-only."""
+        if not self.config.enabled or not isinstance(body.get("model"), str):
+            return dict(body)
+        min_tokens, _ = self.prices.min_cacheable_tokens(body["model"])
+        result = place_breakpoints(
+            body, self._rules, min_tokens=min_tokens, respect_client=self.config.respectClientBreakpoints
+        )
+        if self.accounting is not None:
+            self.accounting.record_placement(
+                [(p.place, p.ttl) for p in result.placed],
+                [(s.place, _skip_code(s.reason)) for s in result.skipped],
+            )
+        return result.body
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def record_json(self, request_model: str, body: Mapping[str, Any]) -> None:
+        """Account one non-streamed upstream answer (any status with a ``usage``: errors bill nothing)."""
+        if (
+            self.accounting is None
+            or body.get("type") != "message"
+            or not isinstance(body.get("usage"), Mapping)
+        ):
+            return
+        self.accounting.record_call(str(body.get("model") or request_model), usage_from_json(body["usage"]))
+
+    def answer_from_json(self, request: CacheableRequest, body: Mapping[str, Any]) -> CachedAnswer | None:
+        self.record_json(request.model, body)
+        if body.get("type") != "message" or not isinstance(body.get("content"), list):
+            return None
+        if not self._storable(body.get("stop_reason")):
+            return None
+        return CachedAnswer(self.name, dict(body))
+
+    def _storable(self, stop_reason: Any) -> bool:
+        return stop_reason in _STORABLE or (self.store_truncated and stop_reason == "max_tokens")
+
+    def recorder(self, request: CacheableRequest) -> _Recorder:
+        return _Recorder(self, request)
+
+    def replay_json(self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo) -> bytes:
+        self._account_hit(request, answer)
+        return json.dumps(_replayed(answer.body), separators=(",", ":")).encode()
+
+    def replay_sse(
+        self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo
+    ) -> Iterator[bytes]:
+        self._account_hit(request, answer)
+        return iter(list(replay_events(_replayed(answer.body))))
+
+    def _account_hit(self, request: CacheableRequest, answer: CachedAnswer) -> None:
+        if self.accounting is not None:
+            usage = answer.body.get("usage")
+            model = str(answer.body.get("model") or request.model)
+            self.accounting.record_avoided_call(
+                model, usage_from_json(usage if isinstance(usage, Mapping) else None)
+            )
+
+
+def _replayed(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored message as a fresh response. Its usage is zero: a hit is not billed, and a client
+    that prices its own calls from ``usage`` must not pay for it a second time."""
+    body = dict(stored)
+    body["id"] = "msg_" + uuid.uuid4().hex[:24]
+    body["usage"] = {
+        "input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 0,
+    }
+    return body
+
+
+def _event(kind: str, data: Mapping[str, Any]) -> bytes:
+    return sse_event(json.dumps(data, separators=(",", ":")), kind)
+
+
+def replay_events(message: Mapping[str, Any]) -> Iterator[bytes]:
+    """A complete Messages event stream for a ``message`` object: what the API would have sent."""
+    usage = dict(message.get("usage") or {})
+    head = {k: v for k, v in message.items() if k not in ("content", "stop_reason", "stop_sequence", "usage")}
+    yield _event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {**head, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage},
+        },
+    )
+    for index, block in enumerate(message.get("content") or []):
+        kind = block.get("type")
+        if kind == "text":
+            start = {k: v for k, v in block.items() if k != "text"} | {"text": ""}
+            deltas = [{"type": "text_delta", "text": block.get("text", "")}]
+        elif kind in ("tool_use", "server_tool_use"):
+            start = {k: v for k, v in block.items() if k != "input"} | {"input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block.get("input", {}))}]
+        elif kind == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": block.get("thinking", "")}]
+            if block.get("signature"):
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        else:  # redacted_thinking and result blocks arrive whole in content_block_start
+            start, deltas = dict(block), []
+        yield _event(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
+        )
+        for delta in deltas:
+            yield _event(
+                "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+            )
+        yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+    yield _event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": message.get("stop_reason"),
+                "stop_sequence": message.get("stop_sequence"),
+            },
+            "usage": {
+                k: usage[k]
+                for k in (
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                    "output_tokens",
+                )
+                if k in usage
+            },
+        },
+    )
+    yield _event("message_stop", {"type": "message_stop"})
+
+
+class _Recorder:
+    """Follows a Messages event stream while it is forwarded unchanged: accounts its usage once and
+    rebuilds the ``message`` object for the cache."""
+
+    def __init__(self, dialect: AnthropicDialect, request: CacheableRequest) -> None:
+        self._dialect = dialect
+        self._request = request
+        self._parser = SSEParser()
+        self._usage = StreamUsage()
+        self._message: dict[str, Any] | None = None
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._partial_json: dict[int, list[str]] = {}
+        self._stop_reason: Any = None
+        self._stop_sequence: Any = None
+        self._stopped = False
+        self._broken = False
+        self._accounted = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event, data in self._parser.feed(chunk):
+            self._absorb(event, data)
+        return chunk
+
+    def _absorb(self, event: str | None, data: str) -> None:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            self._broken = True
+            return
+        if not isinstance(doc, dict):
+            self._broken = True
+            return
+        kind = doc.get("type") or event
+        self._usage.observe(doc)
+        if kind == "message_start" and isinstance(doc.get("message"), dict):
+            self._message = dict(doc["message"])
+        elif kind == "content_block_start" and isinstance(doc.get("content_block"), dict):
+            self._blocks[int(doc.get("index", 0))] = dict(doc["content_block"])
+        elif kind == "content_block_delta":
+            self._delta(int(doc.get("index", 0)), doc.get("delta") or {})
+        elif kind == "message_delta":
+            delta = doc.get("delta") or {}
+            self._stop_reason = delta.get("stop_reason", self._stop_reason)
+            self._stop_sequence = delta.get("stop_sequence", self._stop_sequence)
+        elif kind == "message_stop":
+            self._stopped = True
+        elif kind == "error":
+            self._broken = True
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> None:
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        kind = delta.get("type")
+        if kind == "text_delta":
+            block["text"] = block.get("text", "") + str(delta.get("text", ""))
+        elif kind == "input_json_delta":
+            self._partial_json.setdefault(index, []).append(str(delta.get("partial_json", "")))
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + str(delta.get("thinking", ""))
+        elif kind == "signature_delta":
+            block["signature"] = str(delta.get("signature", ""))
+        elif kind == "citations_delta":
+            block.setdefault("citations", []).append(delta.get("citation"))
+
+    def finish(self, *, complete: bool) -> CachedAnswer | None:
+        # Account whatever was billed, even for a broken or aborted stream: the input was processed.
+        if not self._accounted and self._usage.seen_start and self._dialect.accounting is not None:
+            self._accounted = True
+            model = str((self._message or {}).get("model") or self._request.model)
+            self._dialect.accounting.record_call(model, self._usage.usage())
+        if not complete or not self._stopped or self._broken or self._parser.pending or self._message is None:
+            return None
+        if not self._dialect._storable(self._stop_reason):
+            return None
+        content = []
+        for index in sorted(self._blocks):
+            block = dict(self._blocks[index])
+            if index in self._partial_json:
+                joined = "".join(self._partial_json[index])
+                try:
+                    block["input"] = json.loads(joined) if joined else {}
+                except ValueError:
+                    return None
+            content.append(block)
+        body = dict(self._message)
+        body.update(
+            content=content,
+            stop_reason=self._stop_reason,
+            stop_sequence=self._stop_sequence,
+            usage=self._usage.raw(),
+        )
+        return CachedAnswer(self._dialect.name, body)
