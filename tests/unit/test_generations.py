@@ -1,0 +1,47 @@
+"""The generation record and stats contracts shared with the sidecar."""
+
+from __future__ import annotations
+
+import json
+
+from hermes_operator.generations import (
+    generation_key,
+    generation_record,
+    redact,
+    stats_key,
+    summarize_stats,
+)
+from hermes_operator.metrics import METRIC_NAMES, OperatorMetrics
+
+
+def test_keys_follow_the_architecture_contract() -> None:
+    assert generation_key("ml", "chat") == "hermes:ml/chat:generation"
+    assert stats_key("ml", "chat", "v2") == "hermes:ml/chat:stats:v2"
+
+
+def test_record_is_json_with_version_uid_switched_at() -> None:
+    rec = json.loads(generation_record("v2", "uid-9", "2026-01-01T00:00:00Z"))
+    assert rec == {"version": "v2", "uid": "uid-9", "switchedAt": "2026-01-01T00:00:00Z"}
+
+
+def test_hit_rate_counts_lookups_only() -> None:
+    s = summarize_stats(
+        {"hit_exact": 1, "hit_semantic": 2, "miss": 1, "bypass": 10, "error": 2, "entries": 3}
+    )
+    assert s == {"hitRate": "0.750", "requests": 16, "entries": 3}
+    assert summarize_stats({})["hitRate"] == ""
+
+
+def test_redis_password_is_redacted() -> None:
+    assert redact("redis://default:s3cret@redis:6379/0") == "redis://default:***@redis:6379/0"
+    assert redact("redis://redis:6379") == "redis://redis:6379"
+
+
+def test_metric_names_are_exported_and_registered() -> None:
+    m = OperatorMetrics()
+    families = {f.name: f.type for f in m.registry.collect()}
+    for name in METRIC_NAMES:
+        assert name.startswith("hermes_operator_")
+        family = name.removesuffix("_total")
+        assert family in families, name
+        assert name.endswith("_total") == (families[family] == "counter"), name

@@ -1,0 +1,311 @@
+"""reconcile() called as a plain function, its Kubernetes and Redis I/O behind the operator's own interfaces.
+
+These check the operator's decisions (what it applies, writes, refuses and publishes); the same code
+path against a real API server is tests/e2e/test_operator.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from _policies import policy_doc
+
+from hermes_operator.generations import GenerationStoreError, generation_key
+from hermes_operator.handlers import Env, reconcile
+from hermes_operator.metrics import OperatorMetrics
+
+
+class RecordingKube:
+    """Keeps applied objects by (kind, namespace, name); records status patches and events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.applies: list[dict[str, Any]] = []
+        self.deletes: list[tuple[str, str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        self.applies.append(copy.deepcopy(manifest))
+        current = self.objects.get(key, {})
+        merged = {**copy.deepcopy(manifest), "status": current.get("status", {})}
+        merged["metadata"]["generation"] = current.get("metadata", {}).get("generation", 0) + (
+            1 if current.get("spec") != manifest.get("spec") else 0
+        )
+        self.objects[key] = merged
+        return merged
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, namespace, name)))
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        self.deletes.append((kind, namespace, name))
+        return self.objects.pop((kind, namespace, name), None) is not None
+
+    def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.status_patches.append(copy.deepcopy(status))
+
+    def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def set_deployment_status(self, namespace: str, name: str, ready: int) -> None:
+        dep = self.objects[("Deployment", namespace, name)]
+        dep["status"] = {
+            "replicas": ready,
+            "readyReplicas": ready,
+            "updatedReplicas": ready,
+            "observedGeneration": dep["metadata"]["generation"],
+        }
+
+
+class RecordingStore:
+    """A GenerationStore keeping keys and published messages in dicts, optionally failing."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+        self.published: list[tuple[str, str]] = []
+        self.stats: dict[str, dict[str, int]] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise GenerationStoreError("redis redis://r:6379: connection refused")
+
+    def read_generation(self, namespace: str, policy: str) -> str | None:
+        self._check()
+        return self.keys.get(generation_key(namespace, policy))
+
+    def write_generation(self, namespace: str, policy: str, record: str) -> None:
+        self._check()
+        self.keys[generation_key(namespace, policy)] = record
+        self.published.append((generation_key(namespace, policy), record))
+
+    def read_stats(self, namespace: str, policy: str, version: str) -> dict[str, int]:
+        self._check()
+        return self.stats.get(version, {})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0
+
+    def __call__(self) -> str:
+        self.t += 1
+        return f"2026-01-01T00:00:{self.t:02d}Z"
+
+
+@pytest.fixture
+def kube() -> RecordingKube:
+    return RecordingKube()
+
+
+@pytest.fixture
+def store() -> RecordingStore:
+    return RecordingStore()
+
+
+@pytest.fixture
+def env(kube: RecordingKube, store: RecordingStore) -> Env:
+    return Env(kube=kube, stores=lambda url: store, metrics=OperatorMetrics(), now=Clock())
+
+
+def cr(generation: int = 1, status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    doc = policy_doc(**spec)
+    doc["metadata"].update(uid="uid-1", generation=generation)
+    if status is not None:
+        doc["status"] = status
+    return doc
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+REDIS = {"semanticCache": {"redis": {"url": "redis://r:6379"}}}
+
+
+def test_create_applies_children_and_reports_capacity(env: Env, kube: RecordingKube) -> None:
+    status = reconcile(cr(), env)
+    assert sorted(k[0] for k in kube.objects) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
+    conds = conditions(status)
+    assert conds["CapacityOK"]["status"] == "True"
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ReplicasNotReady"
+    assert conds["Progressing"]["status"] == "True"
+    assert all(c["observedGeneration"] == 1 for c in conds.values())
+    assert status["capacity"]["kvBytesPerToken"] == 131_072
+    assert status["selector"] == "app.kubernetes.io/name=hermes-cache,app.kubernetes.io/instance=hermes-8b"
+    assert kube.status_patches == [status]
+
+
+def test_reconciling_an_unchanged_policy_writes_nothing(env: Env, kube: RecordingKube) -> None:
+    status = reconcile(cr(**REDIS), env)
+    kube.status_patches.clear()
+    kube.events.clear()
+    again = reconcile(cr(status=status, **REDIS), env)
+    assert again == status
+    assert kube.status_patches == [] and kube.events == []
+
+
+def test_ready_when_replicas_ready_and_transition_time_kept_for_unchanged_conditions(
+    env: Env, kube: RecordingKube
+) -> None:
+    first = reconcile(cr(replicas=2), env)
+    kube.set_deployment_status("team-a", "hermes-8b", ready=2)
+    second = reconcile(cr(replicas=2, status=first), env)
+    c1, c2 = conditions(first), conditions(second)
+    assert c2["Ready"]["status"] == "True" and second["readyReplicas"] == 2
+    assert c2["Ready"]["lastTransitionTime"] != c1["Ready"]["lastTransitionTime"]
+    assert c2["CapacityOK"]["lastTransitionTime"] == c1["CapacityOK"]["lastTransitionTime"]
+    assert c2["Progressing"]["status"] == "False"
+
+
+def test_policy_that_cannot_fit_gets_capacity_false_an_event_and_no_deployment(
+    env: Env, kube: RecordingKube
+) -> None:
+    big = {
+        "model": {"name": "NousResearch/Hermes-3-Llama-3.1-70B"},
+        "engine": {"tensorParallelSize": 1, "gpuMemoryUtilization": 0.85, "maxModelLen": 128000},
+    }
+    status = reconcile(cr(**big), env)
+    assert kube.objects == {}
+    cap = conditions(status)["CapacityOK"]
+    assert cap["status"] == "False" and cap["reason"] == "InsufficientMemory"
+    assert "needs 173.10 GiB per GPU" in cap["message"] and "has 68.00 GiB" in cap["message"]
+    assert [e[:2] for e in kube.events] == [("Warning", "InsufficientMemory")]
+    kube.events.clear()
+    reconcile(cr(status=status, **big), env)
+    assert kube.events == []  # one Event per refusal, not one per timer tick
+
+
+def test_existing_deployment_is_left_alone_when_the_policy_stops_fitting(
+    env: Env, kube: RecordingKube
+) -> None:
+    status = reconcile(cr(), env)
+    before = copy.deepcopy(kube.objects)
+    kube.applies.clear()
+    reconcile(
+        cr(generation=2, status=status, engine={"maxModelLen": 131072, "gpuMemoryUtilization": 0.2}), env
+    )
+    assert kube.applies == [] and kube.deletes == []
+    assert kube.objects == before
+
+
+def test_cache_version_change_publishes_a_generation_and_leaves_the_pod_template(
+    env: Env, kube: RecordingKube, store: RecordingStore
+) -> None:
+    first = reconcile(cr(cacheVersion="v1", **REDIS), env)
+    template_v1 = json.dumps(kube.objects[("Deployment", "team-a", "hermes-8b")]["spec"]["template"])
+    dep_gen = kube.objects[("Deployment", "team-a", "hermes-8b")]["metadata"]["generation"]
+    second = reconcile(cr(generation=2, status=first, cacheVersion="v2", **REDIS), env)
+    dep = kube.objects[("Deployment", "team-a", "hermes-8b")]
+    assert json.dumps(dep["spec"]["template"]) == template_v1
+    assert dep["metadata"]["generation"] == dep_gen
+    key = "hermes:team-a/hermes-8b:generation"
+    record = json.loads(store.keys[key])
+    assert record == {"version": "v2", "uid": "uid-1", "switchedAt": second["cacheVersionSwitchedAt"]}
+    assert [k for k, _ in store.published] == [key, key]
+    assert json.loads(store.published[-1][1]) == record
+    assert second["cacheVersion"] == "v2" and first["cacheVersion"] == "v1"
+    assert conditions(second)["CacheGenerationApplied"]["status"] == "True"
+    assert env.metrics.generation_switches.labels("team-a", "hermes-8b")._value.get() == 1
+    assert ("Normal", "CacheGenerationSwitched") in [e[:2] for e in kube.events]
+
+
+def test_redis_down_keeps_the_old_generation_and_says_why(
+    env: Env, kube: RecordingKube, store: RecordingStore
+) -> None:
+    first = reconcile(cr(cacheVersion="v1", **REDIS), env)
+    store.down = True
+    second = reconcile(cr(generation=2, status=first, cacheVersion="v2", **REDIS), env)
+    cond = conditions(second)["CacheGenerationApplied"]
+    assert cond["status"] == "False" and cond["reason"] == "RedisUnavailable"
+    assert "connection refused" in cond["message"]
+    assert second["cacheVersion"] == "v1"
+    assert ("Warning", "RedisUnavailable") in [e[:2] for e in kube.events]
+    store.down = False
+    third = reconcile(cr(generation=2, status=second, cacheVersion="v2", **REDIS), env)
+    assert third["cacheVersion"] == "v2"
+
+
+def test_timer_reads_generation_stats_into_status(env: Env, store: RecordingStore) -> None:
+    first = reconcile(cr(cacheVersion="v3", **REDIS), env)
+    store.stats["v3"] = {
+        "hit_exact": 30,
+        "hit_semantic": 10,
+        "miss": 60,
+        "bypass": 5,
+        "error": 1,
+        "entries": 70,
+    }
+    status = reconcile(cr(status=first, cacheVersion="v3", **REDIS), env, read_stats=True)
+    assert status["semanticCache"] == {"hitRate": "0.400", "requests": 106, "entries": 70}
+    # a change-triggered reconcile keeps the last stats instead of dropping them
+    again = reconcile(cr(status=status, cacheVersion="v3", **REDIS), env)
+    assert again["semanticCache"] == status["semanticCache"]
+
+
+def test_timer_restores_a_generation_record_redis_lost(env: Env, store: RecordingStore) -> None:
+    first = reconcile(cr(cacheVersion="v3", **REDIS), env)
+    store.keys.clear()
+    reconcile(cr(status=first, cacheVersion="v3", **REDIS), env, read_stats=True)
+    record = json.loads(store.keys["hermes:team-a/hermes-8b:generation"])
+    assert record["version"] == "v3" and record["switchedAt"] == first["cacheVersionSwitchedAt"]
+
+
+def test_without_redis_the_generation_is_recorded_but_not_claimed_applied(env: Env) -> None:
+    status = reconcile(cr(cacheVersion="v7"), env)
+    cond = conditions(status)["CacheGenerationApplied"]
+    assert status["cacheVersion"] == "v7"
+    assert cond["status"] == "False" and cond["reason"] == "PodLocalCache"
+    off = reconcile(cr(cacheVersion="v7", semanticCache={"enabled": False}), env)
+    assert conditions(off)["CacheGenerationApplied"]["reason"] == "SemanticCacheDisabled"
+
+
+def test_turning_autoscaling_off_removes_the_hpa(env: Env, kube: RecordingKube) -> None:
+    status = reconcile(cr(autoscaling={"enabled": True, "maxReplicas": 3}), env)
+    assert ("HorizontalPodAutoscaler", "team-a", "hermes-8b") in kube.objects
+    reconcile(cr(generation=2, status=status), env)
+    assert ("HorizontalPodAutoscaler", "team-a", "hermes-8b") not in kube.objects
+
+
+def test_invalid_spec_is_refused_with_an_event_and_nothing_applied(env: Env, kube: RecordingKube) -> None:
+    status = reconcile(cr(engine={"extraArgs": ["--port=9000"]}), env)
+    ready = conditions(status)["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.engine.extraArgs" in ready["message"] and "--port=9000" in ready["message"]
+    assert kube.objects == {}
+    assert [e[:2] for e in kube.events] == [("Warning", "InvalidSpec")]
+
+
+def test_scaled_to_zero_is_not_ready_and_not_progressing(env: Env) -> None:
+    conds = conditions(reconcile(cr(replicas=0), env))
+    assert conds["Ready"]["reason"] == "ScaledToZero" and conds["Progressing"]["status"] == "False"
+
+
+def test_apply_failure_is_reported(env: Env, kube: RecordingKube) -> None:
+    def broken(manifest: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("admission webhook denied the request")
+
+    kube.apply = broken  # type: ignore[method-assign]
+    ready = conditions(reconcile(cr(), env))["Ready"]
+    assert ready["reason"] == "ApplyFailed" and "admission webhook" in ready["message"]
+    assert ("Warning", "ApplyFailed") in [e[:2] for e in kube.events]
+
+
+def test_metrics_count_policies_by_condition_and_gpus(env: Env) -> None:
+    reconcile(cr(replicas=3, engine={"tensorParallelSize": 2}), env)
+    big = {"model": {"name": "NousResearch/Hermes-3-Llama-3.1-70B"}, "engine": {"maxModelLen": 128000}}
+    doc = cr(**big)
+    doc["metadata"]["name"] = "too-big"
+    reconcile(doc, env)
+    m = env.metrics
+    assert m.gpus_requested.labels("team-a", "hermes-8b")._value.get() == 6
+    assert m.gpus_requested.labels("team-a", "too-big")._value.get() == 0
+    assert m.policies.labels("CapacityOK", "True")._value.get() == 1
+    assert m.policies.labels("CapacityOK", "False")._value.get() == 1
+    m.forget_policy("team-a", "too-big")
+    assert m.policies.labels("CapacityOK", "False")._value.get() == 0

@@ -1,0 +1,227 @@
+"""What the operator creates for a policy, checked on the rendered manifests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from _policies import policy_doc
+
+from hermes_operator.capacity import plan_capacity
+from hermes_operator.render import render_all
+from hermes_operator.spec import Policy, parse_policy
+from hermes_sidecar.config import parse_config
+
+
+def policy(uid: str = "", **spec: Any) -> Policy:
+    doc = policy_doc(**spec)
+    if uid:
+        doc["metadata"]["uid"] = uid
+    return parse_policy(doc)
+
+
+def objects(p: Policy) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in render_all(p, plan_capacity(p.spec))}
+
+
+def containers(p: Policy) -> dict[str, dict[str, Any]]:
+    pod = objects(p)["Deployment"]["spec"]["template"]["spec"]
+    return {c["name"]: c for c in pod["containers"]}
+
+
+def test_pod_template_is_byte_identical_across_cache_versions() -> None:
+    a = objects(policy(cacheVersion="v1", semanticCache={"redis": {"url": "redis://r:6379"}}))
+    b = objects(policy(cacheVersion="v2", semanticCache={"redis": {"url": "redis://r:6379"}}))
+    dump = lambda o: json.dumps(o, sort_keys=True).encode()  # noqa: E731
+    assert dump(a["Deployment"]["spec"]["template"]) == dump(b["Deployment"]["spec"]["template"])
+    assert dump(a["ConfigMap"]) == dump(b["ConfigMap"])
+
+
+def test_pod_template_changes_with_a_sidecar_setting() -> None:
+    a = objects(policy(semanticCache={"similarityThreshold": 0.9}))["Deployment"]["spec"]["template"]
+    b = objects(policy(semanticCache={"similarityThreshold": 0.95}))["Deployment"]["spec"]["template"]
+    assert a != b  # the config-hash annotation rolls the pods: the sidecar reads its file at start
+
+
+def test_rendering_is_deterministic() -> None:
+    p = policy(engine={"tensorParallelSize": 2})
+    assert json.dumps(render_all(p, plan_capacity(p.spec))) == json.dumps(
+        render_all(p, plan_capacity(p.spec))
+    )
+
+
+def test_vllm_args_follow_the_spec() -> None:
+    args = containers(
+        policy(
+            model={"servedName": "hermes"},
+            engine={
+                "tensorParallelSize": 2,
+                "gpuMemoryUtilization": 0.85,
+                "maxModelLen": 16384,
+                "maxNumSeqs": 64,
+                "blockSize": 32,
+                "kvCacheDtype": "fp8",
+                "kvOffloadGiB": 20,
+                "extraArgs": ["--enforce-eager"],
+            },
+        )
+    )["vllm"]["args"]
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--model"] == "NousResearch/Hermes-3-Llama-3.1-8B"
+    assert pairs["--served-model-name"] == "hermes"
+    assert pairs["--tensor-parallel-size"] == "2"
+    assert pairs["--gpu-memory-utilization"] == "0.85"
+    assert pairs["--max-model-len"] == "16384"
+    assert pairs["--max-num-seqs"] == "64"
+    assert pairs["--block-size"] == "32"
+    assert pairs["--kv-cache-dtype"] == "fp8"
+    assert args[args.index("--kv-offloading-size") + 1] == "20"
+    assert "--enable-prefix-caching" in args
+    assert args[-1] == "--enforce-eager"
+    assert not any(a.startswith("--swap-space") for a in args)
+
+
+def test_prefix_caching_off_and_no_offload() -> None:
+    args = containers(policy(engine={"prefixCaching": False}))["vllm"]["args"]
+    assert "--no-enable-prefix-caching" in args and "--enable-prefix-caching" not in args
+    assert "--kv-offloading-size" not in args
+
+
+def test_vllm_listens_on_loopback_and_only_the_sidecar_port_is_exposed() -> None:
+    objs = objects(policy())
+    c = containers(policy())
+    args = c["vllm"]["args"]
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert "ports" not in c["vllm"]
+    assert [p["containerPort"] for p in c["sidecar"]["ports"]] == [8080]
+    assert objs["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_prefix_hashes_agree_across_pods() -> None:
+    c = containers(policy())["vllm"]
+    assert {"name": "PYTHONHASHSEED", "value": "0"} in c["env"]
+    assert c["args"][c["args"].index("--prefix-caching-hash-algo") + 1] == "sha256"
+
+
+def test_gpus_and_shared_memory_follow_tensor_parallel_size() -> None:
+    one = objects(policy())["Deployment"]["spec"]["template"]["spec"]
+    four = objects(
+        policy(model={"name": "NousResearch/Hermes-3-Llama-3.1-70B"}, engine={"tensorParallelSize": 4})
+    )["Deployment"]["spec"]["template"]["spec"]
+    assert one["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert four["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "4"}
+    assert not any(v["name"] == "dshm" for v in one["volumes"])
+    dshm = next(v for v in four["volumes"] if v["name"] == "dshm")
+    assert dshm["emptyDir"]["medium"] == "Memory"
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in four["containers"][0]["volumeMounts"]
+
+
+def test_custom_gpu_resource_node_selector_and_tolerations() -> None:
+    pod = objects(
+        policy(
+            gpu={
+                "resource": "amd.com/gpu",
+                "nodeSelector": {"gpu": "mi300x"},
+                "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            }
+        )
+    )["Deployment"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["requests"] == {"amd.com/gpu": "1"}
+    assert pod["nodeSelector"] == {"gpu": "mi300x"}
+    assert pod["tolerations"] == [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_probes_and_graceful_drain() -> None:
+    p = policy(engine={"shutdownTimeoutSeconds": 120})
+    c = containers(p)
+    vllm = c["vllm"]
+    assert vllm["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert vllm["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert "127.0.0.1:8000/health" in " ".join(vllm["livenessProbe"]["exec"]["command"])
+    assert c["sidecar"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["sidecar"]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert vllm["args"][vllm["args"].index("--shutdown-timeout") + 1] == "120"
+    grace = objects(p)["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > 120 + vllm["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+
+def test_sidecar_config_is_the_sidecar_contract() -> None:
+    p = policy(
+        name="chat",
+        namespace="ml",
+        semanticCache={"redis": {"url": "redis://r:6379/0"}, "similarityThreshold": 0.93},
+    )
+    cm = objects(p)["ConfigMap"]
+    cfg = parse_config(yaml.safe_load(cm["data"]["config.yaml"]))
+    assert cfg.upstream.url == "http://127.0.0.1:8000"
+    assert cfg.cache.backend == "redis" and cfg.cache.redisUrl == "redis://r:6379/0"
+    assert cfg.cache.similarityThreshold == 0.93
+    assert cfg.cache.scope == "ml/chat"
+    c = containers(p)["sidecar"]
+    assert c["command"] == ["hermes-sidecar", "serve", "--config", "/etc/hermes-sidecar/config.yaml"]
+
+
+def test_semantic_cache_disabled_and_memory_backend() -> None:
+    off = parse_config(
+        yaml.safe_load(objects(policy(semanticCache={"enabled": False}))["ConfigMap"]["data"]["config.yaml"])
+    )
+    assert off.cache.enabled is False
+    mem = parse_config(yaml.safe_load(objects(policy())["ConfigMap"]["data"]["config.yaml"]))
+    assert mem.cache.backend == "memory" and mem.cache.redisUrl is None
+
+
+def test_labels_selector_and_owner_references() -> None:
+    objs = objects(policy(uid="1234-abcd"))
+    for obj in objs.values():
+        meta = obj["metadata"]
+        assert meta["labels"]["app.kubernetes.io/instance"] == "hermes-8b"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "hermes-cache-operator"
+        (ref,) = meta["ownerReferences"]
+        assert ref == {
+            "apiVersion": "hermes-cache.dev/v1alpha1",
+            "kind": "HermesCachePolicy",
+            "name": "hermes-8b",
+            "uid": "1234-abcd",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    dep = objs["Deployment"]
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert objs["PodDisruptionBudget"]["spec"]["selector"] == dep["spec"]["selector"]
+
+
+def test_no_owner_reference_without_uid() -> None:
+    assert all("ownerReferences" not in o["metadata"] for o in objects(policy()).values())
+
+
+def test_hpa_targets_the_policy_scale_subresource() -> None:
+    objs = objects(policy(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 6, "target": 4}))
+    hpa = objs["HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "hermes-cache.dev/v1alpha1",
+        "kind": "HermesCachePolicy",
+        "name": "hermes-8b",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "4000m"}
+    kv = objects(policy(autoscaling={"enabled": True, "metric": "kvCacheUsage", "target": 0.8}))
+    assert kv["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]["target"]["averageValue"] == "800m"
+
+
+def test_no_hpa_without_autoscaling() -> None:
+    assert "HorizontalPodAutoscaler" not in objects(policy())
+
+
+def test_policy_that_does_not_fit_renders_nothing() -> None:
+    p = policy(
+        model={"name": "NousResearch/Hermes-3-Llama-3.1-70B"},
+        engine={"tensorParallelSize": 1, "gpuMemoryUtilization": 0.85, "maxModelLen": 128000},
+    )
+    assert render_all(p, plan_capacity(p.spec)) == []
