@@ -24,6 +24,15 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "crds" / "hermescachepolicy.yaml"
 TARGET = ROOT / "charts" / "hermes-cache" / "templates" / "crd-hermescachepolicies.yaml"
+CHART_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+}
 
 
 def _escape_template(text: str) -> str:
@@ -43,7 +52,9 @@ def render(source_text: str) -> str:
     name = meta.get("name")
     if not name:
         raise SystemExit(f"{SOURCE}: metadata.name is missing")
-    extra_labels = meta.get("labels") or {}
+    # The chart's own label helper sets the app.kubernetes.io/* and helm.sh/chart labels; a
+    # duplicate key would make the rendered YAML invalid.
+    extra_labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in CHART_LABELS}
     extra_annotations = meta.get("annotations") or {}
 
     def dump(obj: Any, indent: int) -> str:
