@@ -72,15 +72,6 @@ def promtool_path() -> str:
     return found
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            yield from _flatten(value, path + ".")
-        else:
-            yield f"{path}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-
-
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([helm_path(), *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
@@ -88,9 +79,20 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def render_text(values: Mapping[str, Any] | None = None, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def render_text(
+    values: Mapping[str, Any] | None = None, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """`helm template` with `values` given as a values file (exact YAML types, no --set coercion)."""
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", kube_version(), *extra]
+    args = [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        kube_version(),
+        *extra,
+    ]
     if values:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(dict(values), f)

@@ -59,7 +59,9 @@ def test_the_crd_template_is_regenerated_from_the_source() -> None:
     import sys
 
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sync-chart-crd.py"), "--check"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "scripts" / "sync-chart-crd.py"), "--check"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -78,7 +80,9 @@ def test_operator_disabled_keeps_the_service_account_and_its_rights() -> None:
     assert find(objs, "Deployment") == [] and find(objs, "Service") == []
     sa = one(objs, "ServiceAccount")
     binding = one(objs, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
     assert binding["roleRef"]["name"] == one(objs, "ClusterRole")["metadata"]["name"]
 
 
@@ -106,7 +110,10 @@ def test_the_operator_runs_cluster_wide_with_metrics_and_liveness_on_the_configu
 def test_image_digest_pins_the_operator_image() -> None:
     digest = "sha256:" + "a" * 64
     dep = one(render({"operator": {"image": {"tag": "1.2.3", "digest": digest}}}), "Deployment")
-    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/hermes-cache/hermes-cache:1.2.3@{digest}"
+    assert (
+        dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"ghcr.io/hermes-cache/hermes-cache:1.2.3@{digest}"
+    )
 
 
 @pytest.mark.parametrize("values", [{}, everything_on()], ids=["defaults", "everything-on"])
@@ -207,10 +214,12 @@ def _notes(values: str) -> str:
         chart = Path(tmp) / "hermes-cache"
         shutil.copytree(CHART, chart)
         (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
-        (chart / "templates" / "notes.yaml").write_text('notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n')
+        (chart / "templates" / "notes.yaml").write_text(
+            'notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n'
+        )
         out = helm(
-            "template", "hermes-cache", str(chart), "--namespace", NAMESPACE, "--kube-version", kube_version(),
-            "--show-only", "templates/notes.yaml", "--set", values,
+            "template", "hermes-cache", str(chart), "--namespace", NAMESPACE,
+            "--kube-version", kube_version(), "--show-only", "templates/notes.yaml", "--set", values,
         ).stdout  # fmt: skip
         notes: str = yaml.safe_load(out)["notes"]
         return notes
@@ -221,13 +230,15 @@ def test_notes_tell_the_next_commands() -> None:
     assert f"kubectl -n {NAMESPACE} create token hermes-cache" in notes
     assert "kubectl get hcp -A" in notes
     assert f"redis://hermes-cache-redis.{NAMESPACE}.svc:6379" in notes
-    assert f"get secret hermes-cache-redis -o jsonpath='{{.data.password}}'" in notes
+    assert "get secret hermes-cache-redis -o jsonpath='{.data.password}'" in notes
     assert "helm uninstall hermes-cache" in notes and "kubectl delete crd " + CRD_NAME in notes
     assert "Monitoring is off" in notes
 
 
 def test_notes_with_the_operator_in_the_cluster_and_monitoring_on() -> None:
-    notes = _notes("monitoring.podMonitor.enabled=true,monitoring.prometheusRule.enabled=true,crds.keep=false")
+    notes = _notes(
+        "monitoring.podMonitor.enabled=true,monitoring.prometheusRule.enabled=true,crds.keep=false"
+    )
     assert f"kubectl -n {NAMESPACE} rollout status deployment/hermes-cache-operator" in notes
     assert "/upstream/metrics (vLLM)" in notes
     assert "kubectl delete crd" not in notes
