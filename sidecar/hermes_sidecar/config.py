@@ -7,6 +7,7 @@ module to validate what it renders; the sidecar never imports the operator.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,74 @@ class UpstreamConfig(_Strict):
     apiKeyFile: str | None = None
 
 
+class BypassConfig(_Strict):
+    # requests sampled above this temperature are passed through (their answers are meant to vary)
+    maxTemperature: float = Field(default=1.0, ge=0)
+    # regular expressions (case-insensitive) on the last user turn for volatile questions
+    patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\b(today|tonight|tomorrow|yesterday|right now|this (morning|afternoon|evening|week))\b",
+            r"\b(weather|forecast|stock price|share price|exchange rate|price of|latest news)\b",
+            r"\b(current|currently|latest|live) (price|rate|score|status|time|value)s?\b",
+        ]
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(
+                    f"cache.bypass.patterns: {p!r} is not a valid regular expression: {exc}"
+                ) from None
+        return v
+
+
+class ConversationConfig(_Strict):
+    # semantic reuse for multi-turn requests (exact reuse is always allowed)
+    semantic: bool = True
+    # above this many turns only exact reuse
+    maxTurns: int = Field(default=12, ge=1)
+    # a last turn with fewer content words (or with a pronoun pointing back) is ambiguous alone
+    minStandaloneWords: int = Field(default=3, ge=0)
+
+
+class GuardConfig(_Strict):
+    # off only for experiments: without it "enable 2FA" serves the answer to "disable 2FA"
+    enabled: bool = True
+
+
+class TagRule(_Strict):
+    pattern: str
+    tag: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(
+                f"cache.tags.rules pattern {v!r} is not a valid regular expression: {exc}"
+            ) from None
+        return v
+
+
+class TagsConfig(_Strict):
+    # request header with comma-separated tags for the stored entry
+    header: str = "x-hermes-cache-tags"
+    # tag an entry when the last user turn matches the pattern (case-insensitive)
+    rules: list[TagRule] = Field(default_factory=list)
+
+
+class WarmupRequest(_Strict):
+    path: Literal["/v1/chat/completions", "/v1/completions", "/v1/messages"] = "/v1/chat/completions"
+    body: dict[str, Any]
+    tenant: str | None = None  # tenant header value to send, so the entry lands in that partition
+
+
 class CacheConfig(_Strict):
     enabled: bool = True
     backend: Literal["redis", "memory"] = "memory"
@@ -36,6 +105,22 @@ class CacheConfig(_Strict):
     maxEntries: int = Field(default=100_000, ge=1)
     # scope of the generation record: hermes:{scope}:generation, scope = "{namespace}/{policy}"
     scope: str = "local/default"
+    # semantic candidates fetched per lookup; the guard checks each, best first
+    candidates: int = Field(default=4, ge=1, le=50)
+    # redis backend: vector index algorithm (hnsw for large partitions, flat for exact recall)
+    indexAlgorithm: Literal["hnsw", "flat"] = "hnsw"
+    # store answers that stopped at the length limit (finish_reason "length"); off: a cut answer is
+    # only right for the exact max_tokens that produced it, and max_tokens partitions anyway
+    storeTruncated: bool = False
+    # vLLM prefix cache: also call {upstream.url}/reset_prefix_cache after a generation switch
+    # (needs VLLM_SERVER_DEV_MODE=1 upstream; the per-generation cache_salt already isolates blocks)
+    resetPrefixCache: bool = False
+    bypass: BypassConfig = BypassConfig()
+    conversation: ConversationConfig = ConversationConfig()
+    guard: GuardConfig = GuardConfig()
+    tags: TagsConfig = TagsConfig()
+    # sent upstream after a generation switch so the new generation starts warm
+    warmup: list[WarmupRequest] = Field(default_factory=list)
 
     @field_validator("redisUrl")
     @classmethod
@@ -114,6 +199,7 @@ class PromptCacheConfig(_Strict):
 
 
 class AdminConfig(_Strict):
+    # a file holding the bearer token for /admin/*; without it the admin routes answer 401 to everyone
     tokenFile: str | None = None
 
 

@@ -19,8 +19,10 @@ the route to
 A dialect is a plain object with no I/O; the pipeline does the HTTP. ``app.py`` builds the dialects
 for ``upstream.kind`` and mounts a POST route for each of their ``routes``: for ``openai`` it is
 :class:`hermes_sidecar.openai_compat.OpenAIDialect`; for ``anthropic`` it calls
-``hermes_sidecar.anthropic.build_dialect(config) -> Dialect``. A dialect never stores an answer cut by
-the length limit unless built with ``store_truncated=True`` (``cache.storeTruncated``).
+``hermes_sidecar.anthropic.build_dialect(config, registry) -> Dialect`` with the sidecar config and
+the app's prometheus ``CollectorRegistry`` (each app has its own: tests run several in one process).
+A dialect never stores an answer cut by the length limit unless built with ``store_truncated=True``
+(``cache.storeTruncated``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,359 @@
+"""The sidecar's ASGI app (Starlette) and server (uvicorn).
+
+Routes: a POST route per dialect route (``/v1/chat/completions``, ``/v1/completions`` for an
+OpenAI-compatible upstream; ``/v1/messages`` for Anthropic), ``/healthz``, ``/readyz``, ``/metrics``,
+``/admin/{stats,flush,invalidate}`` behind a bearer token, and everything else passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hermes_sidecar import __version__
+from hermes_sidecar.cache import CacheService
+from hermes_sidecar.config import SidecarConfig
+from hermes_sidecar.dialect import Dialect
+from hermes_sidecar.embed import Embedder, EmbedderError, build_embedder
+from hermes_sidecar.generations import LOCAL, Generation, GenerationFollower, StatsWriter
+from hermes_sidecar.metrics import Metrics
+from hermes_sidecar.openai_compat import OpenAIDialect
+from hermes_sidecar.proxy import Pipeline
+from hermes_sidecar.store import Store, StoreError
+from hermes_sidecar.store.memory import MemoryStore
+
+log = logging.getLogger("hermes_sidecar.app")
+
+
+def build_dialects(cfg: SidecarConfig, metrics: Metrics) -> list[Dialect]:
+    if cfg.upstream.kind == "anthropic":
+        from hermes_sidecar import anthropic
+
+        # anthropic.py is built in parallel; until it has build_dialect, say so instead of crashing.
+        build = getattr(anthropic, "build_dialect", None)
+        if build is None:
+            raise RuntimeError("upstream.kind 'anthropic' is not available in this build (no build_dialect)")
+        dialect: Dialect = build(cfg, metrics.registry)
+        return [dialect]
+    return [OpenAIDialect(store_truncated=cfg.cache.storeTruncated)]
+
+
+@dataclass
+class Sidecar:
+    """Everything a running sidecar holds; built in the app's lifespan, reachable as ``app.state.sidecar``."""
+
+    cfg: SidecarConfig
+    metrics: Metrics
+    cache: CacheService
+    pipeline: Pipeline
+    client: httpx.AsyncClient
+    stats: StatsWriter
+    embedder: Embedder | None
+    redis: Any = None
+    dialects: list[Dialect] = field(default_factory=list)
+    follower: GenerationFollower | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def on_switch(self, old: Generation, new: Generation) -> None:
+        """A new generation: serve it at once (keys include it), then clean up and warm up behind."""
+        self.cache.generation = new
+        self.metrics.generation_switches.inc()
+        self.metrics.generation.clear()
+        self.metrics.generation.labels(new.version, new.uid).set(1)
+        self.metrics.entries.set(0)
+        if self.cfg.cache.resetPrefixCache and self.cfg.upstream.kind == "openai":
+            await self._reset_prefix_cache()
+        await self._warm_up()
+        try:
+            deleted = await self.cache.store.delete_generation(old.id)
+            self.metrics.deleted.labels("generation").inc(deleted)
+            self.metrics.generation_entries.remove(old.id)
+            log.info("deleted %d entries of generation %s", deleted, old.version)
+        except StoreError as exc:
+            log.warning("could not delete entries of generation %s yet: %s", old.version, exc)
+        except KeyError:
+            pass
+
+    async def _reset_prefix_cache(self) -> None:
+        # vLLM answers {"success": false} while blocks are in use: retry a few times.
+        for _ in range(5):
+            try:
+                r = await self.client.post(self.cfg.upstream.url.rstrip("/") + "/reset_prefix_cache")
+                if r.status_code == 200 and '"success":false' not in r.text.replace(" ", ""):
+                    return
+            except httpx.HTTPError as exc:
+                log.warning("reset_prefix_cache failed: %s", exc)
+            await asyncio.sleep(0.5)
+
+    async def _warm_up(self) -> None:
+        dialects = {r: d for d in self.dialects for r in d.routes}
+        for item in self.cfg.cache.warmup:
+            dialect = dialects.get(item.path)
+            if dialect is None:
+                continue
+            headers = {self.cfg.tenantHeader.lower(): item.tenant} if item.tenant else {}
+            resp = await self.pipeline.run(dialect, item.path, json.dumps(item.body).encode(), headers)
+            if hasattr(resp, "body_iterator"):
+                async for _ in resp.body_iterator:
+                    pass
+        await self.cache.drain()
+
+    async def refresh_entries(self) -> None:
+        """Keep hermes_cache_entries and the stats hash's ``entries`` field current."""
+        while True:
+            gen = self.cache.generation
+            with contextlib.suppress(StoreError):
+                n = await self.cache.store.count(gen.id)
+                self.metrics.entries.set(n)
+                self.metrics.generation_entries.labels(gen.id).set(n)
+                self.stats.set_entries(gen.version, n)
+            await asyncio.sleep(2.0)
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def _admin_ok(request: Request, cfg: SidecarConfig) -> bool:
+    # Read on every call: a rotated Secret volume takes effect without a restart. Admin calls are rare.
+    token = _read_token(cfg.admin.tokenFile)
+    got = request.headers.get("authorization", "")
+    return token is not None and got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip(), token)
+
+
+def _unauthorized() -> Response:
+    return JSONResponse(
+        {"error": "admin routes need 'Authorization: Bearer <token>' with the token from admin.tokenFile"},
+        status_code=401,
+        headers={"www-authenticate": "Bearer"},
+    )
+
+
+def _build_store(cfg: SidecarConfig, redis_client: Any, dim: int) -> Store:
+    if cfg.cache.backend == "redis":
+        from hermes_sidecar.store.redis import RedisStore
+
+        return RedisStore(redis_client, cfg.cache.scope, dim, algorithm=cfg.cache.indexAlgorithm)
+    return MemoryStore(cfg.cache.maxEntries)
+
+
+def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starlette:
+    """The ASGI app. ``embedder`` overrides the configured one (the evaluator and tests share one)."""
+    metrics = Metrics()
+    dialects = build_dialects(cfg, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis_client = None
+        if cfg.cache.redisUrl:
+            from hermes_sidecar.store.redis import redis_client as make_client
+
+            redis_client = make_client(cfg.cache.redisUrl)
+        emb = embedder
+        if emb is None:
+            try:
+                emb = build_embedder(cfg.embedding)
+            except EmbedderError as exc:
+                log.error("semantic lookup off: %s", exc)
+        store = _build_store(cfg, redis_client, emb.dim if emb is not None and emb.dim else 384)
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.upstream.timeoutSeconds, connect=5.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
+        stats = StatsWriter(redis_client, cfg.cache.scope)
+        cache = CacheService(cfg.cache, store, emb, metrics, generation=LOCAL, tenant_header=cfg.tenantHeader)
+        pipeline = Pipeline(
+            cache, client, cfg.upstream.url, metrics, stats, salt_upstream=cfg.upstream.kind == "openai"
+        )
+        sidecar = Sidecar(cfg, metrics, cache, pipeline, client, stats, emb, redis_client, dialects)
+        follower = sidecar.follower = GenerationFollower(redis_client, cfg.cache.scope, sidecar.on_switch)
+        await follower.start()
+        cache.generation = follower.current
+        metrics.generation.labels(cache.generation.version, cache.generation.uid).set(1)
+        try:
+            await store.ping()
+        except StoreError as exc:
+            log.warning("cache store not reachable at start (requests pass through until it is): %s", exc)
+            cache._mark("store", exc)
+        await stats.start()
+        sidecar.tasks.add(asyncio.create_task(sidecar.refresh_entries()))
+        app.state.sidecar = sidecar
+        try:
+            yield
+        finally:
+            for t in sidecar.tasks:
+                t.cancel()
+            await asyncio.gather(*sidecar.tasks, return_exceptions=True)
+            await follower.stop()
+            await cache.aclose()
+            await stats.stop()
+            await client.aclose()
+            if emb is not None:
+                await emb.aclose()
+            if redis_client is not None:
+                with contextlib.suppress(Exception):
+                    await redis_client.aclose()
+
+    def sc(request: Request) -> Sidecar:
+        s: Sidecar = request.app.state.sidecar
+        return s
+
+    def cacheable(dialect: Dialect, route: str) -> Any:
+        async def endpoint(request: Request) -> Response:
+            return await sc(request).pipeline.handle(dialect, route, request)
+
+        return endpoint
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        s = sc(request)
+        body: dict[str, Any] = {"ready": True, "upstream": "ok", "cache": "ok"}
+        if cfg.upstream.kind == "openai":
+            try:
+                r = await s.client.get(cfg.upstream.url.rstrip("/") + "/health", timeout=2.0)
+                if r.status_code != 200:
+                    body.update(ready=False, upstream=f"/health answered {r.status_code}")
+            except httpx.HTTPError as exc:
+                body.update(ready=False, upstream=f"unreachable: {exc}")
+        degraded = s.cache.degraded()
+        if s.embedder is None:
+            degraded["embedder"] = "not configured or failed to load: exact matching only"
+        if degraded:
+            # Fail open: the cache being down degrades, it does not stop traffic.
+            body["cache"] = "degraded"
+            body["degraded"] = degraded
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def admin_stats(request: Request) -> Response:
+        if not _admin_ok(request, cfg):
+            return _unauthorized()
+        s = sc(request)
+        gen = s.cache.generation
+        entries: int | None
+        try:
+            entries = await s.cache.store.count(gen.id)
+        except StoreError:
+            entries = None
+        counts = {
+            m.labels["result"]: int(m.value)
+            for fam in metrics.requests.collect()
+            for m in fam.samples
+            if m.name.endswith("_total")
+        }
+        return JSONResponse(
+            {
+                "generation": gen.as_dict(),
+                "generationFollowing": s.follower is not None and s.follower.connected,
+                "backend": s.cache.store.name,
+                "embedder": s.embedder.name if s.embedder is not None else None,
+                "entries": entries,
+                "requests": counts,
+                "degraded": s.cache.degraded(),
+                "time": time.time(),
+            }
+        )
+
+    async def admin_flush(request: Request) -> Response:
+        if not _admin_ok(request, cfg):
+            return _unauthorized()
+        s = sc(request)
+        gen = s.cache.generation
+        try:
+            deleted = await s.cache.store.delete_generation(gen.id)
+        except StoreError as exc:
+            return JSONResponse({"error": f"cache store unavailable: {exc}"}, status_code=503)
+        metrics.deleted.labels("flush").inc(deleted)
+        return JSONResponse({"generation": gen.as_dict(), "deleted": deleted})
+
+    async def admin_invalidate(request: Request) -> Response:
+        if not _admin_ok(request, cfg):
+            return _unauthorized()
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        tags = payload.get("tags", [payload.get("tag")]) if isinstance(payload, dict) else None
+        if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
+            return JSONResponse(
+                {"error": f'body must be {{"tag": "..."}} or {{"tags": ["..."]}}, got {payload!r}'},
+                status_code=400,
+            )
+        s = sc(request)
+        gen = s.cache.generation
+        deleted = 0
+        try:
+            for tag in tags:
+                deleted += await s.cache.store.delete_tag(gen.id, tag)
+        except StoreError as exc:
+            return JSONResponse({"error": f"cache store unavailable: {exc}"}, status_code=503)
+        metrics.deleted.labels("tag").inc(deleted)
+        return JSONResponse({"tags": tags, "deleted": deleted})
+
+    async def passthrough(request: Request) -> Response:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return await sc(request).pipeline.passthrough(
+            request.method, request.url.path, request.url.query, headers, body or None
+        )
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+        Route("/admin/stats", admin_stats, methods=["GET"]),
+        Route("/admin/flush", admin_flush, methods=["POST"]),
+        Route("/admin/invalidate", admin_invalidate, methods=["POST"]),
+    ]
+    routes += [Route(r, cacheable(d, r), methods=["POST"]) for d in dialects for r in d.routes]
+
+    async def admin_other(request: Request) -> Response:
+        if not _admin_ok(request, cfg):
+            return _unauthorized()
+        return JSONResponse({"error": f"no admin route {request.url.path}"}, status_code=404)
+
+    routes.append(Route("/admin/{rest:path}", admin_other, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    routes.append(Route("/{path:path}", passthrough, methods=methods))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.metrics = metrics
+    return app
+
+
+def serve(cfg: SidecarConfig) -> None:
+    import uvicorn
+
+    host, _, port = cfg.listen.rpartition(":")
+    uvicorn.run(
+        create_app(cfg),
+        host=host.strip("[]"),
+        port=int(port),
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+    )

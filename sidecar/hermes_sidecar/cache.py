@@ -1,0 +1,301 @@
+"""The cache decision: bypass rules, exact lookup, semantic lookup with the guard, and storing answers.
+
+This is the one decision path: live requests (``proxy.py``) and ``hermes-sidecar evaluate`` both call
+:meth:`CacheService.decide` and :meth:`CacheService.store`.
+
+Fail open: a store or embedder failure makes the request pass through (result ``error``), and the
+component is marked down for ``retry_seconds`` so that further requests do not wait on its timeout;
+a background probe marks it up again when it answers, so caching resumes without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from hermes_sidecar import guard
+from hermes_sidecar.config import CacheConfig
+from hermes_sidecar.dialect import CacheableRequest, CachedAnswer
+from hermes_sidecar.embed import Embedder, EmbedderError
+from hermes_sidecar.generations import Generation
+from hermes_sidecar.keys import ConversationLimits, Keys, keys_for
+from hermes_sidecar.metrics import Metrics
+from hermes_sidecar.store import Entry, Store, StoreError
+
+log = logging.getLogger("hermes_sidecar.cache")
+
+HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS, ERROR = "hit-exact", "hit-semantic", "miss", "bypass", "error"
+
+
+@dataclass
+class Decision:
+    result: str  # one of HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS, ERROR
+    generation: Generation
+    keys: Keys | None = None
+    entry: Entry | None = None
+    similarity: float | None = None
+    reason: str | None = None  # bypass reason, error component, guard rule of the best refused candidate
+    vector: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    tags: tuple[str, ...] = ()
+
+    @property
+    def header(self) -> str:
+        """``x-hermes-cache`` value: an error went upstream like a miss."""
+        return MISS if self.result == ERROR else self.result
+
+    @property
+    def metric(self) -> str:
+        return self.result.replace("-", "_")
+
+
+class _Health:
+    """Circuit breaker state of one component."""
+
+    def __init__(self, retry_seconds: float) -> None:
+        self.retry = retry_seconds
+        self.down_since: float | None = None
+        self.last_error = ""
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    def fail(self, err: Exception) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        self.last_error = str(err) or type(err).__name__
+
+    def ok(self) -> None:
+        self.down_since = None
+        self.last_error = ""
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return headers.get(name, "") or ""
+
+
+class CacheService:
+    def __init__(
+        self,
+        cfg: CacheConfig,
+        store: Store,
+        embedder: Embedder | None,
+        metrics: Metrics,
+        *,
+        generation: Generation,
+        tenant_header: str = "x-tenant-id",
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.embedder = embedder
+        self.metrics = metrics
+        self.generation = generation
+        self.tenant_header = tenant_header
+        self.limits = ConversationLimits(
+            cfg.conversation.semantic, cfg.conversation.maxTurns, cfg.conversation.minStandaloneWords
+        )
+        self._bypass = [re.compile(p, re.IGNORECASE) for p in cfg.bypass.patterns]
+        self._tag_rules = [(re.compile(r.pattern, re.IGNORECASE), r.tag) for r in cfg.tags.rules]
+        self.store_health = _Health(retry_seconds)
+        self.embedder_health = _Health(retry_seconds)
+        self._probe: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[bool]] = set()
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def degraded(self) -> dict[str, str]:
+        out = {}
+        if not self.store_health.up:
+            out["store"] = self.store_health.last_error
+        if not self.embedder_health.up:
+            out["embedder"] = self.embedder_health.last_error
+        return out
+
+    def _mark(self, component: str, err: Exception | None) -> None:
+        health = self.store_health if component == "store" else self.embedder_health
+        if err is None:
+            health.ok()
+        else:
+            if health.up:
+                log.warning("cache %s failed, passing requests through: %s", component, err)
+            health.fail(err)
+        self.metrics.degraded.labels(component).set(0 if health.up else 1)
+        if not health.up and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.create_task(self._probe_loop())
+
+    async def _probe_loop(self) -> None:
+        while not (self.store_health.up and self.embedder_health.up):
+            await asyncio.sleep(min(self.store_health.retry, self.embedder_health.retry))
+            if not self.store_health.up:
+                try:
+                    await self.store.ping()
+                    self._mark("store", None)
+                    log.info("cache store is back")
+                except StoreError as exc:
+                    self.store_health.last_error = str(exc)
+            if not self.embedder_health.up and self.embedder is not None:
+                try:
+                    await self.embedder.embed(["ping"])
+                    self._mark("embedder", None)
+                    log.info("embedder is back")
+                except EmbedderError as exc:
+                    self.embedder_health.last_error = str(exc)
+
+    # -- decision ----------------------------------------------------------------------------------
+
+    def bypass_reason(self, req: CacheableRequest, headers: Mapping[str, str]) -> str | None:
+        if not self.cfg.enabled:
+            return "disabled"
+        cc = _header(headers, "cache-control").lower()
+        if "no-store" in cc or "no-cache" in cc:
+            return "cache-control"
+        if req.n != 1:
+            return "n"
+        if req.temperature is not None and req.temperature > self.cfg.bypass.maxTemperature:
+            return "temperature"
+        last = req.last_user_text
+        if any(p.search(last) for p in self._bypass):
+            return "volatile"
+        return None
+
+    def tags_for(self, req: CacheableRequest, headers: Mapping[str, str]) -> tuple[str, ...]:
+        tags = {t.strip() for t in _header(headers, self.cfg.tags.header.lower()).split(",") if t.strip()}
+        last = req.last_user_text
+        tags.update(tag for pattern, tag in self._tag_rules if pattern.search(last))
+        return tuple(sorted(t.replace(",", "_") for t in tags))
+
+    async def decide(self, req: CacheableRequest, headers: Mapping[str, str], tenant: str) -> Decision:
+        gen = self.generation
+        reason = self.bypass_reason(req, headers)
+        if reason is not None:
+            self.metrics.bypass.labels(reason).inc()
+            return Decision(BYPASS, gen, reason=reason)
+        keys = keys_for(req, gen.id, tenant, self.limits)
+        tags = self.tags_for(req, headers)
+        if not self.store_health.up:
+            self.metrics.errors.labels("store").inc()
+            return Decision(ERROR, gen, keys, reason="store", tags=tags)
+        started = time.perf_counter()
+        try:
+            return await self._lookup(req, keys, gen, tags)
+        finally:
+            self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+
+    async def _lookup(
+        self, req: CacheableRequest, keys: Keys, gen: Generation, tags: tuple[str, ...]
+    ) -> Decision:
+        now = time.time()
+        try:
+            entry = await self.store.get_exact(keys.exact, now)
+        except StoreError as exc:
+            self._mark("store", exc)
+            self.metrics.errors.labels("store").inc()
+            return Decision(ERROR, gen, keys, reason="store", tags=tags)
+        if entry is not None:
+            return Decision(HIT_EXACT, gen, keys, entry, 1.0, tags=tags)
+        if keys.semantic_text is None or self.embedder is None:
+            if keys.refusal:
+                self.metrics.semantic_refusals.labels(keys.refusal).inc()
+            return Decision(MISS, gen, keys, reason=keys.refusal, tags=tags)
+        if not self.embedder_health.up:
+            self.metrics.errors.labels("embedder").inc()
+            return Decision(ERROR, gen, keys, reason="embedder", tags=tags)
+        try:
+            vector = (await self.embedder.embed([keys.semantic_text]))[0]
+        except EmbedderError as exc:
+            self._mark("embedder", exc)
+            self.metrics.errors.labels("embedder").inc()
+            return Decision(ERROR, gen, keys, reason="embedder", tags=tags)
+        try:
+            candidates = await self.store.search(keys.partition, vector, self.cfg.candidates, now)
+        except StoreError as exc:
+            self._mark("store", exc)
+            self.metrics.errors.labels("store").inc()
+            return Decision(ERROR, gen, keys, reason="store", tags=tags)
+        refused: str | None = None
+        mine = guard.features(keys.semantic_text)
+        mine_ctx = guard.features(keys.context_text) if keys.context_text else None
+        for cand, sim in candidates:
+            if sim < self.cfg.similarityThreshold or cand.text is None:
+                break
+            rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
+            if rule is None:
+                self.metrics.hit_similarity.observe(sim)
+                return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
+            self.metrics.guard_rejections.labels(rule).inc()
+            refused = refused or rule
+        return Decision(MISS, gen, keys, reason=refused, vector=vector, tags=tags)
+
+    @staticmethod
+    def check(mine: guard.Features, mine_ctx: guard.Features | None, cand: Entry) -> str | None:
+        """The guard on one candidate: the last turns, then the facts of the earlier turns."""
+        assert cand.text is not None
+        rule = guard.compare(mine, guard.features(cand.text))
+        if rule is not None:
+            return rule
+        if mine_ctx is not None or cand.context:
+            theirs = guard.features(cand.context) if cand.context else guard.features("")
+            ctx_rule = guard.compare_context(mine_ctx or guard.features(""), theirs)
+            if ctx_rule is not None:
+                return "context-" + ctx_rule
+        return None
+
+    # -- storing -----------------------------------------------------------------------------------
+
+    async def store_answer(self, decision: Decision, answer: CachedAnswer) -> bool:
+        """Store a fresh answer for a miss. Only a miss stores: a hit is already there, a bypass was
+        meant to pass, an error means the store is not to be trusted right now."""
+        if decision.result != MISS or decision.keys is None:
+            return False
+        if decision.generation.id != self.generation.id:
+            # the generation switched while upstream was answering: the answer belongs to the old one
+            self.metrics.not_stored.labels("generation-switched").inc()
+            return False
+        keys = decision.keys
+        now = time.time()
+        entry = Entry(
+            key=keys.exact,
+            partition=keys.partition,
+            generation=decision.generation.id,
+            answer=answer.to_json(),
+            created=now,
+            expires=now + self.cfg.ttlSeconds,
+            text=keys.semantic_text,
+            context=keys.context_text,
+            vector=decision.vector,
+            tags=decision.tags,
+        )
+        try:
+            await self.store.put(entry)
+        except StoreError as exc:
+            self._mark("store", exc)
+            self.metrics.not_stored.labels("store-error").inc()
+            return False
+        self.metrics.stored.inc()
+        return True
+
+    def store_in_background(self, decision: Decision, answer: CachedAnswer) -> None:
+        task = asyncio.create_task(self.store_answer(decision, answer))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background stores (tests and shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.drain()
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe

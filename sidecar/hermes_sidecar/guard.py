@@ -1,0 +1,548 @@
+"""The guard: rejects a semantic match when the two questions differ in something that changes the answer.
+
+Embedding similarity cannot tell "enable 2FA" from "disable 2FA" (they score higher than a true
+paraphrase), so every semantic candidate must also pass these lexical checks. Each rule is general
+linguistics, not a list of known test questions:
+
+- **negation**: a negator (not, never, without, n't ...) on one side only, a word on one side whose
+  negated form (un-, dis-, non-, in-/im-/ir-/il-) is on the other, two words that differ only by an
+  opposing prefix (in/ex, up/down, over/under, pre/post), or a pair from a short list of common
+  antonyms (open/closed, most/least, eat/avoid ...).
+- **numbers, dates and units**: the multisets of quantities must be equal after reading number words
+  ("fifteen" = 15) and converting durations to days ("two weeks" = "14 days"); weekdays, months and
+  relative days (today, tomorrow, tonight, weekend) must be equal.
+- **entities**: every proper noun, acronym or versioned token on one side (capitalised mid-sentence,
+  all caps, letters mixed with digits) must occur on the other side, case-insensitively.
+- **scope**: the people a question is about (my, my colleague's, my son's ...) must be equal.
+- **minimal edits**: when two questions share nearly all their content words, the few words that differ
+  are what the asker changed on purpose (delivery/billing, chicken/beef, claim/approve): a swapped or
+  added content word rejects the match unless it is a spelling variant, an inflection or a filler.
+
+``features(text)`` is computed once per text (stored with a cache entry) and ``compare(a, b)``
+returns None when reuse is safe, else the name of the rule that refused.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*", re.IGNORECASE)
+_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*")
+
+NEGATORS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "without",
+        "nobody",
+        "nothing",
+        "none",
+        "neither",
+        "nor",
+        "cannot",
+        "cant",
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "arent",
+        "wasnt",
+        "werent",
+        "wont",
+        "wouldnt",
+        "shouldnt",
+        "couldnt",
+        "hasnt",
+        "havent",
+        "hadnt",
+        "mustnt",
+        "neednt",
+        "aint",
+    ]
+)
+# Common antonym pairs of help-desk language. Each side may list inflections.
+ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(a.split("|")), frozenset(b.split("|")))
+    for a, b in (
+        ("on", "off"),
+        ("open|opened|opening", "closed|close|closing|shut"),
+        ("enable|enabled|enabling", "disable|disabled|disabling"),
+        ("start|starting|begin", "stop|stopping|end|finish"),
+        ("allow|allowed|permitted|permit", "ban|banned|forbidden|prohibited|forbid"),
+        ("include|includes|included|including", "exclude|excludes|excluded|excluding"),
+        ("add|adding", "remove|removing|delete|deleting"),
+        ("join|joining|enrol|enroll|enrolling|sign", "leave|leaving|withdraw|withdrawing|quit"),
+        ("eat|eating|take|taking|use", "avoid|avoiding"),
+        (
+            "most|more|best|highest|maximum|max|largest|biggest|longest|oldest|first|earliest",
+            "least|less|fewer|worst|lowest|minimum|min|smallest|shortest|youngest|last|latest",
+        ),
+        ("increase|increasing|raise|raising", "decrease|decreasing|reduce|reducing|lower|lowering|cut"),
+        ("buy|buying|purchase|purchasing", "sell|selling"),
+        ("send|sending", "receive|receiving"),
+        ("deposit|depositing", "withdraw|withdrawing"),
+        ("accept|accepting|approve|approving", "reject|rejecting|decline|declining|deny|denying"),
+        ("before", "after"),
+        ("above|over", "below|under"),
+        ("early|earlier", "late|later"),
+        ("safe", "dangerous|unsafe|risky"),
+        ("cheap|cheaper|cheapest", "expensive|pricier|dearer"),
+        ("fast|faster|fastest|quick|quicker", "slow|slower|slowest"),
+        ("pass|passed", "fail|failed"),
+        ("win|won", "lose|lost"),
+        ("lock|locking", "unlock|unlocking"),
+        ("hide|hiding", "show|showing|unhide"),
+        ("import|importing", "export|exporting"),
+        ("cover|covers|covered", "exclude|excludes|excluded"),
+        ("pros|advantages|benefits", "cons|disadvantages|drawbacks|risks"),
+        ("true", "false"),
+        ("yes", "no"),
+        ("with", "without"),
+        ("can", "cannot|cant"),
+        ("must|required|mandatory", "optional"),
+        ("legal", "illegal"),
+        ("inside|indoors|internal|domestic", "outside|outdoors|external|international|abroad"),
+        ("upstairs", "downstairs"),
+        ("full", "part|empty"),
+        ("income", "expenses|expense"),
+        ("credit", "debit"),
+        ("left", "right"),
+        ("north|northern", "south|southern"),
+        ("east|eastern", "west|western"),
+        ("day|daytime", "night|overnight"),
+        ("weekday|weekdays", "weekend|weekends"),
+        ("hot|warm", "cold|cool"),
+        ("old|older", "new|newer|young|younger"),
+        ("import", "export"),
+    )
+)
+_NEG_PREFIXES = ("un", "dis", "non", "in", "im", "ir", "il", "de", "mis", "anti")
+_OPPOSED_PREFIXES = (("in", "ex"), ("im", "ex"), ("up", "down"), ("over", "under"), ("pre", "post"),
+                     ("inter", "intra"), ("max", "min"), ("en", "dis"))  # fmt: skip
+
+_UNITS_DAYS = {
+    "day": 1.0, "days": 1.0, "week": 7.0, "weeks": 7.0, "fortnight": 14.0, "fortnights": 14.0,
+    "month": 30.0, "months": 30.0, "year": 365.0, "years": 365.0, "yr": 365.0, "yrs": 365.0,
+}  # fmt: skip
+_NUMBER_WORDS = {
+    "zero": 0, "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "hundred": 100, "thousand": 1000, "million": 1_000_000, "dozen": 12, "half": 0.5, "couple": 2,
+    "single": 1, "double": 2, "twice": 2, "once": 1, "first": 1, "second": 2, "third": 3,
+}  # fmt: skip
+_TIME_WORDS = frozenset(
+    [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "mondays",
+        "tuesdays",
+        "wednesdays",
+        "thursdays",
+        "fridays",
+        "saturdays",
+        "sundays",
+        "weekend",
+        "weekends",
+        "weekday",
+        "weekdays",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "today",
+        "tonight",
+        "tomorrow",
+        "yesterday",
+        "morning",
+        "afternoon",
+        "evening",
+        "night",
+        "midnight",
+        "noon",
+        "now",
+        "currently",
+        "spring",
+        "summer",
+        "autumn",
+        "fall",
+        "winter",
+        "christmas",
+        "easter",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "annual",
+        "hourly",
+        "quarterly",
+        "overnight",
+    ]
+)
+# Who a question is about, by class: "my son" and "my kid" are the same scope, "my colleague" is not
+# "me". First and second person are the default scope and are not listed.
+_PEOPLE: dict[str, str] = {
+    w: cls
+    for cls, ws in {
+        "child": "child children kid kids baby babies son sons daughter daughters teenager teenage toddler",
+        "partner": "partner wife husband spouse",
+        "parent": "parent parents mother mum mom father dad grandparent grandparents",
+        "sibling": "brother brothers sister sisters sibling siblings",
+        "colleague": "colleague colleagues coworker coworkers employee employees staff",
+        "friend": "friend friends neighbour neighbor neighbours neighbors",
+        "third": "his her their him them he she they",
+        "customer": "customer customers client clients",
+        "tenant": "tenant tenants lodger",
+        "landlord": "landlord landlords",
+        "student": "student students pupil pupils",
+        "patient": "patient patients",
+        "pet": "dog dogs cat cats pet pets puppy kitten",
+        "business": "business company organisation organization employer",
+    }.items()
+    for w in ws.split()
+}
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "done",
+        "have",
+        "has",
+        "had",
+        "having",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "about",
+        "as",
+        "into",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "so",
+        "than",
+        "too",
+        "very",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "how",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "whether",
+        "any",
+        "some",
+        "all",
+        "each",
+        "every",
+        "just",
+        "also",
+        "still",
+        "please",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "cheers",
+        "ok",
+        "okay",
+        "well",
+        "way",
+        "there's",
+        "what's",
+        "how's",
+        "it's",
+        "i'm",
+        "i'd",
+        "i've",
+        "i'll",
+        "let",
+        "let's",
+        "know",
+        "tell",
+        "need",
+        "want",
+        "like",
+        "get",
+        "got",
+        "go",
+        "going",
+        "able",
+        "possible",
+        "process",
+        "procedure",
+        "anyone",
+        "anything",
+        "something",
+        "really",
+        "actually",
+        "exactly",
+        "again",
+    ]
+)
+# Politeness and hedging that never changes an answer.
+FILLERS = frozenset(
+    ["please", "thanks", "thank", "cheers", "hi", "hello", "hey", "kindly", "quick", "question", "quickly"]
+)
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+    return text
+
+
+def _norm_word(w: str) -> str:
+    w = w.lower().replace("'", "")
+    return w
+
+
+def _stem(w: str) -> str:
+    for suf in ("ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s", "er", "ly"):
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            return w[: -len(suf)] + ("y" if suf in ("ies", "ied") else "")
+    return w
+
+
+@dataclass(frozen=True)
+class Features:
+    words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
+    negations: int
+    quantities: tuple[str, ...]  # sorted, canonical "value unit"
+    times: tuple[str, ...]
+    entities: tuple[str, ...]  # lower-cased
+    people: tuple[str, ...]
+    content: tuple[str, ...]  # stemmed content words, in order
+
+
+def _quantities(words: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        value: float | None = None
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|%)?", w)
+        if m:
+            value = float(m.group(1))
+            unit = m.group(2) or ""
+        elif w in _NUMBER_WORDS and w not in ("a", "an", "second", "once", "single"):
+            value = float(_NUMBER_WORDS[w])
+            unit = ""
+            # "two hundred", "fifty five"
+            while i + 1 < len(words) and words[i + 1] in _NUMBER_WORDS and words[i + 1] not in ("a", "an"):
+                nxt = _NUMBER_WORDS[words[i + 1]]
+                value = value * nxt if nxt >= 100 else value + nxt
+                i += 1
+        elif w in ("a", "an") and i + 1 < len(words) and words[i + 1] in _UNITS_DAYS:
+            value, unit = 1.0, ""
+        if value is None:
+            i += 1
+            continue
+        nxt_w = words[i + 1] if i + 1 < len(words) else ""
+        if not unit and nxt_w in _UNITS_DAYS:
+            value *= _UNITS_DAYS[nxt_w]
+            unit = "days"
+            i += 1
+        elif not unit and nxt_w in ("percent", "per", "pc"):
+            unit = "%"
+            i += 1 if nxt_w != "per" else 0
+        out.append(f"{value:g}{unit}")
+        i += 1
+    return sorted(out)
+
+
+def features(text: str) -> Features:
+    text = _fold(text)
+    raw = _RAW_TOKEN.findall(text)
+    words = [_norm_word(w) for w in _WORD.findall(text.replace("-", " ").replace("/", " "))]
+    letters = [c for c in text if c.isalpha()]
+    shouting = bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.6
+    entities: set[str] = set()
+    sentence_start = True
+    for tok in raw:
+        core = tok.strip(".'\u2019-/")
+        if not core:
+            continue
+        is_cap = core[0].isupper() and core.lower() != "i" and not core.lower().startswith("i'")
+        acronym = len(core) >= 2 and core.isupper() and core.isalpha()
+        mixed = any(c.isdigit() for c in core) and any(c.isalpha() for c in core)
+        candidate = not shouting and ((is_cap and not sentence_start) or acronym or mixed)
+        if candidate and not re.fullmatch(r"\d+(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am)", core.lower()):
+            entities.add(core.lower().replace("'", "").replace("\u2019", ""))
+        sentence_start = tok.endswith((".", "?", "!")) or tok.endswith(":")
+    negations = sum(1 for w in words if w in NEGATORS)
+    content = [_stem(w) for w in words if w not in STOPWORDS and w not in NEGATORS]
+    return Features(
+        words=tuple(words),
+        negations=negations,
+        quantities=tuple(_quantities(words)),
+        times=tuple(sorted({w.rstrip("s") if w.endswith("days") else w for w in words if w in _TIME_WORDS})),
+        entities=tuple(sorted(entities)),
+        people=tuple(sorted({_PEOPLE[w] for w in words if w in _PEOPLE})),
+        content=tuple(content),
+    )
+
+
+def _similar_word(a: str, b: str) -> bool:
+    """Spelling variant or inflection of the same word."""
+    if a == b or _stem(a) == _stem(b):
+        return True
+    if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
+        return True
+    return len(a) >= 5 and len(b) >= 5 and SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _negated_form(a: str, b: str) -> bool:
+    for p in _NEG_PREFIXES:
+        if (b == p + a or a == p + b) and min(len(a), len(b)) >= 3:
+            return True
+    for p, q in _OPPOSED_PREFIXES:
+        for x, y in ((a, b), (b, a)):
+            if x.startswith(p) and y.startswith(q) and x[len(p) :] == y[len(q) :] and len(x) - len(p) >= 3:
+                return True
+    return False
+
+
+def _entity_present(entity: str, other: Features, other_text_words: set[str]) -> bool:
+    parts = entity.replace(".", " ").split()
+    return all(p in other_text_words or any(_similar_word(p, w) for w in other_text_words) for p in parts)
+
+
+def compare(a: Features, b: Features) -> str | None:
+    """None when b may reuse a's answer; otherwise the name of the rule that refused."""
+    wa, wb = set(a.words), set(b.words)
+    if (a.negations % 2) != (b.negations % 2):
+        return "negation"
+    for x in wa - wb:
+        for y in wb - wa:
+            if _negated_form(x, y):
+                return "negation"
+    for left, right in ANTONYMS:
+        if (wa & left and wb & right and not (wa & right)) or (wb & left and wa & right and not (wb & right)):
+            return "negation"
+    if Counter(a.quantities) != Counter(b.quantities):
+        return "number"
+    if set(a.times) != set(b.times):
+        return "date"
+    for ent in a.entities:
+        if not _entity_present(ent, b, wb):
+            return "entity"
+    for ent in b.entities:
+        if not _entity_present(ent, a, wa):
+            return "entity"
+    if set(a.people) != set(b.people):
+        return "scope"
+    return _minimal_edit(a, b)
+
+
+def _minimal_edit(a: Features, b: Features) -> str | None:
+    ca, cb = list(a.content), list(b.content)
+    only_a = [w for w in ca if not any(_similar_word(w, v) for v in cb)]
+    only_b = [w for w in cb if not any(_similar_word(w, v) for v in ca)]
+    only_a = [w for w in only_a if w not in FILLERS]
+    only_b = [w for w in only_b if w not in FILLERS]
+    shared = len(ca) - len(only_a)
+    # A "minimal edit": the asker kept most content words and swapped one or two. A true paraphrase
+    # rewords most of the question instead, and a near repeat changes no content word at all. A word
+    # only added (no swap) narrows the question mostly through people, numbers or entities, which the
+    # rules above check.
+    if only_a and only_b and len(only_a) <= 2 and len(only_b) <= 2 and shared >= max(2, len(ca) - 2):
+        return "edit"
+    return None
+
+
+def compare_context(a: Features, b: Features) -> str | None:
+    """The facts of two earlier conversations must agree before their last turns may share an answer:
+    the same quantities, dates, entities and people. Wording may differ ("six months" = "6 months")."""
+    if Counter(a.quantities) != Counter(b.quantities):
+        return "number"
+    if set(a.times) != set(b.times):
+        return "date"
+    wa, wb = set(a.words), set(b.words)
+    if any(not _entity_present(e, b, wb) for e in a.entities) or any(
+        not _entity_present(e, a, wa) for e in b.entities
+    ):
+        return "entity"
+    if set(a.people) != set(b.people):
+        return "scope"
+    return None

@@ -1,0 +1,155 @@
+"""Request normalisation, tenant, partition key, exact key, and the text that is embedded.
+
+A partition is the set of entries a request may reuse at all: same generation, tenant, dialect and
+route, model, system prompt, tools/response format and answer-changing sampling parameters. Exact
+and semantic lookups never leave the partition. The stream flag is not part of it: a hit is replayed
+in the form the client asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hermes_sidecar.dialect import CacheableRequest, canonical_json
+from hermes_sidecar.guard import STOPWORDS
+
+_SPACE = re.compile(r"\s+")
+# Words that point back into the conversation: with one of these the last turn means nothing alone.
+_ANAPHORA = frozenset(
+    [
+        "it",
+        "its",
+        "it's",
+        "that",
+        "this",
+        "these",
+        "those",
+        "them",
+        "they",
+        "there",
+        "one",
+        "ones",
+        "same",
+        "yes",
+        "yeah",
+        "yep",
+        "no",
+        "nope",
+        "ok",
+        "okay",
+        "sure",
+        "please",
+        "do",
+        "go",
+        "ahead",
+        "and",
+        "also",
+        "too",
+        "either",
+        "instead",
+        "then",
+        "above",
+        "previous",
+        "earlier",
+        "former",
+        "latter",
+        "such",
+    ]
+)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def normalise(text: str) -> str:
+    """Unicode NFKC, whitespace collapsed, trimmed. Case and punctuation are kept: the exact key must
+    only merge requests that are the same request."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def tenant_of(headers: Mapping[str, str], tenant_header: str) -> str:
+    """The tenant: the trusted header set by the gateway, else a hash of the credential, else anonymous.
+
+    Never the body: a client could write anything there."""
+    value = headers.get(tenant_header.lower())
+    if value:
+        return "h:" + value.strip()
+    for name in ("authorization", "x-api-key", "api-key"):
+        cred = headers.get(name)
+        if cred:
+            return "c:" + _sha(cred.strip())[:24]
+    return "anonymous"
+
+
+def cache_salt(generation: str, tenant: str) -> str:
+    """vLLM ``cache_salt``: prefix-cache blocks are shared only within one generation and tenant."""
+    return _sha(f"hermes-salt\0{generation}\0{tenant}")[:32]
+
+
+@dataclass(frozen=True)
+class Keys:
+    partition: str
+    exact: str
+    # text embedded for semantic lookup; None when semantic reuse is refused for this request
+    semantic_text: str | None
+    context_text: str  # earlier turns, checked by the guard for conversations
+    refusal: str | None  # why semantic reuse was refused (for logs/stats)
+
+
+@dataclass(frozen=True)
+class ConversationLimits:
+    semantic: bool = True
+    max_turns: int = 12
+    min_standalone_words: int = 3
+
+
+def partition_key(req: CacheableRequest, generation: str, tenant: str) -> str:
+    parts = {
+        "g": generation,
+        "t": tenant,
+        "d": req.dialect,
+        "r": req.route,
+        "m": req.model,
+        "sys": _sha(normalise(req.system)),
+        "shape": _sha(req.shape),
+        "s": canonical_json(dict(req.sampling)),
+    }
+    return _sha(canonical_json(parts))[:32]
+
+
+def standalone(text: str, min_words: int) -> bool:
+    """A last turn that can be understood without the conversation before it."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    if any(w in _ANAPHORA for w in words):
+        return False
+    content = [w for w in words if w not in STOPWORDS]
+    return len(content) >= min_words
+
+
+def keys_for(req: CacheableRequest, generation: str, tenant: str, limits: ConversationLimits) -> Keys:
+    partition = partition_key(req, generation, tenant)
+    turns = [(t.role, normalise(t.text), t.structured, t.is_tool_result) for t in req.turns]
+    exact = _sha(partition + "\0" + canonical_json(turns))[:40]
+    last = normalise(req.last_user_text)
+    earlier = req.turns[:-1]
+    context = "\n".join(normalise(t.text) for t in earlier)
+    refusal: str | None = None
+    if not req.turns or req.turns[-1].role != "user" or not last:
+        refusal = "no-user-turn"
+    elif any(t.structured for t in req.turns):
+        refusal = "tool-calls-or-non-text"  # structured parts are not embedded: only exact reuse
+    elif earlier:
+        if not limits.semantic:
+            refusal = "conversation"
+        elif req.has_tool_results:
+            refusal = "tool-results"
+        elif len(req.turns) > limits.max_turns:
+            refusal = "too-many-turns"
+        elif not standalone(last, limits.min_standalone_words):
+            refusal = "ambiguous-last-turn"
+    return Keys(partition, exact, None if refusal else last, context, refusal)

@@ -1,0 +1,61 @@
+"""Cache stores behind one protocol: ``memory`` (in-process, bounded LRU) and ``redis`` (redisvl vector
+index). Both keep the same semantics: absolute TTLs that a hit never extends, lookups confined to one
+partition, entries tagged with their generation so a whole generation can be deleted in the background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or answered with an error; the pipeline fails open on it."""
+
+
+@dataclass
+class Entry:
+    key: str  # exact key (already includes the partition)
+    partition: str
+    generation: str
+    answer: str  # CachedAnswer JSON
+    created: float
+    expires: float  # absolute unix time; never moved by a hit
+    text: str | None = None  # the embedded text (None: exact reuse only)
+    context: str = ""  # earlier conversation turns, for the guard
+    vector: npt.NDArray[np.float32] | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Store(Protocol):
+    name: str
+
+    async def get_exact(self, key: str, now: float) -> Entry | None: ...
+
+    async def search(
+        self, partition: str, vector: npt.NDArray[np.float32], k: int, now: float
+    ) -> list[tuple[Entry, float]]:
+        """Nearest entries of ``partition`` with their cosine similarity, best first, unexpired only."""
+        ...
+
+    async def put(self, entry: Entry) -> None: ...
+
+    async def delete_generation(self, generation: str) -> int:
+        """Delete every entry of ``generation``, in batches; returns how many were removed."""
+        ...
+
+    async def delete_tag(self, generation: str, tag: str) -> int: ...
+
+    async def count(self, generation: str) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError when the store cannot serve."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+__all__ = ["Entry", "Store", "StoreError"]

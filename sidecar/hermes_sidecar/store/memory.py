@@ -1,0 +1,84 @@
+"""The in-process store: bounded LRU over all entries, vectors searched per partition with numpy."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from hermes_sidecar.store import Entry
+
+
+class MemoryStore:
+    name = "memory"
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._partitions: dict[str, dict[str, Entry]] = {}
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            part = self._partitions.get(entry.partition)
+            if part is not None:
+                part.pop(key, None)
+                if not part:
+                    del self._partitions[entry.partition]
+
+    async def get_exact(self, key: str, now: float) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= now:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    async def search(
+        self, partition: str, vector: npt.NDArray[np.float32], k: int, now: float
+    ) -> list[tuple[Entry, float]]:
+        part = self._partitions.get(partition)
+        if not part:
+            return []
+        for key in [key for key, e in part.items() if e.expires <= now]:
+            self._drop(key)
+        candidates = [e for e in part.values() if e.vector is not None]
+        if not candidates:
+            return []
+        sims = np.stack([e.vector for e in candidates if e.vector is not None]) @ vector
+        order = np.argsort(-sims)[:k]
+        found = [(candidates[i], float(sims[i])) for i in order]
+        for entry, _ in found:
+            self._entries.move_to_end(entry.key)
+        return found
+
+    async def put(self, entry: Entry) -> None:
+        self._drop(entry.key)
+        self._entries[entry.key] = entry
+        self._partitions.setdefault(entry.partition, {})[entry.key] = entry
+        while len(self._entries) > self._max:
+            self._drop(next(iter(self._entries)))
+
+    async def delete_generation(self, generation: str) -> int:
+        doomed = [k for k, e in self._entries.items() if e.generation == generation]
+        for k in doomed:
+            self._drop(k)
+        return len(doomed)
+
+    async def delete_tag(self, generation: str, tag: str) -> int:
+        doomed = [k for k, e in self._entries.items() if e.generation == generation and tag in e.tags]
+        for k in doomed:
+            self._drop(k)
+        return len(doomed)
+
+    async def count(self, generation: str) -> int:
+        return sum(1 for e in self._entries.values() if e.generation == generation)
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
