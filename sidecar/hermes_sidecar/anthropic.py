@@ -22,6 +22,7 @@ paid for.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -46,11 +47,21 @@ from hermes_sidecar.dialect import (
     sse_event,
 )
 
-__all__ = ["MESSAGES", "AnthropicDialect", "PromptCacheAccounting", "price_table_from_config"]
+__all__ = [
+    "MESSAGES",
+    "AnthropicDialect",
+    "PromptCacheAccounting",
+    "current_tenant",
+    "price_table_from_config",
+]
 
 log = logging.getLogger("hermes_sidecar.anthropic")
 
 MESSAGES = "/v1/messages"
+
+# The tenant of the request being served, set by the /v1/messages route, so that semantic-cache hits
+# (which never reach the upstream transport, where billed calls are accounted) carry the same label.
+current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("hermes_anthropic_tenant", default="")
 
 # Parameters that change the answer. Everything else not in _NEUTRAL partitions under "shape", so an
 # option we do not know can only split the cache, never merge two different requests.
@@ -321,18 +332,9 @@ class AnthropicDialect:
 
     # -- answers -----------------------------------------------------------------------------------
 
-    def record_json(self, request_model: str, body: Mapping[str, Any]) -> None:
-        """Account one non-streamed upstream answer (any status with a ``usage``: errors bill nothing)."""
-        if (
-            self.accounting is None
-            or body.get("type") != "message"
-            or not isinstance(body.get("usage"), Mapping)
-        ):
-            return
-        self.accounting.record_call(str(body.get("model") or request_model), usage_from_json(body["usage"]))
-
     def answer_from_json(self, request: CacheableRequest, body: Mapping[str, Any]) -> CachedAnswer | None:
-        self.record_json(request.model, body)
+        # Usage is accounted by AnthropicTransport for every upstream answer, not here (this is only
+        # called for answers the cache may store), so nothing is counted twice or missed.
         if body.get("type") != "message" or not isinstance(body.get("content"), list):
             return None
         if not self._storable(body.get("stop_reason")):
@@ -360,7 +362,9 @@ class AnthropicDialect:
             usage = answer.body.get("usage")
             model = str(answer.body.get("model") or request.model)
             self.accounting.record_avoided_call(
-                model, usage_from_json(usage if isinstance(usage, Mapping) else None)
+                model,
+                usage_from_json(usage if isinstance(usage, Mapping) else None),
+                tenant=current_tenant.get(),
             )
 
 
@@ -441,8 +445,8 @@ def replay_events(message: Mapping[str, Any]) -> Iterator[bytes]:
 
 
 class _Recorder:
-    """Follows a Messages event stream while it is forwarded unchanged: accounts its usage once and
-    rebuilds the ``message`` object for the cache."""
+    """Follows a Messages event stream while it is forwarded unchanged and rebuilds the ``message``
+    object for the cache (usage is accounted by AnthropicTransport)."""
 
     def __init__(self, dialect: AnthropicDialect, request: CacheableRequest) -> None:
         self._dialect = dialect
@@ -456,7 +460,6 @@ class _Recorder:
         self._stop_sequence: Any = None
         self._stopped = False
         self._broken = False
-        self._accounted = False
 
     def feed(self, chunk: bytes) -> bytes:
         for event, data in self._parser.feed(chunk):
@@ -504,11 +507,6 @@ class _Recorder:
             block.setdefault("citations", []).append(delta.get("citation"))
 
     def finish(self, *, complete: bool) -> CachedAnswer | None:
-        # Account whatever was billed, even for a broken or aborted stream: the input was processed.
-        if not self._accounted and self._usage.seen_start and self._dialect.accounting is not None:
-            self._accounted = True
-            model = str((self._message or {}).get("model") or self._request.model)
-            self._dialect.accounting.record_call(model, self._usage.usage())
         if not complete or not self._stopped or self._broken or self._parser.pending or self._message is None:
             return None
         if not self._dialect._storable(self._stop_reason):
