@@ -196,7 +196,9 @@ class Pipeline:
                     yield recorder.feed(chunk) if recorder is not None else chunk
                 complete = True
             except httpx.HTTPError as exc:
+                # Cut the client's stream too: ending it cleanly would pass a truncated answer as whole.
                 log.warning("upstream stream broke: %s", exc)
+                raise
             finally:
                 await resp.aclose()
                 if recorder is not None and record:

@@ -50,7 +50,9 @@ class FakeOpenAI:
         else:
             prompt = body["prompt"]
         if "[[500]]" in prompt:
-            return JSONResponse({"error": {"message": "injected failure", "type": "InternalServerError"}}, 500)
+            return JSONResponse(
+                {"error": {"message": "injected failure", "type": "InternalServerError"}}, 500
+            )
         if "[[slow]]" in prompt:
             await asyncio.sleep(0.3)
         text, finish = self._answer(prompt)
@@ -79,16 +81,26 @@ class FakeOpenAI:
             obj = "chat.completion.chunk" if chat else "text_completion"
 
             def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-                doc = {"id": rid, "object": obj, "created": created, "model": body.get("model"), "choices": choices}
+                doc = {
+                    "id": rid,
+                    "object": obj,
+                    "created": created,
+                    "model": body.get("model"),
+                    "choices": choices,
+                }
                 return b"data: " + json.dumps({**doc, **extra}).encode() + b"\n\n"
 
             if chat:
-                yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+                yield chunk(
+                    [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+                )
             words = text.split(" ")
             for i, w in enumerate(words):
                 piece = w if i == 0 else " " + w
                 if chat:
-                    yield chunk([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+                    yield chunk(
+                        [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]
+                    )
                 else:
                     yield chunk([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
                 if drop and i == len(words) // 2:
