@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.openai_upstream import FakeOpenAI, run_server
 
+from fakes.openai_upstream import FakeOpenAI, run_server
 from hermes_sidecar.app import create_app
 from hermes_sidecar.config import parse_config
 from hermes_sidecar.embed import LocalEmbedder
