@@ -52,7 +52,7 @@ log "CRD template in sync with crds/hermescachepolicy.yaml"
 log "helm lint --strict (defaults, and every optional part on)"
 "$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache
 "$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache \
-  --set redis.enabled=true,redis.persistence.enabled=true,rbac.keda=true \
+  --set redis.enabled=true,redis.persistence.enabled=true \
   --set monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true \
   --set monitoring.prometheusRule.enabled=true,monitoring.dashboards.enabled=true
 

@@ -123,7 +123,6 @@ def everything_on() -> dict[str, Any]:
     """Values that turn on every optional part of the chart."""
     return {
         "redis": {"enabled": True, "persistence": {"enabled": True}},
-        "rbac": {"keda": True},
         "monitoring": {
             "serviceMonitor": {"enabled": True},
             "podMonitor": {"enabled": True},

@@ -12,7 +12,7 @@ Recorded names follow level:metric:operation.
 {{- define "hermes-cache.ruleGroups" -}}
 {{- $pr := .Values.monitoring.prometheusRule -}}
 {{- $a := $pr.alerts -}}
-- name: hermes-cache.recording
+- name: hermes-cache
   interval: {{ $pr.interval }}
   rules:
     # Cache lookups: every request the sidecar looked up (bypassed requests are not lookups).
@@ -58,9 +58,9 @@ Recorded names follow level:metric:operation.
       expr: sum by (namespace, policy) (vllm:num_requests_waiting)
     - record: namespace_policy:vllm_kv_cache_usage_perc:max
       expr: max by (namespace, policy) (vllm:kv_cache_usage_perc)
-- name: hermes-cache.alerts
-  interval: {{ $pr.interval }}
-  rules:
+    # Alerts live in the same group as the recording rules they read, after them: Prometheus
+    # evaluates one group's rules in order, while separate groups run independently (an alert in
+    # another group would read a recorded value from the previous evaluation).
     - alert: HermesCacheHitRateCollapsedAfterGenerationSwitch
       # A new cache generation starts cold, so the hit rate drops at a switch and should climb
       # back. This fires when, within `window` of a switch, it stays below `ratio` of what it was
