@@ -30,15 +30,17 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import httpx
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from hermes_sidecar.anthropic_breakpoints import PLACES, Place, PlaceRule, place_breakpoints
 from hermes_sidecar.anthropic_pricing import PRICE_TABLE_VERSION, ModelPrice, PriceTable, Rates
 from hermes_sidecar.anthropic_usage import StreamUsage, Usage, bill, usage_from_json
-from hermes_sidecar.config import ModelPriceConfig, PromptCacheConfig
+from hermes_sidecar.config import ModelPriceConfig, PromptCacheConfig, SidecarConfig
 from hermes_sidecar.dialect import (
     CacheableRequest,
     CachedAnswer,
+    Dialect,
     NotCacheable,
     ReplayInfo,
     SSEParser,
@@ -46,6 +48,7 @@ from hermes_sidecar.dialect import (
     canonical_json,
     sse_event,
 )
+from hermes_sidecar.keys import tenant_of
 
 __all__ = [
     "MESSAGES",
@@ -225,6 +228,7 @@ def _skip_code(reason: str) -> str:
         ("below the minimum", "below_minimum"),
         ("slot", "no_slot"),
         ("client already", "client_placed"),
+        ("single turn", "single_turn"),
     ):
         if needle in reason:
             return code
@@ -529,3 +533,31 @@ class _Recorder:
             usage=self._usage.raw(),
         )
         return CachedAnswer(self._dialect.name, body)
+
+
+def build_dialect(cfg: SidecarConfig, registry: CollectorRegistry) -> AnthropicDialect:
+    """The dialect for ``upstream.kind: anthropic``, its metrics in ``registry``."""
+    prices = price_table_from_config(cfg.promptCache)
+    return AnthropicDialect(
+        cfg.promptCache,
+        accounting=PromptCacheAccounting(prices, registry),
+        store_truncated=cfg.cache.storeTruncated,
+    )
+
+
+def upstream_transport(cfg: SidecarConfig, dialect: Dialect, **pool: Any) -> httpx.AsyncBaseTransport:
+    """The upstream client's transport: adds the configured API key and accounts every billed call."""
+    from hermes_sidecar.anthropic_http import AnthropicTransport, read_api_key
+
+    accounting = dialect.accounting if isinstance(dialect, AnthropicDialect) else None
+    return AnthropicTransport(
+        httpx.AsyncHTTPTransport(**pool),
+        accounting,
+        api_key=read_api_key(cfg.upstream.apiKeyFile),
+        tenant_header=cfg.tenantHeader,
+    )
+
+
+def bind_tenant(headers: Mapping[str, str], tenant_header: str) -> None:
+    """Label semantic-cache hits of the request being served with its tenant (as the pipeline sees it)."""
+    current_tenant.set(tenant_of({k.lower(): v for k, v in headers.items()}, tenant_header))

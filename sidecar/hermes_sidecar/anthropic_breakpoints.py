@@ -15,8 +15,8 @@ breakpoint on a block caches the prefix up to and including that block. The rule
 
 The three places are the tool list (last tool), the system prompt (last system block) and the
 task context (last content block of the first user message: the task statement and documents an
-agent carries through every turn). When slots run short the earliest place is dropped first: a
-later breakpoint still caches everything before it.
+agent carries through every turn; only when later turns follow it). When slots run short the
+earliest place is dropped first: a later breakpoint still caches everything before it.
 """
 
 from __future__ import annotations
@@ -195,6 +195,11 @@ def place_breakpoints(
         ]
         if place == "taskContext" and first_user is None:
             result.skipped.append(Skipped(place, "no user message"))
+            continue
+        if place == "taskContext" and first_user == len(messages) - 1:
+            # A single-turn request: its question is the task context, and writing it would pay the
+            # write premium for a prefix only a repeat of the same question could read.
+            result.skipped.append(Skipped(place, "the first user message is the last message (single turn)"))
             continue
         if not positions:
             result.skipped.append(Skipped(place, "nothing to cache there"))

@@ -177,9 +177,17 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             except EmbedderError as exc:
                 log.error("semantic lookup off: %s", exc)
         store = _build_store(cfg, redis_client, emb.dim if emb is not None and emb.dim else 384)
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        transport = None
+        if cfg.upstream.kind == "anthropic":
+            # API key from upstream.apiKeyFile, and usage accounting of every billed call
+            from hermes_sidecar.anthropic import upstream_transport
+
+            transport = upstream_transport(cfg, dialects[0], limits=limits)
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(cfg.upstream.timeoutSeconds, connect=5.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            limits=limits,
+            transport=transport,
         )
         stats = StatsWriter(redis_client, cfg.cache.scope)
         cache = CacheService(cfg.cache, store, emb, metrics, generation=LOCAL, tenant_header=cfg.tenantHeader)
@@ -221,6 +229,10 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
 
     def cacheable(dialect: Dialect, route: str) -> Any:
         async def endpoint(request: Request) -> Response:
+            if cfg.upstream.kind == "anthropic":
+                from hermes_sidecar.anthropic import bind_tenant
+
+                bind_tenant(request.headers, cfg.tenantHeader)  # labels the prompt-cache metrics of hits
             return await sc(request).pipeline.handle(dialect, route, request)
 
         return endpoint

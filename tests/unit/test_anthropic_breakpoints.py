@@ -153,13 +153,20 @@ def test_respect_client_off_replaces_client_breakpoints_with_ours() -> None:
     blocks = [
         {"type": "text", "text": f"part {i} " * 500, "cache_control": {"type": "ephemeral"}} for i in range(4)
     ]
-    body = request(
-        messages=[{"role": "user", "content": blocks}], cache_control={"type": "ephemeral", "ttl": "1h"}
-    )
+    turns = [{"role": "user", "content": blocks}, {"role": "assistant", "content": "ok"},
+             {"role": "user", "content": "next"}]  # fmt: skip
+    body = request(messages=turns, cache_control={"type": "ephemeral", "ttl": "1h"})
     result = place_breakpoints(body, RULES, min_tokens=1024, respect_client=False)
     assert "cache_control" not in result.body
     assert [p.place for p in result.placed] == ["system", "taskContext"]
     assert count_breakpoints(result.body) == ["1h", "5m"]
+
+
+def test_a_single_turn_question_is_not_marked_as_task_context() -> None:
+    body = request(messages=[{"role": "user", "content": "Clause text. " * 900}])
+    result = place_breakpoints(body, RULES, min_tokens=1024)
+    assert [p.place for p in result.placed] == ["system"]
+    assert any(s.place == "taskContext" and "single turn" in s.reason for s in result.skipped)
 
 
 def test_disabled_places_and_uncacheable_blocks_are_skipped() -> None:
