@@ -65,7 +65,9 @@ Recorded names follow level:metric:operation.
       # A new cache generation starts cold, so the hit rate drops at a switch and should climb
       # back. This fires when, within `window` of a switch, it stays below `ratio` of what it was
       # `window` ago for `for`: the new generation is not being reused (e.g. a prompt template
-      # or tenant header changed with it), and every miss goes to the GPUs.
+      # or tenant header changed with it), and every miss goes to the GPUs. A switch is seen
+      # either in the operator's counter or as the sidecars serving more than one generation
+      # (`version`) within `window`: the latter still works across an operator restart.
       expr: |
         (
           namespace_policy:hermes_cache_hit_ratio:rate5m
@@ -74,7 +76,13 @@ Recorded names follow level:metric:operation.
         and on (namespace, policy)
           ((namespace_policy:hermes_cache_hit_ratio:rate5m offset {{ $a.hitRateCollapse.window }}) >= {{ $a.hitRateCollapse.minBaseline }})
         and on (namespace, policy)
-          (increase(hermes_operator_generation_switches_total[{{ $a.hitRateCollapse.window }}]) > 0)
+          (
+            increase(hermes_operator_generation_switches_total[{{ $a.hitRateCollapse.window }}]) > 0
+            or
+            count by (namespace, policy) (
+              count by (namespace, policy, version) (max_over_time(hermes_cache_generation_info[{{ $a.hitRateCollapse.window }}]))
+            ) > 1
+          )
       for: {{ $a.hitRateCollapse.for }}
       labels:
         severity: warning
