@@ -48,7 +48,7 @@ class Sizes:
 QUICK = Sizes(
     name="quick",
     quality_datasets=("questions",),
-    quality_sweep_points=5,
+    quality_sweep_points=14,
     lookup_entries=(1_000, 10_000),
     lookup_queries=200,
     sidecar_requests=100,
@@ -61,7 +61,7 @@ QUICK = Sizes(
 FULL = Sizes(
     name="full",
     quality_datasets=("questions", "conversations"),
-    quality_sweep_points=12,
+    quality_sweep_points=40,
     lookup_entries=(1_000, 10_000, 100_000),
     lookup_queries=1_000,
     sidecar_requests=500,
@@ -159,18 +159,31 @@ class Timer:
 def machine_info() -> dict[str, Any]:
     """What a reader needs to judge the numbers: cores, memory, load, versions, commit."""
     try:
-        mem_kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines()
-                          if ln.startswith("MemTotal")).split()[1])
+        mem_kb = int(
+            next(
+                ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")
+            ).split()[1]
+        )
     except (OSError, StopIteration, ValueError):
         mem_kb = 0
     try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         rev = ""
     try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), platform.processor())
+        cpu = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        )
     except OSError:
         cpu = platform.processor()
     return {

@@ -42,6 +42,10 @@ class MemoEmbedder:
                 self._memo[text] = vec
         return np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
+    def uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """Straight through the embedder, no memo: for timing what a request pays."""
+        return np.asarray(self._embed_batch(texts), dtype=np.float32)
+
     def one(self, text: str) -> np.ndarray:
         return self.batch([text])[0]
 
@@ -59,11 +63,14 @@ def hermes_embedder() -> MemoEmbedder:
         raise Skip(f"the sidecar's local embedder cannot load: {exc}") from None
     embed_sync = getattr(embedder, "embed_sync", None)
     if callable(embed_sync):
+
         def batch(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(embed_sync(list(texts)), dtype=np.float32)
     else:  # only the async protocol method
+
         def batch(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(asyncio.run(embedder.embed(list(texts))), dtype=np.float32)
+
     return MemoEmbedder(batch, embedder.name)
 
 

@@ -1,7 +1,8 @@
 """1. Quality on the fow-cache pairs: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
-- Hermes: `hermes-sidecar evaluate`, the decision path of live requests (partitions, guard, threshold).
+- Hermes: `hermes-sidecar evaluate` at its defaults, the decision path of live requests (partitions,
+  guard, threshold); the threshold sweep runs the same evaluation in-process with the shared embedder.
 - RedisVL: `SemanticCache` on the same Redis, through fow-cache's own adapter (store the cached side,
   `check` the new side, cleared between pairs), at its default `distance_threshold` (0.1) and at the
   best threshold a sweep finds on this very data (optimistic by construction: it is fitted on the test).
@@ -75,15 +76,23 @@ def redisvl_scores(ctx: Context, embedder: MemoEmbedder, items: list[dict[str, A
     from fow_cache.adapters import redisvl_check
     from redisvl.extensions.cache.llm import SemanticCache
 
-    cache = SemanticCache(name="hermes-bench-quality", redis_url=ctx.redis_url,
-                          vectorizer=redisvl_vectorizer(embedder), overwrite=True)
+    cache = SemanticCache(
+        name="hermes-bench-quality",
+        redis_url=ctx.redis_url,
+        vectorizer=redisvl_vectorizer(embedder),
+        overwrite=True,
+    )
     default_distance = float(cache.distance_threshold)
     check = redisvl_check(cache)
     with Timer() as t:
         scores = [float(check(i["a"], i["b"])) for i in items]
     cache.delete()
-    return {"scores": scores, "default_threshold": 1.0 - default_distance,
-            "default_distance_threshold": default_distance, "seconds": t.seconds}
+    return {
+        "scores": scores,
+        "default_threshold": 1.0 - default_distance,
+        "default_distance_threshold": default_distance,
+        "seconds": t.seconds,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- GPTCache
@@ -120,70 +129,122 @@ def gptcache_scores(embedder: MemoEmbedder, items: list[dict[str, Any]]) -> dict
             evaluation = Recording()
             lo, hi = evaluation.range()
             cache = Cache()
-            init_similar_cache(data_dir=f"{tmp}/{n}", cache_obj=cache, embedding=embedding,
-                               evaluation=evaluation)
+            init_similar_cache(
+                data_dir=f"{tmp}/{n}", cache_obj=cache, embedding=embedding, evaluation=evaluation
+            )
             put(_text(item["a"]), "cached", cache_obj=cache)
             hits.append(get(_text(item["b"]), cache_obj=cache) is not None)
             # GPTCache serves when rank >= (hi - lo) * similarity_threshold: rank / (hi - lo) is a
             # score on the same 0..1 scale as its similarity_threshold.
             scores.append(0.0 if evaluation.last is None else (evaluation.last - lo) / (hi - lo))
             cache.data_manager.close()
-    return {"scores": scores, "hits_at_default": hits, "default_threshold": default_threshold,
-            "evaluation": "SearchDistanceEvaluation", "data_manager": "sqlite,faiss", "seconds": t.seconds}
+    return {
+        "scores": scores,
+        "hits_at_default": hits,
+        "default_threshold": default_threshold,
+        "evaluation": "SearchDistanceEvaluation",
+        "data_manager": "sqlite,faiss",
+        "seconds": t.seconds,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- Hermes
 
 
-def _hermes_config(ctx: Context, tmp: Path, threshold: float | None) -> Path:
-    cfg: dict[str, Any] = {"cache": {"backend": "redis", "redisUrl": ctx.redis_url,
-                                     "scope": "bench/quality"},
-                           "embedding": {"provider": "local"}}
-    if threshold is not None:
-        cfg["cache"]["similarityThreshold"] = threshold
-    path = tmp / f"sidecar-{threshold}.yaml"
-    path.write_text(json.dumps(cfg))  # JSON is YAML
-    return path
-
-
-def hermes_evaluate(ctx: Context, pairs: Path, tmp: Path, threshold: float | None) -> dict[str, Any]:
-    exe = Path(sys.executable).with_name("hermes-sidecar")
-    cmd = [str(exe), "evaluate", "--pairs", str(pairs), "--config", str(_hermes_config(ctx, tmp, threshold))]
+def hermes_cli(pairs: Path) -> dict[str, Any]:
+    """`hermes-sidecar evaluate --pairs FILE` at the sidecar's defaults: the number a user reproduces."""
+    cmd = [str(Path(sys.executable).with_name("hermes-sidecar")), "evaluate", "--pairs", str(pairs)]
     with Timer() as t:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0:
         raise Skip(f"`hermes-sidecar evaluate` failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}")
     try:
-        report = json.loads(proc.stdout)
+        report: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise Skip(f"`hermes-sidecar evaluate` printed no JSON: {proc.stdout[-300:]!r}") from None
     report["_seconds"] = t.seconds
-    return dict(report)
+    return report
 
 
-def hermes_results(ctx: Context, dataset: str, items: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
+class _SidecarEmbedder:
+    """The memoised embedder behind the sidecar's Embedder protocol, for the in-process sweep."""
+
+    def __init__(self, memo: MemoEmbedder) -> None:
+        self.name = memo.name
+        self.dim = memo.dims
+        self._memo = memo
+
+    async def embed(self, texts: Any) -> Any:
+        return self._memo.batch(list(texts))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def hermes_results(
+    embedder: MemoEmbedder, dataset: str, items: list[dict[str, Any]], tmp: Path, points: int
+) -> dict[str, Any]:
     pairs = tmp / f"{dataset}.jsonl"
-    pairs.write_text("".join(json.dumps({"a": i["a"], "b": i["b"], "same_answer": i["same_answer"]}) + "\n"
-                             for i in items))
-    default = hermes_evaluate(ctx, pairs, tmp, None)
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": i["id"],
+                    "category": i.get("category") or i.get("subtype"),
+                    "a": i["a"],
+                    "b": i["b"],
+                    "same_answer": i["same_answer"],
+                }
+            )
+            + "\n"
+            for i in items
+        )
+    )
+    cli = hermes_cli(pairs)
     out: dict[str, Any] = {
-        "default": {"served": float(default["served_rate"]), "wrong": float(default["wrong_rate"]),
-                    "threshold": default.get("threshold"), "seconds": default["_seconds"]},
-        "raw": {k: v for k, v in default.items() if not isinstance(v, list)},
+        "default": {
+            "served": float(cli["served_rate"]),
+            "wrong": float(cli["wrong_rate"]),
+            "threshold": float(cli["threshold"]),
+        },
+        "by_group_default": {
+            c: (v["served_rate"] if v["served_rate"] is not None else v["wrong_rate"])
+            for c, v in cli.get("categories", {}).items()
+        },
+        "decisions": cli.get("decisions"),
+        "refusals": cli.get("refusals"),
+        "embedder": cli.get("embedder"),
+        "guard": cli.get("guard"),
+        "seconds": cli["_seconds"],
     }
-    per_pair = next((default[k] for k in ("pairs", "results", "items")
-                     if isinstance(default.get(k), list)), None)
-    if per_pair and len(per_pair) == len(items):
-        served = [bool(p.get("served", p.get("hit"))) for p in per_pair]
-        out["by_group"] = _by_group(items, served)
-    sweep = []
-    points = ctx.sizes.quality_sweep_points
-    for k in range(points):
-        t = round(0.70 + 0.29 * k / max(1, points - 1), 3)
-        rep = hermes_evaluate(ctx, pairs, tmp, t)
-        sweep.append({"threshold": t, "served": float(rep["served_rate"]), "wrong": float(rep["wrong_rate"])})
-    out["curve"] = sweep
-    out["best"] = _best(sweep)
+    # The sweep calls the same evaluation in-process (hermes_sidecar.evaluate.evaluate_pairs, the live
+    # decision path) with the memoised embedder, so 30 thresholds cost one embedding pass.
+    try:
+        import asyncio
+
+        from hermes_sidecar.config import SidecarConfig
+        from hermes_sidecar.evaluate import evaluate_pairs, load_pairs
+    except ImportError as exc:
+        out["curve_error"] = f"hermes_sidecar.evaluate not importable: {exc}"
+        return out
+    loaded = load_pairs(pairs)
+    emb = _SidecarEmbedder(embedder)
+    thresholds = sorted(
+        {round(0.60 + 0.39 * k / max(1, points - 1), 3) for k in range(points)}
+        | {out["default"]["threshold"]}
+    )
+    curve = []
+    for t in thresholds:
+        rep = asyncio.run(evaluate_pairs(loaded, SidecarConfig(), embedder=emb, threshold=t))  # type: ignore[arg-type]
+        curve.append({"threshold": t, "served": float(rep["served_rate"]), "wrong": float(rep["wrong_rate"])})
+    out["curve"] = curve
+    out["best"] = _best(curve)
+    at_default = next(p for p in curve if p["threshold"] == out["default"]["threshold"])
+    # The in-process sweep must reproduce the CLI at the default threshold, or the curve is not ours.
+    out["sweep_matches_cli"] = (
+        abs(at_default["served"] - out["default"]["served"]) < 1e-3
+        and abs(at_default["wrong"] - out["default"]["wrong"]) < 1e-3
+    )
     return out
 
 
@@ -193,8 +254,12 @@ def hermes_results(ctx: Context, dataset: str, items: list[dict[str, Any]], tmp:
 def run(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(GPTCACHE_DIR, ignore_errors=True)
     embedder = hermes_embedder()
-    result: dict[str, Any] = {"embedder": embedder.name, "dims": embedder.dims, "max_wrong": MAX_WRONG,
-                              "datasets": {}}
+    result: dict[str, Any] = {
+        "embedder": embedder.name,
+        "dims": embedder.dims,
+        "max_wrong": MAX_WRONG,
+        "datasets": {},
+    }
     for dataset in ctx.sizes.quality_datasets:
         items = _load(dataset)
         labels = [bool(i["same_answer"]) for i in items]
@@ -223,17 +288,24 @@ def run(ctx: Context) -> dict[str, Any]:
             pos = [h for h, y in zip(hits, labels, strict=True) if y]
             neg = [h for h, y in zip(hits, labels, strict=True) if not y]
             ds["gptcache"] = {
-                "default": {"threshold": gc["default_threshold"], "served": sum(pos) / len(pos),
-                            "wrong": sum(neg) / len(neg)},
+                "default": {
+                    "threshold": gc["default_threshold"],
+                    "served": sum(pos) / len(pos),
+                    "wrong": sum(neg) / len(neg),
+                },
                 "best": _best(gc_curve),
                 "curve": gc_curve,
                 "by_group_default": _by_group(items, hits),
-                "evaluation": gc["evaluation"], "data_manager": gc["data_manager"], "seconds": gc["seconds"],
+                "evaluation": gc["evaluation"],
+                "data_manager": gc["data_manager"],
+                "seconds": gc["seconds"],
             }
 
         with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
             try:
-                ds["hermes"] = hermes_results(ctx, dataset, items, Path(tmp))
+                ds["hermes"] = hermes_results(
+                    embedder, dataset, items, Path(tmp), ctx.sizes.quality_sweep_points
+                )
             except Skip as exc:
                 ds["hermes"] = {"skipped": str(exc)}
         result["datasets"][dataset] = ds

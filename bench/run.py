@@ -38,9 +38,14 @@ def run_one(name: str, ctx: Context) -> dict[str, Any]:
     module_name, title = MEASUREMENTS[name]
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    payload: dict[str, Any] = {"measurement": name, "title": title, "mode": ctx.mode,
-                               "command": ctx.command(name), "started": started.isoformat(timespec="seconds"),
-                               "machine": machine_info()}
+    payload: dict[str, Any] = {
+        "measurement": name,
+        "title": title,
+        "mode": ctx.mode,
+        "command": ctx.command(name),
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+    }
     print(f"[bench] {name}: {title} ({ctx.mode})", file=sys.stderr, flush=True)
     try:
         module = importlib.import_module(module_name)
@@ -54,15 +59,20 @@ def run_one(name: str, ctx: Context) -> dict[str, Any]:
         payload["reason"] = f"{type(exc).__name__}: {exc}"
         payload["traceback"] = traceback.format_exc()[-4000:]
     payload["seconds"] = round(time.perf_counter() - t0, 2)
-    print(f"[bench] {name}: {payload['status']} in {payload['seconds']} s"
-          + (f" ({payload.get('reason')})" if payload["status"] != "ok" else ""), file=sys.stderr, flush=True)
+    print(
+        f"[bench] {name}: {payload['status']} in {payload['seconds']} s"
+        + (f" ({payload.get('reason')})" if payload["status"] != "ok" else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     write_json(OUT / f"{name}.json", payload)
     return payload
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_const", dest="mode", const="quick")
     g.add_argument("--full", action="store_const", dest="mode", const="full")

@@ -1,0 +1,138 @@
+"""4. Prefix cache: TTFT of requests that share a long system prompt against requests whose long system
+prompts differ from the first token on, through the sidecar, on vLLM started with the arguments
+`hermes-cache plan` renders (scripts/bench.sh), and across a generation switch.
+
+Every request has a new user question (no semantic or exact hit: each carries its own ticket number,
+which the guard reads), so each one is a miss that vLLM must prefill; what changes is whether vLLM's
+automatic prefix cache holds the system prompt's KV blocks. The sidecar salts every upstream request
+with its generation (`cache_salt`), so after a switch the shared prompt is cold once, then warm again.
+Shared and distinct requests alternate in one loop; vLLM's own `vllm:prefix_cache_hits_total` and
+`..._queries_total` counters are read around each phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+from typing import Any
+
+import httpx
+
+from bench.common import OUT, Context, latency_summary, median
+from bench.corpus import chat_body
+from bench.services import Sidecar, vllm_model
+from bench.sidecar_path import sidecar_config, ttft, write_generation_scope
+
+PORT = int(os.environ.get("HERMES_BENCH_PREFIX_PORT", "8191"))
+SCOPE = "bench/prefix"
+TARGET_PROMPT_TOKENS = 1400
+
+
+def _system_prompt(chars: int, head: str = "") -> str:
+    """A long, realistic system prompt: policy text from the fow-cache conversations (assistant turns)."""
+    from fow_cache.data import load_conversations
+
+    parts = []
+    for c in load_conversations():
+        for m in c["a"]:
+            if m["role"] == "assistant":
+                parts.append(m["content"])
+    text = head + "You are the support assistant. Policies and past answers follow.\n" + "\n".join(parts)
+    return text[:chars]
+
+
+async def _counters(client: httpx.AsyncClient, vllm_url: str) -> dict[str, float]:
+    text = (await client.get(vllm_url.rstrip("/") + "/metrics")).text
+    out = {}
+    for name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+        total = 0.0
+        for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+([0-9.eE+-]+)$", text, re.M):
+            total += float(m.group(1))
+        out[name] = total
+    return out
+
+
+async def _measure(ctx: Context) -> dict[str, Any]:
+    from fow_cache.data import load_questions
+
+    model = vllm_model(ctx.vllm_url)
+    questions = [q["b"] for q in load_questions()]
+    random.Random(3).shuffle(questions)
+    rng = random.Random(9)
+    n = ctx.sizes.prefix_requests
+    write_generation_scope(ctx.redis_url, SCOPE, "p1", "bench-prefix")
+
+    def ask(system: str) -> dict[str, Any]:
+        q = questions.pop()
+        return chat_body(model, f"{q} (ticket {rng.randrange(10**9)})", system=system, stream=True)
+
+    phases: list[dict[str, Any]] = []
+    with Sidecar(sidecar_config(ctx, scope=SCOPE), OUT / "prefix-run", PORT) as sc:
+        async with httpx.AsyncClient(timeout=120) as client:
+            # Size the shared prompt to ~TARGET_PROMPT_TOKENS with the model's own tokenizer (usage).
+            chars = 6000
+            probe = chat_body(model, "size probe", system=_system_prompt(chars))
+            probe["stream"] = False
+            r = await client.post(ctx.vllm_url + "/v1/chat/completions", json=probe)
+            tokens = int(r.json()["usage"]["prompt_tokens"])
+            chars = max(500, int(chars * TARGET_PROMPT_TOKENS / max(1, tokens)))
+            shared = _system_prompt(chars)
+
+            async def phase(label: str, systems: list[str]) -> dict[str, Any]:
+                before = await _counters(client, ctx.vllm_url)
+                samples = []
+                headers = []
+                for s in systems:
+                    dt, h = await ttft(client, sc.url, ask(s))
+                    samples.append(dt)
+                    headers.append(h)
+                after = await _counters(client, ctx.vllm_url)
+                row = {
+                    "label": label,
+                    "samples_s": samples,
+                    "ttft": latency_summary(samples),
+                    "headers": sorted(set(headers)),
+                    "prefix_hit_tokens": int(
+                        after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
+                    ),
+                    "prefix_query_tokens": int(
+                        after["vllm:prefix_cache_queries_total"] - before["vllm:prefix_cache_queries_total"]
+                    ),
+                }
+                phases.append(row)
+                return row
+
+            await phase("shared prompt, first request (cold)", [shared])
+            # Interleaved: shared (warm) and distinct prompts alternate, so both see the same machine.
+            shared_s, distinct_s = [], []
+            for i in range(n):
+                for kind in ("shared", "distinct") if i % 2 == 0 else ("distinct", "shared"):
+                    if kind == "shared":
+                        shared_s.append(shared)
+                    else:
+                        distinct_s.append(_system_prompt(chars, head=f"Case file {rng.randrange(10**9)}.\n"))
+            await phase("shared prompt, warm", shared_s)
+            await phase("distinct prompts of the same length", distinct_s)
+            write_generation_scope(ctx.redis_url, SCOPE, "p2", "bench-prefix")
+            await asyncio.sleep(1.0)  # the sidecar follows the channel; give it a moment
+            await phase("shared prompt, first request after a generation switch", [shared])
+            await phase("shared prompt, warm after the switch", [shared] * n)
+    warm = next(p for p in phases if p["label"] == "shared prompt, warm")
+    distinct = next(p for p in phases if p["label"].startswith("distinct"))
+    return {
+        "model": model,
+        "system_prompt_tokens": TARGET_PROMPT_TOKENS,
+        "system_prompt_chars": chars,
+        "phases": phases,
+        "shared_vs_distinct_ratio": median(warm["samples_s"]) / median(distinct["samples_s"]),
+        "setup": f"System prompt of about {TARGET_PROMPT_TOKENS} tokens ({chars} characters of support "
+        f"policy text), a new question per request, streamed through a sidecar in front of `{model}`; vLLM "
+        "arguments from `hermes-cache plan bench/policies/tiny-cpu.yaml` (automatic prefix caching on, "
+        "block size 16, sha256 block hashes).",
+    }
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    return asyncio.run(_measure(ctx))
