@@ -36,6 +36,7 @@ _RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*")
 NEGATORS = frozenset(
     [
         "not",
+        "non",
         "no",
         "never",
         "without",
@@ -228,7 +229,9 @@ _PEOPLE: dict[str, str] = {
         "landlord": "landlord landlords",
         "student": "student students pupil pupils",
         "patient": "patient patients",
-        "pet": "dog dogs cat cats pet pets puppy kitten",
+        "dog": "dog dogs puppy puppies",
+        "cat": "cat cats kitten kittens",
+        "contractor": "contractor contractors freelancer freelancers agency temp temps",
         "business": "business company organisation organization employer",
     }.items()
     for w in ws.split()
@@ -388,51 +391,88 @@ def _stem(w: str) -> str:
 class Features:
     words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
     negations: int
-    quantities: tuple[str, ...]  # sorted, canonical "value unit"
+    quantities: tuple[str, ...]  # sorted, canonical "value unit" (durations in days)
+    numbers: tuple[str, ...]  # sorted values as written
     times: tuple[str, ...]
     entities: tuple[str, ...]  # lower-cased
     people: tuple[str, ...]
     content: tuple[str, ...]  # stemmed content words, in order
+    direction: tuple[str, str] = ("", "")  # first content word after "from", after "to"/"into"
 
 
-def _quantities(words: list[str]) -> list[str]:
-    out: list[str] = []
+_UNIT_WORDS = {
+    "kg": "kg", "kilo": "kg", "kilos": "kg", "kilogram": "kg", "kilograms": "kg", "g": "g", "gram": "g",
+    "grams": "g", "km": "km", "kilometre": "km", "kilometres": "km", "kilometer": "km", "kilometers": "km",
+    "mile": "mi", "miles": "mi", "hour": "h", "hours": "h", "hr": "h", "hrs": "h", "minute": "min",
+    "minutes": "min", "mins": "min", "gb": "gb", "gigabyte": "gb", "gigabytes": "gb", "mb": "mb",
+    "percent": "%", "pc": "%", "pm": "pm", "am": "am",
+}  # fmt: skip
+# Number words that are quantities only before a unit ("one day"), not alone ("a quick one").
+_WEAK_NUMBERS = frozenset({"a", "an", "one", "second", "once", "single", "first", "couple", "double", "half"})
+
+
+def _quantities(words: list[str]) -> tuple[list[str], list[str]]:
+    """Quantities as written (value only) and converted (value with canonical unit; durations in days)."""
+    raw: list[str] = []
+    converted: list[str] = []
     i = 0
     while i < len(words):
         w = words[i]
+        nxt_w = words[i + 1] if i + 1 < len(words) else ""
         value: float | None = None
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|%)?", w)
+        unit = ""
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(st|nd|rd|th|kg|g|km|gb|mb|tb|k|p|pm|am)?", w)
         if m:
             value = float(m.group(1))
-            unit = m.group(2) or ""
-        elif w in _NUMBER_WORDS and w not in ("a", "an", "second", "once", "single"):
+            unit = {"st": "", "nd": "", "rd": "", "th": ""}.get(m.group(2) or "", m.group(2) or "")
+        elif w in _NUMBER_WORDS and (w not in _WEAK_NUMBERS or nxt_w in _UNITS_DAYS or nxt_w in _UNIT_WORDS):
             value = float(_NUMBER_WORDS[w])
-            unit = ""
             # "two hundred", "fifty five"
-            while i + 1 < len(words) and words[i + 1] in _NUMBER_WORDS and words[i + 1] not in ("a", "an"):
+            while i + 1 < len(words) and words[i + 1] in _NUMBER_WORDS and words[i + 1] not in _WEAK_NUMBERS:
                 nxt = _NUMBER_WORDS[words[i + 1]]
                 value = value * nxt if nxt >= 100 else value + nxt
                 i += 1
-        elif w in ("a", "an") and i + 1 < len(words) and words[i + 1] in _UNITS_DAYS:
-            value, unit = 1.0, ""
+            nxt_w = words[i + 1] if i + 1 < len(words) else ""
         if value is None:
             i += 1
             continue
-        nxt_w = words[i + 1] if i + 1 < len(words) else ""
+        raw.append(f"{value:g}")
         if not unit and nxt_w in _UNITS_DAYS:
-            value *= _UNITS_DAYS[nxt_w]
-            unit = "days"
+            converted.append(f"{value * _UNITS_DAYS[nxt_w]:g}days")
             i += 1
-        elif not unit and nxt_w in ("percent", "per", "pc"):
-            unit = "%"
-            i += 1 if nxt_w != "per" else 0
-        out.append(f"{value:g}{unit}")
+        elif not unit and nxt_w in _UNIT_WORDS:
+            converted.append(f"{value:g}{_UNIT_WORDS[nxt_w]}")
+            i += 1
+        else:
+            converted.append(f"{value:g}{unit}")
         i += 1
-    return sorted(out)
+    return sorted(raw), sorted(converted)
+
+
+# "two-factor", "one-off", "3-pin": a number fused to a word that is not a unit is part of a name.
+_FUSED_NUMBER = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)-(?!(?:day|week|month|year|hour|minute|mile|"
+    r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
+    re.IGNORECASE,
+)
+_TIME_CANON = {"annual": "yearly", "annually": "yearly", "yearly": "yearly", "weekends": "weekend",
+               "weekdays": "weekday"}  # fmt: skip
+
+
+def _time_word(w: str) -> str | None:
+    if w in _TIME_WORDS:
+        w = w[:-1] if w.endswith("days") else w
+        return _TIME_CANON.get(w, w)
+    # a misspelt weekday or month ("Mondys") is still that day
+    if len(w) >= 5:
+        for t in _TIME_WORDS:
+            if len(t) >= 6 and t[0] == w[0] and SequenceMatcher(None, w, t).ratio() >= 0.85:
+                return _TIME_CANON.get(t.rstrip("s") if t.endswith("days") else t, t.rstrip("s"))
+    return None
 
 
 def features(text: str) -> Features:
-    text = _fold(text)
+    text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), _fold(text)).replace("%", " percent")
     raw = _RAW_TOKEN.findall(text)
     words = [_norm_word(w) for w in _WORD.findall(text.replace("-", " ").replace("/", " "))]
     letters = [c for c in text if c.isalpha()]
@@ -446,21 +486,37 @@ def features(text: str) -> Features:
         is_cap = core[0].isupper() and core.lower() != "i" and not core.lower().startswith("i'")
         acronym = len(core) >= 2 and core.isupper() and core.isalpha()
         mixed = any(c.isdigit() for c in core) and any(c.isalpha() for c in core)
+        plain = core.lower().replace("'", "")
         candidate = not shouting and ((is_cap and not sentence_start) or acronym or mixed)
-        if candidate and not re.fullmatch(r"\d+(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am)", core.lower()):
+        candidate = (
+            candidate and plain not in STOPWORDS and plain not in FILLERS and plain not in ("ok", "okay")
+        )
+        if candidate and not re.fullmatch(r"\d+(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am)", plain):
             entities.add(core.lower().replace("'", "").replace("\u2019", ""))
-        sentence_start = tok.endswith((".", "?", "!")) or tok.endswith(":")
+        sentence_start = tok.endswith((".", "?", "!", ":", ","))
     negations = sum(1 for w in words if w in NEGATORS)
+    raw_q, conv_q = _quantities(words)
     content = [_stem(w) for w in words if w not in STOPWORDS and w not in NEGATORS]
     return Features(
         words=tuple(words),
         negations=negations,
-        quantities=tuple(_quantities(words)),
-        times=tuple(sorted({w.rstrip("s") if w.endswith("days") else w for w in words if w in _TIME_WORDS})),
+        quantities=tuple(conv_q),
+        numbers=tuple(raw_q),
+        times=tuple(sorted({t for t in map(_time_word, words) if t})),
         entities=tuple(sorted(entities)),
         people=tuple(sorted({_PEOPLE[w] for w in words if w in _PEOPLE})),
         content=tuple(content),
+        direction=(_after(words, ("from",)), _after(words, ("to", "into", "onto"))),
     )
+
+
+def _after(words: list[str], markers: tuple[str, ...]) -> str:
+    for i, w in enumerate(words):
+        if w in markers:
+            for nxt in words[i + 1 : i + 4]:
+                if nxt not in STOPWORDS:
+                    return _stem(nxt)
+    return ""
 
 
 def _similar_word(a: str, b: str) -> bool:
@@ -483,9 +539,20 @@ def _negated_form(a: str, b: str) -> bool:
     return False
 
 
+def _same_quantities(a: Features, b: Features) -> bool:
+    """The same numbers, as written ("at 18" = "18-year-old") or after units ("two weeks" = "14 days")."""
+    return Counter(a.numbers) == Counter(b.numbers) or Counter(a.quantities) == Counter(b.quantities)
+
+
 def _entity_present(entity: str, other: Features, other_text_words: set[str]) -> bool:
-    parts = entity.replace(".", " ").split()
-    return all(p in other_text_words or any(_similar_word(p, w) for w in other_text_words) for p in parts)
+    # Stricter than a typo match of ordinary words: Austria is not Australia.
+    parts = re.split(r"[-./ ]+", entity)
+    return all(
+        p in other_text_words
+        or any(len(p) >= 6 and SequenceMatcher(None, p, w).ratio() >= 0.9 for w in other_text_words)
+        for p in parts
+        if p
+    )
 
 
 def compare(a: Features, b: Features) -> str | None:
@@ -500,10 +567,13 @@ def compare(a: Features, b: Features) -> str | None:
     for left, right in ANTONYMS:
         if (wa & left and wb & right and not (wa & right)) or (wb & left and wa & right and not (wb & right)):
             return "negation"
-    if Counter(a.quantities) != Counter(b.quantities):
+    if not _same_quantities(a, b):
         return "number"
     if set(a.times) != set(b.times):
         return "date"
+    (fa, ta), (fb, tb) = a.direction, b.direction
+    if (fa and fa == tb and fa != fb) or (ta and ta == fb and ta != tb):
+        return "direction"  # "from savings to current" is not "from current to savings"
     for ent in a.entities:
         if not _entity_present(ent, b, wb):
             return "entity"
@@ -534,7 +604,7 @@ def _minimal_edit(a: Features, b: Features) -> str | None:
 def compare_context(a: Features, b: Features) -> str | None:
     """The facts of two earlier conversations must agree before their last turns may share an answer:
     the same quantities, dates, entities and people. Wording may differ ("six months" = "6 months")."""
-    if Counter(a.quantities) != Counter(b.quantities):
+    if not _same_quantities(a, b):
         return "number"
     if set(a.times) != set(b.times):
         return "date"

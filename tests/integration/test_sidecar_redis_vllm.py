@@ -51,7 +51,15 @@ def start_sidecar(
             cfg = parse_config(
                 {
                     "upstream": {"url": vllm_url, "timeoutSeconds": 120},
-                    "cache": {"backend": "redis", "redisUrl": redis_url, "scope": scope, **cache},
+                    # The random-weight model rarely samples EOS: its answers end at max_tokens, which
+                    # the sidecar does not store by default (tests/unit covers that default).
+                    "cache": {
+                        "backend": "redis",
+                        "redisUrl": redis_url,
+                        "scope": scope,
+                        "storeTruncated": True,
+                        **cache,
+                    },
                     "admin": {"tokenFile": str(token)},
                 }
             )
@@ -234,6 +242,14 @@ def test_redis_killed_and_restarted_during_1000_requests_loses_no_request(
         if line.startswith("hermes_cache_requests_total{")
     )
     assert served == 1000
+    # the outage was seen (requests went through while Redis was away) and the cache served hits
+    errors = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('hermes_cache_requests_total{result="error"}')
+    )
+    assert float(errors.rsplit(" ", 1)[1]) >= 1
+    assert any(result == "hit-exact" for _, result, _ in results)
     # caching is back without a restart
     q = "One more question after the outage"
     until(lambda: client.get("/readyz").json()["cache"] == "ok", 10)
