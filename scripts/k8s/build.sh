@@ -56,27 +56,27 @@ if [[ -z "$jobs" ]]; then
 fi
 
 # ---------------------------------------------------------------- version checks (reuse)
+# Output is captured before matching: `cmd | grep -q` can kill cmd with SIGPIPE and, under
+# pipefail, report a mismatch at random.
+reports() { # binary expected-substring args...
+  local bin=$1 want=$2 out; shift 2
+  [[ -x $bin ]] || return 1
+  out=$("$bin" "$@" 2>/dev/null) || return 1
+  [[ $out == *"$want"* ]]
+}
 k8s_ok() {
   local b=$K8S_DIR/bin c
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    [[ -x $b/$c ]] && "$b/$c" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION" || return 1
+    reports "$b/$c" "Kubernetes $KUBE_VERSION" --version || return 1
   done
-  [[ -x $b/kubectl ]] && "$b/kubectl" version --client -o json 2>/dev/null |
-    grep -q "\"gitVersion\": \"$KUBE_VERSION\""
+  reports "$b/kubectl" "\"gitVersion\": \"$KUBE_VERSION\"" version --client -o json
 }
-etcd_ok() {
-  [[ -x $ETCD_DIR/bin/etcd ]] && "$ETCD_DIR/bin/etcd" --version 2>/dev/null |
-    grep -qx "etcd Version: ${ETCD_VERSION#v}"
-}
+etcd_ok() { reports "$ETCD_DIR/bin/etcd" "etcd Version: ${ETCD_VERSION#v}"$'\n' --version; }
 kwok_ok() {
-  local c
-  for c in kwok kwokctl; do
-    [[ -x $KWOK_DIR/bin/$c ]] && "$KWOK_DIR/bin/$c" --version 2>/dev/null | grep -qF "${KWOK_VERSION#v}" || return 1
-  done
+  reports "$KWOK_DIR/bin/kwok" "kwok version $KWOK_VERSION " --version &&
+    reports "$KWOK_DIR/bin/kwokctl" "kwokctl version $KWOK_VERSION " --version
 }
-helm_ok() {
-  [[ -x $HELM_DIR/bin/helm ]] && [[ $("$HELM_DIR/bin/helm" version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]
-}
+helm_ok() { reports "$HELM_DIR/bin/helm" "<$HELM_VERSION>" version --template '<{{.Version}}>'; }
 
 # ---------------------------------------------------------------- builders
 # Each builder writes into $dir/bin.tmp and renames it to $dir/bin only when every binary is

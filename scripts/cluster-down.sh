@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Stop the local test cluster "hermes-e2e" and remove its state (.e2e/kwok, .e2e/kubeconfig,
+# .e2e/kwokctl.yaml). Keeps the cached binaries and the .e2e/bin links. Exits 0 when nothing runs.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=k8s/versions.env
+source "$root/scripts/k8s/versions.env"
+
+CLUSTER_NAME=hermes-e2e
+E2E=$root/.e2e
+export KWOK_WORKDIR=$E2E/kwok
+CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
+log() { printf '[cluster-down %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+kwokctl=""
+for c in "$E2E/bin/kwokctl" "$CACHE/kwok-$KWOK_VERSION/bin/kwokctl"; do
+  if [[ -x $c ]]; then kwokctl=$c; break; fi
+done
+
+cluster_dir=$KWOK_WORKDIR/clusters/$CLUSTER_NAME
+if [[ -n $kwokctl ]] && [[ -d $cluster_dir ]]; then
+  log "deleting cluster $CLUSTER_NAME"
+  "$kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >&2 ||
+    log "kwokctl delete cluster failed; stopping its processes directly"
+fi
+
+# Whatever kwokctl could not stop: the processes it recorded in its pid files (ours only).
+if [[ -d $cluster_dir ]]; then
+  for f in "$cluster_dir"/pids/*.pid; do
+    [[ -f $f ]] || continue
+    pid=$(tr -dc '0-9' < "$f")
+    [[ -n $pid ]] || continue
+    # Only stop it if it still is one of our cluster's components.
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$cluster_dir"; then
+      log "stopping pid $pid ($(basename "$f" .pid))"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+fi
+
+rm -rf "$KWOK_WORKDIR" "$E2E/kubeconfig" "$E2E/kubeconfig.tmp" "$E2E/kwokctl.yaml"
+log "cluster $CLUSTER_NAME is down; state removed"

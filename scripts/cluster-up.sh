@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Start (or reuse) the local Kubernetes test cluster "hermes-e2e" with fake GPU nodes.
+#
+# - builds or reuses etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#   kwok, kwokctl and helm (scripts/k8s/build.sh, cached per user and version);
+# - starts the control plane with `kwokctl --runtime binary`, every component bound to 127.0.0.1,
+#   its state under .e2e/kwok/ (KWOK_WORKDIR);
+# - creates fake GPU nodes managed by kwok (2 x A100, 2 x H100 by default, 8 nvidia.com/gpu each);
+# - waits for the API server and nodes, checks that a ServiceAccount token can be minted and that
+#   a Deployment tolerating the kwok taint gets Running pods;
+# - writes .e2e/kubeconfig and links kubectl, helm and kwokctl into .e2e/bin/.
+#
+# Safe to run twice: a running cluster is reused. Environment knobs:
+#   HERMES_E2E_NODES_PER_TYPE (default 2)   fake nodes per GPU type
+#   HERMES_CLUSTER_CHECK=0                  skip the Deployment/token self-check
+#   HERMES_CACHE_DIR                        binary cache root (see scripts/k8s/build.sh)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=k8s/versions.env
+source "$root/scripts/k8s/versions.env"
+
+CLUSTER_NAME=hermes-e2e
+E2E=$root/.e2e
+export KWOK_WORKDIR=$E2E/kwok
+KUBECONFIG_OUT=$E2E/kubeconfig
+NODES_PER_TYPE=${HERMES_E2E_NODES_PER_TYPE:-2}
+CHECK_NS=hermes-cluster-check
+
+t_start=$(date +%s)
+log() { printf '[cluster-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+elapsed() { echo "$(($(date +%s) - t_start))s"; }
+die() { log "ERROR: $*"; exit 1; }
+
+mkdir -p "$E2E/bin" "$KWOK_WORKDIR"
+
+# ------------------------------------------------------------------ binaries
+log "building or reusing binaries (scripts/k8s/build.sh)"
+build_out=$(bash "$root/scripts/k8s/build.sh") || die "building the binaries failed (see messages above)"
+eval "$build_out"
+log "binaries ready after $(elapsed)"
+
+ln -sfn "$K8S_BIN/kubectl" "$E2E/bin/kubectl"
+ln -sfn "$HELM_BIN/helm" "$E2E/bin/helm"
+ln -sfn "$KWOK_BIN/kwokctl" "$E2E/bin/kwokctl"
+KWOKCTL=$KWOK_BIN/kwokctl
+kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+
+api_ready() {
+  [[ -s $KUBECONFIG_OUT ]] && kubectl get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+cluster_logs() {
+  local d=$KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs f
+  [[ -d $d ]] || return 0
+  for f in "$d"/*.log; do
+    [[ -f $f ]] || continue
+    log "---- last lines of $f"
+    tail -n 25 "$f" >&2 || true
+  done
+}
+
+# ------------------------------------------------------------------ control plane
+cluster_exists() { "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
+
+write_config() {
+  # Local binaries are linked by kwokctl, never downloaded. bindAddress keeps every component
+  # (etcd, apiserver, controller-manager, scheduler, kwok) on the loopback interface.
+  cat > "$E2E/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeVersion: ${KUBE_VERSION}
+  etcdVersion: ${ETCD_VERSION#v}
+  kwokVersion: ${KWOK_VERSION}
+  kubeApiserverBinary: ${K8S_BIN}/kube-apiserver
+  kubeControllerManagerBinary: ${K8S_BIN}/kube-controller-manager
+  kubeSchedulerBinary: ${K8S_BIN}/kube-scheduler
+  kubectlBinary: ${K8S_BIN}/kubectl
+  etcdBinary: ${ETCD_BIN}/etcd
+  kwokControllerBinary: ${KWOK_BIN}/kwok
+  securePort: true
+  kubeAuthorization: true
+  kubeAdmission: true
+EOF
+}
+
+create_cluster() {
+  write_config
+  # --kubeconfig "": do not touch ~/.kube/config; we write .e2e/kubeconfig ourselves.
+  "$KWOKCTL" create cluster --name "$CLUSTER_NAME" --config "$E2E/kwokctl.yaml" \
+    --runtime binary --kubeconfig "" --wait 2m --timeout 5m >&2
+}
+
+if api_ready && cluster_exists; then
+  log "cluster $CLUSTER_NAME is already running, reusing it"
+else
+  if cluster_exists; then
+    log "cluster $CLUSTER_NAME exists but is not serving; starting it"
+    if ! "$KWOKCTL" start cluster --name "$CLUSTER_NAME" >&2; then
+      log "start failed; deleting and recreating"
+      "$KWOKCTL" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >&2 || true
+    fi
+  fi
+  if ! cluster_exists || ! "$KWOKCTL" get kubeconfig --name "$CLUSTER_NAME" >/dev/null 2>&1; then
+    log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, 127.0.0.1)"
+    if ! create_cluster; then
+      cluster_logs
+      die "kwokctl create cluster failed"
+    fi
+  fi
+fi
+
+# (Re)write the kubeconfig from kwokctl's state: cheap, and the port is chosen at creation.
+if "$KWOKCTL" get kubeconfig --name "$CLUSTER_NAME" > "$KUBECONFIG_OUT.tmp" 2>/dev/null && [[ -s $KUBECONFIG_OUT.tmp ]]; then
+  mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"; chmod 600 "$KUBECONFIG_OUT"
+else
+  rm -f "$KUBECONFIG_OUT.tmp"
+fi
+
+log "waiting for the API server"
+for _ in $(seq 1 120); do api_ready && break; sleep 1; done
+api_ready || { cluster_logs; die "API server not ready after 120s (kubeconfig $KUBECONFIG_OUT)"; }
+server_version=$(kubectl version -o json | sed -n '/serverVersion/,/}/s/.*"gitVersion": "\(.*\)".*/\1/p')
+log "API server ready: $server_version"
+[[ $server_version == "$KUBE_VERSION" ]] || die "server reports $server_version, expected $KUBE_VERSION"
+
+# ------------------------------------------------------------------ fake GPU nodes
+gpu_node() { # name product type
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $1
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: $1
+    node-role.kubernetes.io/agent: ""
+    nvidia.com/gpu.present: "true"
+    nvidia.com/gpu.product: $2
+    nvidia.com/gpu.count: "8"
+    nvidia.com/gpu.memory: "81920"
+    hermes-cache.dev/gpu-type: $3
+spec:
+  taints:
+  - key: kwok.x-k8s.io/node
+    value: fake
+    effect: NoSchedule
+status:
+  capacity: &res
+    cpu: "96"
+    memory: 1000Gi
+    ephemeral-storage: 2000Gi
+    pods: "110"
+    nvidia.com/gpu: "8"
+  allocatable: *res
+  nodeInfo:
+    architecture: amd64
+    operatingSystem: linux
+    kubeletVersion: fake
+    kernelVersion: fake
+    osImage: fake
+    containerRuntimeVersion: fake
+EOF
+}
+
+nodes_manifest() {
+  local i
+  for ((i = 0; i < NODES_PER_TYPE; i++)); do
+    gpu_node "kwok-a100-$i" NVIDIA-A100-SXM4-80GB a100
+    gpu_node "kwok-h100-$i" NVIDIA-H100-80GB-HBM3 h100
+  done
+}
+log "creating $((2 * NODES_PER_TYPE)) fake GPU nodes"
+nodes_manifest | kubectl apply -f - >&2
+kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >&2 ||
+  { cluster_logs; die "kwok nodes did not become Ready"; }
+
+# ------------------------------------------------------------------ self-check
+if [[ ${HERMES_CLUSTER_CHECK:-1} != 0 ]]; then
+  log "self-check: ServiceAccount token and a Deployment on fake H100 nodes"
+  for _ in $(seq 1 60); do kubectl -n default get serviceaccount default >/dev/null 2>&1 && break; sleep 1; done
+  token=$(kubectl -n default create token default --duration=10m) || die "kubectl create token failed"
+  [[ $token == *.*.* ]] || die "kubectl create token returned no JWT"
+
+  kubectl delete namespace "$CHECK_NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  kubectl create namespace "$CHECK_NS" >/dev/null
+  kubectl -n "$CHECK_NS" apply -f - >&2 <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gpu-check
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: gpu-check}
+  template:
+    metadata:
+      labels: {app: gpu-check}
+    spec:
+      nodeSelector:
+        nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3
+      tolerations:
+      - {key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}
+      containers:
+      - name: c
+        image: registry.invalid/none:0
+        resources:
+          limits: {nvidia.com/gpu: "1"}
+EOF
+  if ! kubectl -n "$CHECK_NS" rollout status deployment/gpu-check --timeout=120s >&2; then
+    kubectl -n "$CHECK_NS" get pods -o wide >&2 || true
+    kubectl -n "$CHECK_NS" get events >&2 || true
+    cluster_logs
+    die "test Deployment did not become available"
+  fi
+  running=$(kubectl -n "$CHECK_NS" get pods -l app=gpu-check \
+    -o jsonpath='{range .items[*]}{.status.phase}/{.spec.nodeName}{"\n"}{end}')
+  log "test pods: $(echo "$running" | tr '\n' ' ')"
+  [[ $(grep -c '^Running/kwok-h100-' <<<"$running") -eq 2 ]] || die "test pods are not Running on H100 nodes"
+  kubectl delete namespace "$CHECK_NS" --wait=false >/dev/null
+fi
+
+log "cluster $CLUSTER_NAME ready in $(elapsed) (server $server_version)"
+kubectl get nodes -L nvidia.com/gpu.product >&2
+cat >&2 <<EOF
+  export KUBECONFIG=$KUBECONFIG_OUT
+  export PATH=$E2E/bin:\$PATH
+EOF
