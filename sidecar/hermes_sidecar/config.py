@@ -34,7 +34,7 @@ class BypassConfig(_Strict):
     patterns: list[str] = Field(
         default_factory=lambda: [
             r"\b(today|tonight|tomorrow|yesterday|right now|this (morning|afternoon|evening|week))\b",
-            r"\b(weather|forecast|stock price|share price|exchange rate|price of|latest news)\b",
+            r"\b(weather|forecast|stock price|share price|exchange rate|latest news)\b",
             r"\b(current|currently|latest|live) (price|rate|score|status|time|value)s?\b",
         ]
     )

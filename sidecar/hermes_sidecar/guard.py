@@ -24,6 +24,7 @@ returns None when reuse is safe, else the name of the rule that refused.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -192,8 +193,6 @@ _TIME_WORDS = frozenset(
         "night",
         "midnight",
         "noon",
-        "now",
-        "currently",
         "spring",
         "summer",
         "autumn",
@@ -201,14 +200,6 @@ _TIME_WORDS = frozenset(
         "winter",
         "christmas",
         "easter",
-        "daily",
-        "weekly",
-        "monthly",
-        "yearly",
-        "annually",
-        "annual",
-        "hourly",
-        "quarterly",
         "overnight",
     ]
 )
@@ -364,6 +355,7 @@ STOPWORDS = frozenset(
         "again",
     ]
 )
+STOPWORDS = STOPWORDS | frozenset(w.replace("'", "") for w in STOPWORDS)
 # Politeness and hedging that never changes an answer.
 FILLERS = frozenset(
     ["please", "thanks", "thank", "cheers", "hi", "hello", "hey", "kindly", "quick", "question", "quickly"]
@@ -391,12 +383,12 @@ def _stem(w: str) -> str:
 class Features:
     words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
     negations: int
-    quantities: tuple[str, ...]  # sorted, canonical "value unit" (durations in days)
-    numbers: tuple[str, ...]  # sorted values as written
+    quantities: tuple[tuple[float, str, str], ...]  # (value, unit as written, canonical value+unit)
     times: tuple[str, ...]
     entities: tuple[str, ...]  # lower-cased
     people: tuple[str, ...]
-    content: tuple[str, ...]  # stemmed content words, in order
+    content: tuple[str, ...]  # content words, in order
+    spelled: tuple[str, ...] = ()  # words with hyphenated compounds split, for acronyms (2FA)
     direction: tuple[str, str] = ("", "")  # first content word after "from", after "to"/"into"
 
 
@@ -411,10 +403,9 @@ _UNIT_WORDS = {
 _WEAK_NUMBERS = frozenset({"a", "an", "one", "second", "once", "single", "first", "couple", "double", "half"})
 
 
-def _quantities(words: list[str]) -> tuple[list[str], list[str]]:
-    """Quantities as written (value only) and converted (value with canonical unit; durations in days)."""
-    raw: list[str] = []
-    converted: list[str] = []
+def _quantities(words: list[str]) -> list[tuple[float, str, str]]:
+    """Quantities as (value as written, unit as written, canonical value+unit; durations in days)."""
+    out: list[tuple[float, str, str]] = []
     i = 0
     while i < len(words):
         w = words[i]
@@ -436,17 +427,16 @@ def _quantities(words: list[str]) -> tuple[list[str], list[str]]:
         if value is None:
             i += 1
             continue
-        raw.append(f"{value:g}")
         if not unit and nxt_w in _UNITS_DAYS:
-            converted.append(f"{value * _UNITS_DAYS[nxt_w]:g}days")
+            out.append((value, nxt_w.rstrip("s"), f"{value * _UNITS_DAYS[nxt_w]:g}days"))
             i += 1
         elif not unit and nxt_w in _UNIT_WORDS:
-            converted.append(f"{value:g}{_UNIT_WORDS[nxt_w]}")
+            out.append((value, _UNIT_WORDS[nxt_w], f"{value:g}{_UNIT_WORDS[nxt_w]}"))
             i += 1
         else:
-            converted.append(f"{value:g}{unit}")
+            out.append((value, unit, f"{value:g}{unit}"))
         i += 1
-    return sorted(raw), sorted(converted)
+    return sorted(out)
 
 
 # "two-factor", "one-off", "3-pin": a number fused to a word that is not a unit is part of a name.
@@ -455,18 +445,25 @@ _FUSED_NUMBER = re.compile(
     r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
     re.IGNORECASE,
 )
+# "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
+_QUANTITY_TOKEN = re.compile(
+    r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am)?"
+    r"(-(day|week|month|year|hour|minute|night|mile|kg|km|gb|mb|person|people)s?)?(-old)?"
+)
 _TIME_CANON = {"annual": "yearly", "annually": "yearly", "yearly": "yearly", "weekends": "weekend",
                "weekdays": "weekday"}  # fmt: skip
 
 
 def _time_word(w: str) -> str | None:
+    if w.endswith("s") and w[:-1] in _TIME_WORDS:
+        w = w[:-1]
     if w in _TIME_WORDS:
         w = w[:-1] if w.endswith("days") else w
         return _TIME_CANON.get(w, w)
     # a misspelt weekday or month ("Mondys") is still that day
     if len(w) >= 5:
         for t in _TIME_WORDS:
-            if len(t) >= 6 and t[0] == w[0] and SequenceMatcher(None, w, t).ratio() >= 0.85:
+            if len(t) >= 6 and t[0] == w[0] and SequenceMatcher(None, w, t).ratio() >= 0.8:
                 return _TIME_CANON.get(t.rstrip("s") if t.endswith("days") else t, t.rstrip("s"))
     return None
 
@@ -486,26 +483,27 @@ def features(text: str) -> Features:
         is_cap = core[0].isupper() and core.lower() != "i" and not core.lower().startswith("i'")
         acronym = len(core) >= 2 and core.isupper() and core.isalpha()
         mixed = any(c.isdigit() for c in core) and any(c.isalpha() for c in core)
-        plain = core.lower().replace("'", "")
+        plain = re.sub(r"'s$", "", core.lower()).replace("'", "")
         candidate = not shouting and ((is_cap and not sentence_start) or acronym or mixed)
         candidate = (
             candidate and plain not in STOPWORDS and plain not in FILLERS and plain not in ("ok", "okay")
         )
-        if candidate and not re.fullmatch(r"\d+(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am)", plain):
-            entities.add(core.lower().replace("'", "").replace("\u2019", ""))
+        if candidate and not _QUANTITY_TOKEN.fullmatch(plain):
+            entities.add(plain)
         sentence_start = tok.endswith((".", "?", "!", ":", ","))
     negations = sum(1 for w in words if w in NEGATORS)
-    raw_q, conv_q = _quantities(words)
-    content = [_stem(w) for w in words if w not in STOPWORDS and w not in NEGATORS]
+    quantities = _quantities(words)
+    content = [w for w in words if w not in STOPWORDS and w not in NEGATORS]
+    spelled = [_norm_word(w) for w in _WORD.findall(_fold(text).replace("-", " ").replace("/", " "))]
     return Features(
         words=tuple(words),
         negations=negations,
-        quantities=tuple(conv_q),
-        numbers=tuple(raw_q),
+        quantities=tuple(quantities),
         times=tuple(sorted({t for t in map(_time_word, words) if t})),
         entities=tuple(sorted(entities)),
         people=tuple(sorted({_PEOPLE[w] for w in words if w in _PEOPLE})),
         content=tuple(content),
+        spelled=tuple(spelled),
         direction=(_after(words, ("from",)), _after(words, ("to", "into", "onto"))),
     )
 
@@ -525,7 +523,50 @@ def _similar_word(a: str, b: str) -> bool:
         return True
     if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
         return True
-    return len(a) >= 5 and len(b) >= 5 and SequenceMatcher(None, a, b).ratio() >= 0.8
+    return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+_DIGITS = {w: str(int(v)) for w, v in _NUMBER_WORDS.items() if v >= 1 and v == int(v) and v < 10}
+
+
+def _spelled_out(acronym: str, words: tuple[str, ...]) -> bool:
+    """An acronym written out: "2FA" = "two-factor authentication", "GP" = "general practitioner"."""
+    n = len(acronym)
+    if not 2 <= n <= 6 or not acronym.isalnum():
+        return False
+    initials = [_DIGITS.get(w, w[:1]) for w in words]
+    return any("".join(initials[i : i + n]) == acronym for i in range(len(initials) - n + 1))
+
+
+_PARTICLES = {"in": "out", "out": "in", "on": "off", "off": "on", "up": "down", "down": "up"}
+
+
+def _particle_flip(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same phrasal verb with the opposite particle: "opt in" / "opt out", "log on" / "log off"."""
+    pa = {(v, p) for v, p in itertools.pairwise(a) if p in _PARTICLES and v not in STOPWORDS}
+    pb = {(v, p) for v, p in itertools.pairwise(b) if p in _PARTICLES and v not in STOPWORDS}
+    return any((v, _PARTICLES[p]) in pb and (v, p) not in pb for v, p in pa) or any(
+        (v, _PARTICLES[p]) in pa and (v, p) not in pa for v, p in pb
+    )
+
+
+def _order_flip(a: Features, b: Features) -> bool:
+    """Two names in swapped order around a direction word: "Word to PDF" / "PDF to Word"."""
+    directional = {"to", "into", "from", "for", "over", "onto", "vs", "versus"}
+    if not (directional & set(a.words) and directional & set(b.words)):
+        return False
+    shared = [e for e in a.entities if e in b.entities]
+
+    def pos(f: Features, e: str) -> int:
+        first = re.split(r"[-./ ]+", e)[0]
+        return f.words.index(first) if first in f.words else -1
+
+    for i, x in enumerate(shared):
+        for y in shared[i + 1 :]:
+            ax, ay, bx, by = pos(a, x), pos(a, y), pos(b, x), pos(b, y)
+            if min(ax, ay, bx, by) >= 0 and (ax < ay) != (bx < by):
+                return True
+    return False
 
 
 def _negated_form(a: str, b: str) -> bool:
@@ -540,13 +581,23 @@ def _negated_form(a: str, b: str) -> bool:
 
 
 def _same_quantities(a: Features, b: Features) -> bool:
-    """The same numbers, as written ("at 18" = "18-year-old") or after units ("two weeks" = "14 days")."""
-    return Counter(a.numbers) == Counter(b.numbers) or Counter(a.quantities) == Counter(b.quantities)
+    """The same numbers: equal after unit conversion ("two weeks" = "14 days"), or equal as written
+    with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm")."""
+    if Counter(q[2] for q in a.quantities) == Counter(q[2] for q in b.quantities):
+        return True
+    if len(a.quantities) != len(b.quantities):
+        return False
+    return all(
+        va == vb and (ua == ub or not ua or not ub)
+        for (va, ua, _), (vb, ub, _) in zip(a.quantities, b.quantities, strict=True)
+    )
 
 
 def _entity_present(entity: str, other: Features, other_text_words: set[str]) -> bool:
     # Stricter than a typo match of ordinary words: Austria is not Australia.
     parts = re.split(r"[-./ ]+", entity)
+    if _spelled_out(entity, other.spelled):
+        return True
     return all(
         p in other_text_words
         or any(len(p) >= 6 and SequenceMatcher(None, p, w).ratio() >= 0.9 for w in other_text_words)
@@ -567,6 +618,8 @@ def compare(a: Features, b: Features) -> str | None:
     for left, right in ANTONYMS:
         if (wa & left and wb & right and not (wa & right)) or (wb & left and wa & right and not (wb & right)):
             return "negation"
+    if _particle_flip(a.words, b.words):
+        return "negation"
     if not _same_quantities(a, b):
         return "number"
     if set(a.times) != set(b.times):
@@ -574,6 +627,8 @@ def compare(a: Features, b: Features) -> str | None:
     (fa, ta), (fb, tb) = a.direction, b.direction
     if (fa and fa == tb and fa != fb) or (ta and ta == fb and ta != tb):
         return "direction"  # "from savings to current" is not "from current to savings"
+    if _order_flip(a, b):
+        return "direction"
     for ent in a.entities:
         if not _entity_present(ent, b, wb):
             return "entity"
@@ -586,18 +641,23 @@ def compare(a: Features, b: Features) -> str | None:
 
 
 def _minimal_edit(a: Features, b: Features) -> str | None:
-    ca, cb = list(a.content), list(b.content)
-    only_a = [w for w in ca if not any(_similar_word(w, v) for v in cb)]
-    only_b = [w for w in cb if not any(_similar_word(w, v) for v in ca)]
-    only_a = [w for w in only_a if w not in FILLERS]
-    only_b = [w for w in only_b if w not in FILLERS]
-    shared = len(ca) - len(only_a)
-    # A "minimal edit": the asker kept most content words and swapped one or two. A true paraphrase
-    # rewords most of the question instead, and a near repeat changes no content word at all. A word
-    # only added (no swap) narrows the question mostly through people, numbers or entities, which the
-    # rules above check.
-    if only_a and only_b and len(only_a) <= 2 and len(only_b) <= 2 and shared >= max(2, len(ca) - 2):
-        return "edit"
+    """A question kept word for word except for one or two swapped content words ("change my delivery
+    address" / "change my billing address"): the swap is what the asker changed on purpose. A true
+    paraphrase restructures the question; a near repeat swaps no content word (typos, inflections,
+    fillers and function words do not count)."""
+    wa, wb = list(a.words), list(b.words)
+    sm = SequenceMatcher(None, wa, wb, autojunk=False)
+    if sm.ratio() < 0.7:
+        return None
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
+            continue
+        left = [w for w in wa[i1:i2] if w not in STOPWORDS and w not in FILLERS and w not in NEGATORS]
+        right = [w for w in wb[j1:j2] if w not in STOPWORDS and w not in FILLERS and w not in NEGATORS]
+        left = [w for w in left if not any(_similar_word(w, v) for v in right)]
+        right = [w for w in right if not any(_similar_word(w, v) for v in left)]
+        if left and right:
+            return "edit"
     return None
 
 
