@@ -130,7 +130,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
         "setup": f"System prompt of about {TARGET_PROMPT_TOKENS} tokens ({chars} characters of support "
         f"policy text), a new question per request, streamed through a sidecar in front of `{model}`; vLLM "
         "arguments from `hermes-cache plan bench/policies/tiny-cpu.yaml` (automatic prefix caching on, "
-        "block size 16, sha256 block hashes).",
+        "block size 32, sha256 block hashes).",
     }
 
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,14 @@ def hermes_results(
 def run(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(GPTCACHE_DIR, ignore_errors=True)
     embedder = hermes_embedder()
+    versions = {}
+    for dist in ("redisvl", "gptcache", "faiss-cpu", "sqlalchemy", "fow-cache"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     result: dict[str, Any] = {
+        "versions": versions,
         "embedder": embedder.name,
         "dims": embedder.dims,
         "max_wrong": MAX_WRONG,

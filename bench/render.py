@@ -87,6 +87,18 @@ def _quality(r: Result) -> tuple[list[str], dict[str, Any]]:
         "local embedder. Served = share of should-hit pairs answered from cache; wrong = share of trap "
         "pairs answered from cache. Labels are the data's `same_answer` for every system.",
     ]
+    v = res.get("versions") or {}
+    if v:
+        lines += [
+            "",
+            f"Versions: redisvl {v.get('redisvl')}, gptcache {v.get('gptcache')} on Python "
+            f"{r['machine'].get('python')}, fow-cache {v.get('fow-cache')}. GPTCache runs on Python 3.11, but its "
+            "default data manager (`sqlite,faiss`) imports `sqlalchemy` and `faiss`, which the package does not "
+            f"declare (first run: `ModuleNotFoundError: No module named 'sqlalchemy'`); the bench extra installs "
+            f"them (sqlalchemy {v.get('sqlalchemy')}, faiss-cpu {v.get('faiss-cpu')}). RedisVL's and GPTCache's "
+            "default embedding models download from a model hub, unreachable here, so both get the sidecar's "
+            "embedder (RedisVL through `CustomVectorizer`, GPTCache as a `BaseEmbedding`).",
+        ]
     for dataset, ds in res["datasets"].items():
         lines += [
             "",
