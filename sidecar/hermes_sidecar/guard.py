@@ -84,7 +84,10 @@ ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
             "most|more|best|highest|maximum|max|largest|biggest|longest|oldest|first|earliest",
             "least|less|fewer|worst|lowest|minimum|min|smallest|shortest|youngest|last|latest",
         ),
-        ("increase|increasing|raise|raising", "decrease|decreasing|reduce|reducing|lower|lowering|cut"),
+        (
+            "increase|increasing|raise|raising|extend|extending",
+            "decrease|decreasing|reduce|reducing|lower|lowering|cut|shorten",
+        ),
         ("buy|buying|purchase|purchasing", "sell|selling"),
         ("send|sending", "receive|receiving"),
         ("deposit|depositing", "withdraw|withdrawing"),
@@ -101,7 +104,22 @@ ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("hide|hiding", "show|showing|unhide"),
         ("import|importing", "export|exporting"),
         ("cover|covers|covered", "exclude|excludes|excluded"),
-        ("pros|advantages|benefits", "cons|disadvantages|drawbacks|risks"),
+        (
+            "pros|advantages|benefits|benefit|upsides|upside",
+            "cons|disadvantages|drawbacks|risks|downsides|downside|dangers",
+        ),
+        ("public", "private|hidden|hide|secret"),
+        ("working|works|functioning|properly", "broken|faulty|fault|failing|failed|malfunctioning"),
+        ("bigger|larger|higher|longer|more", "smaller|lower|shorter|fewer|less"),
+        ("gain|gains|profit|profits", "loss|losses"),
+        ("arrive|arriving|arrival|arrivals", "depart|departing|departure|departures"),
+        ("entry|enter|entering|entrance", "exit|exiting"),
+        ("easy|easier|easiest", "hard|harder|hardest|difficult"),
+        ("strong|stronger", "weak|weaker"),
+        ("employed", "unemployed|redundant"),
+        ("married", "single|divorced"),
+        ("healthy", "unhealthy|harmful"),
+        ("win|won|winning", "lose|lost|losing"),
         ("true", "false"),
         ("yes", "no"),
         ("with", "without"),
@@ -403,6 +421,10 @@ _UNIT_WORDS = {
 _WEAK_NUMBERS = frozenset({"a", "an", "one", "second", "once", "single", "first", "couple", "double", "half"})
 
 
+def _is_number(w: str) -> bool:
+    return w[:1].isdigit() or (w in _NUMBER_WORDS and w not in _WEAK_NUMBERS)
+
+
 def _quantities(words: list[str]) -> list[tuple[float, str, str]]:
     """Quantities as (value as written, unit as written, canonical value+unit; durations in days)."""
     out: list[tuple[float, str, str]] = []
@@ -416,6 +438,9 @@ def _quantities(words: list[str]) -> list[tuple[float, str, str]]:
         if m:
             value = float(m.group(1))
             unit = {"st": "", "nd": "", "rd": "", "th": ""}.get(m.group(2) or "", m.group(2) or "")
+        elif w in ("a", "an", "per") and out and i > 0 and _is_number(words[i - 1]):
+            i += 2  # "£30 a month", "£30 per month": a rate, not a second quantity
+            continue
         elif w in _NUMBER_WORDS and (w not in _WEAK_NUMBERS or nxt_w in _UNITS_DAYS or nxt_w in _UNIT_WORDS):
             value = float(_NUMBER_WORDS[w])
             # "two hundred", "fifty five"
@@ -469,7 +494,9 @@ def _time_word(w: str) -> str | None:
 
 
 def features(text: str) -> Features:
-    text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), _fold(text)).replace("%", " percent")
+    original = _fold(text)
+    text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", original, flags=re.IGNORECASE)
+    text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
     raw = _RAW_TOKEN.findall(text)
     words = [_norm_word(w) for w in _WORD.findall(text.replace("-", " ").replace("/", " "))]
     letters = [c for c in text if c.isalpha()]
@@ -494,7 +521,7 @@ def features(text: str) -> Features:
     negations = sum(1 for w in words if w in NEGATORS)
     quantities = _quantities(words)
     content = [w for w in words if w not in STOPWORDS and w not in NEGATORS]
-    spelled = [_norm_word(w) for w in _WORD.findall(_fold(text).replace("-", " ").replace("/", " "))]
+    spelled = [_norm_word(w) for w in _WORD.findall(original.replace("-", " ").replace("/", " "))]
     return Features(
         words=tuple(words),
         negations=negations,
@@ -640,6 +667,20 @@ def compare(a: Features, b: Features) -> str | None:
     return _minimal_edit(a, b)
 
 
+def _edit_word(w: str) -> bool:
+    """A content word for the minimal-edit rule; numbers, units and dates have their own rules."""
+    return not (
+        w in STOPWORDS
+        or w in FILLERS
+        or w in NEGATORS
+        or _is_number(w)
+        or w in _NUMBER_WORDS
+        or w in _UNITS_DAYS
+        or w in _UNIT_WORDS
+        or _time_word(w) is not None
+    )
+
+
 def _minimal_edit(a: Features, b: Features) -> str | None:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"): the swap is what the asker changed on purpose. A true
@@ -652,8 +693,8 @@ def _minimal_edit(a: Features, b: Features) -> str | None:
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
-        left = [w for w in wa[i1:i2] if w not in STOPWORDS and w not in FILLERS and w not in NEGATORS]
-        right = [w for w in wb[j1:j2] if w not in STOPWORDS and w not in FILLERS and w not in NEGATORS]
+        left = [w for w in wa[i1:i2] if _edit_word(w)]
+        right = [w for w in wb[j1:j2] if _edit_word(w)]
         left = [w for w in left if not any(_similar_word(w, v) for v in right)]
         right = [w for w in right if not any(_similar_word(w, v) for v in left)]
         if left and right:
