@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--split", choices=["all", "tune", "holdout"], default="all",
                         help="score only one half of the pairs (a stable split by pair id)")  # fmt: skip
     p_eval.add_argument("--details", action="store_true", help="list every wrong decision")
+    p_eval.add_argument(
+        "--sequential", action="store_true", help="one pair at a time (no batching): a lone request's latency"
+    )
     p_check = sub.add_parser("check-config", help="validate a config file and print it with defaults")
     p_check.add_argument("config")
     args = parser.parse_args(argv)
@@ -49,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         report = asyncio.run(
-            evaluate_files(args.pairs, cfg, threshold=args.threshold, split=args.split, details=args.details)
+            evaluate_files(
+                args.pairs,
+                cfg,
+                threshold=args.threshold,
+                split=args.split,
+                details=args.details,
+                sequential=args.sequential,
+            )
         )
     except EvaluationError as exc:
         print(str(exc), file=sys.stderr)
