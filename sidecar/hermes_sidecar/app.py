@@ -118,6 +118,10 @@ class Sidecar:
         while True:
             gen = self.cache.generation
             with contextlib.suppress(StoreError):
+                trim = getattr(self.cache.store, "trim", None)
+                if trim is not None:
+                    trimmed = await trim(gen.id, self.cfg.cache.maxEntries)
+                    self.metrics.deleted.labels("size-bound").inc(trimmed)
                 n = await self.cache.store.count(gen.id)
                 self.metrics.entries.set(n)
                 self.metrics.generation_entries.labels(gen.id).set(n)

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redisvl.exceptions import RedisSearchError
 from redisvl.index import AsyncSearchIndex
-from redisvl.query import CountQuery, VectorQuery
+from redisvl.query import CountQuery, FilterQuery, VectorQuery
 from redisvl.query.filter import Tag
 from redisvl.schema import IndexSchema
 
@@ -47,7 +47,7 @@ def _schema(name: str, prefix: str, dim: int, algorithm: str) -> IndexSchema:
                 {"name": "partition", "type": "tag"},
                 {"name": "generation", "type": "tag"},
                 {"name": "tags", "type": "tag", "attrs": {"separator": ","}},
-                {"name": "expires", "type": "numeric"},
+                {"name": "expires", "type": "numeric", "attrs": {"sortable": True}},
                 {"name": "vector", "type": "vector", "attrs": attrs},
             ],
         }
@@ -197,6 +197,33 @@ class RedisStore:
 
     async def delete_tag(self, generation: str, tag: str) -> int:
         return await self._drop((Tag("generation") == generation) & (Tag("tags") == tag))
+
+    async def trim(self, generation: str, max_entries: int) -> int:
+        """Delete the entries of ``generation`` closest to expiry beyond ``max_entries`` (TTLs are equal
+        per config, so these are the oldest). Redis ``maxmemory`` with ``volatile-lru`` is the hard
+        bound; this keeps one generation from filling it."""
+        excess = await self.count(generation) - max_entries
+        deleted = 0
+        while excess > 0:
+            query = FilterQuery(
+                Tag("generation") == generation,
+                return_fields=["id"],
+                num_results=min(excess, self._batch),
+                sort_by="expires",
+            )
+
+            async def op(q: FilterQuery = query) -> int:
+                rows: list[dict[str, Any]] = await self._index.query(q)
+                if not rows:
+                    return 0
+                return int(await self._client.unlink(*[r["id"] for r in rows]))
+
+            n: int = await self._guard(op)
+            if n == 0:
+                break
+            deleted += n
+            excess -= n
+        return deleted
 
     async def count(self, generation: str) -> int:
         async def op() -> int:
