@@ -255,3 +255,26 @@ def test_redis_killed_and_restarted_during_1000_requests_loses_no_request(
     until(lambda: client.get("/readyz").json()["cache"] == "ok", 10)
     ask(client, q)
     until(lambda: ask(client, q).headers["x-hermes-cache"] == "hit-exact", 5)
+
+
+def test_warm_up_after_a_switch_and_size_bound(
+    start_sidecar: Callable[..., httpx.Client], redis_url: str, scope: str
+) -> None:
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"hermes:{scope}:generation"
+    warm = "What are your opening hours?"
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": warm}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    client = start_sidecar(warmup=[{"body": body, "tenant": "acme"}], maxEntries=5)
+    v2 = json.dumps({"version": "v2", "uid": "u", "switchedAt": "2026-01-01T00:00:00Z"})
+    r.set(key, v2)
+    r.publish(key, v2)
+    # the new generation starts with the warm-up answer in it: the first user request is a hit
+    until(lambda: ask(client, warm).headers["x-hermes-cache"] == "hit-exact", 30)
+    for i in range(12):
+        ask(client, f"Tell me about planet number {i}")
+    until(lambda: len(list(r.scan_iter(match=f"hermes:{scope}:entry:*"))) <= 5, 15)
