@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Stop the Redis started by scripts/redis/start.sh.
+#
+#   scripts/redis/stop.sh [PORT] [STATE_DIR]       defaults: 6399, .e2e/redis-<PORT>/ in the repo
+#
+# SIGTERM (Redis shuts down cleanly; nothing is saved with the start script's settings), SIGKILL after
+# HERMES_REDIS_STOP_TIMEOUT seconds (default 20). Not running is not an error. Quiet on success.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+PORT=${1:-6399}
+DIR=${2:-$REPO/.e2e/redis-$PORT}
+PIDFILE=$DIR/redis.pid
+
+running() { # pid $1 exists and is not a zombie (a killed server is one until it is reaped)
+    local s
+    read -r s 2>/dev/null <"/proc/$1/stat" || return 1
+    s=${s##*) }
+    [[ ${s%% *} != Z ]]
+}
+
+[[ -f $PIDFILE ]] || exit 0
+pid=$(<"$PIDFILE")
+if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
+    grep -q redis "/proc/$pid/cmdline" 2>/dev/null || {
+        echo "redis/stop: pid $pid from $PIDFILE is not a redis process; left alone" >&2
+        exit 1
+    }
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + ${HERMES_REDIS_STOP_TIMEOUT:-20}))
+    while running "$pid"; do
+        if ((SECONDS >= deadline)); then
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.2
+            break
+        fi
+        sleep 0.05
+    done
+fi
+rm -f "$PIDFILE"
