@@ -100,7 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .kube import KubeClient
     from .metrics import OperatorMetrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # kopf's formatter prefixes object messages with [namespace/name]; json suits log collectors.
+    kopf.configure(verbose=False, log_format=kopf.LogFormat[args.log_format.upper()], log_prefix=True)
+    logging.getLogger().setLevel(logging.INFO)
     if not args.all_namespaces and not args.namespace:
         print("hermes-cache run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
@@ -115,6 +117,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = Env(kube=KubeClient(), stores=store_for, metrics=metrics)
     registry = kopf.OperatorRegistry()
     register(env, registry, args.drift_interval)
+
+    # A registry of our own does not get kopf's default login handlers: the same KUBECONFIG (or
+    # in-cluster ServiceAccount) the kubernetes client uses, so kopf and KubeClient act as one identity.
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "--drift-interval", type=float, default=60.0, help="seconds between drift/stats reconciles"
     )
     run.add_argument("--workers", type=int, default=8, help="threads for reconciles")
+    run.add_argument("--log-format", choices=("full", "plain", "json"), default="full")
     run.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)

@@ -337,17 +337,19 @@ def register(env: Env, registry: Any, drift_interval: float) -> None:
 
     resource = (GROUP, VERSION, PLURAL)
 
-    @kopf.on.resume(*resource, registry=registry)
-    @kopf.on.create(*resource, registry=registry)
-    @kopf.on.update(*resource, registry=registry)
+    @kopf.on.resume(*resource, registry=registry, id="reconcile")
+    @kopf.on.create(*resource, registry=registry, id="reconcile")
+    @kopf.on.update(*resource, registry=registry, id="reconcile")
     def on_change(body: Mapping[str, Any], **_: Any) -> None:
         timed_reconcile(body, env, "change")
 
-    @kopf.timer(*resource, registry=registry, interval=drift_interval, initial_delay=drift_interval)
+    @kopf.timer(
+        *resource, registry=registry, id="drift", interval=drift_interval, initial_delay=drift_interval
+    )
     def drift(body: Mapping[str, Any], **_: Any) -> None:
         timed_reconcile(body, env, "timer", read_stats=True)
 
-    @kopf.on.delete(*resource, registry=registry, optional=True)
+    @kopf.on.delete(*resource, registry=registry, id="forget", optional=True)
     def on_delete(body: Mapping[str, Any], **_: Any) -> None:
         # Children go with their owner reference (garbage collector); only our own bookkeeping is left.
         meta = body.get("metadata") or {}

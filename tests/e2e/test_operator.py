@@ -217,7 +217,7 @@ def test_policy_becomes_ready_with_running_pods_on_the_selected_gpu_type(
     for pod in pods:
         node = kube.get_json("node", pod["spec"]["nodeName"])
         assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == H100
-    dep = kube.get_json("-n", namespace, "deployment", "chat")
+    dep = kube.get_json("-n", namespace, "deployment", "chat", "--show-managed-fields")
     managers = {m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"}
     assert managers == {"hermes-cache-operator"}
     assert dep["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
@@ -376,10 +376,7 @@ def test_restarting_the_operator_writes_nothing(kube: Kube, operator: Operator, 
     operator.start()
     # wait for the resumed operator to have reconciled this policy, and one drift tick on top
     kube.wait_for(
-        lambda: (
-            f"{namespace}/steady" in operator.log.read_text()[log_size:]
-            and "succeeded" in operator.log.read_text()[log_size:]
-        ),
+        lambda: f"[{namespace}/steady] Resuming is processed" in operator.log.read_text()[log_size:],
         timeout=60,
         what="the restarted operator to resume the policy",
     )

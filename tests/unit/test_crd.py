@@ -80,8 +80,13 @@ def _compare(
         origin = get_origin(ann)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             _expect(sub, "object", where, problems)
-            if not status and "default" in sub and sub["default"] != {}:
-                problems.append(f"{where}: object default must be {{}} so nested defaults apply")
+            if not status and "default" in sub:
+                full = field.get_default(call_default_factory=True).model_dump()
+                # {} lets nested defaults apply; an object with its own CEL rules needs them spelled
+                # out, because kube-apiserver checks the default against the rules as written.
+                wanted = full if sub.get("x-kubernetes-validations") else {}
+                if sub["default"] != wanted:
+                    problems.append(f"{where}: object default {sub['default']} vs {wanted}")
             _compare(ann, sub, where, problems, status)
             continue
         if origin is list:
