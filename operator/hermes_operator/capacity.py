@@ -88,8 +88,10 @@ PRESETS: dict[str, Preset] = {
     # The tiny random-weight Llama the integration tests serve with vLLM on the CPU:
     # LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
     # num_key_value_heads=1) -> head_dim 64, 512 KV bytes per token in bf16/fp16.
-    "hermes-tiny-llama": Preset(2, 2, 1, 64, 128, 512, 426_112, 4096),
+    "hermes-tiny-llama": Preset(2, 2, 1, 64, 128, 512, 426_624, 4096),
 }
+# scripts/vllm serves it as "tiny-llama" from the folder "tiny-llama-v1"
+PRESETS["tiny-llama"] = PRESETS["tiny-llama-v1"] = PRESETS["hermes-tiny-llama"]
 
 
 def preset_for(model_name: str) -> Preset | None:
