@@ -242,6 +242,11 @@ class CacheService:
         rule = guard.compare(mine, guard.features(cand.text))
         if rule is not None:
             return rule
+        # A last turn that names what it is about ("the cooling-off period for a Kestrel broadband
+        # contract") does not lean on the conversation; one that names nothing ("is there an exit
+        # fee?") may mean something else in another conversation, so the facts of both must agree.
+        if mine.entities:
+            return None
         if mine_ctx is not None or cand.context:
             theirs = guard.features(cand.context) if cand.context else guard.features("")
             ctx_rule = guard.compare_context(mine_ctx or guard.features(""), theirs)

@@ -104,7 +104,7 @@ class Keys:
 @dataclass(frozen=True)
 class ConversationLimits:
     semantic: bool = True
-    max_turns: int = 12
+    max_turns: int = 64
     min_standalone_words: int = 3
 
 
