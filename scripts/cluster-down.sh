@@ -21,24 +21,34 @@ done
 cluster_dir=$KWOK_WORKDIR/clusters/$CLUSTER_NAME
 if [[ -n $kwokctl ]] && [[ -d $cluster_dir ]]; then
   log "deleting cluster $CLUSTER_NAME"
-  "$kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >&2 ||
+  # --kubeconfig: only our own file has a context to remove (the default is ~/.kube/config).
+  "$kwokctl" delete cluster --name "$CLUSTER_NAME" --kubeconfig "$E2E/kubeconfig" >&2 ||
     log "kwokctl delete cluster failed; stopping its processes directly"
 fi
 
 # Whatever kwokctl could not stop: the processes it recorded in its pid files (ours only).
-if [[ -d $cluster_dir ]]; then
-  for f in "$cluster_dir"/pids/*.pid; do
-    [[ -f $f ]] || continue
-    pid=$(tr -dc '0-9' < "$f")
-    [[ -n $pid ]] || continue
-    # Only stop it if it still is one of our cluster's components.
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$cluster_dir"; then
-      log "stopping pid $pid ($(basename "$f" .pid))"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+stop_pidfile() {
+  local f=$1 pid
+  [[ -f $f ]] || return 0
+  pid=$(tr -dc '0-9' < "$f")
+  [[ -n $pid ]] || return 0
+  # Only stop it if it still is one of our cluster's components.
+  if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$cluster_dir"; then
+    log "stopping pid $pid ($(basename "$f" .pid))"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+}
+if [[ -d $cluster_dir/pids ]]; then
+  # Clients first, etcd last.
+  for name in kwok-controller kube-scheduler kube-controller-manager kube-apiserver; do
+    stop_pidfile "$cluster_dir/pids/$name.pid"
   done
+  for f in "$cluster_dir"/pids/*.pid; do
+    [[ $(basename "$f") == etcd.pid ]] || stop_pidfile "$f"
+  done
+  stop_pidfile "$cluster_dir/pids/etcd.pid"
 fi
 
 rm -rf "$KWOK_WORKDIR" "$E2E/kubeconfig" "$E2E/kubeconfig.tmp" "$E2E/kwokctl.yaml"

@@ -25,7 +25,7 @@ E2E=$root/.e2e
 export KWOK_WORKDIR=$E2E/kwok
 KUBECONFIG_OUT=$E2E/kubeconfig
 NODES_PER_TYPE=${HERMES_E2E_NODES_PER_TYPE:-2}
-CHECK_NS=hermes-cluster-check
+CHECK_NS=hermes-cluster-check-$(date +%s)-$$
 
 t_start=$(date +%s)
 log() { printf '[cluster-up %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -63,6 +63,17 @@ cluster_logs() {
 # ------------------------------------------------------------------ control plane
 cluster_exists() { "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; }
 
+# Every component kwokctl started is still alive (its pid file names a process of this cluster).
+components_alive() {
+  local dir=$KWOK_WORKDIR/clusters/$CLUSTER_NAME c pid
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller; do
+    [[ -f $dir/pids/$c.pid ]] || return 1
+    pid=$(tr -dc '0-9' < "$dir/pids/$c.pid")
+    [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$dir" || return 1
+  done
+}
+
 write_config() {
   # Local binaries are linked by kwokctl, never downloaded. bindAddress keeps every component
   # (etcd, apiserver, controller-manager, scheduler, kwok) on the loopback interface.
@@ -94,22 +105,20 @@ create_cluster() {
     --runtime binary --kubeconfig "" --wait 2m --timeout 5m >&2
 }
 
-if api_ready && cluster_exists; then
+if cluster_exists && components_alive && api_ready; then
   log "cluster $CLUSTER_NAME is already running, reusing it"
 else
   if cluster_exists; then
-    log "cluster $CLUSTER_NAME exists but is not serving; starting it"
-    if ! "$KWOKCTL" start cluster --name "$CLUSTER_NAME" >&2; then
-      log "start failed; deleting and recreating"
-      "$KWOKCTL" delete cluster --name "$CLUSTER_NAME" --kubeconfig "" >&2 || true
-    fi
+    # A stopped cluster (e.g. its processes were ended with the last session) is not restarted:
+    # the restarted kwok controller would wait out the old node leases (200 s) before it handles
+    # pods again. The tests create everything they need, so a fresh cluster is simpler and faster.
+    log "cluster $CLUSTER_NAME exists but is not (fully) running; deleting and recreating it"
+    bash "$root/scripts/cluster-down.sh"
   fi
-  if ! cluster_exists || ! "$KWOKCTL" get kubeconfig --name "$CLUSTER_NAME" >/dev/null 2>&1; then
-    log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, 127.0.0.1)"
-    if ! create_cluster; then
-      cluster_logs
-      die "kwokctl create cluster failed"
-    fi
+  log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, 127.0.0.1)"
+  if ! create_cluster; then
+    cluster_logs
+    die "kwokctl create cluster failed"
   fi
 fi
 
@@ -191,7 +200,6 @@ if [[ ${HERMES_CLUSTER_CHECK:-1} != 0 ]]; then
   token=$(kubectl -n default create token default --duration=10m) || die "kubectl create token failed"
   [[ $token == *.*.* ]] || die "kubectl create token returned no JWT"
 
-  kubectl delete namespace "$CHECK_NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
   kubectl create namespace "$CHECK_NS" >/dev/null
   kubectl -n "$CHECK_NS" apply -f - >&2 <<EOF
 apiVersion: apps/v1
