@@ -35,6 +35,7 @@ class Sizes:
     name: str
     quality_datasets: tuple[str, ...]
     quality_sweep_points: int
+    quality_stride: int  # every n-th pair (1 = all)
     lookup_entries: tuple[int, ...]
     lookup_queries: int
     sidecar_requests: int
@@ -49,6 +50,7 @@ QUICK = Sizes(
     name="quick",
     quality_datasets=("questions",),
     quality_sweep_points=14,
+    quality_stride=3,
     lookup_entries=(1_000, 10_000),
     lookup_queries=200,
     sidecar_requests=100,
@@ -62,6 +64,7 @@ FULL = Sizes(
     name="full",
     quality_datasets=("questions", "conversations"),
     quality_sweep_points=40,
+    quality_stride=1,
     lookup_entries=(1_000, 10_000, 100_000),
     lookup_queries=1_000,
     sidecar_requests=500,

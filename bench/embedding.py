@@ -31,7 +31,8 @@ class MemoEmbedder:
         self.dims = int(self.batch(["dimension probe"]).shape[1])
 
     def batch(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        # Sorted by length: a batch is padded to its longest text, so similar lengths waste less work.
+        missing = sorted((t for t in dict.fromkeys(texts) if t not in self._memo), key=len)
         for i in range(0, len(missing), 64):
             chunk = missing[i : i + 64]
             t0 = time.perf_counter()

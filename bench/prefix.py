@@ -72,12 +72,19 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     with Sidecar(sidecar_config(ctx, scope=SCOPE), OUT / "prefix-run", PORT) as sc:
         async with httpx.AsyncClient(timeout=120) as client:
             # Size the shared prompt to ~TARGET_PROMPT_TOKENS with the model's own tokenizer (usage).
-            chars = 6000
-            probe = chat_body(model, "size probe", system=_system_prompt(chars))
-            probe["stream"] = False
-            r = await client.post(ctx.vllm_url + "/v1/chat/completions", json=probe)
-            tokens = int(r.json()["usage"]["prompt_tokens"])
-            chars = max(500, int(chars * TARGET_PROMPT_TOKENS / max(1, tokens)))
+            chars = 1500
+            for attempt in range(4):
+                probe = chat_body(model, "size probe", system=_system_prompt(chars))
+                probe["stream"] = False
+                r = await client.post(ctx.vllm_url + "/v1/chat/completions", json=probe)
+                if r.status_code != 200:
+                    raise RuntimeError(
+                        f"sizing probe of {chars} characters: vLLM answered {r.status_code} {r.text[:300]}"
+                    )
+                tokens = int(r.json()["usage"]["prompt_tokens"])
+                if abs(tokens - TARGET_PROMPT_TOKENS) < 0.05 * TARGET_PROMPT_TOKENS or attempt == 3:
+                    break
+                chars = max(200, int(chars * TARGET_PROMPT_TOKENS / max(1, tokens)))
             shared = _system_prompt(chars)
 
             async def phase(label: str, systems: list[str]) -> dict[str, Any]:
@@ -123,11 +130,11 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     distinct = next(p for p in phases if p["label"].startswith("distinct"))
     return {
         "model": model,
-        "system_prompt_tokens": TARGET_PROMPT_TOKENS,
+        "system_prompt_tokens": tokens,
         "system_prompt_chars": chars,
         "phases": phases,
         "shared_vs_distinct_ratio": median(warm["samples_s"]) / median(distinct["samples_s"]),
-        "setup": f"System prompt of about {TARGET_PROMPT_TOKENS} tokens ({chars} characters of support "
+        "setup": f"System prompt of {tokens} tokens ({chars} characters of support "
         f"policy text), a new question per request, streamed through a sidecar in front of `{model}`; vLLM "
         "arguments from `hermes-cache plan bench/policies/tiny-cpu.yaml` (automatic prefix caching on, "
         "block size 32, sha256 block hashes).",

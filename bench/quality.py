@@ -269,7 +269,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "datasets": {},
     }
     for dataset in ctx.sizes.quality_datasets:
-        items = _load(dataset)
+        items = _load(dataset)[:: ctx.sizes.quality_stride]
         labels = [bool(i["same_answer"]) for i in items]
         # Embed every text once, up front, so no cache's timing includes first-time embedding.
         embedder.batch([_text(i["a"]) for i in items] + [_text(i["b"]) for i in items])

@@ -66,7 +66,9 @@ def write_generation(redis_url: str, version: str, uid: str) -> str:
 def sidecar_config(ctx: Context, scope: str = SCALE_SCOPE) -> dict[str, Any]:
     return {
         "upstream": {"kind": "openai", "url": ctx.vllm_url},
-        "cache": {"backend": "redis", "redisUrl": ctx.redis_url, "scope": scope},
+        # The tiny random-weight model never stops on its own: every answer ends at max_tokens
+        # (finish_reason "length"), which the sidecar stores only with storeTruncated.
+        "cache": {"backend": "redis", "redisUrl": ctx.redis_url, "scope": scope, "storeTruncated": True},
         "embedding": {"provider": "local"},
     }
 

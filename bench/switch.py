@@ -109,6 +109,13 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 r = await client.post(sc.url + "/v1/chat/completions", json=body, headers=HEADERS)
                 hits_before += r.headers.get("x-hermes-cache") == "hit-exact"
 
+            if hits_before == 0:
+                stop.touch()
+                pinger.wait(timeout=60)
+                raise RuntimeError(
+                    f"the probe question never became an exact hit (headers {result['probe_headers']}), so "
+                    f"there is no old entry whose end could be timed; sidecar log: {sc.tail(800)}"
+                )
             t_switch = time.monotonic()
             write_generation(ctx.redis_url, "v2", SCALE_UID)
             last_old = None
