@@ -422,3 +422,106 @@ def test_fifty_policies_become_ready(kube: Kube, operator: Operator, namespace: 
     (ROOT / ".e2e").mkdir(exist_ok=True)
     (ROOT / ".e2e" / "fifty-policies-seconds.txt").write_text(f"{elapsed:.1f}\n")
     assert 'hermes_operator_policies{condition="Ready",status="True"}' in operator.metrics()
+
+
+def _rbac_rules_from_docs() -> list[dict[str, list[str]]]:
+    text = (ROOT / "docs/operator.md").read_text()
+    section = text.split("### RBAC needed", 1)[1].split("\n## ", 1)[0]
+    rules = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[0] in ("API group", "") or set(cells[0]) == {"-"}:
+            continue
+        group = "" if cells[0].startswith('""') else cells[0]
+        rules.append(
+            {
+                "apiGroups": [group],
+                "resources": [r.strip() for r in cells[1].split(",")],
+                "verbs": [v.strip() for v in cells[2].split(",")],
+            }
+        )
+    return rules
+
+
+def test_rbac_in_the_docs_is_enough(
+    kube: Kube, operator: Operator, namespace: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The operator under a ClusterRole built from docs/operator.md "RBAC needed", and nothing else."""
+    rules = _rbac_rules_from_docs()
+    assert len(rules) >= 8
+    name = f"hermes-docs-rbac-{namespace[-6:]}"
+    kube.apply(
+        json.dumps({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "docs-rbac"}}),
+        namespace,
+    )
+    kube.apply(
+        json.dumps(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": rules,
+            }
+        )
+    )
+    kube.apply(
+        json.dumps(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": "docs-rbac", "namespace": namespace}],
+            }
+        )
+    )
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    token = kube.kubectl("-n", namespace, "create", "token", "docs-rbac", "--duration=1h").stdout.strip()
+    admin["users"] = [{"name": admin["contexts"][0]["context"]["user"], "user": {"token": token}}]
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(admin))
+
+    operator.stop()  # one operator at a time: both run standalone
+    docs_op = Operator(tmp_path / "kubeconfig", tmp_path / "operator.log")
+    try:
+        docs_op.start()
+        spec = {
+            "semanticCache": {"enabled": True, "redis": {"url": redis_url}},
+            "autoscaling": {"enabled": True},
+        }
+        _apply(kube, namespace, _policy("rbac", **spec))
+        _wait_condition(kube, namespace, "rbac", "Ready", "True")
+        kube.kubectl(
+            "-n",
+            namespace,
+            "patch",
+            "hcp",
+            "rbac",
+            "--type=merge",
+            "-p",
+            '{"spec":{"cacheVersion":"v2","autoscaling":{"enabled":false}}}',
+        )
+        kube.wait_for(
+            lambda: _hcp(kube, namespace, "rbac")["status"].get("cacheVersion") == "v2",
+            timeout=60,
+            what="generation switch under the docs' RBAC",
+        )
+        kube.wait_for(
+            lambda: kube.kubectl("-n", namespace, "get", "hpa", "rbac", check=False).returncode != 0,
+            timeout=60,
+            what="HPA removed under the docs' RBAC",
+        )
+        big = yaml.safe_load((ROOT / "examples/hermes-70b-tp1.yaml").read_text())
+        _apply(kube, namespace, big)
+        kube.wait_for(
+            lambda: any(
+                e["reason"] == "InsufficientMemory" for e in kube.get_json("-n", namespace, "events")["items"]
+            ),
+            timeout=60,
+            what="the refusal Event under the docs' RBAC",
+        )
+        log = docs_op.log.read_text()
+        assert "Forbidden" not in log and "forbidden" not in log, log[-3000:]
+    finally:
+        docs_op.stop()
+        kube.kubectl("delete", "clusterrolebinding,clusterrole", name, "--ignore-not-found", check=False)
+        operator.start()
