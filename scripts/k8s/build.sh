@@ -13,10 +13,11 @@
 # with CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}. A cached binary
 # is reused when it runs and reports the pinned version (scripts/k8s/versions.env).
 #
-# stdout: only shell assignments, for `eval "$(scripts/k8s/build.sh)"`:
+# stdout: only shell assignments (of the components asked for), for `eval "$(scripts/k8s/build.sh)"`:
 #   K8S_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=...
 # stderr: progress and timings. Options: --force (rebuild even if cached), --jobs N (components
-# built at once; default 2 when >= 8 GiB memory is free, else 1).
+# built at once; default 2 when >= 8 GiB memory is free, else 1). Positional arguments pick
+# components (kubernetes etcd kwok helm; default all), e.g. `build.sh helm` for chart tests.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,15 +26,19 @@ source "$here/versions.env"
 
 force=0
 jobs=""
+want=()
 while (($#)); do
   case "$1" in
     --force) force=1 ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    kubernetes|etcd|kwok|helm) want+=("$1") ;;
+    *) echo "build.sh: unknown argument $1 (components: kubernetes etcd kwok helm)" >&2; exit 2 ;;
   esac
   shift
 done
+((${#want[@]})) || want=(kubernetes etcd kwok helm)
+wanted() { [[ " ${want[*]} " == *" $1 "* ]]; }
 
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 K8S_DIR=$CACHE/k8s-$KUBE_VERSION
@@ -181,21 +186,23 @@ t_start=$(now)
 log "versions: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION; cache $CACHE; jobs $jobs; go -p $GO_P; $(go version)"
 
 rc=0
+comp() { # name: run_component with its check, builder and dir, if wanted
+  wanted "$1" || return 0
+  case "$1" in
+    kubernetes) run_component kubernetes k8s_ok build_k8s "$K8S_DIR" ;;
+    etcd) run_component etcd etcd_ok build_etcd "$ETCD_DIR" ;;
+    kwok) run_component kwok kwok_ok build_kwok "$KWOK_DIR" ;;
+    helm) run_component helm helm_ok build_helm "$HELM_DIR" ;;
+  esac
+}
 if ((jobs >= 2)); then
   # Kubernetes is the long pole; etcd, kwok and helm share the other slot.
-  run_component kubernetes k8s_ok build_k8s "$K8S_DIR" & pid_k8s=$!
-  (
-    run_component etcd etcd_ok build_etcd "$ETCD_DIR" &&
-    run_component kwok kwok_ok build_kwok "$KWOK_DIR" &&
-    run_component helm helm_ok build_helm "$HELM_DIR"
-  ) & pid_rest=$!
+  comp kubernetes & pid_k8s=$!
+  ( comp etcd && comp kwok && comp helm ) & pid_rest=$!
   wait "$pid_k8s" || rc=1
   wait "$pid_rest" || rc=1
 else
-  run_component kubernetes k8s_ok build_k8s "$K8S_DIR" || rc=1
-  run_component etcd etcd_ok build_etcd "$ETCD_DIR" || rc=1
-  run_component kwok kwok_ok build_kwok "$KWOK_DIR" || rc=1
-  run_component helm helm_ok build_helm "$HELM_DIR" || rc=1
+  for c in kubernetes etcd kwok helm; do comp "$c" || rc=1; done
 fi
 
 if ((rc != 0)); then
@@ -203,5 +210,7 @@ if ((rc != 0)); then
   exit 1
 fi
 log "all components ready in $(($(now) - t_start))s"
-printf 'K8S_BIN=%q\nETCD_BIN=%q\nKWOK_BIN=%q\nHELM_BIN=%q\n' \
-  "$K8S_DIR/bin" "$ETCD_DIR/bin" "$KWOK_DIR/bin" "$HELM_DIR/bin"
+! wanted kubernetes || printf 'K8S_BIN=%q\n' "$K8S_DIR/bin"
+! wanted etcd || printf 'ETCD_BIN=%q\n' "$ETCD_DIR/bin"
+! wanted kwok || printf 'KWOK_BIN=%q\n' "$KWOK_DIR/bin"
+! wanted helm || printf 'HELM_BIN=%q\n' "$HELM_DIR/bin"
