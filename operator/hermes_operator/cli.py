@@ -103,6 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # kopf's formatter prefixes object messages with [namespace/name]; json suits log collectors.
     kopf.configure(verbose=False, log_format=kopf.LogFormat[args.log_format.upper()], log_prefix=True)
     logging.getLogger().setLevel(logging.INFO)
+    if args.standalone and args.peering:
+        print("hermes-cache run: --standalone and --peering exclude each other", file=sys.stderr)
+        return 2
     if not args.all_namespaces and not args.namespace:
         print("hermes-cache run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
@@ -173,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
     )
     run.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run without peering (the default unless --peering is given); run one replica",
+    )
     run.add_argument(
         "--peering",
         default="",
