@@ -183,3 +183,13 @@ async def ensure_scale_entries(store: Any, embedder: MemoEmbedder, n: int, parti
     corpus = synthetic(base, n)
     seconds = await fill_store(store, scale_entries(have, n, corpus, partition, generation))
     return {"entries": int(await store.count(generation)), "loaded": n - have, "load_seconds": seconds}
+
+
+def policy_text(chars: int, head: str = "") -> str:
+    """Long, realistic prompt text: the assistant turns of the fow-cache conversations (support policy
+    answers), cut to `chars` characters after `head`."""
+    from fow_cache.data import load_conversations
+
+    parts = [m["content"] for c in load_conversations() for m in c["a"] if m["role"] == "assistant"]
+    text = head + "You are the support assistant. Policies and past answers follow.\n" + "\n".join(parts)
+    return text[:chars]

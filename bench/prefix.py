@@ -21,26 +21,13 @@ from typing import Any
 import httpx
 
 from bench.common import OUT, Context, latency_summary, median
-from bench.corpus import chat_body
+from bench.corpus import chat_body, policy_text
 from bench.services import Sidecar, vllm_model
 from bench.sidecar_path import sidecar_config, ttft, write_generation_scope
 
 PORT = int(os.environ.get("HERMES_BENCH_PREFIX_PORT", "8191"))
 SCOPE = "bench/prefix"
 TARGET_PROMPT_TOKENS = 1400
-
-
-def _system_prompt(chars: int, head: str = "") -> str:
-    """A long, realistic system prompt: policy text from the fow-cache conversations (assistant turns)."""
-    from fow_cache.data import load_conversations
-
-    parts = []
-    for c in load_conversations():
-        for m in c["a"]:
-            if m["role"] == "assistant":
-                parts.append(m["content"])
-    text = head + "You are the support assistant. Policies and past answers follow.\n" + "\n".join(parts)
-    return text[:chars]
 
 
 async def _counters(client: httpx.AsyncClient, vllm_url: str) -> dict[str, float]:
@@ -74,7 +61,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
             # Size the shared prompt to ~TARGET_PROMPT_TOKENS with the model's own tokenizer (usage).
             chars = 1500
             for attempt in range(4):
-                probe = chat_body(model, "size probe", system=_system_prompt(chars))
+                probe = chat_body(model, "size probe", system=policy_text(chars))
                 probe["stream"] = False
                 r = await client.post(ctx.vllm_url + "/v1/chat/completions", json=probe)
                 if r.status_code != 200:
@@ -85,7 +72,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 if abs(tokens - TARGET_PROMPT_TOKENS) < 0.05 * TARGET_PROMPT_TOKENS or attempt == 3:
                     break
                 chars = max(200, int(chars * TARGET_PROMPT_TOKENS / max(1, tokens)))
-            shared = _system_prompt(chars)
+            shared = policy_text(chars)
 
             async def phase(label: str, systems: list[str]) -> dict[str, Any]:
                 before = await _counters(client, ctx.vllm_url)
@@ -119,7 +106,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                     if kind == "shared":
                         shared_s.append(shared)
                     else:
-                        distinct_s.append(_system_prompt(chars, head=f"Case file {rng.randrange(10**9)}.\n"))
+                        distinct_s.append(policy_text(chars, head=f"Case file {rng.randrange(10**9)}.\n"))
             await phase("shared prompt, warm", shared_s)
             await phase("distinct prompts of the same length", distinct_s)
             write_generation_scope(ctx.redis_url, SCOPE, "p2", "bench-prefix")

@@ -330,21 +330,24 @@ def _sidecar(r: Result) -> tuple[list[str], dict[str, Any]]:
     for key, label in (
         ("exact_hit", "exact hit (client → sidecar → Redis → client)"),
         ("semantic_hit", "semantic hit (embedding + vector search + guard)"),
-        ("miss_ttft_sidecar", "miss, TTFT through the sidecar (streamed)"),
-        ("miss_ttft_direct", "miss, TTFT calling vLLM directly (streamed)"),
+        ("miss_ttft_sidecar", "miss, short question: TTFT through the sidecar (streamed)"),
+        ("miss_ttft_direct", "miss, short question: TTFT calling vLLM directly (streamed)"),
+        ("miss_ttft_sidecar_long", "miss, ~1,000-token prompt: TTFT through the sidecar"),
+        ("miss_ttft_direct_long", "miss, ~1,000-token prompt: TTFT calling vLLM directly"),
     ):
         lat = res.get(key)
         if lat:
             lines.append(
                 f"| {label} | {lat['n']} | {_ms(lat['p50_ms'])} | {_ms(lat['p99_ms'])} | {_ms(lat['mean_ms'])} |"
             )
-    if "ttft_ratio_of_medians" in res:
-        lines += [
-            "",
-            f"Miss-path TTFT ratio (sidecar / direct, pairs interleaved in one run): ratio of medians "
-            f"**{res['ttft_ratio_of_medians']:.3f}**, median of per-pair ratios {res['ttft_median_pair_ratio']:.3f}; "
-            f"added latency p50 {_ms(res['ttft_added_p50_ms'])}.",
-        ]
+    for kind, what in (("", "short questions"), ("_long", "~1,000-token prompts")):
+        if f"ttft_ratio_of_medians{kind}" in res:
+            lines += [
+                "",
+                f"Miss-path TTFT ratio, {what} (sidecar / direct, interleaved in one run): ratio of medians "
+                f"**{res[f'ttft_ratio_of_medians{kind}']:.3f}**, median of per-pair ratios "
+                f"{res[f'ttft_median_pair_ratio{kind}']:.3f}; added latency p50 {_ms(res[f'ttft_added_p50_ms{kind}'])}.",
+            ]
     tp = res.get("throughput")
     if tp:
         lines += [
@@ -452,19 +455,27 @@ def _switch(r: Result) -> tuple[list[str], dict[str, Any]]:
         f"| entries of the old generation | {res['entries_before']:,} |",
         f"| switch written → first response that is not the old entry | **{_ms(res['stop_serving_ms'])}** "
         f"(last old hit {_ms(res.get('last_old_hit_ms'))} after the write) |",
-        f"| old entries deleted after | {res['delete_seconds']:.2f} s ({res['entries_after']:,} left) |",
+        (
+            f"| old entries deleted after | {res['delete_seconds']:.2f} s |"
+            if res.get("deletion_completed", True)
+            else f"| old entries deleted | **not finished**: {res['entries_after']:,} left when deletion made no progress for 30 s |"
+        ),
         f"| largest Redis PING during deletion | **{_ms(res['ping_during']['max_ms'])}** "
         f"(p50 {_ms(res['ping_during']['p50_ms'])}, p99 {_ms(res['ping_during']['p99_ms'])}, "
         f"{res['ping_during']['n']:,} pings) |",
         f"| largest Redis PING in the same time before the switch | {_ms(res['ping_before']['max_ms'])} |",
         f"| PINGs above 10 ms during deletion | {res['pings_over_10ms']} |",
     ]
+    log = res.get("sidecar_log_deletion") or []
+    if log:
+        lines += ["", "The sidecar's log about the deletion:", "", "```", *log, "```"]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
     t, v = res["ping_trace_s"], res["ping_trace_ms"]
     ax.plot(t, v, ",", color="tab:blue")
     ax.axvline(0, color="tab:red", label="generation switch written")
-    ax.axvline(res["delete_seconds"], color="tab:green", label="old entries gone")
+    if res.get("deletion_completed", True):
+        ax.axvline(res["delete_seconds"], color="tab:green", label="old entries gone")
     ax.axhline(10, color="gray", linestyle="--", label="10 ms")
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the switch")
@@ -601,20 +612,22 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
     )
 
     ratio = sc.get("ttft_ratio_of_medians")
-    out.append(
-        (
-            "Miss-path TTFT ratio ≤ 1.10",
-            f"{ratio:.3f}" if ratio is not None else NA,
-            None if ratio is None else ratio <= 1.10,
-            ""
-            if ratio is None or ratio <= 1.10
-            else f"a miss pays the exact lookup, the embedding ({_ms(emb)} p50) and the vector search before the "
-            "request goes upstream; the tiny CPU model's TTFT is only "
-            f"{_ms((sc.get('miss_ttft_direct') or {}).get('p50_ms'))}, so fixed costs weigh more than in front "
-            "of a real model. Would reach it: send upstream in parallel with the semantic lookup and cancel on a "
-            "hit, or a faster embedder.",
+    ratio_long = sc.get("ttft_ratio_of_medians_long")
+    measured = NA if ratio is None else f"{ratio:.3f} (short questions)"
+    if ratio_long is not None:
+        measured += f", {ratio_long:.3f} (~1,000-token prompts)"
+    worst = max([x for x in (ratio, ratio_long) if x is not None], default=None)
+    why = ""
+    if worst is not None and worst > 1.10:
+        why = (
+            f"a miss pays the exact lookup, the embedding ({_ms(emb)} p50) and the vector search before the request "
+            f"goes upstream: {_ms(sc.get('ttft_added_p50_ms'))} added at p50, against a TTFT of only "
+            f"{_ms((sc.get('miss_ttft_direct') or {}).get('p50_ms'))} for the tiny CPU model on short questions "
+            f"({_ms((sc.get('miss_ttft_direct_long') or {}).get('p50_ms'))} on ~1,000-token prompts). In front of a "
+            "real model the same added milliseconds are a smaller share. Would reach it here: start the upstream "
+            "request in parallel with the semantic lookup and cancel it on a hit, or a faster embedder."
         )
-    )
+    out.append(("Miss-path TTFT ratio ≤ 1.10", measured, None if worst is None else worst <= 1.10, why))
 
     tp = (sc.get("throughput") or {}).get("semantic_hits")
     out.append(
@@ -650,14 +663,24 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
 
     sw = f.get("switch", {})
     if sw:
-        ok = sw["stop_serving_ms"] <= 1000 and sw["ping_during"]["max_ms"] <= 10
+        done = sw.get("deletion_completed", True)
+        ok = sw["stop_serving_ms"] <= 1000 and sw["ping_during"]["max_ms"] <= 10 and done
         why = ""
-        if not ok and sw["ping_during"]["max_ms"] > 10:
-            why = (
-                f"deleting {sw['entries_before']:,} indexed entries in batches blocks Redis for up to "
-                f"{sw['ping_during']['max_ms']:.0f} ms per batch (index upkeep per deleted document; the PING "
-                f"loop shares 2 cores with Redis). Would reach it: smaller delete batches with a pause between "
-                "them, or letting the old generation expire through its TTL instead of deleting it."
+        if not done:
+            why += (
+                f"the background deletion stopped with {sw['entries_after']:,} of {sw['entries_before']:,} entries "
+                "left (see the sidecar's log in section 5: a delete batch outlasted the sidecar's 0.5 s Redis "
+                "timeout and was not retried). "
+            )
+        if sw["ping_during"]["max_ms"] > 10:
+            why += (
+                f"Deleting indexed entries in batches blocks Redis for up to {sw['ping_during']['max_ms']:.0f} ms "
+                "(vector-index upkeep per deleted document; the PING loop shares 2 cores with Redis). "
+            )
+        if why:
+            why += (
+                "Would reach it: smaller delete batches with a pause between them and a retry that resumes "
+                "where it stopped, or letting the old generation expire through its TTL instead of deleting it."
             )
         out.append(
             (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
     p.add_argument("--no-render", action="store_true", help="write JSON only")
     args = p.parse_args(argv)
+    # SIGTERM (scripts/bench.sh interrupted) unwinds like Ctrl-C, so sidecars and pingers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if not args.render_only:
         mode = args.mode or "quick"

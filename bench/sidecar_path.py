@@ -36,6 +36,7 @@ from bench.corpus import (
     chat_body,
     ensure_scale_entries,
     partition_of,
+    policy_text,
     scale_generation_id,
 )
 from bench.embedding import hermes_embedder
@@ -186,30 +187,36 @@ async def _measure(ctx: Context) -> dict[str, Any]:
             result["semantic_headers"] = _count(semantic_headers)
             result["semantic_pairs_hitting"] = f"{len(hitting)}/{len(pairs)}"
 
-            # Miss path: unique questions (a number the guard reads makes each one distinct), interleaved.
-            direct, via, ratios = [], [], []
+            # Miss path, interleaved: unique short questions (a number the guard reads makes each one
+            # distinct), then unique long prompts (~1,000 tokens: a prefill the size of a real request).
             rng = random.Random(5)
-            for i in range(sizes.ttft_pairs):
-                q = pairs[i % len(pairs)]["a"]
-                b1 = chat_body(model, f"{q} (ticket {rng.randrange(10**9)})", stream=True)
-                b2 = chat_body(model, f"{q} (ticket {rng.randrange(10**9)})", stream=True)
-                if i % 2 == 0:
-                    d, _ = await ttft(client, ctx.vllm_url, b1)
-                    s, h = await ttft(client, sc.url, b2)
-                else:
-                    s, h = await ttft(client, sc.url, b2)
-                    d, _ = await ttft(client, ctx.vllm_url, b1)
-                if h != "miss":
-                    continue
-                direct.append(d)
-                via.append(s)
-                ratios.append(s / d)
-            if direct:
-                result["miss_ttft_direct"] = latency_summary(direct)
-                result["miss_ttft_sidecar"] = latency_summary(via)
-                result["ttft_ratio_of_medians"] = median(via) / median(direct)
-                result["ttft_median_pair_ratio"] = median(ratios)
-                result["ttft_added_p50_ms"] = 1000 * (median(via) - median(direct))
+            for kind in ("", "_long"):
+                direct, via, ratios = [], [], []
+                for i in range(sizes.ttft_pairs):
+                    q = pairs[i % len(pairs)]["a"]
+
+                    def body(q: str = q, kind: str = kind) -> dict[str, Any]:
+                        ticket = f"(ticket {rng.randrange(10**9)})"
+                        text = f"{q} {ticket}" if not kind else policy_text(1500, head=f"{ticket} {q}\n")
+                        return chat_body(model, text, stream=True)
+
+                    if i % 2 == 0:
+                        d, _ = await ttft(client, ctx.vllm_url, body())
+                        s, h = await ttft(client, sc.url, body())
+                    else:
+                        s, h = await ttft(client, sc.url, body())
+                        d, _ = await ttft(client, ctx.vllm_url, body())
+                    if h != "miss":
+                        continue
+                    direct.append(d)
+                    via.append(s)
+                    ratios.append(s / d)
+                if direct:
+                    result[f"miss_ttft_direct{kind}"] = latency_summary(direct)
+                    result[f"miss_ttft_sidecar{kind}"] = latency_summary(via)
+                    result[f"ttft_ratio_of_medians{kind}"] = median(via) / median(direct)
+                    result[f"ttft_median_pair_ratio{kind}"] = median(ratios)
+                    result[f"ttft_added_p50_ms{kind}"] = 1000 * (median(via) - median(direct))
 
             tp: dict[str, Any] = {}
             if hitting:

@@ -128,14 +128,24 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 else:
                     stop_serving = t0 - t_switch
                     break
+            # Wait for the background deletion; give up when it has made no progress for 30 s (the
+            # sidecar logs why: the reason goes into the result).
             deleted_at = None
             left = result["entries_before"]
-            while time.monotonic() - t_switch < 900:
-                left = int(await store.count(old_id))
+            progress_at = time.monotonic()
+            while time.monotonic() - progress_at < 30:
+                now_left = int(await store.count(old_id))
+                if now_left < left:
+                    progress_at = time.monotonic()
+                left = now_left
                 if left == 0:
                     deleted_at = time.monotonic() - t_switch
                     break
                 await asyncio.sleep(0.25)
+            result["sidecar_log_deletion"] = [
+                ln[-300:] for ln in sc.tail(200_000).splitlines()
+                if "delet" in ln or "store failed" in ln or "store is back" in ln
+            ][-10:]  # fmt: skip
             await asyncio.sleep(1.0)  # pings after the deletion, for the plot
             stop.touch()
             pinger.wait(timeout=60)
@@ -146,6 +156,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     times, lat = np.load(trace)
     rel = times - t_switch
     end = deleted_at if deleted_at is not None else float(rel[-1])
+    result["deletion_completed"] = deleted_at is not None
     during = lat[(rel >= 0) & (rel <= end)]
     before = lat[(rel < 0) & (rel >= -min(3.0, end))]
     step = max(1, len(rel) // 20000)  # the trace in the JSON is thinned for the plot, the stats are not
