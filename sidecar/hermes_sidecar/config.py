@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -132,12 +139,35 @@ class CacheConfig(_Strict):
         return v
 
 
+# Names the local provider accepts: all of them are all-MiniLM-L6-v2, run as int8 ONNX (docs/sidecar.md).
+LOCAL_EMBEDDING_MODELS = (
+    "all-MiniLM-L6-v2-int8",
+    "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+)
+
+
 class EmbeddingConfig(_Strict):
     provider: Literal["local", "openai"] = "local"
+    # local: one of LOCAL_EMBEDDING_MODELS (default the first); openai: the model name to send
     model: str | None = None
     url: str | None = None  # openai provider: base URL of an OpenAI-compatible embeddings endpoint
     apiKeyFile: str | None = None
     timeoutSeconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> EmbeddingConfig:
+        if self.provider == "local" and self.model and self.model not in LOCAL_EMBEDDING_MODELS:
+            raise ValueError(
+                f"embedding.model {self.model!r} is not a packaged local model; use one of "
+                f"{', '.join(LOCAL_EMBEDDING_MODELS)}, or embedding.provider: openai with embedding.url"
+            )
+        if self.provider == "openai" and (not self.url or not self.model):
+            raise ValueError(
+                "embedding.provider 'openai' needs embedding.url (base URL of an OpenAI-compatible "
+                f"embeddings endpoint) and embedding.model (got url={self.url!r}, model={self.model!r})"
+            )
+        return self
 
 
 class BreakpointConfig(_Strict):

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from hermes_sidecar.config import EmbeddingConfig
+from hermes_sidecar.config import LOCAL_EMBEDDING_MODELS, EmbeddingConfig
 
 Vector = npt.NDArray[np.float32]
 
@@ -74,11 +74,11 @@ class LocalEmbedder:
     def __init__(
         self, model: str | None = None, *, threads: int = 1, max_batch: int = 32, max_length: int = 256
     ):
-        self.name = model or DEFAULT_LOCAL_MODEL
-        if self.name != DEFAULT_LOCAL_MODEL:
+        self.name = DEFAULT_LOCAL_MODEL
+        if model and model not in LOCAL_EMBEDDING_MODELS:
             raise EmbedderError(
-                f"embedding.model {self.name!r} is not a packaged local model; use {DEFAULT_LOCAL_MODEL!r} "
-                "or embedding.provider: openai"
+                f"embedding.model {model!r} is not a packaged local model; use one of "
+                f"{', '.join(LOCAL_EMBEDDING_MODELS)} or embedding.provider: openai"
             )
         import onnxruntime as ort  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
