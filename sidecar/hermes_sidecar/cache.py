@@ -225,8 +225,10 @@ class CacheService:
         mine = guard.features(keys.semantic_text)
         mine_ctx = guard.features(keys.context_text) if keys.context_text else None
         for cand, sim in candidates:
-            if sim < self.cfg.similarityThreshold or cand.text is None:
-                break
+            if sim < self.cfg.similarityThreshold:
+                break  # best first: the rest are further away
+            if cand.text is None:
+                continue  # stored for exact reuse only
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
             if rule is None:
                 self.metrics.hit_similarity.observe(sim)

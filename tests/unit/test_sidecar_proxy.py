@@ -350,3 +350,16 @@ def test_embedder_down_fails_open_and_readyz_reports_it(upstream: tuple[FakeOpen
         assert ready.json()["cache"] == "degraded" and "embedder" in ready.json()["degraded"]
         metrics = client.get("/metrics").text
         assert 'hermes_cache_requests_total{result="error"} 1.0' in metrics
+
+
+def test_readyz_fails_when_upstream_is_down_while_healthz_stays_up(embedder: LocalEmbedder) -> None:
+    cfg = parse_config({"upstream": {"url": "http://127.0.0.1:9"}})
+    with (
+        run_server(create_app(cfg, embedder=embedder), lifespan="on") as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.json()["upstream"]
+        resp = ask(client, "Is anyone there?")
+        assert resp.status_code == 502 and resp.headers["x-hermes-cache"] == "miss"
