@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("config")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     try:
         if args.command == "check-config":
             print(json.dumps(load_config(args.config).model_dump(), indent=2))
