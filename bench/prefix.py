@@ -30,10 +30,13 @@ SCOPE = "bench/prefix"
 TARGET_PROMPT_TOKENS = 1400
 
 
+HITS, QUERIES = "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"
+
+
 async def _counters(client: httpx.AsyncClient, vllm_url: str) -> dict[str, float]:
     text = (await client.get(vllm_url.rstrip("/") + "/metrics")).text
     out = {}
-    for name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+    for name in (HITS, QUERIES):
         total = 0.0
         for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+([0-9.eE+-]+)$", text, re.M):
             total += float(m.group(1))
@@ -74,45 +77,39 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 chars = max(200, int(chars * TARGET_PROMPT_TOKENS / max(1, tokens)))
             shared = policy_text(chars)
 
-            async def phase(label: str, systems: list[str]) -> dict[str, Any]:
-                before = await _counters(client, ctx.vllm_url)
-                samples = []
-                headers = []
-                for s in systems:
-                    dt, h = await ttft(client, sc.url, ask(s))
-                    samples.append(dt)
-                    headers.append(h)
-                after = await _counters(client, ctx.vllm_url)
-                row = {
-                    "label": label,
-                    "samples_s": samples,
-                    "ttft": latency_summary(samples),
-                    "headers": sorted(set(headers)),
-                    "prefix_hit_tokens": int(
-                        after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
-                    ),
-                    "prefix_query_tokens": int(
-                        after["vllm:prefix_cache_queries_total"] - before["vllm:prefix_cache_queries_total"]
-                    ),
-                }
-                phases.append(row)
-                return row
+            async def requests(items: list[tuple[str, str]]) -> None:
+                """Send (label, system prompt) requests in this order; vLLM's prefix-cache counters are read
+                around each request, so interleaved labels still get their own hit counts."""
+                rows: dict[str, dict[str, Any]] = {}
+                for label, system in items:
+                    before = await _counters(client, ctx.vllm_url)
+                    dt, h = await ttft(client, sc.url, ask(system))
+                    after = await _counters(client, ctx.vllm_url)
+                    empty = {"label": label, "samples_s": [], "headers": set(), "prefix_hit_tokens": 0,
+                             "prefix_query_tokens": 0}  # fmt: skip
+                    row = rows.setdefault(label, empty)
+                    row["samples_s"].append(dt)
+                    row["headers"].add(h)
+                    row["prefix_hit_tokens"] += int(after[HITS] - before[HITS])
+                    row["prefix_query_tokens"] += int(after[QUERIES] - before[QUERIES])
+                for row in rows.values():
+                    row["ttft"] = latency_summary(row["samples_s"])
+                    row["headers"] = sorted(row["headers"])
+                    phases.append(row)
 
-            await phase("shared prompt, first request (cold)", [shared])
-            # Interleaved: shared (warm) and distinct prompts alternate, so both see the same machine.
-            shared_s, distinct_s = [], []
+            await requests([("shared prompt, first request (cold)", shared)])
+            # Interleaved: warm shared-prompt and distinct-prompt requests alternate, so both see the
+            # same machine at the same time.
+            mixed: list[tuple[str, str]] = []
             for i in range(n):
-                for kind in ("shared", "distinct") if i % 2 == 0 else ("distinct", "shared"):
-                    if kind == "shared":
-                        shared_s.append(shared)
-                    else:
-                        distinct_s.append(policy_text(chars, head=f"Case file {rng.randrange(10**9)}.\n"))
-            await phase("shared prompt, warm", shared_s)
-            await phase("distinct prompts of the same length", distinct_s)
+                distinct = policy_text(chars, head=f"Case file {rng.randrange(10**9)}.\n")
+                pair = [("shared prompt, warm", shared), ("distinct prompts of the same length", distinct)]
+                mixed += pair if i % 2 == 0 else pair[::-1]
+            await requests(mixed)
             write_generation_scope(ctx.redis_url, SCOPE, "p2", "bench-prefix")
             await asyncio.sleep(1.0)  # the sidecar follows the channel; give it a moment
-            await phase("shared prompt, first request after a generation switch", [shared])
-            await phase("shared prompt, warm after the switch", [shared] * n)
+            await requests([("shared prompt, first request after a generation switch", shared)])
+            await requests([("shared prompt, warm after the switch", shared)] * n)
     warm = next(p for p in phases if p["label"] == "shared prompt, warm")
     distinct = next(p for p in phases if p["label"].startswith("distinct"))
     return {

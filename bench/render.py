@@ -348,6 +348,20 @@ def _sidecar(r: Result) -> tuple[list[str], dict[str, Any]]:
                 f"**{res[f'ttft_ratio_of_medians{kind}']:.3f}**, median of per-pair ratios "
                 f"{res[f'ttft_median_pair_ratio{kind}']:.3f}; added latency p50 {_ms(res[f'ttft_added_p50_ms{kind}'])}.",
             ]
+    mc = res.get("miss_cost_breakdown")
+    if mc:
+        lines += [
+            "",
+            "Where a miss's added time goes (the sidecar's own code, timed in-process, uncached):",
+            "",
+            "| prompt | characters | embedding p50 | guard features p50 |",
+            "|---|---|---|---|",
+        ]
+        for kind, row in mc.items():
+            lines.append(
+                f"| {kind} | {row['chars']:,} | {_ms(row['embedding']['p50_ms'])} | "
+                f"{_ms(row['guard_features']['p50_ms'])} |"
+            )
     tp = res.get("throughput")
     if tp:
         lines += [
@@ -427,7 +441,7 @@ def _prefix(r: Result) -> tuple[list[str], dict[str, Any]]:
         ys = [s * 1000 for s in ph["samples_s"]]
         ax.plot(range(x, x + len(ys)), ys, "o-", label=ph["label"], markersize=4)
         x += len(ys)
-    ax.set_xlabel("request (in order sent)")
+    ax.set_xlabel("request (grouped by phase, in the order each phase sent them)")
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("Prefix cache through the sidecar (long system prompt)")
     ax.legend(fontsize=7)

@@ -102,7 +102,7 @@ class Sidecar:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / f"sidecar-{self.port}.yaml"
         cfg.write_text(json.dumps(self.config, indent=2))  # JSON is YAML
-        with self.log.open("ab") as logf:
+        with self.log.open("wb") as logf:  # this run's log only
             self.proc = subprocess.Popen(
                 [str(BIN / "hermes-sidecar"), "serve", "--config", str(cfg)],
                 stdout=logf,

@@ -218,6 +218,8 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                     result[f"ttft_median_pair_ratio{kind}"] = median(ratios)
                     result[f"ttft_added_p50_ms{kind}"] = 1000 * (median(via) - median(direct))
 
+            result["miss_cost_breakdown"] = _miss_costs(embedder, pairs[0]["a"])
+
             tp: dict[str, Any] = {}
             if hitting:
                 bodies = [chat_body(model, p["b"]) for p in hitting]
@@ -252,6 +254,31 @@ async def _measure(ctx: Context) -> dict[str, Any]:
         raise Skip(f"no hits through the sidecar: seed {result['seed']}, exact {result['exact_headers']}; "
                    f"sidecar log: {sc.tail()}")  # fmt: skip
     return result
+
+
+def _miss_costs(embedder: Any, question: str, repeat: int = 7) -> dict[str, Any]:
+    """Where a miss's added time goes, timed in-process with the sidecar's own code: embedding one text
+    (uncached) and the guard's feature extraction, for a short question and a ~1,000-token prompt."""
+    from hermes_sidecar import guard
+    from hermes_sidecar.keys import normalise
+
+    out: dict[str, Any] = {}
+    for kind, text in (("short", question), ("long", policy_text(1500, head=f"(ticket 1) {question}\n"))):
+        emb, feat = [], []
+        for i in range(repeat):
+            t = f"{text} {i}"
+            t0 = time.perf_counter()
+            embedder.uncached([normalise(t)])
+            emb.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            guard.features(normalise(t))
+            feat.append(time.perf_counter() - t0)
+        out[kind] = {
+            "chars": len(text),
+            "embedding": latency_summary(emb),
+            "guard_features": latency_summary(feat),
+        }
+    return out
 
 
 def _count(items: Any) -> dict[str, int]:
