@@ -13,6 +13,7 @@ Event is posted only when a refusal is new. A restarted operator therefore write
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -117,7 +118,8 @@ def _event_if_new(
     ):
         return
     env.metrics.reconcile_errors.labels(reason).inc()
-    env.kube.event(
+    _post_event(
+        env,
         policy_meta["namespace"],
         policy_meta["name"],
         policy_meta["uid"],
@@ -125,6 +127,25 @@ def _event_if_new(
         cond["reason"],
         cond["message"],
     )
+
+
+def _post_event(env: Env, *args: str) -> None:
+    """Events are best effort: a refused Event (e.g. namespace terminating) must not stop a reconcile."""
+    try:
+        env.kube.event(*args)
+    except Exception as exc:
+        log.warning("could not post Event %s: %s", args[4:5], api_message(exc))
+
+
+def api_message(exc: Exception) -> str:
+    """The API server's own message from an ApiException body, not the HTTP headers around it."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return str(body)
+    return str(exc)
 
 
 def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) -> dict[str, Any]:
@@ -140,6 +161,10 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
     old_status: dict[str, Any] = obj.get("status") or {}
     old_conds: list[dict[str, Any]] = old_status.get("conditions") or []
     now = env.now()
+    if meta.get("deletionTimestamp"):
+        # Being deleted: the garbage collector removes the children; applying them again would
+        # only race it (and fail in a terminating namespace).
+        return old_status
 
     try:
         policy = parse_policy(obj)
@@ -174,7 +199,7 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
                 if env.kube.get(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name) is not None:
                     env.kube.delete(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name)
         except Exception as exc:  # the API server's answer is the message the user needs
-            apply_error = f"applying the rendered objects failed: {exc}"
+            apply_error = f"applying the rendered objects failed: {api_message(exc)}"
             log.warning("%s/%s: %s", policy.namespace, policy.name, apply_error)
     else:
         # Nothing is deployed for a policy that cannot fit; an existing Deployment is left as it is.
@@ -264,8 +289,8 @@ def _reconcile_generation(
             store.write_generation(policy.namespace, policy.name, record)
             if applied:
                 env.metrics.generation_switches.labels(policy.namespace, policy.name).inc()
-            env.kube.event(
-                policy.namespace, policy.name, policy.uid, "Normal", "CacheGenerationSwitched",
+            _post_event(
+                env, policy.namespace, policy.name, policy.uid, "Normal", "CacheGenerationSwitched",
                 f"cache generation {applied or '(none)'} -> {want} published to {redact(url)}",
             )  # fmt: skip
             applied, switched_at = want, now

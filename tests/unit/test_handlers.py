@@ -309,3 +309,35 @@ def test_metrics_count_policies_by_condition_and_gpus(env: Env) -> None:
     assert m.policies.labels("CapacityOK", "False")._value.get() == 1
     m.forget_policy("team-a", "too-big")
     assert m.policies.labels("CapacityOK", "False")._value.get() == 0
+
+
+def test_a_policy_being_deleted_is_left_to_the_garbage_collector(env: Env, kube: RecordingKube) -> None:
+    doc = cr()
+    doc["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert reconcile(doc, env) == {}
+    assert kube.applies == [] and kube.status_patches == [] and kube.events == []
+
+
+def test_a_refused_event_does_not_stop_the_reconcile(env: Env, kube: RecordingKube) -> None:
+    def refuse(*args: str) -> None:
+        raise RuntimeError("namespace is being terminated")
+
+    kube.event = refuse  # type: ignore[method-assign]
+    status = reconcile(cr(engine={"extraArgs": ["--port=1"]}), env)
+    assert conditions(status)["Ready"]["reason"] == "InvalidSpec"
+    assert kube.status_patches == [status]
+
+
+def test_apply_failure_message_is_the_api_servers_message(env: Env, kube: RecordingKube) -> None:
+    class ApiError(Exception):
+        body = '{"kind":"Status","message":"deployments.apps \\"x\\" is forbidden: quota exceeded"}'
+
+    def broken(manifest: dict[str, Any]) -> dict[str, Any]:
+        raise ApiError("(403)\nReason: Forbidden\nHTTP response headers: ...")
+
+    kube.apply = broken  # type: ignore[method-assign]
+    ready = conditions(reconcile(cr(), env))["Ready"]
+    assert (
+        ready["message"]
+        == 'applying the rendered objects failed: deployments.apps "x" is forbidden: quota exceeded'
+    )
