@@ -60,6 +60,21 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return vals["VmRSS"], vals["VmHWM"]
 
 
+def _other_operators() -> list[str]:
+    """`hermes-cache run` processes not started here: they may reconcile the benchmark's policies too."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if "hermes-cache run" in cmd:
+            found.append(f"pid {proc.name}: {cmd[:200]}")
+    return found
+
+
 def _kubectl(ctx: Context) -> list[str]:
     kubectl = ROOT / ".e2e" / "bin" / "kubectl"
     return [str(kubectl if kubectl.exists() else "kubectl"), "--kubeconfig", str(ctx.kubeconfig)]
@@ -162,6 +177,10 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
     time.sleep(1)
     stop.set()
     rss_end, hwm = _rss_mb(op.pid)
+    # Clean up while the operator still runs: it removes its finalizers as the policies go, then the
+    # garbage collector removes their children with the namespace.
+    subprocess.run([*kubectl, "-n", ns, "delete", PLURAL, "--all", "--wait=true", "--timeout=900s"],
+                   capture_output=True, check=False)  # fmt: skip
     os.killpg(op.pid, signal.SIGTERM)
     try:
         op.wait(timeout=20)
@@ -170,12 +189,8 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
         op.wait()
     for t in threads:
         t.join(timeout=10)
-    # Clean up in the background of the next size: the garbage collector removes the children.
-    subprocess.run(
-        [*kubectl, "delete", "namespace", ns, "--wait=true", "--timeout=600s"],
-        capture_output=True,
-        check=False,
-    )
+    subprocess.run([*kubectl, "delete", "namespace", ns, "--wait=true", "--timeout=600s"],
+                   capture_output=True, check=False)  # fmt: skip
 
     apply_to_deploy = [deployed[k] - sent[k] for k in names if k in deployed and k in sent]
     apply_to_ready = [ready[k] - sent[k] for k in names if k in ready and k in sent]
@@ -223,6 +238,7 @@ def run(ctx: Context) -> dict[str, Any]:
         check=False,
     )
     gpus = _gpus(core)
+    others = _other_operators()
     sizes = []
     for n in ctx.sizes.operator_policies:
         if gpus < n:
@@ -236,6 +252,7 @@ def run(ctx: Context) -> dict[str, Any]:
             continue
         sizes.append(_one_size(ctx, n, api, core, apps, watch))
     return {
+        "other_operators": others,
         "gpus_in_cluster": gpus,
         "sizes": sizes,
         "target_ready_seconds": TARGET_READY_S,

@@ -515,6 +515,15 @@ def _operator(r: Result) -> tuple[list[str], dict[str, Any]]:
         f"Control plane: kube-apiserver, etcd, controller-manager and scheduler built from source, kwok "
         f"nodes with {res['gpus_in_cluster']} fake GPUs in all. One policy = one Deployment of one GPU pod.",
         "",
+    ]
+    if res.get("other_operators"):
+        lines += [
+            "**Caveat:** another `hermes-cache run` was running against the same control plane during "
+            "this measurement and may have reconciled the same policies: "
+            + "; ".join(res["other_operators"]),
+            "",
+        ]
+    lines += [
         "| policies | created in | all Ready after | apply→Deployment p50 | p99 | apply→Ready p50 | p99 | "
         "operator RSS idle | peak | end |",
         "|---|---|---|---|---|---|---|---|---|---|",
