@@ -169,6 +169,22 @@ def _probe(path: str, port: int | str, period: int, failures: int, timeout: int 
     }
 
 
+def vllm_env(policy: Policy) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "PYTHONHASHSEED", "value": PYTHONHASHSEED},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    if policy.spec.model.hfTokenSecret:
+        # Gated models (meta-llama/*) download only with a token; it stays in a Secret, never in the spec.
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": policy.spec.model.hfTokenSecret, "key": "token"}},
+            }
+        )
+    return env
+
+
 def render_pod_template(policy: Policy) -> Manifest:
     spec = policy.spec
     e = spec.engine
@@ -188,10 +204,7 @@ def render_pod_template(policy: Policy) -> Manifest:
         "image": e.image,
         "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         "args": vllm_args(policy),
-        "env": [
-            {"name": "PYTHONHASHSEED", "value": PYTHONHASHSEED},
-            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-        ],
+        "env": vllm_env(policy),
         "resources": {"requests": {spec.gpu.resource: gpus}, "limits": {spec.gpu.resource: gpus}},
         # The port opens before the model is loaded: /health, not TCP, and up to 30 minutes to load.
         "startupProbe": _probe("/health", "http", period=10, failures=180),

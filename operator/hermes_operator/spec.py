@@ -90,6 +90,7 @@ class Architecture(_Spec):
 class ModelSpec(_Spec):
     name: str = Field(min_length=1, max_length=253)
     servedName: str = Field(default="", max_length=253)
+    hfTokenSecret: str = Field(default="", max_length=253)
     architecture: Architecture | None = None
 
 

@@ -225,3 +225,11 @@ def test_policy_that_does_not_fit_renders_nothing() -> None:
         engine={"tensorParallelSize": 1, "gpuMemoryUtilization": 0.85, "maxModelLen": 128000},
     )
     assert render_all(p, plan_capacity(p.spec)) == []
+
+
+def test_hugging_face_token_comes_from_a_secret() -> None:
+    env = containers(policy(model={"name": "meta-llama/Llama-3.1-8B-Instruct", "hfTokenSecret": "hf"}))[
+        "vllm"
+    ]["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in env
+    assert not any(e["name"] == "HF_TOKEN" for e in containers(policy())["vllm"]["env"])
