@@ -194,7 +194,15 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             transport=transport,
         )
         stats = StatsWriter(redis_client, cfg.cache.scope)
-        cache = CacheService(cfg.cache, store, emb, metrics, generation=LOCAL, tenant_header=cfg.tenantHeader)
+        cache = CacheService(
+            cfg.cache,
+            store,
+            emb,
+            metrics,
+            generation=LOCAL,
+            tenant_header=cfg.tenantHeader,
+            tenant_source=cfg.tenantSource,
+        )
         pipeline = Pipeline(
             cache, client, cfg.upstream.url, metrics, stats, salt_upstream=cfg.upstream.kind == "openai"
         )

@@ -92,6 +92,7 @@ class CacheService:
         *,
         generation: Generation,
         tenant_header: str = "x-tenant-id",
+        tenant_source: str = "header-or-credential",
         retry_seconds: float = 1.0,
     ) -> None:
         self.cfg = cfg
@@ -100,6 +101,7 @@ class CacheService:
         self.metrics = metrics
         self.generation = generation
         self.tenant_header = tenant_header
+        self.tenant_source = tenant_source
         self.limits = ConversationLimits(
             cfg.conversation.semantic, cfg.conversation.maxTurns, cfg.conversation.minStandaloneWords
         )

@@ -240,6 +240,13 @@ class SidecarConfig(_Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     cache: CacheConfig = CacheConfig()
     tenantHeader: str = "x-tenant-id"
+    # where the tenant comes from: "header-or-credential" trusts tenantHeader (set by a gateway that
+    # strips it from clients) and falls back to a hash of the credential; "header-and-credential"
+    # partitions by both (a client that forges the header still cannot read another key's entries);
+    # "credential" ignores the header
+    tenantSource: Literal["header-or-credential", "header-and-credential", "credential"] = (
+        "header-or-credential"
+    )
     embedding: EmbeddingConfig = EmbeddingConfig()
     admin: AdminConfig = AdminConfig()
     promptCache: PromptCacheConfig = PromptCacheConfig()

@@ -72,18 +72,23 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
-def tenant_of(headers: Mapping[str, str], tenant_header: str) -> str:
-    """The tenant: the trusted header set by the gateway, else a hash of the credential, else anonymous.
-
-    Never the body: a client could write anything there."""
-    value = headers.get(tenant_header.lower())
-    if value:
-        return "h:" + value.strip()
+def tenant_of(headers: Mapping[str, str], tenant_header: str, source: str = "header-or-credential") -> str:
+    """The tenant: from the trusted header set by the gateway and/or a hash of the credential
+    (``source``, see ``tenantSource`` in the config); ``anonymous`` with neither. Never the body: a
+    client could write anything there."""
+    value = (headers.get(tenant_header.lower()) or "").strip()
+    cred = ""
     for name in ("authorization", "x-api-key", "api-key"):
-        cred = headers.get(name)
-        if cred:
-            return "c:" + _sha(cred.strip())[:24]
-    return "anonymous"
+        if headers.get(name):
+            cred = "c:" + _sha(headers[name].strip())[:24]
+            break
+    if source == "credential":
+        return cred or "anonymous"
+    if source == "header-and-credential":
+        return f"h:{value}|{cred}" if value or cred else "anonymous"
+    if value:
+        return "h:" + value
+    return cred or "anonymous"
 
 
 def cache_salt(generation: str, tenant: str) -> str:

@@ -93,7 +93,7 @@ class Pipeline:
     async def run(
         self, dialect: Dialect, route: str, body_bytes: bytes, headers: Mapping[str, str], query: str = ""
     ) -> Response:
-        tenant = tenant_of(headers, self.cache.tenant_header)
+        tenant = tenant_of(headers, self.cache.tenant_header, self.cache.tenant_source)
         try:
             body = json.loads(body_bytes)
         except ValueError:

@@ -71,6 +71,12 @@ def test_tenant_comes_from_the_header_or_the_credential_never_the_body() -> None
     b = tenant_of({"authorization": "Bearer two"}, "x-tenant-id")
     assert a != b and "one" not in a
     assert tenant_of({}, "x-tenant-id") == "anonymous"
+    both = {"x-tenant-id": "acme", "authorization": "Bearer one"}
+    forged = {"x-tenant-id": "acme", "authorization": "Bearer two"}
+    assert tenant_of(both, "x-tenant-id", "header-and-credential") != tenant_of(
+        forged, "x-tenant-id", "header-and-credential"
+    )
+    assert tenant_of(both, "x-tenant-id", "credential") == a
     assert cache_salt("g1", a) != cache_salt("g1", b) != cache_salt("g2", b)
 
 
