@@ -154,7 +154,13 @@ def gptcache_scores(embedder: MemoEmbedder, items: list[dict[str, Any]]) -> dict
 
 def hermes_cli(pairs: Path) -> dict[str, Any]:
     """`hermes-sidecar evaluate --pairs FILE` at the sidecar's defaults: the number a user reproduces."""
-    cmd = [str(Path(sys.executable).with_name("hermes-sidecar")), "evaluate", "--pairs", str(pairs)]
+    cmd = [
+        str(Path(sys.executable).with_name("hermes-sidecar")),
+        "evaluate",
+        "--pairs",
+        str(pairs),
+        "--details",
+    ]
     with Timer() as t:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0:
@@ -165,6 +171,14 @@ def hermes_cli(pairs: Path) -> dict[str, Any]:
         raise Skip(f"`hermes-sidecar evaluate` printed no JSON: {proc.stdout[-300:]!r}") from None
     report["_seconds"] = t.seconds
     return report
+
+
+def _reasons(rows: Any, key: str = "reason") -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        k = str(r.get(key) or ("below-threshold" if key == "reason" else "?"))
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 class _SidecarEmbedder:
@@ -191,7 +205,7 @@ def hermes_results(
             json.dumps(
                 {
                     "id": i["id"],
-                    "category": i.get("category") or i.get("subtype"),
+                    "category": i.get("ambiguous") or i.get("category") or i.get("subtype"),
                     "a": i["a"],
                     "b": i["b"],
                     "same_answer": i["same_answer"],
@@ -214,6 +228,11 @@ def hermes_results(
         },
         "decisions": cli.get("decisions"),
         "refusals": cli.get("refusals"),
+        # why should-hit pairs were not served, from --details (the decision's reason, or the threshold)
+        "unserved_should_hit_by_reason": _reasons(r for r in cli.get("wrong", []) if r.get("same_answer")),
+        "served_traps_by_category": _reasons(
+            (r for r in cli.get("wrong", []) if not r.get("same_answer")), "category"
+        ),
         "embedder": cli.get("embedder"),
         "guard": cli.get("guard"),
         "seconds": cli["_seconds"],

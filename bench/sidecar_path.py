@@ -167,6 +167,14 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                               "statuses": _count(str(s) for _, _, s in seeded)}  # fmt: skip
             await asyncio.sleep(1.0)  # answers are stored after the response; let the last ones land
 
+            # The floor under any hit: an HTTP round trip to the sidecar that does no cache work.
+            floor = []
+            for _ in range(100):
+                t0 = time.perf_counter()
+                await client.get(sc.url + "/healthz")
+                floor.append(time.perf_counter() - t0)
+            result["http_floor_healthz"] = latency_summary(floor)
+
             exact, semantic, hitting = [], [], []
             exact_headers, semantic_headers = [], []
             for i in range(sizes.sidecar_requests):
