@@ -227,10 +227,12 @@ class CacheService:
         mine = guard.features(keys.semantic_text)
         mine_ctx = guard.features(keys.context_text) if keys.context_text else None
         for cand, sim in candidates:
-            if sim < self.cfg.similarityThreshold:
-                break  # best first: the rest are further away
             if cand.text is None:
                 continue  # stored for exact reuse only
+            if sim < self.cfg.similarityThreshold and not (
+                self.cfg.guard.enabled and guard.near_duplicate(keys.semantic_text, cand.text)
+            ):
+                continue
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
             if rule is None:
                 self.metrics.hit_similarity.observe(sim)

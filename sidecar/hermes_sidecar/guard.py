@@ -720,3 +720,12 @@ def compare_context(a: Features, b: Features) -> str | None:
     if set(a.people) != set(b.people):
         return "scope"
     return None
+
+
+def near_duplicate(a: str, b: str) -> bool:
+    """The same text up to typos, case and punctuation ("chnage the email adress" / "change the email
+    address"). Subword embeddings score such typos low, so a near duplicate may be served below the
+    similarity threshold; it still has to pass :func:`compare` like any candidate."""
+    x = " ".join(_WORD.findall(_fold(a).lower()))
+    y = " ".join(_WORD.findall(_fold(b).lower()))
+    return bool(x) and SequenceMatcher(None, x, y, autojunk=False).ratio() >= 0.9
