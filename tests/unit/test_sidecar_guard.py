@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from hermes_sidecar.guard import compare, compare_context, features
+from hermes_sidecar.guard import compare, compare_context, features, near_duplicate
 
 
 def verdict(a: str, b: str) -> str | None:
@@ -62,3 +62,14 @@ def test_conversation_facts_must_agree() -> None:
     c = features("Nimbus broadband: six months into an 18 month contract at £30 a month")
     d = features("My Nimbus broadband is £30/month on an 18-month term and I'm 6 months in")
     assert compare_context(c, d) is None
+
+
+def test_near_duplicates_up_to_typos() -> None:
+    assert near_duplicate("How do I change the billing address?", "how do i chnage the biling adress")
+    assert not near_duplicate("How do I change the billing address?", "Where can I see my invoices?")
+
+
+def test_typo_near_duplicate_is_served_through_the_guard_only() -> None:
+    # a near duplicate by characters that flips the meaning is still refused by the rules
+    assert near_duplicate("How do I enable backups?", "How do I disable backups?")
+    assert verdict("How do I enable backups?", "How do I disable backups?") == "negation"
