@@ -36,6 +36,7 @@ class Sizes:
     quality_datasets: tuple[str, ...]
     quality_sweep_points: int
     quality_stride: int  # every n-th pair (1 = all)
+    corpus_texts: int  # distinct real texts embedded for the synthetic corpus (0 = all)
     lookup_entries: tuple[int, ...]
     lookup_queries: int
     sidecar_requests: int
@@ -51,6 +52,7 @@ QUICK = Sizes(
     quality_datasets=("questions",),
     quality_sweep_points=14,
     quality_stride=3,
+    corpus_texts=1_500,
     lookup_entries=(1_000, 10_000),
     lookup_queries=200,
     sidecar_requests=100,
@@ -65,6 +67,7 @@ FULL = Sizes(
     quality_datasets=("questions", "conversations"),
     quality_sweep_points=40,
     quality_stride=1,
+    corpus_texts=0,
     lookup_entries=(1_000, 10_000, 100_000),
     lookup_queries=1_000,
     sidecar_requests=500,

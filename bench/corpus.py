@@ -42,8 +42,11 @@ def fow_texts(questions: bool = True) -> list[str]:
     return list(texts)
 
 
-def base_vectors(embedder: MemoEmbedder) -> tuple[np.ndarray, dict[str, Any]]:
+def base_vectors(embedder: MemoEmbedder, limit: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embeddings of the corpus texts (the first `limit` of them; 0 = all), cached under bench/out/."""
     texts = fow_texts(questions=False)
+    if limit:
+        texts = texts[:limit]
     digest = hashlib.sha256(("\0".join(texts) + embedder.name).encode()).hexdigest()[:16]
     path = OUT / f"base-vectors-{digest}.npz"
     if path.exists():
@@ -173,13 +176,15 @@ def scale_entries(lo: int, hi: int, corpus: np.ndarray, partition: str, generati
     ]  # fmt: skip
 
 
-async def ensure_scale_entries(store: Any, embedder: MemoEmbedder, n: int, partition: str) -> dict[str, Any]:
+async def ensure_scale_entries(
+    store: Any, embedder: MemoEmbedder, n: int, partition: str, limit: int = 0
+) -> dict[str, Any]:
     """At least `n` synthetic entries of the scale generation in `store` (what lookup left, else loaded)."""
     generation = scale_generation_id()
     have = int(await store.count(generation))
     if have >= n:
         return {"entries": have, "loaded": 0, "load_seconds": 0.0}
-    base, _ = base_vectors(embedder)
+    base, _ = base_vectors(embedder, limit)
     corpus = synthetic(base, n)
     seconds = await fill_store(store, scale_entries(have, n, corpus, partition, generation))
     return {"entries": int(await store.count(generation)), "loaded": n - have, "load_seconds": seconds}

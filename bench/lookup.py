@@ -74,7 +74,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     from redisvl.extensions.cache.llm import SemanticCache
 
     embedder = hermes_embedder()
-    base, base_info = base_vectors(embedder)
+    base, base_info = base_vectors(embedder, getattr(ctx.sizes, "corpus_texts", 0))
     sizes = sorted(ctx.sizes.lookup_entries)
     corpus = synthetic(base, sizes[-1])
     cfg = CacheConfig()

@@ -151,7 +151,8 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     try:
         store = RedisStore(client_r, SCALE_SCOPE, embedder.dims)
         partition = partition_of(chat_body(model, "x"), scale_generation_id())
-        scale = await ensure_scale_entries(store, embedder, max(sizes.lookup_entries), partition)
+        limit = getattr(sizes, "corpus_texts", 0)
+        scale = await ensure_scale_entries(store, embedder, max(sizes.lookup_entries), partition, limit)
     finally:
         await client_r.aclose()
 

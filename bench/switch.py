@@ -75,7 +75,9 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     rclient = redis_client(ctx.redis_url, timeout=30)
     store = RedisStore(rclient, SCALE_SCOPE, embedder.dims)
     partition = partition_of(chat_body(model, "x"), old_id)
-    scale = await ensure_scale_entries(store, embedder, ctx.sizes.switch_entries, partition)
+    scale = await ensure_scale_entries(
+        store, embedder, ctx.sizes.switch_entries, partition, getattr(ctx.sizes, "corpus_texts", 0)
+    )
 
     trace = OUT / "switch-pings.npy"
     stop = OUT / "switch-pings.stop"
