@@ -71,5 +71,7 @@ def test_near_duplicates_up_to_typos() -> None:
 
 def test_typo_near_duplicate_is_served_through_the_guard_only() -> None:
     # a near duplicate by characters that flips the meaning is still refused by the rules
-    assert near_duplicate("How do I enable backups?", "How do I disable backups?")
-    assert verdict("How do I enable backups?", "How do I disable backups?") == "negation"
+    a = "How do I enable automatic backups for the shared team drive?"
+    b = "How do I disable automatic backups for the shared team drive?"
+    assert near_duplicate(a, b)
+    assert verdict(a, b) == "negation"
