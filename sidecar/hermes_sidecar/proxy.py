@@ -116,14 +116,16 @@ class Pipeline:
                 dialect, None, route, query, headers, salted, Decision(BYPASS, self.cache.generation)
             )
         decision = await self.cache.decide(req, headers, tenant)
-        self._count(decision)
         if decision.result in (HIT_EXACT, HIT_SEMANTIC) and decision.entry is not None:
             try:
                 answer = CachedAnswer.from_json(decision.entry.answer)
-                return self._replay(dialect, req, answer, decision)
-            except (ValueError, KeyError) as exc:
+                replay = self._replay(dialect, req, answer, decision)
+                self._count(decision)
+                return replay
+            except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable cache entry %s, answering from upstream: %s", decision.entry.key, exc)
                 decision = Decision(MISS, decision.generation, decision.keys, tags=decision.tags)
+        self._count(decision)
         upstream_body = dialect.upstream_body(body, self._salt(tenant, decision))
         return await self._forward(dialect, req, route, query, headers, upstream_body, decision)
 
