@@ -135,7 +135,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="hermes-cache.dev", key="last-handled-configuration"
         )
-        settings.persistence.finalizer = "hermes-cache.dev/finalizer"
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = args.workers
         if args.peering:

@@ -8,7 +8,7 @@ A generation is ``(policy uid, spec.cacheVersion)``. Contracts with the sidecar 
   restarts.
 * ``hermes:{namespace}/{policy}:stats:{version}`` is a hash of integer counters the sidecars HINCRBY:
   ``hit_exact``, ``hit_semantic``, ``miss``, ``bypass``, ``error`` and ``entries``. The operator
-  reads it on its drift timer into ``status.semanticCache``.
+  reads it on its drift pass into ``status.semanticCache``.
 """
 
 from __future__ import annotations

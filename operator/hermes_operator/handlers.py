@@ -2,7 +2,7 @@
 
 :func:`reconcile` reads nothing but the policy object it is given, the Deployment it owns and (for a
 generation switch or the stats) the policy's Redis; it computes everything from the current spec,
-so create, update, resume and the drift timer all call it and it never depends on having seen an
+so create, update, resume and the drift pass all call it and it never depends on having seen an
 earlier event. Its I/O goes through :class:`~hermes_operator.kube.Kube` and a store factory, which is
 how unit tests call it as a plain function.
 
@@ -13,6 +13,7 @@ Event is posted only when a refusal is new. A restarted operator therefore write
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -109,7 +110,7 @@ def _deployment_state(deploy: Mapping[str, Any] | None) -> dict[str, int]:
 def _event_if_new(
     env: Env, policy_meta: dict[str, Any], old: list[dict[str, Any]], cond: dict[str, Any], reason: str
 ) -> None:
-    """One Warning per refusal: posted when the condition is new, not on every timer tick or restart."""
+    """One Warning per refusal: posted when the condition is new, not on every drift pass or restart."""
     prev = next((c for c in old if c.get("type") == cond["type"]), None)
     if prev and (prev.get("status"), prev.get("reason"), prev.get("message")) == (
         cond["status"],
@@ -252,7 +253,7 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
 def _reconcile_generation(
     policy: Policy, env: Env, old_status: dict[str, Any], now: str, read_stats: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Publish the generation record when ``spec.cacheVersion`` moved; read the stats on the timer.
+    """Publish the generation record when ``spec.cacheVersion`` moved; read the stats on the drift pass.
 
     Returns the status keys it owns (cacheVersion, cacheVersionSwitchedAt, semanticCache) and the
     CacheGenerationApplied condition. Never touches the pod template.
@@ -357,10 +358,19 @@ def timed_reconcile(body: Mapping[str, Any], env: Env, trigger: str, *, read_sta
 
 
 def register(env: Env, registry: Any, drift_interval: float) -> None:
-    """Attach the handlers to a kopf registry. Kept out of import time so importing is side-effect free."""
+    """Attach the handlers to a kopf registry. Kept out of import time so importing is side-effect free.
+
+    The drift pass is our own loop over the policies seen in the watch stream, not a kopf timer:
+    kopf puts a finalizer on every object with a timer, and a finalizer would make a policy
+    undeletable whenever the operator is not running (uninstalled, crash-looping). Without it,
+    deletion is left entirely to the garbage collector and the owner references.
+    """
+    import asyncio
+
     import kopf
 
     resource = (GROUP, VERSION, PLURAL)
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
 
     @kopf.on.resume(*resource, registry=registry, id="reconcile")
     @kopf.on.create(*resource, registry=registry, id="reconcile")
@@ -368,14 +378,37 @@ def register(env: Env, registry: Any, drift_interval: float) -> None:
     def on_change(body: Mapping[str, Any], **_: Any) -> None:
         timed_reconcile(body, env, "change")
 
-    @kopf.timer(
-        *resource, registry=registry, id="drift", interval=drift_interval, initial_delay=drift_interval
-    )
-    def drift(body: Mapping[str, Any], **_: Any) -> None:
-        timed_reconcile(body, env, "timer", read_stats=True)
-
-    @kopf.on.delete(*resource, registry=registry, id="forget", optional=True)
-    def on_delete(body: Mapping[str, Any], **_: Any) -> None:
-        # Children go with their owner reference (garbage collector); only our own bookkeeping is left.
+    @kopf.on.event(*resource, registry=registry, id="track")
+    def track(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         meta = body.get("metadata") or {}
-        env.metrics.forget_policy(meta.get("namespace") or "default", meta.get("name") or "")
+        key = (meta.get("namespace") or "default", meta.get("name") or "")
+        if event.get("type") == "DELETED":
+            seen.pop(key, None)
+            env.metrics.forget_policy(*key)
+        else:
+            seen[key] = _plain(body)
+
+    async def drift_loop() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(drift_interval)
+            for key, body in list(seen.items()):
+                if seen.get(key) is not body:
+                    continue  # changed or deleted meanwhile: the change handler has it
+                try:
+                    await loop.run_in_executor(
+                        None, functools.partial(timed_reconcile, body, env, "timer", read_stats=True)
+                    )
+                except Exception:
+                    log.exception("%s/%s: drift reconcile failed", *key)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(registry=registry, id="start-drift")
+    async def start_drift(**_: Any) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(drift_loop()))
+
+    @kopf.on.cleanup(registry=registry, id="stop-drift")
+    async def stop_drift(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()

@@ -221,6 +221,8 @@ def test_policy_becomes_ready_with_running_pods_on_the_selected_gpu_type(
     managers = {m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"}
     assert managers == {"hermes-cache-operator"}
     assert dep["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    # no finalizer: a policy stays deletable when the operator is not running
+    assert not obj["metadata"].get("finalizers")
 
 
 def test_printer_columns(kube: Kube, operator: Operator, namespace: str) -> None:
