@@ -64,8 +64,14 @@ def _save(fig: Any, name: str) -> str:
 
 
 def _header(r: Result) -> list[str]:
+    load = (r.get("machine") or {}).get("loadavg_at_start") or [None]
+    load_s = (
+        f"; 1-minute load average {load[0]:.1f} on {r['machine'].get('cpus')} cores at its start"
+        if load[0]
+        else ""
+    )
     lines = [
-        f"Reproduce: `{r['command']}` ({r['mode']} sizes; {r.get('seconds', 0):.0f} s, run {r['started']})."
+        f"Reproduce: `{r['command']}` ({r['mode']} sizes; {r.get('seconds', 0):.0f} s, run {r['started']}{load_s})."
     ]
     if r["status"] != "ok":
         lines += ["", f"**Not measured in this run ({r['status']}):** {r.get('reason', '')}"]
