@@ -11,7 +11,8 @@ Names (all prefixed ``hermes_operator_``; :data:`METRIC_NAMES` lists them for ot
     counter: reconciles that could not do their job (reason: InvalidSpec, ApplyFailed,
     RedisUnavailable, Exception).
 ``hermes_operator_generation_switches_total{namespace, policy}``
-    counter: cache-generation switches published (a ``spec.cacheVersion`` change applied).
+    counter: cache-generation switches published (a ``spec.cacheVersion`` change applied); present
+    at 0 from a policy's first reconcile, so ``increase()`` sees its first switch.
 ``hermes_operator_gpus_requested{namespace, policy}``
     gauge: GPUs the policy's Deployment asks for (replicas x tensorParallelSize; 0 when it does not fit).
 """
@@ -78,6 +79,9 @@ class OperatorMetrics:
     def observe_policy(self, namespace: str, name: str, conditions: dict[str, str], gpus: int) -> None:
         self._conditions[(namespace, name)] = dict(conditions)
         self.gpus_requested.labels(namespace, name).set(gpus)
+        # The switch counter exists at 0 from the policy's first reconcile: increase() and rate() need
+        # a sample before the first switch, or the first switch of every policy is invisible to them.
+        self.generation_switches.labels(namespace, name)
         self._recount()
 
     def forget_policy(self, namespace: str, name: str) -> None:

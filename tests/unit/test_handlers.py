@@ -311,6 +311,20 @@ def test_metrics_count_policies_by_condition_and_gpus(env: Env) -> None:
     assert m.policies.labels("CapacityOK", "False")._value.get() == 0
 
 
+def test_generation_switch_counter_is_exported_at_zero_before_the_first_switch(env: Env) -> None:
+    """Prometheus' increase() needs a sample before the first switch, or that switch never shows."""
+    registry = env.metrics.registry
+    labels = {"namespace": "team-a", "policy": "hermes-8b"}
+    name = "hermes_operator_generation_switches_total"
+    assert registry.get_sample_value(name, labels) is None
+    first = reconcile(cr(cacheVersion="v1", **REDIS), env)
+    assert registry.get_sample_value(name, labels) == 0.0  # publishing the first version is no switch
+    reconcile(cr(generation=2, status=first, cacheVersion="v2", **REDIS), env)
+    assert registry.get_sample_value(name, labels) == 1.0
+    env.metrics.forget_policy("team-a", "hermes-8b")
+    assert registry.get_sample_value(name, labels) is None
+
+
 def test_a_policy_being_deleted_is_left_to_the_garbage_collector(env: Env, kube: RecordingKube) -> None:
     doc = cr()
     doc["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
