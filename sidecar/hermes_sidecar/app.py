@@ -95,10 +95,13 @@ class Sidecar:
             try:
                 r = await self.client.post(self.cfg.upstream.url.rstrip("/") + "/reset_prefix_cache")
                 if r.status_code == 200 and '"success":false' not in r.text.replace(" ", ""):
+                    self.metrics.prefix_resets.labels("ok").inc()
                     return
+                log.warning("reset_prefix_cache answered %s: %s", r.status_code, r.text[:200])
             except httpx.HTTPError as exc:
                 log.warning("reset_prefix_cache failed: %s", exc)
             await asyncio.sleep(0.5)
+        self.metrics.prefix_resets.labels("failed").inc()
 
     async def _warm_up(self) -> None:
         dialects = {r: d for d in self.dialects for r in d.routes}

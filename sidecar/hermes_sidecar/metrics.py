@@ -79,6 +79,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.prefix_resets = Counter(
+            "hermes_cache_prefix_cache_resets",
+            "vLLM /reset_prefix_cache calls after a generation switch, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.degraded = Gauge(
             "hermes_cache_degraded",
             "1 while a cache component is down (requests pass through)",

@@ -278,3 +278,18 @@ def test_warm_up_after_a_switch_and_size_bound(
     for i in range(12):
         ask(client, f"Tell me about planet number {i}")
     until(lambda: len(list(r.scan_iter(match=f"hermes:{scope}:entry:*"))) <= 5, 15)
+
+
+def test_generation_switch_resets_vllm_prefix_cache_when_configured(
+    start_sidecar: Callable[..., httpx.Client], redis_url: str, scope: str
+) -> None:
+    # vLLM is started with VLLM_SERVER_DEV_MODE=1 by the fixtures, which opens /reset_prefix_cache
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = start_sidecar(resetPrefixCache=True)
+    ask(client, "Warm some prefix blocks")
+    record = json.dumps({"version": "v9", "uid": "u", "switchedAt": "2026-01-01T00:00:00Z"})
+    r.set(f"hermes:{scope}:generation", record)
+    r.publish(f"hermes:{scope}:generation", record)
+    until(
+        lambda: 'hermes_cache_prefix_cache_resets_total{outcome="ok"} 1.0' in client.get("/metrics").text, 15
+    )
