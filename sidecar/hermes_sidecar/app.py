@@ -183,7 +183,14 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
                 emb = build_embedder(cfg.embedding)
             except EmbedderError as exc:
                 log.error("semantic lookup off: %s", exc)
-        store = _build_store(cfg, redis_client, emb.dim if emb is not None and emb.dim else 384)
+        dim = cfg.embedding.dimensions or (emb.dim if emb is not None else 0)
+        if emb is not None and not dim:
+            # An endpoint's model decides the dimension: ask it once, the vector index needs it.
+            try:
+                dim = int((await emb.embed(["hermes dimension probe"])).shape[1])
+            except EmbedderError as exc:
+                log.error("embedding endpoint unreachable at start and embedding.dimensions unset: %s", exc)
+        store = _build_store(cfg, redis_client, dim or 384)
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         transport = None
         if cfg.upstream.kind == "anthropic":

@@ -154,6 +154,8 @@ class EmbeddingConfig(_Strict):
     url: str | None = None  # openai provider: base URL of an OpenAI-compatible embeddings endpoint
     apiKeyFile: str | None = None
     timeoutSeconds: float = Field(default=5.0, gt=0)
+    # vector size; the local model has 384, an openai endpoint is asked at start when this is unset
+    dimensions: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _provider_needs(self) -> EmbeddingConfig:

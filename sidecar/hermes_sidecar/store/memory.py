@@ -17,10 +17,13 @@ class MemoryStore:
         self._max = max_entries
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._partitions: dict[str, dict[str, Entry]] = {}
+        # stacked vectors per partition, rebuilt only after the partition changed
+        self._matrices: dict[str, tuple[list[Entry], npt.NDArray[np.float32]]] = {}
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
+            self._matrices.pop(entry.partition, None)
             part = self._partitions.get(entry.partition)
             if part is not None:
                 part.pop(key, None)
@@ -43,22 +46,34 @@ class MemoryStore:
         part = self._partitions.get(partition)
         if not part:
             return []
-        for key in [key for key, e in part.items() if e.expires <= now]:
-            self._drop(key)
-        candidates = [e for e in part.values() if e.vector is not None]
-        if not candidates:
-            return []
-        sims = np.stack([e.vector for e in candidates if e.vector is not None]) @ vector
-        order = np.argsort(-sims)[:k]
-        found = [(candidates[i], float(sims[i])) for i in order]
-        for entry, _ in found:
+        cached = self._matrices.get(partition)
+        if cached is None:
+            entries = [e for e in part.values() if e.vector is not None and e.vector.shape == vector.shape]
+            if not entries:
+                return []
+            cached = (entries, np.stack([e.vector for e in entries if e.vector is not None]))
+            self._matrices[partition] = cached
+        candidates, matrix = cached
+        sims = matrix @ vector
+        top = np.argpartition(-sims, k)[:k] if len(sims) > k else np.arange(len(sims))
+        found: list[tuple[Entry, float]] = []
+        expired: list[str] = []
+        for i in top[np.argsort(-sims[top])]:
+            entry = candidates[i]
+            if entry.expires <= now:
+                expired.append(entry.key)  # expiry is checked on what a lookup touches, not by a sweep
+                continue
+            found.append((entry, float(sims[i])))
             self._entries.move_to_end(entry.key)
+        for key in expired:
+            self._drop(key)
         return found
 
     async def put(self, entry: Entry) -> None:
         self._drop(entry.key)
         self._entries[entry.key] = entry
         self._partitions.setdefault(entry.partition, {})[entry.key] = entry
+        self._matrices.pop(entry.partition, None)
         while len(self._entries) > self._max:
             self._drop(next(iter(self._entries)))
 

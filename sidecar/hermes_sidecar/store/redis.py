@@ -171,8 +171,16 @@ class RedisStore:
             "context": entry.context,
             "tags": ",".join(entry.tags),
         }
-        if entry.vector is not None:
+        if entry.vector is not None and entry.vector.shape == (self._dim,):
             mapping["vector"] = entry.vector.astype(np.float32).tobytes()
+        elif entry.vector is not None:
+            # RediSearch would silently leave a wrong-sized vector out of the index: say it, keep exact.
+            log.warning(
+                "vector of size %d for an index of %d: stored for exact reuse only",
+                entry.vector.size,
+                self._dim,
+            )
+            mapping["text"] = ""
         ttl_ms = max(1, int((entry.expires - entry.created) * 1000))
 
         async def op() -> None:
