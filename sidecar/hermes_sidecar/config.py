@@ -118,8 +118,8 @@ class CacheConfig(_Strict):
     candidates: int = Field(default=4, ge=1, le=50)
     # redis backend: vector index algorithm (hnsw for large partitions, flat for exact recall)
     indexAlgorithm: Literal["hnsw", "flat"] = "hnsw"
-    # store answers that stopped at the length limit (finish_reason "length"); off: a cut answer is
-    # only right for the exact max_tokens that produced it, and max_tokens partitions anyway
+    # store answers that stopped at the length limit (finish_reason "length"); off by default, as a
+    # cut answer is an incomplete one (max_tokens partitions, so it is only reused for the same limit)
     storeTruncated: bool = False
     # vLLM prefix cache: also call {upstream.url}/reset_prefix_cache after a generation switch
     # (needs VLLM_SERVER_DEV_MODE=1 upstream; the per-generation cache_salt already isolates blocks)
@@ -137,6 +137,15 @@ class CacheConfig(_Strict):
         if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"cache.redisUrl {v!r} must start with redis://, rediss:// or unix://")
         return v
+
+    @model_validator(mode="after")
+    def _backend_needs_url(self) -> CacheConfig:
+        if self.backend == "redis" and not self.redisUrl:
+            raise ValueError(
+                "cache.backend 'redis' needs cache.redisUrl (for example redis://redis:6379/0), "
+                "or use cache.backend: memory"
+            )
+        return self
 
 
 # Names the local provider accepts: all of them are all-MiniLM-L6-v2, run as int8 ONNX (docs/sidecar.md).
