@@ -15,8 +15,24 @@ from __future__ import annotations
 
 import json
 from typing import Protocol
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import redis
+
+from .spec import redact
+
+__all__ = [
+    "STAT_FIELDS",
+    "GenerationStore",
+    "GenerationStoreError",
+    "RedisGenerationStore",
+    "generation_key",
+    "generation_record",
+    "redact",
+    "stats_key",
+    "summarize_stats",
+    "url_with_password",
+]
 
 STAT_FIELDS = ("hit_exact", "hit_semantic", "miss", "bypass", "error", "entries")
 
@@ -94,14 +110,18 @@ class RedisGenerationStore:
         self._client.close()
 
 
-def redact(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs end up in events and logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+def url_with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` added, for the operator's own client (the policy keeps it in a Secret).
+
+    redis:// and rediss:// take it in the authority (percent-encoded; a user name already there is
+    kept, for Redis ACL users), unix:// as the ``password`` query parameter, as redis-py reads them.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"{url}{'&' if parts.query else '?'}{urlencode({'password': password})}"
+    user = parts.netloc.rpartition("@")[0].split(":", 1)[0] if "@" in parts.netloc else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def summarize_stats(stats: dict[str, int]) -> dict[str, object]:

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import plan_capacity
-from .generations import GenerationStore, GenerationStoreError, generation_record, redact, summarize_stats
+from .generations import (
+    GenerationStore,
+    GenerationStoreError,
+    generation_record,
+    redact,
+    summarize_stats,
+    url_with_password,
+)
 from .kube import Kube, now_rfc3339
 from .metrics import OperatorMetrics
 from .render import gpus_requested, redis_url, render_all, render_hpa, selector_string
@@ -36,6 +43,7 @@ READY = "Ready"
 CAPACITY_OK = "CapacityOK"
 GENERATION_APPLIED = "CacheGenerationApplied"
 PROGRESSING = "Progressing"
+_REDIS_REFUSALS = ("RedisUnavailable", "RedisPasswordUnavailable")
 
 
 @dataclass
@@ -189,19 +197,26 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
     capacity = plan_capacity(spec)
     conds_by_type: dict[str, dict[str, Any]] = {}
     apply_error = ""
+    apply_reason = "ApplyFailed"
 
     if capacity.fits:
         conds_by_type[CAPACITY_OK] = _cond(CAPACITY_OK, True, capacity.reason, capacity.message)
         try:
-            for manifest in render_all(policy, capacity):
-                env.kube.apply(manifest)
-            if not spec.autoscaling.enabled:
-                hpa = render_hpa(policy)
-                if env.kube.get(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name) is not None:
-                    env.kube.delete(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name)
-        except Exception as exc:  # the API server's answer is the message the user needs
-            apply_error = f"applying the rendered objects failed: {api_message(exc)}"
-            log.warning("%s/%s: %s", policy.namespace, policy.name, apply_error)
+            manifests = render_all(policy, capacity)
+        except SpecError as exc:
+            # e.g. a sidecar config the bundled sidecar would refuse at start: nothing is applied
+            apply_error, apply_reason = "; ".join(exc.problems), "InvalidSpec"
+        else:
+            try:
+                for manifest in manifests:
+                    env.kube.apply(manifest)
+                if not spec.autoscaling.enabled:
+                    hpa = render_hpa(policy)
+                    if env.kube.get(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name):
+                        env.kube.delete(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name)
+            except Exception as exc:  # the API server's answer is the message the user needs
+                apply_error = f"applying the rendered objects failed: {api_message(exc)}"
+                log.warning("%s/%s: %s", policy.namespace, policy.name, apply_error)
     else:
         # Nothing is deployed for a policy that cannot fit; an existing Deployment is left as it is.
         conds_by_type[CAPACITY_OK] = _cond(CAPACITY_OK, False, capacity.reason, capacity.message)
@@ -210,8 +225,8 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
     dep = _deployment_state(env.kube.get("apps/v1", "Deployment", policy.namespace, policy.name))
     want = spec.replicas
     if apply_error:
-        ready = _cond(READY, False, "ApplyFailed", apply_error)
-        _event_if_new(env, ident, old_conds, ready, "ApplyFailed")
+        ready = _cond(READY, False, apply_reason, apply_error)
+        _event_if_new(env, ident, old_conds, ready, apply_reason)
     elif not capacity.fits:
         ready = _cond(
             READY, False, "CapacityExceeded", "no Deployment is created for a policy that cannot fit"
@@ -234,8 +249,8 @@ def reconcile(body: Mapping[str, Any], env: Env, *, read_stats: bool = False) ->
 
     gen_status, gen_cond = _reconcile_generation(policy, env, old_status, now, read_stats)
     conds_by_type[GENERATION_APPLIED] = gen_cond
-    if gen_cond["status"] == "False" and gen_cond["reason"] == "RedisUnavailable":
-        _event_if_new(env, ident, old_conds, gen_cond, "RedisUnavailable")
+    if gen_cond["status"] == "False" and gen_cond["reason"] in _REDIS_REFUSALS:
+        _event_if_new(env, ident, old_conds, gen_cond, gen_cond["reason"])
 
     conds = [conds_by_type[t] for t in (READY, CAPACITY_OK, GENERATION_APPLIED, PROGRESSING)]
     status: dict[str, Any] = {
@@ -283,8 +298,24 @@ def _reconcile_generation(
         )
 
     url = redis_url(policy) or ""
+    client_url = url
+    ref = sc.redis.passwordSecretRef
+    if ref is not None:
+        # The operator's own client reads the Secret; the sidecars get it mounted as a file.
+        try:
+            client_url = url_with_password(url, env.kube.secret_value(policy.namespace, ref.name, ref.key))
+        except Exception as exc:
+            out.update(cacheVersion=applied, cacheVersionSwitchedAt=switched_at)
+            return out, _cond(
+                GENERATION_APPLIED,
+                False,
+                "RedisPasswordUnavailable",
+                f"generation {want} not published: cannot read the Redis password from "
+                f"spec.semanticCache.redis.passwordSecretRef (Secret {policy.namespace}/{ref.name}, key "
+                f"{ref.key!r}): {api_message(exc)}",
+            )
     try:
-        store = env.stores(url)
+        store = env.stores(client_url)
         if applied != want:
             record = generation_record(want, policy.uid, now)
             store.write_generation(policy.namespace, policy.name, record)

@@ -8,6 +8,7 @@ implementation and the end-to-end tests run this one against a real API server.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 from typing import Any, Protocol
@@ -34,6 +35,10 @@ class Kube(Protocol):
         ...
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None: ...
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """The decoded value of ``key`` in Secret ``name``; :class:`LookupError` naming what is missing."""
+        ...
 
 
 def now_rfc3339() -> str:
@@ -97,6 +102,22 @@ class KubeClient:
             namespace=namespace,
             content_type="application/merge-patch+json",
         )
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        from kubernetes import client
+
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(f"Secret {namespace}/{name} not found") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise LookupError(
+                f"Secret {namespace}/{name} has no key {key!r} (it has: {', '.join(sorted(data)) or 'none'})"
+            )
+        return base64.b64decode(data[key]).decode()
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
         from kubernetes import client

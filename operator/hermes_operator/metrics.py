@@ -8,8 +8,8 @@ Names (all prefixed ``hermes_operator_``; :data:`METRIC_NAMES` lists them for ot
 ``hermes_operator_reconcile_duration_seconds{trigger}``
     histogram: one reconcile, from reading the spec to the status write (trigger: change, timer).
 ``hermes_operator_reconcile_errors_total{reason}``
-    counter: reconciles that could not do their job (reason: InvalidSpec, ApplyFailed,
-    RedisUnavailable, Exception).
+    counter: reconciles that could not do their job (reason: InvalidSpec, CapacityExceeded,
+    ApplyFailed, RedisUnavailable, RedisPasswordUnavailable, Exception).
 ``hermes_operator_generation_switches_total{namespace, policy}``
     counter: cache-generation switches published (a ``spec.cacheVersion`` change applied); present
     at 0 from a policy's first reconcile, so ``increase()`` sees its first switch.

@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from hermes_sidecar.config import parse_config
+from hermes_sidecar.config import ConfigError, parse_config
 
 from .capacity import Capacity
-from .spec import API_VERSION, KIND, Policy
+from .spec import API_VERSION, KIND, Policy, SpecError
 
 Manifest = dict[str, Any]
 
@@ -32,6 +32,9 @@ VLLM_PORT = 8000
 VLLM_HOST = "127.0.0.1"
 SIDECAR_CONFIG_DIR = "/etc/hermes-sidecar"
 SIDECAR_CONFIG_FILE = "config.yaml"
+# spec.semanticCache.redis.passwordSecretRef is mounted here in the sidecar (key -> file "password").
+REDIS_PASSWORD_DIR = "/var/run/secrets/hermes-cache/redis"
+REDIS_PASSWORD_FILE = f"{REDIS_PASSWORD_DIR}/password"
 # Fixed so that every pod of every policy seeds vLLM's prefix-block hashes alike (vLLM seeds the
 # first block's hash from PYTHONHASHSEED, at random when it is unset), which keeps block hashes
 # comparable across pods and restarts; tenants and generations are separated by cache_salt.
@@ -105,6 +108,8 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
     }
     if url:
         cache["redisUrl"] = url
+    if sc.redis is not None and sc.redis.passwordSecretRef is not None:
+        cache["redisPasswordFile"] = REDIS_PASSWORD_FILE
     embedding: dict[str, Any] = {"provider": sc.embedding.provider}
     if sc.embedding.model:
         embedding["model"] = sc.embedding.model
@@ -117,8 +122,44 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         "tenantHeader": sc.tenantHeader,
         "embedding": embedding,
     }
-    parse_config(config)  # raises ConfigError naming the field if the contract moved under us
+    try:
+        parse_config(config)
+    except ConfigError as exc:
+        # A policy the bundled sidecar cannot run is refused here, naming the policy field, rather
+        # than deployed to crash-loop (or, for a Redis password, to run fail-open without its cache).
+        raise SpecError(_sidecar_refusals(str(exc))) from None
     return config
+
+
+# Sidecar config keys -> the policy fields they are rendered from (longest prefix wins).
+_CONFIG_SOURCES = {
+    "cache.redisUrl": "spec.semanticCache.redis.url",
+    "cache.redisPasswordFile": "spec.semanticCache.redis.passwordSecretRef",
+    "cache.similarityThreshold": "spec.semanticCache.similarityThreshold",
+    "cache.ttlSeconds": "spec.semanticCache.ttlSeconds",
+    "cache.maxEntries": "spec.semanticCache.maxEntries",
+    "cache": "spec.semanticCache",
+    "embedding": "spec.semanticCache.embedding",
+    "tenantHeader": "spec.semanticCache.tenantHeader",
+    "listen": "spec.sidecar.port",
+}
+
+
+def _sidecar_refusals(message: str) -> list[str]:
+    """ConfigError lines (``loc: why``) as SpecError lines naming the policy field behind each key."""
+    lines = [ln.strip() for ln in message.splitlines()[1:] if ln.strip()] or [message]
+    out = []
+    for line in lines:
+        loc = line.split(":", 1)[0]
+        source = max((k for k in _CONFIG_SOURCES if loc == k or loc.startswith(k + ".")), key=len, default="")
+        field = _CONFIG_SOURCES.get(source, "spec")
+        hint = (
+            "; this sidecar version has no such setting: run a sidecar that has it, or leave the field unset"
+            if "Extra inputs are not permitted" in line
+            else ""
+        )
+        out.append(f"{field}: the bundled hermes-sidecar refuses the config rendered from it: {line}{hint}")
+    return out
 
 
 def render_configmap(policy: Policy) -> Manifest:
@@ -225,6 +266,17 @@ def render_pod_template(policy: Policy) -> Manifest:
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "volumeMounts": vllm_mounts,
     }
+    sidecar_mounts = [{"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True}]
+    redis = spec.semanticCache.redis
+    if redis is not None and redis.passwordSecretRef is not None:
+        ref = redis.passwordSecretRef
+        volumes.append(
+            {
+                "name": "redis-password",
+                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "password"}]},
+            }
+        )
+        sidecar_mounts.append({"name": "redis-password", "mountPath": REDIS_PASSWORD_DIR, "readOnly": True})
     sidecar = {
         "name": "sidecar",
         "image": spec.sidecar.image,
@@ -234,7 +286,7 @@ def render_pod_template(policy: Policy) -> Manifest:
         "livenessProbe": _probe("/healthz", "http", period=10, failures=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "volumeMounts": [{"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True}],
+        "volumeMounts": sidecar_mounts,
     }
     pod_spec: dict[str, Any] = {
         "containers": [vllm, sidecar],

@@ -67,6 +67,18 @@ def _flag_regex(flag: str) -> str:
 OWNED_FLAGS_PATTERN = "^(" + "|".join(_flag_regex(f) for f in OWNED_FLAGS) + ")(=.*)?$"
 _OWNED_RE = re.compile(OWNED_FLAGS_PATTERN)
 CACHE_VERSION_PATTERN = "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+# A Redis URL carrying a password: redis://[user]:secret@host or unix:///path?password=secret.
+URL_PASSWORD_PATTERN = "^[a-z]+://([^/@]*:[^/@]*@|[^?]*[?](.*&)?password=)"
+
+
+def redact(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs end up in events and logs."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at:
+        user = creds.split(":", 1)[0]
+        url = f"{scheme}{sep}{user}:***@{host}"
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 class _Spec(BaseModel):
@@ -132,8 +144,14 @@ class AutoscalingSpec(_Spec):
     target: float = 5.0
 
 
+class SecretKeyRef(_Spec):
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(default="password", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class RedisSpec(_Spec):
     url: str = Field(min_length=1, max_length=512)
+    passwordSecretRef: SecretKeyRef | None = None
 
 
 class EmbeddingSpec(_Spec):
@@ -314,6 +332,17 @@ RULES: tuple[Rule, ...] = (
             or s.semanticCache.redis.url.startswith(("redis://", "rediss://", "unix://"))
         ),
         lambda s: s.semanticCache.redis.url if s.semanticCache.redis else None,
+    ),
+    Rule(
+        "spec.semanticCache.redis",
+        "spec.semanticCache.redis: the password is given twice, in url and in passwordSecretRef; keep it "
+        "only in the Secret, for example url: redis://redis.cache.svc:6379/0",
+        lambda s: (
+            s.semanticCache.redis is None
+            or s.semanticCache.redis.passwordSecretRef is None
+            or re.search(URL_PASSWORD_PATTERN, s.semanticCache.redis.url) is None
+        ),
+        lambda s: redact(s.semanticCache.redis.url) if s.semanticCache.redis else None,
     ),
     Rule(
         "spec.cacheVersion",

@@ -335,6 +335,45 @@ def test_cache_version_change_publishes_generation_without_touching_the_deployme
     assert _condition(obj, "CacheGenerationApplied")["status"] == "True"
 
 
+def test_redis_password_from_a_secret(kube: Kube, operator: Operator, namespace: str, tmp_path: Path) -> None:
+    """The operator (as the chart's ServiceAccount) reads the Secret a policy names, never its URL."""
+    from hermes_sidecar.config import CacheConfig
+
+    port, password = _free_port(), "s3cr:t/pw"
+    subprocess.run(["bash", str(ROOT / "scripts/redis/start.sh"), str(port), str(tmp_path)], check=True)
+    try:
+        redis.Redis(port=port).config_set("requirepass", password)
+        url = f"redis://127.0.0.1:{port}/0"
+        ref = {"name": "redis-auth", "key": "pw"}
+        spec = {"semanticCache": {"enabled": True, "redis": {"url": url, "passwordSecretRef": ref}}}
+        _apply(kube, namespace, _policy("auth", **spec))
+        missing = _wait_condition(kube, namespace, "auth", "CacheGenerationApplied", "False")
+        cond = _condition(missing, "CacheGenerationApplied")
+        assert cond["reason"] == "RedisPasswordUnavailable", cond
+        assert f"Secret {namespace}/redis-auth not found" in cond["message"]
+
+        kube.kubectl(
+            "-n", namespace, "create", "secret", "generic", "redis-auth", f"--from-literal=pw={password}"
+        )
+        obj = _wait_condition(kube, namespace, "auth", "CacheGenerationApplied", "True", timeout=60)
+        record = redis.Redis(port=port, password=password).get(f"hermes:{namespace}/auth:generation")
+        assert json.loads(record or b"{}")["uid"] == obj["metadata"]["uid"]
+        assert password not in json.dumps(obj) and "s3cr" not in operator.log.read_text()
+
+        if "redisPasswordFile" in CacheConfig.model_fields:
+            _wait_condition(kube, namespace, "auth", "Ready", "True")
+            pod = kube.get_json("-n", namespace, "deployment", "auth")["spec"]["template"]["spec"]
+            assert {"key": "pw", "path": "password"} in next(
+                v["secret"]["items"] for v in pod["volumes"] if "secret" in v
+            )
+        else:  # the bundled sidecar cannot read the password yet: nothing is deployed
+            ready = _condition(obj, "Ready")
+            assert ready["reason"] == "InvalidSpec" and "passwordSecretRef" in ready["message"], ready
+            assert kube.kubectl("-n", namespace, "get", "deployment", "auth", check=False).returncode != 0
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/redis/stop.sh"), str(port), str(tmp_path)], check=False)
+
+
 def test_deleting_a_policy_garbage_collects_its_objects(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:

@@ -182,6 +182,7 @@ def test_cel_rules_use_the_python_patterns() -> None:
     rules = {path: rule for path, rule, _ in RULES}
     assert S.OWNED_FLAGS_PATTERN in rules["spec.engine.extraArgs"]
     assert S.CACHE_VERSION_PATTERN in rules["spec.cacheVersion"]
+    assert S.URL_PASSWORD_PATTERN in rules["spec.semanticCache.redis"]
 
 
 def test_strings_and_lists_under_cel_rules_are_bounded() -> None:

@@ -10,6 +10,7 @@ from hermes_operator.generations import (
     redact,
     stats_key,
     summarize_stats,
+    url_with_password,
 )
 from hermes_operator.metrics import METRIC_NAMES, OperatorMetrics
 
@@ -35,6 +36,19 @@ def test_hit_rate_counts_lookups_only() -> None:
 def test_redis_password_is_redacted() -> None:
     assert redact("redis://default:s3cret@redis:6379/0") == "redis://default:***@redis:6379/0"
     assert redact("redis://redis:6379") == "redis://redis:6379"
+    assert redact("unix:///run/r.sock?db=1&password=s3cret") == "unix:///run/r.sock?db=1&password=***"
+
+
+def test_password_from_a_secret_goes_where_redis_py_reads_it() -> None:
+    import redis
+
+    secret = "p@ss:/w?rd&x"
+    for url, user in (("redis://r:6379/0", None), ("redis://alice@r:6379/0", "alice"), ("rediss://r", None)):
+        opts = redis.connection.parse_url(url_with_password(url, secret))
+        assert (opts["password"], opts.get("username")) == (secret, user)
+    opts = redis.connection.parse_url(url_with_password("unix:///run/r.sock?db=2", secret))
+    assert (opts["password"], opts["db"], opts["path"]) == (secret, 2, "/run/r.sock")
+    assert secret not in redact(url_with_password("redis://r:6379/0", secret))
 
 
 def test_metric_names_are_exported_and_registered() -> None:

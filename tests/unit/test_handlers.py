@@ -27,6 +27,15 @@ class RecordingKube:
         self.deletes: list[tuple[str, str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        data = self.secrets.get((namespace, name))
+        if data is None:
+            raise LookupError(f"Secret {namespace}/{name} not found")
+        if key not in data:
+            raise LookupError(f"Secret {namespace}/{name} has no key {key!r}")
+        return data[key]
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
@@ -213,6 +222,47 @@ def test_cache_version_change_publishes_a_generation_and_leaves_the_pod_template
     assert conditions(second)["CacheGenerationApplied"]["status"] == "True"
     assert env.metrics.generation_switches.labels("team-a", "hermes-8b")._value.get() == 1
     assert ("Normal", "CacheGenerationSwitched") in [e[:2] for e in kube.events]
+
+
+SECRET_REDIS = {
+    "semanticCache": {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "redis-auth"}}}
+}
+
+
+def test_the_operator_connects_with_the_password_from_the_secret(
+    kube: RecordingKube, store: RecordingStore
+) -> None:
+    urls: list[str] = []
+
+    def stores(url: str) -> RecordingStore:
+        urls.append(url)
+        return store
+
+    env = Env(kube=kube, stores=stores, metrics=OperatorMetrics(), now=Clock())
+    kube.secrets[("team-a", "redis-auth")] = {"password": "s3cr:t"}
+    status = reconcile(cr(cacheVersion="v1", **SECRET_REDIS), env)
+    assert urls == ["redis://:s3cr%3At@r:6379/0"]
+    assert conditions(status)["CacheGenerationApplied"]["reason"] == "GenerationPublished"
+    assert json.loads(store.keys["hermes:team-a/hermes-8b:generation"])["version"] == "v1"
+    seen = json.dumps([status, kube.events, kube.status_patches])
+    assert "s3cr" not in seen
+
+
+def test_a_missing_password_secret_is_named_and_nothing_is_published(
+    env: Env, kube: RecordingKube, store: RecordingStore
+) -> None:
+    status = reconcile(cr(cacheVersion="v1", **SECRET_REDIS), env)
+    gen = conditions(status)["CacheGenerationApplied"]
+    assert (gen["status"], gen["reason"]) == ("False", "RedisPasswordUnavailable")
+    assert "Secret team-a/redis-auth not found" in gen["message"]
+    assert "spec.semanticCache.redis.passwordSecretRef" in gen["message"]
+    assert store.published == [] and status["cacheVersion"] == ""
+    assert ("Warning", "RedisPasswordUnavailable") in [e[:2] for e in kube.events]
+    # the next pass finds the Secret and publishes
+    kube.secrets[("team-a", "redis-auth")] = {"password": "pw"}
+    status = reconcile(cr(cacheVersion="v1", status=status, **SECRET_REDIS), env)
+    assert conditions(status)["CacheGenerationApplied"]["status"] == "True"
+    assert status["cacheVersion"] == "v1" and len(store.published) == 1
 
 
 def test_redis_down_keeps_the_old_generation_and_says_why(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 from _policies import policy_doc
 
 from hermes_operator.capacity import plan_capacity
 from hermes_operator.render import render_all
-from hermes_operator.spec import Policy, parse_policy
-from hermes_sidecar.config import parse_config
+from hermes_operator.spec import Policy, SpecError, parse_policy
+from hermes_sidecar.config import CacheConfig, parse_config
 
 
 def policy(uid: str = "", **spec: Any) -> Policy:
@@ -233,3 +234,37 @@ def test_hugging_face_token_comes_from_a_secret() -> None:
     ]["env"]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in env
     assert not any(e["name"] == "HF_TOKEN" for e in containers(policy())["vllm"]["env"])
+
+
+REDIS_WITH_SECRET = {
+    "redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "redis-auth", "key": "pw"}}
+}
+
+
+def test_redis_password_secret_reaches_the_sidecar_as_a_file_or_the_policy_is_refused() -> None:
+    """The password never lands in the ConfigMap; a sidecar that cannot read it is never deployed."""
+    p = policy(semanticCache=REDIS_WITH_SECRET)
+    if "redisPasswordFile" in CacheConfig.model_fields:
+        objs = objects(p)
+        pod = objs["Deployment"]["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v.get("secret"))
+        assert volume["secret"] == {"secretName": "redis-auth", "items": [{"key": "pw", "path": "password"}]}
+        mount = next(m for m in containers(p)["sidecar"]["volumeMounts"] if m["name"] == volume["name"])
+        cfg = parse_config(yaml.safe_load(objs["ConfigMap"]["data"]["config.yaml"]))
+        assert cfg.cache.redisPasswordFile == f"{mount['mountPath']}/password"
+        assert cfg.cache.redisUrl == "redis://r:6379/0"
+        assert all(m["name"] != volume["name"] for m in containers(p)["vllm"]["volumeMounts"])
+    else:
+        with pytest.raises(SpecError) as refused:
+            objects(p)
+        [problem] = refused.value.problems
+        assert problem.startswith("spec.semanticCache.redis.passwordSecretRef: ")
+        assert "cache.redisPasswordFile" in problem and "leave the field unset" in problem
+
+
+def test_a_config_the_sidecar_would_refuse_is_refused_naming_the_policy_field() -> None:
+    with pytest.raises(SpecError) as refused:
+        objects(policy(semanticCache={"embedding": {"provider": "openai"}}))
+    [problem] = refused.value.problems
+    assert problem.startswith("spec.semanticCache.embedding: ")
+    assert "needs embedding.url" in problem

@@ -95,3 +95,19 @@ def test_several_problems_are_reported_at_once() -> None:
         parse_spec({"model": {"name": "x/y"}, "replicas": -2, "engine": {"gpuMemoryUtilization": 2}})
     fields = {p.split(":")[0] for p in err.value.problems}
     assert {"spec.replicas", "spec.engine.gpuMemoryUtilization"} <= fields
+
+
+def test_a_password_given_twice_is_refused_without_echoing_it() -> None:
+    redis = {"url": "redis://default:s3cret@redis:6379/0", "passwordSecretRef": {"name": "redis-auth"}}
+    with pytest.raises(SpecError) as err:
+        parse_policy(policy_doc(semanticCache={"redis": redis}))
+    (line,) = err.value.problems
+    assert line.startswith("spec.semanticCache.redis: ") and "the password is given twice" in line
+    assert "s3cret" not in line and "redis://default:***@redis:6379/0" in line
+
+
+def test_password_secret_ref_defaults_its_key() -> None:
+    redis = {"url": "redis://redis:6379/0", "passwordSecretRef": {"name": "redis-auth"}}
+    ref = parse_policy(policy_doc(semanticCache={"redis": redis})).spec.semanticCache.redis
+    assert ref is not None and ref.passwordSecretRef is not None
+    assert (ref.passwordSecretRef.name, ref.passwordSecretRef.key) == ("redis-auth", "password")
