@@ -7,11 +7,15 @@ scripts): ``redis_url``, ``redis_server`` (stop()/start() on the same port) and 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -293,3 +297,51 @@ def test_generation_switch_resets_vllm_prefix_cache_when_configured(
     until(
         lambda: 'hermes_cache_prefix_cache_resets_total{outcome="ok"} 1.0' in client.get("/metrics").text, 15
     )
+
+
+@pytest.fixture(scope="module")
+def vllm_embed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """vLLM serving the tiny model as an embedding model (pooling runner), started by the project's
+    script on its own port; HERMES_TEST_VLLM_EMBED_URL names a running one instead."""
+    if os.environ.get("HERMES_TEST_VLLM_EMBED_URL"):
+        yield os.environ["HERMES_TEST_VLLM_EMBED_URL"].rstrip("/")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path_factory.mktemp("vllm-embed")
+    env = {**os.environ, "HERMES_VLLM_ARGS": "--runner pooling --convert embed"}
+    script = Path(__file__).resolve().parents[2] / "scripts/vllm"
+    subprocess.run(["bash", str(script / "start.sh"), str(port), str(state)], env=env, check=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", str(script / "stop.sh"), str(port), str(state)], check=False)
+
+
+def test_openai_embedder_on_a_vllm_embedding_endpoint(
+    vllm_url: str, vllm_embed_url: str, redis_url: str, scope: str, tmp_path: Path
+) -> None:
+    cfg = parse_config(
+        {
+            "upstream": {"url": vllm_url, "timeoutSeconds": 120},
+            "cache": {"backend": "redis", "redisUrl": redis_url, "scope": scope, "storeTruncated": True},
+            "embedding": {"provider": "openai", "url": vllm_embed_url, "model": MODEL},
+        }
+    )
+    r = redis.Redis.from_url(redis_url)
+    with run_server(create_app(cfg), lifespan="on") as url, httpx.Client(base_url=url, timeout=120) as client:
+        q = "How long does a passport renewal take?"
+        assert ask(client, q).headers["x-hermes-cache"] == "miss"
+        until(lambda: ask(client, q).headers["x-hermes-cache"] == "hit-exact", 5)
+        assert ask(client, "Which documents does a passport renewal need?").status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'hermes_cache_requests_total{result="error"} 0.0' in metrics
+        assert client.get("/readyz").json()["cache"] == "ok"
+        # the index took the endpoint's dimension: stored vectors are searchable, not silently dropped
+        dims = {len(r.hget(k, "vector") or b"") // 4 for k in r.scan_iter(match=f"hermes:{scope}:entry:*")}
+        info = r.execute_command("FT._LIST")
+        assert dims and 0 not in dims and len(dims) == 1
+        assert any(
+            f"hermes:{scope}:idx:{dims.pop()}" == (i.decode() if isinstance(i, bytes) else i) for i in info
+        )
