@@ -4,19 +4,21 @@ Embedding similarity cannot tell "enable 2FA" from "disable 2FA" (they score hig
 paraphrase), so every semantic candidate must also pass these lexical checks. Each rule is general
 linguistics, not a list of known test questions:
 
-- **negation**: a negator (not, never, without, n't ...) on one side only, a word on one side whose
-  negated form (un-, dis-, non-, in-/im-/ir-/il-) is on the other, two words that differ only by an
-  opposing prefix (in/ex, up/down, over/under, pre/post), or a pair from a short list of common
-  antonyms (open/closed, most/least, eat/avoid ...).
-- **numbers, dates and units**: the multisets of quantities must be equal after reading number words
-  ("fifteen" = 15) and converting durations to days ("two weeks" = "14 days"); weekdays, months and
-  relative days (today, tomorrow, tonight, weekend) must be equal.
-- **entities**: every proper noun, acronym or versioned token on one side (capitalised mid-sentence,
-  all caps, letters mixed with digits) must occur on the other side, case-insensitively.
-- **scope**: the people a question is about (my, my colleague's, my son's ...) must be equal.
-- **minimal edits**: when two questions share nearly all their content words, the few words that differ
-  are what the asker changed on purpose (delivery/billing, chicken/beef, claim/approve): a swapped or
-  added content word rejects the match unless it is a spelling variant, an inflection or a filler.
+- **negation**: a negator (not, never, non, n't ...) on one side only; a word on one side whose
+  negated form (un-, dis-, non-, in-/im-/ir-/il-) is on the other; two words that differ only by an
+  opposing prefix (in/ex, up/down, over/under, pre/post); the same phrasal verb with the opposite
+  particle (log in / log out); or a pair from a list of common antonyms (open/closed, most/least).
+- **number**: the quantities must agree, after reading number words ("fifteen" = 15) and converting
+  durations to days ("two weeks" = "14 days"), with units that do not contradict (7am is not 7pm).
+- **date**: weekdays, months and relative days (today, tomorrow, tonight, weekend) must be equal.
+- **direction**: the same names in swapped order around to/from/into ("Word to PDF" / "PDF to Word").
+- **entity**: every proper noun, acronym or versioned token on one side (capitalised mid-sentence,
+  all caps, letters mixed with digits) must occur on the other side, case-insensitively, or be
+  spelled out there ("2FA" = "two-factor authentication").
+- **scope**: the people a question is about (me, my colleague, my son, a contractor ...) must agree.
+- **edit**: two questions that are the same word for word except for one or two swapped content
+  words (delivery/billing, chicken/beef, claim/approve): the swap is what the asker changed on
+  purpose, unless it is a spelling variant, an inflection or a derivation of the same word.
 
 ``features(text)`` is computed once per text (stored with a cache entry) and ``compare(a, b)``
 returns None when reuse is safe, else the name of the rule that refused.
