@@ -210,46 +210,52 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
     }
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    if ctx.kubeconfig is None or not ctx.kubeconfig.exists():
-        raise Skip("no control plane (HERMES_BENCH_KUBECONFIG); scripts/bench.sh runs scripts/cluster-up.sh")
-    from kubernetes import client, config, watch
+def _cluster(ctx: Context, policies: int) -> tuple[Any, Any, Any, int]:
+    """(Re)assert the control plane with enough fake GPUs for `policies` (scripts/cluster-up.sh is
+    idempotent and only adds nodes; the cluster is shared with the e2e tests, which may have recreated
+    it with fewer), install the CRD, and return fresh API clients and the GPU count."""
+    from kubernetes import client, config
 
-    config.load_kube_config(config_file=str(ctx.kubeconfig))
-    api, core, apps = client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
-    crd = subprocess.run(
-        [
-            *_kubectl(ctx),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(ROOT / "crds" / "hermescachepolicy.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    per_type = -(-policies // 16) + 1  # 8 GPUs per node, two node types, one spare each
+    env = {**os.environ, "HERMES_E2E_NODES_PER_TYPE": str(per_type), "HERMES_CLUSTER_CHECK": "0"}
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "cluster-up.sh")], env=env, capture_output=True,
+                        text=True, check=False)  # fmt: skip
+    if up.returncode != 0:
+        raise Skip(f"scripts/cluster-up.sh failed: {up.stderr.strip()[-600:]}")
+    crd_file = str(ROOT / "crds" / "hermescachepolicy.yaml")
+    apply = [*_kubectl(ctx), "apply", "--server-side", "--force-conflicts", "-f", crd_file]
+    crd = subprocess.run(apply, capture_output=True, text=True, check=False)
     if crd.returncode != 0:
         raise Skip(f"cannot install the CRD: {crd.stderr.strip()[-500:]}")
-    subprocess.run(
-        [*_kubectl(ctx), "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"],
-        capture_output=True,
-        check=False,
-    )
-    gpus = _gpus(core)
-    others = _other_operators()
+    established = [
+        *_kubectl(ctx),
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        f"crd/{PLURAL}.{GROUP}",
+    ]
+    subprocess.run(established, capture_output=True, check=False)
+    config.load_kube_config(config_file=str(ctx.kubeconfig))  # the port changes if the cluster was recreated
+    core = client.CoreV1Api()
+    return client.CustomObjectsApi(), core, client.AppsV1Api(), _gpus(core)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    if ctx.kubeconfig is None:
+        raise Skip("no control plane (HERMES_BENCH_KUBECONFIG); scripts/bench.sh runs scripts/cluster-up.sh")
+    from kubernetes import watch
+
     sizes = []
+    gpus = 0
+    others = _other_operators()
     for n in ctx.sizes.operator_policies:
+        api, core, apps, gpus = _cluster(ctx, n)
         if gpus < n:
             sizes.append(
-                {
-                    "policies": n,
-                    "skipped": f"the cluster has {gpus} fake GPUs, fewer than {n} policies "
-                    "need; set HERMES_E2E_NODES_PER_TYPE (8 GPUs per node, 2 node types)",
-                }
+                {"policies": n, "skipped": f"the cluster has {gpus} fake GPUs, fewer than {n} policies need"}
             )
             continue
+        others = sorted(set(others) | set(_other_operators()))
         sizes.append(_one_size(ctx, n, api, core, apps, watch))
     return {
         "other_operators": others,

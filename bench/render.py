@@ -478,8 +478,8 @@ def _switch(r: Result) -> tuple[list[str], dict[str, Any]]:
         "| quantity | value |",
         "|---|---|",
         f"| entries of the old generation | {res['entries_before']:,} |",
-        f"| switch written → first response that is not the old entry | **{_ms(res['stop_serving_ms'])}** "
-        f"(last old hit {_ms(res.get('last_old_hit_ms'))} after the write) |",
+        f"| operator's write returned → first response that is not the old entry | **{_ms(res['stop_serving_ms'])}** "
+        f"(last old hit {_ms(res.get('last_old_hit_ms'))} after it; the write itself took {_ms(res.get('write_ms'))}) |",
         (
             f"| old entries deleted after | {res['delete_seconds']:.2f} s |"
             if res.get("deletion_completed", True)

@@ -44,6 +44,12 @@ from bench.services import Sidecar, vllm_model
 
 PORT = int(os.environ.get("HERMES_BENCH_SIDECAR_PORT", "8189"))
 HEADERS = {"x-tenant-id": TENANT}
+COUNTERS = (
+    "hermes_cache_requests_total",
+    "hermes_cache_not_stored",
+    "hermes_cache_stored",
+    "hermes_cache_errors",
+)
 
 
 def write_generation_scope(redis_url: str, scope: str, version: str, uid: str) -> str:
@@ -254,6 +260,13 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 sc.pid,
             )
             result["throughput"] = tp
+        # The sidecar's own counters: what it stored, what it refused to store and why.
+        metrics = httpx.get(sc.url + "/metrics", timeout=10).text
+        result["sidecar_counters"] = {
+            line.split(" ")[0]: float(line.split(" ")[-1])
+            for line in metrics.splitlines()
+            if line.startswith(COUNTERS)
+        }
     result["setup"] = (
         f"Sidecar: Redis store, `{embedder.name}` embedder, defaults otherwise; {scale['entries']:,} entries "
         f"in the partition the requests use. Model `{model}` on vLLM (CPU), {len(pairs)} fow-cache "

@@ -118,8 +118,12 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                     f"the probe question never became an exact hit (headers {result['probe_headers']}), so "
                     f"there is no old entry whose end could be timed; sidecar log: {sc.tail(800)}"
                 )
-            t_switch = time.monotonic()
+            # The clock starts when the operator's write (SET + PUBLISH in one MULTI) has returned: from
+            # then on, every sidecar is meant to stop serving the old generation.
+            t_write = time.monotonic()
             write_generation(ctx.redis_url, "v2", SCALE_UID)
+            t_switch = time.monotonic()
+            result["write_ms"] = 1000 * (t_switch - t_write)
             last_old = None
             stop_serving = None
             while time.monotonic() - t_switch < 30:
