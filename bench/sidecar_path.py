@@ -75,7 +75,15 @@ def sidecar_config(ctx: Context, scope: str = SCALE_SCOPE) -> dict[str, Any]:
         "upstream": {"kind": "openai", "url": ctx.vllm_url},
         # The tiny random-weight model never stops on its own: every answer ends at max_tokens
         # (finish_reason "length"), which the sidecar stores only with storeTruncated.
-        "cache": {"backend": "redis", "redisUrl": ctx.redis_url, "scope": scope, "storeTruncated": True},
+        # maxEntries: the scale partition already holds the lookup measurement's 100k synthetic entries;
+        # at the default bound (100k per generation) the sidecar would trim the answers this run stores.
+        "cache": {
+            "backend": "redis",
+            "redisUrl": ctx.redis_url,
+            "scope": scope,
+            "storeTruncated": True,
+            "maxEntries": 1_000_000,
+        },
         "embedding": {"provider": "local"},
     }
 
