@@ -71,7 +71,10 @@ free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0
 
 # The operator is reused only while it runs against this very cluster (cluster-up recreates a dead
 # cluster with new certificates and ports, which changes the kubeconfig) and for this namespace.
-operator_state() { printf '%s %s\n' "$(sha256sum "$KUBECONFIG_FILE" | cut -c1-16)" "$NS"; }
+# The drift pass is also what notices a Deployment became ready (the operator watches policies, not
+# Deployments), so a short interval keeps the demo's wait short.
+DRIFT_INTERVAL=5
+operator_state() { printf '%s %s drift=%s\n' "$(sha256sum "$KUBECONFIG_FILE" | cut -c1-16)" "$NS" "$DRIFT_INTERVAL"; }
 
 start_operator() {
   local want pid health metrics
@@ -83,14 +86,14 @@ start_operator() {
       return 0
     fi
   fi
-  if op_pid >/dev/null; then note "restarting the operator (cluster or namespace changed, or it stopped answering)"; fi
+  if op_pid >/dev/null; then note "restarting the operator (cluster, namespace or flags changed, or it stopped answering)"; fi
   stop_operator
   health=$(free_port); metrics=$(free_port)
   printf '\n---- %s: hermes-cache run --namespace %s\n' "$(date -Is)" "$NS" >>"$OP_LOG"
   # Own session, stdio to the log: it outlives this script and `make` does not wait for it.
   KUBECONFIG=$KUBECONFIG_FILE setsid "$BIN/hermes-cache" run --namespace "$NS" \
     --metrics-port "$metrics" --metrics-addr 127.0.0.1 \
-    --liveness "http://127.0.0.1:$health/healthz" --drift-interval 15 \
+    --liveness "http://127.0.0.1:$health/healthz" --drift-interval "$DRIFT_INTERVAL" \
     </dev/null >>"$OP_LOG" 2>&1 &
   echo $! >"$OP_PID"
   printf '%s\n%s %s\n' "$want" "$health" "$metrics" >"$OP_STATE"
