@@ -331,7 +331,7 @@ RULES: tuple[Rule, ...] = (
             s.semanticCache.redis is None
             or s.semanticCache.redis.url.startswith(("redis://", "rediss://", "unix://"))
         ),
-        lambda s: s.semanticCache.redis.url if s.semanticCache.redis else None,
+        lambda s: redact(s.semanticCache.redis.url) if s.semanticCache.redis else None,
     ),
     Rule(
         "spec.semanticCache.redis",

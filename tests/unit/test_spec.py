@@ -111,3 +111,10 @@ def test_password_secret_ref_defaults_its_key() -> None:
     ref = parse_policy(policy_doc(semanticCache={"redis": redis})).spec.semanticCache.redis
     assert ref is not None and ref.passwordSecretRef is not None
     assert (ref.passwordSecretRef.name, ref.passwordSecretRef.key) == ("redis-auth", "password")
+
+
+def test_a_refused_redis_url_is_shown_without_its_password() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_policy(policy_doc(semanticCache={"redis": {"url": "http://user:s3cret@redis:6379"}}))
+    (line,) = err.value.problems
+    assert line.startswith("spec.semanticCache.redis.url: ") and "s3cret" not in line
