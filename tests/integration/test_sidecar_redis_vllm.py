@@ -340,8 +340,7 @@ def test_openai_embedder_on_a_vllm_embedding_endpoint(
         assert client.get("/readyz").json()["cache"] == "ok"
         # the index took the endpoint's dimension: stored vectors are searchable, not silently dropped
         dims = {len(r.hget(k, "vector") or b"") // 4 for k in r.scan_iter(match=f"hermes:{scope}:entry:*")}
-        info = r.execute_command("FT._LIST")
         assert dims and 0 not in dims and len(dims) == 1
-        assert any(
-            f"hermes:{scope}:idx:{dims.pop()}" == (i.decode() if isinstance(i, bytes) else i) for i in info
-        )
+        (dim,) = dims
+        indexes = {i.decode() if isinstance(i, bytes) else i for i in r.execute_command("FT._LIST")}
+        assert f"hermes:{scope}:idx:{dim}" in indexes
