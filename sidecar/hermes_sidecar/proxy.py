@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hermes_sidecar.cache import BYPASS, HIT_EXACT, HIT_SEMANTIC, MISS, CacheService, Decision
+from hermes_sidecar.cache import BYPASS, ERROR, HIT_EXACT, HIT_SEMANTIC, MISS, CacheService, Decision
 from hermes_sidecar.dialect import CacheableRequest, CachedAnswer, Dialect, NotCacheable, ReplayInfo
 from hermes_sidecar.generations import StatsWriter
 from hermes_sidecar.keys import cache_salt, tenant_of
@@ -169,6 +169,8 @@ class Pipeline:
             resp = await self.client.send(upstream_req, stream=True)
         except httpx.HTTPError as exc:
             log.warning("upstream %s failed: %s", url, exc)
+            if decision.result == MISS:
+                self.metrics.not_stored.labels("upstream-unreachable").inc()
             return Response(
                 json.dumps({"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}}),
                 status_code=502,
@@ -177,6 +179,8 @@ class Pipeline:
             )
         out_headers = _response_headers(resp.headers, decision.header)
         record = req is not None and decision.result == MISS and resp.status_code == 200
+        if decision.result == ERROR:
+            self.metrics.not_stored.labels("cache-error").inc()  # the cache is down: nothing stored
         streamed = "text/event-stream" in resp.headers.get("content-type", "")
         if not streamed:
             try:

@@ -71,10 +71,23 @@ def ask(
 ) -> httpx.Response:
     messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
     body = {"model": "tiny-llama", "messages": messages, "stream": stream, **(extra or {})}
+    before = settled(client)
     resp = client.post(CHAT, json=body, headers={"x-tenant-id": tenant, **(headers or {})})
-    # stores happen in the background after the answer went out
-    time.sleep(0.05)
+    if resp.headers.get("x-hermes-cache") == "miss":
+        # a miss is stored (or refused) in the background after the answer went out: wait for it
+        deadline = time.monotonic() + 5
+        while settled(client) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
     return resp
+
+
+def settled(client: httpx.Client) -> float:
+    """How many misses have finished their store attempt (stored or refused), from /metrics."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(("hermes_cache_stored_total", "hermes_cache_not_stored_total")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def content(resp: httpx.Response) -> str:
@@ -150,8 +163,10 @@ def test_other_tenant_never_gets_the_entry(sidecar: httpx.Client, upstream: tupl
 def test_tenant_from_credential_when_no_tenant_header(sidecar: httpx.Client) -> None:
     q = "Which ports does the printer service listen on?"
     body = {"model": "tiny-llama", "messages": [{"role": "user", "content": q}]}
+    before = settled(sidecar)
     sidecar.post(CHAT, json=body, headers={"authorization": "Bearer key-one"})
-    time.sleep(0.05)
+    while settled(sidecar) == before:
+        time.sleep(0.01)
     same = sidecar.post(CHAT, json=body, headers={"authorization": "Bearer key-one"})
     other = sidecar.post(CHAT, json=body, headers={"authorization": "Bearer key-two"})
     assert same.headers["x-hermes-cache"] == "hit-exact"
@@ -210,9 +225,12 @@ def test_errors_and_cut_answers_are_never_cached(sidecar: httpx.Client, marker: 
 
 def test_dropped_stream_reaches_the_client_as_broken_and_is_not_cached(sidecar: httpx.Client) -> None:
     q = "[[drop]] Tell me a long story about rivers"
+    before = settled(sidecar)
     with pytest.raises(httpx.RemoteProtocolError):
         ask(sidecar, q, tenant="faults", stream=True)
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while settled(sidecar) == before and time.monotonic() < deadline:
+        time.sleep(0.01)
     again = ask(sidecar, q.replace("[[drop]] ", "[[drop]] "), tenant="faults")
     assert again.headers["x-hermes-cache"] == "miss"
 
