@@ -155,13 +155,13 @@ condition() { # policy type field
   kubectl -n "$NS" get hcp "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].$3}" 2>/dev/null
 }
 
-wait_policy() { # name fits
-  local name=$1 fits=$2 deadline=$((SECONDS + TIMEOUT))
+wait_policy() { # name fits: the verdict on the policy's current generation, not an earlier one
+  local name=$1 fits=$2 deadline=$((SECONDS + TIMEOUT)) type=CapacityOK want=False gen
+  if ((fits)); then type=Ready want=True; fi
   while ((SECONDS < deadline)); do
-    if ((fits)); then
-      [[ $(condition "$name" Ready status) == True ]] && return 0
-    else
-      [[ $(condition "$name" CapacityOK status) == False ]] && return 0
+    gen=$(kubectl -n "$NS" get hcp "$name" -o jsonpath='{.metadata.generation}' 2>/dev/null || true)
+    if [[ $(condition "$name" "$type" status) == "$want" && $(condition "$name" "$type" observedGeneration) == "$gen" ]]; then
+      return 0
     fi
     sleep 1
   done
@@ -189,6 +189,7 @@ fi
 
 # ------------------------------------------------------------------ up
 [[ -x $BIN/hermes-cache ]] || die "no $BIN/hermes-cache: run make install first"
+mkdir -p "$E2E"
 command -v curl >/dev/null || die "curl is needed to check the operator's liveness endpoint"
 
 say "1/6 local Kubernetes control plane (kube-apiserver $KUBE_VERSION, kwok fake GPU nodes)"
@@ -200,9 +201,13 @@ cold=()
 if ((${#cold[@]})); then
   note "COLD MACHINE: building ${cold[*]} from Go modules first, once (cached in $CACHE)."
   note "This takes about 17 minutes on 2 cores; later runs reuse the binaries and take seconds."
+  # The build's progress is shown (and logged); a warm start is only logged.
+  HERMES_CLUSTER_CHECK=${HERMES_CLUSTER_CHECK:-0} bash scripts/cluster-up.sh 2>&1 | tee "$E2E/demo-cluster-up.log" ||
+    die "cluster-up failed (log: $E2E/demo-cluster-up.log)"
+else
+  HERMES_CLUSTER_CHECK=${HERMES_CLUSTER_CHECK:-0} bash scripts/cluster-up.sh 2>"$E2E/demo-cluster-up.log" ||
+    { tail -n 40 "$E2E/demo-cluster-up.log" >&2; die "cluster-up failed (log: $E2E/demo-cluster-up.log)"; }
 fi
-HERMES_CLUSTER_CHECK=${HERMES_CLUSTER_CHECK:-0} bash scripts/cluster-up.sh 2>"$E2E/demo-cluster-up.log" ||
-  { tail -n 40 "$E2E/demo-cluster-up.log" >&2; die "cluster-up failed (log: $E2E/demo-cluster-up.log)"; }
 note "cluster ready (log: $E2E/demo-cluster-up.log); KUBECONFIG=$KUBECONFIG_FILE"
 
 say "2/6 helm upgrade --install $RELEASE charts/hermes-cache --set operator.enabled=false"
