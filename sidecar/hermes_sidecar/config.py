@@ -106,6 +106,8 @@ class CacheConfig(_Strict):
     enabled: bool = True
     backend: Literal["redis", "memory"] = "memory"
     redisUrl: str | None = None
+    # a file holding the Redis password (a mounted Secret), so it need not sit in redisUrl; read at start
+    redisPasswordFile: str | None = None
     # chosen on the tuning half of the fow-cache pairs (docs/sidecar.md): the lowest threshold whose
     # wrong rate stays within 2% with the guard on
     similarityThreshold: float = Field(default=0.8, gt=0, le=1)

@@ -252,10 +252,12 @@ class RedisStore:
         await self._client.aclose()
 
 
-def redis_client(url: str, timeout: float = 0.5) -> aioredis.Redis:
+def redis_client(url: str, timeout: float = 0.5, *, password: str | None = None) -> aioredis.Redis:
     # Short timeouts: the cache is an optimisation, a slow Redis must not slow requests down.
+    extra: dict[str, Any] = {"password": password} if password else {}
     return aioredis.Redis.from_url(
         url,
+        **extra,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=5,
