@@ -165,6 +165,18 @@ def _build_store(cfg: SidecarConfig, redis_client: Any, dim: int) -> Store:
     return MemoryStore(cfg.cache.maxEntries)
 
 
+def _redis_password(cfg: SidecarConfig) -> str | None:
+    """The password from cache.redisPasswordFile; unreadable means none (Redis then refuses: fail open)."""
+    path = cfg.cache.redisPasswordFile
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as exc:
+        log.error("cache.redisPasswordFile %s unreadable (%s): Redis without a password", path, exc.strerror)
+        return None
+
+
 def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starlette:
     """The ASGI app. ``embedder`` overrides the configured one (the evaluator and tests share one)."""
     metrics = Metrics()
@@ -176,7 +188,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
         if cfg.cache.redisUrl:
             from hermes_sidecar.store.redis import redis_client as make_client
 
-            redis_client = make_client(cfg.cache.redisUrl)
+            redis_client = make_client(cfg.cache.redisUrl, password=_redis_password(cfg))
         emb = embedder
         if emb is None:
             try:
