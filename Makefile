@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint unit integration e2e chart-test demo bench bench-quick cluster-up cluster-down services-up services-down clean
+.PHONY: install test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean
 
 ## install: create .venv with the project and everything its tests use
 install: $(BIN)/.installed
@@ -37,6 +37,10 @@ e2e: install
 ## demo: the main job for a new user
 demo: install
 	bash scripts/demo.sh
+
+## demo-down: stop the demo's operator and Redis, then the local cluster
+demo-down:
+	bash scripts/demo.sh down
 
 ## bench: every benchmark; bench-quick finishes in a few minutes
 bench: install
