@@ -15,8 +15,9 @@ run_pytest() {
 }
 
 lint() {
-  echo "== lint: ruff, mypy, import-linter"
+  echo "== lint: ruff, mypy, import-linter, hadolint"
   "$BIN/ruff" check operator sidecar tests bench scripts
+  "$BIN/hadolint" Dockerfile
   "$BIN/mypy"
   "$BIN/lint-imports"
 }
