@@ -7,7 +7,8 @@ linguistics, not a list of known test questions:
 - **negation**: a negator (not, never, non, n't ...) on one side only; a word on one side whose
   negated form (un-, dis-, non-, in-/im-/ir-/il-) is on the other; two words that differ only by an
   opposing prefix (in/ex, up/down, over/under, pre/post); the same phrasal verb with the opposite
-  particle (log in / log out); or a pair from a list of common antonyms (open/closed, most/least).
+  particle (log in / log out); or a pair from a list of common antonyms (open/closed, most/least;
+  one magnitude scale across verbs and adjectives: increase/smaller).
 - **number**: the quantities must agree, after reading number words ("fifteen" = 15) and converting
   durations to days ("two weeks" = "14 days"), with units that do not contradict (7am is not 7pm).
 - **date**: weekdays, months and relative days (today, tomorrow, tonight, weekend) must be equal.
@@ -18,7 +19,10 @@ linguistics, not a list of known test questions:
 - **scope**: the people a question is about (me, my colleague, my son, a contractor ...) must agree.
 - **edit**: two questions that are the same word for word except for one or two swapped content
   words (delivery/billing, chicken/beef, claim/approve): the swap is what the asker changed on
-  purpose, unless it is a spelling variant, an inflection or a derivation of the same word.
+  purpose, unless it is a spelling variant, an inflection, a derivation of the same word or a
+  near-synonym from a general thesaurus (start/begin, register/sign up); likewise one content word
+  added to an otherwise identical question narrows it ("a gift" / "a gift card"). Hesitations (um,
+  er) are fillers, not content.
 
 ``features(text)`` is computed once per text (stored with a cache entry) and ``compare(a, b)``
 returns None when reuse is safe, else the name of the rule that refused.
@@ -86,9 +90,10 @@ ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
             "most|more|best|highest|maximum|max|largest|biggest|longest|oldest|first|earliest",
             "least|less|fewer|worst|lowest|minimum|min|smallest|shortest|youngest|last|latest",
         ),
+        # One magnitude scale across verbs and adjectives: "increase my limit" / "a smaller limit".
         (
-            "increase|increasing|raise|raising|extend|extending",
-            "decrease|decreasing|reduce|reducing|lower|lowering|cut|shorten",
+            "increase|increasing|raise|raising|extend|extending|bigger|larger|higher|longer|more",
+            "decrease|decreasing|reduce|reducing|lower|lowering|cut|shorten|smaller|shorter|fewer|less",
         ),
         ("buy|buying|purchase|purchasing", "sell|selling"),
         ("send|sending", "receive|receiving"),
@@ -112,7 +117,6 @@ ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ),
         ("public", "private|hidden|hide|secret"),
         ("working|works|functioning|properly", "broken|faulty|fault|failing|failed|malfunctioning"),
-        ("bigger|larger|higher|longer|more", "smaller|lower|shorter|fewer|less"),
         ("gain|gains|profit|profits", "loss|losses"),
         ("arrive|arriving|arrival|arrivals", "depart|departing|departure|departures"),
         ("entry|enter|entering|entrance", "exit|exiting"),
@@ -143,6 +147,66 @@ ANTONYMS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("import", "export"),
     )
 )
+# Near-synonyms of everyday request language (a general thesaurus, like the antonyms above; several
+# senses per word are fine because only a swap between two otherwise identical questions is judged):
+# swapping one for another is rewording, not a change of subject. Phrasal verbs are written with a
+# space. Nothing here may also appear as an antonym of another member.
+SYNONYMS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split("|"))
+    for group in (
+        "start|begin|commence|kick off",
+        "end|finish|conclude",
+        "stop|halt|cease",
+        "change|update|modify|amend|alter|edit|adjust",
+        "create|make|set up|establish|build|add",
+        "register|sign up|enrol|enroll|join|subscribe",
+        "request|order|ask for|apply for",
+        "submit|file|lodge|send in|hand in|make",
+        "dispute|challenge|contest|query|appeal",
+        "mute|silence|quieten|quiet|hush",
+        "fast|quick|rapid|speedy|swift",
+        "fastest|quickest|speediest|swiftest",
+        "big|large|huge",
+        "small|little|tiny",
+        "buy|purchase|get",
+        "get|obtain|receive|acquire",
+        "show|display|view|see",
+        "find|locate|look up",
+        "fix|repair|mend|sort out|resolve",
+        "cancel|terminate|call off",
+        "delete|remove|erase",
+        "help|assist|support",
+        "use|utilise|utilize",
+        "need|require",
+        "allowed|permitted|able|entitled",
+        "cost|price|charge|fee",
+        "fees|charges|costs|prices",
+        "shipping|delivery|postage",
+        "parcel|package|order",
+        "phone|call|ring|telephone",
+        "email|e-mail|mail",
+        "choose|select|pick",
+        "check|verify|confirm",
+        "turn on|switch on|enable|activate",
+        "turn off|switch off|disable|deactivate",
+        "go up|rise|increase",
+        "send|transfer|pay",
+        "shop|store",
+        "doctor|gp|physician",
+        "holiday|vacation|leave",
+        "car|vehicle|motor",
+        "house|home|property",
+        "job|work|employment",
+        "cancellation|termination",
+        "deadline|due date|cut-off",
+        "refund|reimbursement|money back",
+    )
+)
+_SYNONYM_OF: dict[str, frozenset[int]] = {}
+for _i, _group in enumerate(SYNONYMS):
+    for _w in _group:
+        _SYNONYM_OF[_w] = _SYNONYM_OF.get(_w, frozenset()) | {_i}
+_SYNONYM_PHRASES = frozenset(w for g in SYNONYMS for w in g if " " in w)
 _NEG_PREFIXES = ("un", "dis", "non", "in", "im", "ir", "il", "de", "mis", "anti")
 _OPPOSED_PREFIXES = (("in", "ex"), ("im", "ex"), ("up", "down"), ("over", "under"), ("pre", "post"),
                      ("inter", "intra"), ("max", "min"), ("en", "dis"))  # fmt: skip
@@ -377,9 +441,11 @@ STOPWORDS = frozenset(
 )
 STOPWORDS = STOPWORDS | frozenset(w.replace("'", "") for w in STOPWORDS)
 # Politeness and hedging that never changes an answer.
+# The second line: hesitations of dictated or typed-as-spoken questions.
 FILLERS = frozenset(
-    ["please", "thanks", "thank", "cheers", "hi", "hello", "hey", "kindly", "quick", "question", "quickly"]
-)
+    ["please", "thanks", "thank", "cheers", "hi", "hello", "hey", "kindly", "quick", "question", "quickly",
+     "um", "umm", "uh", "uhm", "er", "erm", "hmm", "ah", "oh", "so", "like", "basically", "anyway"]
+)  # fmt: skip
 
 
 def _fold(text: str) -> str:
@@ -695,16 +761,49 @@ def _minimal_edit(a: Features, b: Features) -> str | None:
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     if sm.ratio() < 0.7:
         return None
-    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+    ops = sm.get_opcodes()
+    for tag, i1, i2, j1, j2 in ops:
+        if tag in ("insert", "delete") and sm.ratio() >= 0.85 and len(ops) <= 3:
+            # one content word added next to a kept noun narrows what is asked about ("a gift" /
+            # "a gift card"), unless it is a filler or an inflection
+            added = [w for w in (wa[i1:i2] or wb[j1:j2]) if _edit_word(w)]
+            if len(added) == 1 and len(wa[i1:i2] or wb[j1:j2]) == 1:
+                return "edit"
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
-        left = [w for w in wa[i1:i2] if _edit_word(w)]
-        right = [w for w in wb[j1:j2] if _edit_word(w)]
-        left = [w for w in left if not any(_similar_word(w, v) for v in right)]
-        right = [w for w in right if not any(_similar_word(w, v) for v in left)]
+        left = [w for w in _phrases(wa[i1:i2]) if _edit_word(w)]
+        right = [w for w in _phrases(wb[j1:j2]) if _edit_word(w)]
+        left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
+        right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
         if left and right:
             return "edit"
     return None
+
+
+def _phrases(words: list[str]) -> list[str]:
+    """Words with the known phrasal verbs joined ("sign", "up" -> "sign up")."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        pair = " ".join(words[i : i + 2])
+        if pair in _SYNONYM_PHRASES:
+            out.append(pair)
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
+def _synonym_groups(w: str) -> frozenset[int]:
+    """Groups of a word or of its base form ("filing" -> file, "submitting" -> submit)."""
+    stem = _stem(w)
+    forms = (w, stem, stem + "e", stem[:-1] if len(stem) > 3 and stem[-1] == stem[-2] else stem)
+    return frozenset().union(*(_SYNONYM_OF.get(f, frozenset()) for f in forms))
+
+
+def _synonyms(a: str, b: str) -> bool:
+    return bool(_synonym_groups(a) & _synonym_groups(b))
 
 
 def compare_context(a: Features, b: Features) -> str | None:

@@ -75,3 +75,38 @@ def test_typo_near_duplicate_is_served_through_the_guard_only() -> None:
     b = "How do I disable automatic backups for the shared team drive?"
     assert near_duplicate(a, b)
     assert verdict(a, b) == "negation"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # a verb or adjective swapped for a near-synonym is rewording, not a new question
+        ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
+        ("How do I amend my flight booking?", "How do I modify my flight booking?"),
+        ("How do I enrol in the evening class?", "How do I sign up for the evening class?"),
+        ("Where do I lodge an appeal?", "Where do I submit an appeal?"),
+        ("How do I contest a parking fine?", "How do I dispute a parking fine?"),
+        ("What is the speediest way to learn Spanish?", "What is the fastest way to learn Spanish?"),
+        # hesitations are not content
+        ("How do I reset the thermostat?", "erm how do i reset the thermostat"),
+    ],
+)
+def test_synonym_swaps_and_hesitations_pass(a: str, b: str) -> None:
+    assert verdict(a, b) is None
+    assert verdict(b, a) is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "rule"),
+    [
+        # one magnitude scale across verbs and adjectives
+        ("How do I raise my card's spending limit?", "I want a lower spending limit on my card", "negation"),
+        # a word added to a kept noun narrows the question: a phone is not a phone case
+        ("Can I return a phone?", "Can I return a phone case?", "edit"),
+        # swapping two different things is still an edit even though both are common request words
+        ("How do I change my work address?", "How do I change my home address?", "edit"),
+    ],
+)
+def test_narrowing_and_polarity_are_refused(a: str, b: str, rule: str) -> None:
+    assert verdict(a, b) == rule
+    assert verdict(b, a) == rule
