@@ -2,6 +2,7 @@
 
 Routes: a POST route per dialect route (``/v1/chat/completions``, ``/v1/completions`` for an
 OpenAI-compatible upstream; ``/v1/messages`` for Anthropic), ``/healthz``, ``/readyz``, ``/metrics``,
+``/upstream/metrics`` (vLLM's own metrics, which Prometheus cannot reach on the pod's loopback),
 ``/admin/{stats,flush,invalidate}`` behind a bearer token, and everything else passed through.
 """
 
@@ -13,7 +14,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hermes_sidecar import __version__
@@ -31,7 +32,7 @@ from hermes_sidecar.config import SidecarConfig
 from hermes_sidecar.dialect import Dialect
 from hermes_sidecar.embed import Embedder, EmbedderError, build_embedder
 from hermes_sidecar.generations import LOCAL, Generation, GenerationFollower, StatsWriter
-from hermes_sidecar.metrics import Metrics
+from hermes_sidecar.metrics import RESULTS, Metrics
 from hermes_sidecar.openai_compat import OpenAIDialect
 from hermes_sidecar.proxy import Pipeline
 from hermes_sidecar.store import Store, StoreError
@@ -73,8 +74,7 @@ class Sidecar:
         """A new generation: serve it at once (keys include it), then clean up and warm up behind."""
         self.cache.generation = new
         self.metrics.generation_switches.inc()
-        self.metrics.generation.clear()
-        self.metrics.generation.labels(new.version, new.uid).set(1)
+        self.metrics.serve_generation(new.version, new.uid)
         self.metrics.entries.set(0)
         if self.cfg.cache.resetPrefixCache and self.cfg.upstream.kind == "openai":
             await self._reset_prefix_cache()
@@ -149,6 +149,19 @@ def _admin_ok(request: Request, cfg: SidecarConfig) -> bool:
     return token is not None and got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip(), token)
 
 
+# Prometheus scrapes time out after 10 s by default; answer (502) before the scraper gives up.
+_SCRAPE_TIMEOUT = 10.0
+
+
+def _scrape_timeout(headers: Mapping[str, str]) -> float:
+    """Seconds to wait for vLLM's /metrics: a little less than the scraper's own timeout, if it says."""
+    try:
+        theirs = float(headers.get("x-prometheus-scrape-timeout-seconds", ""))
+    except ValueError:
+        return _SCRAPE_TIMEOUT
+    return max(0.5, min(_SCRAPE_TIMEOUT, theirs - 0.5))
+
+
 def _unauthorized() -> Response:
     return JSONResponse(
         {"error": "admin routes need 'Authorization: Bearer <token>' with the token from admin.tokenFile"},
@@ -179,7 +192,7 @@ def _redis_password(cfg: SidecarConfig) -> str | None:
 
 def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starlette:
     """The ASGI app. ``embedder`` overrides the configured one (the evaluator and tests share one)."""
-    metrics = Metrics()
+    metrics = Metrics(max_tenants=cfg.metrics.maxTenants, tenant_header=cfg.tenantHeader)
     dialects = build_dialects(cfg, metrics)
 
     @contextlib.asynccontextmanager
@@ -232,7 +245,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
         follower = sidecar.follower = GenerationFollower(redis_client, cfg.cache.scope, sidecar.on_switch)
         await follower.start()
         cache.generation = follower.current
-        metrics.generation.labels(cache.generation.version, cache.generation.uid).set(1)
+        metrics.serve_generation(cache.generation.version, cache.generation.uid)
         try:
             await store.ping()
         except StoreError as exc:
@@ -296,6 +309,45 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
     async def metrics_route(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def upstream_metrics(request: Request) -> Response:
+        # Prometheus scrapes vLLM through here (docs/observability.md). Body, Content-Type and
+        # Content-Encoding go back unchanged; Accept goes up, so the text or OpenMetrics format is
+        # vLLM's choice as if it were scraped directly. Any failure is a 502, so up{source="vllm"}
+        # is 0 exactly when vLLM does not answer.
+        if cfg.upstream.kind != "openai":
+            return PlainTextResponse(
+                f"no upstream metrics: upstream.kind is {cfg.upstream.kind!r}; only an openai "
+                "upstream (vLLM) has /metrics\n",
+                status_code=404,
+            )
+        url = cfg.upstream.url.rstrip("/") + "/metrics"
+        headers = {
+            "accept": request.headers.get("accept", "*/*"),
+            # identity unless the scraper asked for compression: httpx would otherwise ask for gzip
+            "accept-encoding": request.headers.get("accept-encoding", "identity"),
+        }
+        client = sc(request).client
+        try:
+            upstream_req = client.build_request(
+                "GET", url, headers=headers, timeout=_scrape_timeout(request.headers)
+            )
+            resp = await client.send(upstream_req, stream=True)
+            try:
+                body = b"".join([chunk async for chunk in resp.aiter_raw()])
+            finally:
+                await resp.aclose()
+        except httpx.HTTPError as exc:
+            return PlainTextResponse(
+                f"upstream metrics unavailable: GET {url} failed: {type(exc).__name__}: {exc}\n",
+                status_code=502,
+            )
+        if resp.status_code != 200:
+            return PlainTextResponse(
+                f"upstream metrics unavailable: GET {url} answered {resp.status_code}\n", status_code=502
+            )
+        out = {k: v for k in ("content-type", "content-encoding") if (v := resp.headers.get(k))}
+        return Response(body, headers=out)
+
     async def admin_stats(request: Request) -> Response:
         if not _admin_ok(request, cfg):
             return _unauthorized()
@@ -306,12 +358,11 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             entries = await s.cache.store.count(gen.id)
         except StoreError:
             entries = None
-        counts = {
-            m.labels["result"]: int(m.value)
-            for fam in metrics.requests.collect()
-            for m in fam.samples
-            if m.name.endswith("_total")
-        }
+        counts = dict.fromkeys(RESULTS, 0)
+        for fam in metrics.requests.collect():
+            for m in fam.samples:
+                if m.name.endswith("_total"):
+                    counts[m.labels["result"]] += int(m.value)  # summed over tenants
         return JSONResponse(
             {
                 "generation": gen.as_dict(),
@@ -372,6 +423,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
+        Route("/upstream/metrics", upstream_metrics, methods=["GET"]),
         Route("/admin/stats", admin_stats, methods=["GET"]),
         Route("/admin/flush", admin_flush, methods=["POST"]),
         Route("/admin/invalidate", admin_invalidate, methods=["POST"]),

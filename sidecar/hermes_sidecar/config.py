@@ -248,6 +248,12 @@ class AdminConfig(_Strict):
     tokenFile: str | None = None
 
 
+class MetricsConfig(_Strict):
+    # distinct tenant label values on hermes_cache_requests_total; requests of further tenants are
+    # counted as tenant "other", so clients that invent tenants cannot grow the series without bound
+    maxTenants: int = Field(default=100, ge=0)
+
+
 class SidecarConfig(_Strict):
     listen: str = "0.0.0.0:8080"
     upstream: UpstreamConfig = UpstreamConfig()
@@ -263,6 +269,7 @@ class SidecarConfig(_Strict):
     embedding: EmbeddingConfig = EmbeddingConfig()
     admin: AdminConfig = AdminConfig()
     promptCache: PromptCacheConfig = PromptCacheConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("listen")
     @classmethod

@@ -1,25 +1,51 @@
-"""Prometheus metrics of the sidecar. Contract names: ``hermes_cache_requests_total{result}``,
-``hermes_cache_lookup_seconds``, ``hermes_cache_entries``; the rest are ``hermes_cache_*`` extras.
+"""Prometheus metrics of the sidecar. Contract names: ``hermes_cache_requests_total{result}``
+(also labelled ``tenant``), ``hermes_cache_lookup_seconds``, ``hermes_cache_entries``; the rest are
+``hermes_cache_*`` extras.
 
 Each app gets its own registry (tests run several apps in one process); ``/metrics`` serves it.
+
+Tenant labels: the tenant id the cache partitions by (``keys.tenant_of``: ``h:<header value>``,
+``c:<credential hash>``, both, or ``anonymous``). Clients choose how many distinct values arrive, so
+only the first ``max_tenants`` get their own series; later ones are counted as ``other`` (a value no
+tenant id can take, as every id has a prefix). Values are bounded in length, and a tenant header that
+carries a credential is hashed, so no label ever holds a secret.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 RESULTS = ("hit_exact", "hit_semantic", "miss", "bypass", "error")
+OTHER_TENANT = "other"
+# Headers whose value is a credential: a tenant header of that name must not appear in a label.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"})
+_MAX_LABEL_CHARS = 64
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, max_tenants: int = 100, tenant_header: str = "x-tenant-id") -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.max_tenants = max_tenants
+        self._hash_header = tenant_header.lower() in _CREDENTIAL_HEADERS
+        self._tenant_labels: dict[str, str] = {}  # admitted tenant id -> its label value
         self.requests = Counter(
-            "hermes_cache_requests", "Cacheable requests by cache result", ["result"], registry=r
+            "hermes_cache_requests",
+            "Cacheable requests by cache result and tenant (beyond metrics.maxTenants tenants: 'other')",
+            ["result", "tenant"],
+            registry=r,
         )
-        for result in RESULTS:
-            self.requests.labels(result)
+        self.tenant_overflow = Counter(
+            "hermes_cache_tenant_label_overflow",
+            "Requests counted under tenant='other' because metrics.maxTenants tenants had their own label",
+            registry=r,
+        )
         self.lookup_seconds = Histogram(
             "hermes_cache_lookup_seconds",
             "Time to decide hit or miss (exact lookup, embedding, vector search, guard)",
@@ -93,3 +119,44 @@ class Metrics:
         )
         for comp in ("store", "embedder"):
             self.degraded.labels(comp).set(0)
+
+    # -- tenant label ------------------------------------------------------------------------------
+
+    def _label_value(self, tenant: str) -> str:
+        if self._hash_header and tenant.startswith("h:"):
+            # tenantHeader names a credential header: its raw value is a secret
+            return "h:sha256:" + _digest(tenant, 24)
+        if len(tenant) > _MAX_LABEL_CHARS:
+            # keep it readable and distinct, but bounded: a header can be kilobytes long
+            return tenant[: _MAX_LABEL_CHARS - 17] + "~" + _digest(tenant, 16)
+        return tenant
+
+    def tenant_label(self, tenant: str) -> str:
+        """The ``tenant`` label value for a tenant id: its own while fewer than ``max_tenants`` have
+        one, else ``other``. The first tenants seen keep their series for the life of the process."""
+        label = self._tenant_labels.get(tenant)
+        if label is not None:
+            return label
+        label = OTHER_TENANT if len(self._tenant_labels) >= self.max_tenants else self._label_value(tenant)
+        if label != OTHER_TENANT:
+            self._tenant_labels[tenant] = label
+        # every result at 0 from the first request on, so a tenant's hit ratio is 0 rather than absent
+        for result in RESULTS:
+            self.requests.labels(result, label)
+        return label
+
+    def count_request(self, result: str, tenant: str) -> None:
+        """One cacheable request answered with ``result`` (one of RESULTS) for ``tenant``."""
+        label = self.tenant_label(tenant)
+        if label == OTHER_TENANT:
+            self.tenant_overflow.inc()
+        self.requests.labels(result, label).inc()
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def serve_generation(self, version: str, uid: str) -> None:
+        """``hermes_cache_generation_info{version,uid}`` = 1 for the generation served, and no other
+        label set: the collapse alert counts distinct versions per policy."""
+        # No await between the two: a scrape never sees zero or two generations.
+        self.generation.clear()
+        self.generation.labels(version, uid).set(1)

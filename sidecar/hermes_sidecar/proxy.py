@@ -76,13 +76,13 @@ class Pipeline:
         self.stats = stats
         self.salt_upstream = salt_upstream
 
-    def _count_bypass(self, reason: str) -> None:
+    def _count_bypass(self, reason: str, tenant: str) -> None:
         self.metrics.bypass.labels(reason).inc()
-        self.metrics.requests.labels("bypass").inc()
+        self.metrics.count_request("bypass", tenant)
         self.stats.count(self.cache.generation.version, "bypass")
 
-    def _count(self, decision: Decision) -> None:
-        self.metrics.requests.labels(decision.metric).inc()
+    def _count(self, decision: Decision, tenant: str) -> None:
+        self.metrics.count_request(decision.metric, tenant)
         self.stats.count(decision.generation.version, decision.metric)
 
     async def handle(self, dialect: Dialect, route: str, request: Request) -> Response:
@@ -100,12 +100,12 @@ class Pipeline:
             body = None
         if not isinstance(body, dict):
             # Not ours to judge: upstream answers a malformed request with its own error.
-            self._count_bypass("invalid-json")
+            self._count_bypass("invalid-json", tenant)
             return await self.passthrough("POST", route, query, headers, body_bytes)
         try:
             req = dialect.parse_request(route, body)
         except NotCacheable as exc:
-            self._count_bypass(exc.reason)
+            self._count_bypass(exc.reason, tenant)
             salted = dialect.upstream_body(body, self._salt(tenant))
             # Without a recorder nothing strips what the dialect asked for on top (the usage chunk).
             if "stream_options" in body:
@@ -120,12 +120,12 @@ class Pipeline:
             try:
                 answer = CachedAnswer.from_json(decision.entry.answer)
                 replay = self._replay(dialect, req, answer, decision)
-                self._count(decision)
+                self._count(decision, tenant)
                 return replay
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable cache entry %s, answering from upstream: %s", decision.entry.key, exc)
                 decision = Decision(MISS, decision.generation, decision.keys, tags=decision.tags)
-        self._count(decision)
+        self._count(decision, tenant)
         upstream_body = dialect.upstream_body(body, self._salt(tenant, decision))
         return await self._forward(dialect, req, route, query, headers, upstream_body, decision)
 
