@@ -321,7 +321,8 @@ def test_metrics_count_every_result(sidecar: httpx.Client) -> None:
         out = {}
         for line in sidecar.get("/metrics").text.splitlines():
             if line.startswith("hermes_cache_requests_total{"):
-                out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+                result = line.split('result="')[1].split('"')[0]  # summed over the tenant label
+                out[result] = out.get(result, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
 
     before = counts()
@@ -367,7 +368,7 @@ def test_embedder_down_fails_open_and_readyz_reports_it(upstream: tuple[FakeOpen
         assert ready.status_code == 200
         assert ready.json()["cache"] == "degraded" and "embedder" in ready.json()["degraded"]
         metrics = client.get("/metrics").text
-        assert 'hermes_cache_requests_total{result="error"} 1.0' in metrics
+        assert 'hermes_cache_requests_total{result="error",tenant="h:acme"} 1.0' in metrics
 
 
 def test_readyz_fails_when_upstream_is_down_while_healthz_stays_up(embedder: LocalEmbedder) -> None:
