@@ -480,8 +480,14 @@ def _switch(r: Result) -> tuple[list[str], dict[str, Any]]:
         "| quantity | value |",
         "|---|---|",
         f"| entries of the old generation | {res['entries_before']:,} |",
-        f"| operator's write returned → first response that is not the old entry | **{_ms(res['stop_serving_ms'])}** "
-        f"(last old hit {_ms(res.get('last_old_hit_ms'))} after it; the write itself took {_ms(res.get('write_ms'))}) |",
+        (
+            f"| operator's write returned → first request not served from the old generation | **{_ms(res['stop_serving_ms'])}** "
+            f"(last old hit {_ms(res.get('last_old_hit_ms'))} after it; the write itself took {_ms(res.get('write_ms'))}) |"
+            if res.get("last_old_hit_ms") is not None
+            else f"| operator's write returned → old generation no longer served | **immediately**: the first request sent after "
+            f"the write returned ({_ms(res['stop_serving_ms'])} later) was already not served from it; the write (SET + "
+            f"PUBLISH) took {_ms(res.get('write_ms'))} |"
+        ),
         (
             f"| old entries deleted after | {res['delete_seconds']:.2f} s |"
             if res.get("deletion_completed", True)
@@ -740,8 +746,12 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
         out.append(
             (
                 "Switch ≤ 1 s, no Redis stall > 10 ms",
-                f"stopped serving after {_ms(sw['stop_serving_ms'])}, "
-                f"largest stall {_ms(sw['ping_during']['max_ms'])} ({sw['entries_before']:,} entries)",
+                (
+                    "stopped serving the old generation with the first request after the write, "
+                    if sw.get("last_old_hit_ms") is None
+                    else f"stopped serving after {_ms(sw['stop_serving_ms'])}, "
+                )
+                + f"largest stall {_ms(sw['ping_during']['max_ms'])} ({sw['entries_before']:,} entries)",
                 ok,
                 why,
             )

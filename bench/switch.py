@@ -133,6 +133,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                     last_old = t0 - t_switch
                 else:
                     stop_serving = t0 - t_switch
+                    result["stop_serving_response_ms"] = 1000 * (time.monotonic() - t_switch)
                     break
             # Wait for the background deletion; give up when it has made no progress for 30 s (the
             # sidecar logs why: the reason goes into the result).
