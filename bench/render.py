@@ -562,7 +562,36 @@ def _operator(r: Result) -> tuple[list[str], dict[str, Any]]:
             f"{_ms(ad.get('p99_ms'))} | {_ms(ar.get('p50_ms'))} | {_ms(ar.get('p99_ms'))} | "
             f"{s['rss_idle_mb']:.0f} MB | **{s['rss_peak_mb']:.0f} MB** | {s['rss_end_mb']:.0f} MB |"
         )
+    for s in res["sizes"]:
+        reasons = _operator_failures(s)
+        if reasons:
+            facts.setdefault("failures", {})[s["policies"]] = reasons
+            lines += [
+                "",
+                f"{s['policies']:,} policies: the operator's log (`{s['operator_log']}`) reports these "
+                "failures (object names replaced by `*`, with counts):",
+                "",
+            ]
+            lines += [f"- {n} x `{msg}`" for msg, n in reasons]
     return lines, facts
+
+
+def _operator_failures(size: dict[str, Any]) -> list[tuple[str, int]]:
+    """Distinct failure messages in one size's operator log, most frequent first."""
+    import re
+    from collections import Counter
+
+    from bench.common import ROOT
+
+    try:
+        text = (ROOT / str(size.get("operator_log", ""))).read_text(errors="replace")
+    except OSError:
+        return []
+    found: Counter[str] = Counter()
+    for m in re.finditer(r"(?:failed|[Ee]rror)[^\n]*?: (.+)$", text, re.M):
+        msg = re.sub(r'"p\d{4}"|p\d{4}', "*", m.group(1).strip())[:220]
+        found[msg] += 1
+    return found.most_common(5)
 
 
 # ---------------------------------------------------------------------------------------------- 7 planner
@@ -761,32 +790,34 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
 
     op = f.get("operator", {})
     big = [s for s in op.get("sizes", []) if "skipped" not in s and s["policies"] >= 1000]
+    name = "1,000 policies Ready ≤ 120 s, operator memory ≤ 200 MB"
     if big:
         s = big[0]
-        ok = s["all_ready_seconds"] is not None and s["all_ready_seconds"] <= 120 and s["rss_peak_mb"] <= 200
-        out.append(
-            (
-                "1,000 policies Ready ≤ 120 s, operator memory ≤ 200 MB",
-                f"{s['all_ready_seconds'] and round(s['all_ready_seconds'], 1)} s, peak RSS {s['rss_peak_mb']:.0f} MB",
-                ok,
-                "" if ok else "see the operator table: the control plane shares 2 cores with the operator.",
-            )
-        )
+        ready_ok = s["all_ready_seconds"] is not None and s["all_ready_seconds"] <= 120
+        mem_ok = s["rss_peak_mb"] <= 200
+        ready = (f"all Ready in {s['all_ready_seconds']:.1f} s" if s["all_ready_seconds"] is not None
+                 else f"{s['ready']:,}/{s['policies']:,} Ready after {s['timeout_seconds']:.0f} s")  # fmt: skip
+        why = ""
+        if not ready_ok:
+            fails = (op.get("failures") or {}).get(s["policies"]) or []
+            if s["all_ready_seconds"] is None and fails:
+                msg, n = fails[0]
+                why = (f"not all Ready: the operator's most frequent failure is `{msg}` ({n}x), a limit of the "
+                       "test cluster rather than of the operator (a kwok cluster from scripts/cluster-up.sh; a real "
+                       "cluster's Service range holds far more). Would reach it: a larger service-cluster-ip-range in "
+                       "the test cluster. ")  # fmt: skip
+            else:
+                why = "the control plane, kwok and the operator share 2 cores; see the table in section 6. "
+        if not mem_ok:
+            why += f"Peak RSS {s['rss_peak_mb']:.0f} MB: kopf keeps per-object state for every policy it watches."
+        out.append((name, f"{ready}, peak RSS {s['rss_peak_mb']:.0f} MB "
+                    f"(apply→Deployment p50 {_ms((s.get('apply_to_deployment') or {}).get('p50_ms'))})",
+                    ready_ok and mem_ok, why))  # fmt: skip
     else:
         done = [s for s in op.get("sizes", []) if "skipped" not in s]
-        out.append(
-            (
-                "1,000 policies Ready ≤ 120 s, operator memory ≤ 200 MB",
-                "; ".join(
-                    f"{s['policies']}: {s['all_ready_seconds'] and round(s['all_ready_seconds'], 1)} s, "
-                    f"{s['rss_peak_mb']:.0f} MB"
-                    for s in done
-                )
-                or NA,
-                None,
-                "1,000 policies run only in the full benchmark" if done else "",
-            )
-        )
+        measured = "; ".join(f"{s['policies']}: {s['all_ready_seconds'] and round(s['all_ready_seconds'], 1)} s, "
+                             f"{s['rss_peak_mb']:.0f} MB" for s in done) or NA  # fmt: skip
+        out.append((name, measured, None, "1,000 policies run only in the full benchmark" if done else ""))
 
     pl = f.get("planner", {})
     out.append(
