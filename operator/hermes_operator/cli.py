@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     env = Env(kube=KubeClient(), stores=store_for, metrics=metrics)
     registry = kopf.OperatorRegistry()
-    register(env, registry, args.drift_interval)
+    register(env, registry, args.drift_interval, args.deployment_debounce)
 
     # A registry of our own does not get kopf's default login handlers: the same KUBECONFIG (or
     # in-cluster ServiceAccount) the kubernetes client uses, so kopf and KubeClient act as one identity.
@@ -192,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--drift-interval", type=float, default=60.0, help="seconds between drift/stats reconciles"
+    )
+    run.add_argument(
+        "--deployment-debounce",
+        type=float,
+        default=1.0,
+        help="seconds after the last change to a child Deployment before its policy is reconciled",
     )
     run.add_argument("--workers", type=int, default=8, help="threads for reconciles")
     run.add_argument("--log-format", choices=("full", "plain", "json"), default="full")

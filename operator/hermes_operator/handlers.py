@@ -2,9 +2,9 @@
 
 :func:`reconcile` reads nothing but the policy object it is given, the Deployment it owns and (for a
 generation switch or the stats) the policy's Redis; it computes everything from the current spec,
-so create, update, resume and the drift pass all call it and it never depends on having seen an
-earlier event. Its I/O goes through :class:`~hermes_operator.kube.Kube` and a store factory, which is
-how unit tests call it as a plain function.
+so create, update, resume, a change to a child Deployment and the drift pass all call it and it never
+depends on having seen an earlier event. Its I/O goes through :class:`~hermes_operator.kube.Kube` and
+a store factory, which is how unit tests call it as a plain function.
 
 Writes are made only when something changed: children are server-side applied (a no-op for the API
 server when nothing moved), status is patched only when it differs from the status read, and an
@@ -13,9 +13,9 @@ Event is posted only when a refusal is new. A restarted operator therefore write
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,8 +32,8 @@ from .generations import (
 )
 from .kube import Kube, now_rfc3339
 from .metrics import OperatorMetrics
-from .render import gpus_requested, redis_url, render_all, render_hpa, selector_string
-from .spec import GROUP, PLURAL, VERSION, Policy, SpecError, parse_policy
+from .render import FIELD_MANAGER, gpus_requested, redis_url, render_all, render_hpa, selector_string
+from .spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, Policy, SpecError, parse_policy
 
 log = logging.getLogger("hermes_operator")
 
@@ -44,6 +44,10 @@ CAPACITY_OK = "CapacityOK"
 GENERATION_APPLIED = "CacheGenerationApplied"
 PROGRESSING = "Progressing"
 _REDIS_REFUSALS = ("RedisUnavailable", "RedisPasswordUnavailable")
+# Seconds from the last of a burst of changes to a child Deployment to the reconcile of its policy.
+DEPLOYMENT_DEBOUNCE = 1.0
+# The label every child carries (render.labels) that selects the Deployments the operator watches.
+CHILD_LABELS = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 
 
 @dataclass
@@ -388,13 +392,108 @@ def timed_reconcile(body: Mapping[str, Any], env: Env, trigger: str, *, read_sta
         env.metrics.reconcile_duration.labels(trigger).observe(time.perf_counter() - start)
 
 
-def register(env: Env, registry: Any, drift_interval: float) -> None:
+def owner_policy(deployment: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``(namespace, name, uid)`` of the policy that controls ``deployment``, or None when it is not ours."""
+    meta = deployment.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).split("/")[0] == GROUP:
+            return (meta.get("namespace") or "default", str(ref.get("name")), str(ref.get("uid") or ""))
+    return None
+
+
+def reconcile_owner(namespace: str, name: str, uid: str, env: Env) -> bool:
+    """Reconcile the policy ``namespace/name`` as it is now in the API server; False when it is gone.
+
+    Called after a child Deployment changed. The policy is read afresh rather than taken from the
+    watch stream, so the status written is computed against the status actually stored (a status
+    patch of our own may not have come back through the watch yet). A policy that was deleted, or
+    recreated under the same name (another uid), is left alone: the garbage collector removes the
+    old children and the new policy's own create handler applies its children.
+    """
+    body = env.kube.get(API_VERSION, KIND, namespace, name)
+    if not body or ((body.get("metadata") or {}).get("uid") or "") != uid:
+        return False
+    timed_reconcile(body, env, "deployment")
+    return True
+
+
+Key = tuple[str, str, str]
+
+
+class _QuietChildEvents(logging.Filter):
+    """Drops kopf's per-event "Handler 'child-deployment' succeeded" line: one per Deployment status
+    update would drown the log during a rollout. Failures of that handler are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and "'child-deployment' succeeded" in record.getMessage())
+
+
+class Debouncer:
+    """Coalesces bursts of triggers per key into one call of ``action(key)``, ``delay`` seconds later.
+
+    A rollout changes a Deployment's status many times within a second or two; one reconcile after
+    the burst sees the final state. A trigger that arrives while the action runs gets one more run
+    after it, so the last change is never missed. ``action`` is blocking; it runs in the default
+    executor, one at a time per key.
+    """
+
+    def __init__(self, action: Callable[[Key], Any], delay: float) -> None:
+        self._action, self._delay = action, delay
+        self._dirty: set[Key] = set()
+        self._tasks: dict[Key, Any] = {}
+
+    def trigger(self, key: Key) -> None:
+        import asyncio
+
+        self._dirty.add(key)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key))
+
+    async def _run(self, key: Key) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            while key in self._dirty:
+                await asyncio.sleep(self._delay)
+                self._dirty.discard(key)
+                try:
+                    await loop.run_in_executor(None, self._action, key)
+                except Exception:
+                    log.exception("%s/%s: reconcile after a Deployment change failed", key[0], key[1])
+        finally:
+            self._tasks.pop(key, None)
+
+    async def idle(self) -> None:
+        """Wait until no run is pending or running (tests and shutdown)."""
+        import asyncio
+
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    def cancel(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+
+def register(
+    env: Env, registry: Any, drift_interval: float, deployment_debounce: float = DEPLOYMENT_DEBOUNCE
+) -> None:
     """Attach the handlers to a kopf registry. Kept out of import time so importing is side-effect free.
+
+    Children are watched too: the operator follows the Deployments labelled
+    ``app.kubernetes.io/managed-by=hermes-cache-operator`` (a server-side label selector, so the
+    operator never streams other Deployments) and reconciles the owning policy
+    ``deployment_debounce`` seconds after a burst of changes. Pods turning ready show up in the
+    policy's status within seconds, and a Deployment someone edited or deleted is put back at once
+    instead of at the next drift pass.
 
     The drift pass is our own loop over the policies seen in the watch stream, not a kopf timer:
     kopf puts a finalizer on every object with a timer, and a finalizer would make a policy
     undeletable whenever the operator is not running (uninstalled, crash-looping). Without it,
-    deletion is left entirely to the garbage collector and the owner references.
+    deletion is left entirely to the garbage collector and the owner references. It remains for
+    what no watched object announces: Redis losing the generation record, a Secret appearing, the
+    semantic-cache stats.
     """
     import asyncio
 
@@ -402,44 +501,80 @@ def register(env: Env, registry: Any, drift_interval: float) -> None:
 
     resource = (GROUP, VERSION, PLURAL)
     seen: dict[tuple[str, str], dict[str, Any]] = {}
+    # One reconcile of a policy at a time: kopf's change handlers, the Deployment trigger and the
+    # drift pass run in different threads, and two overlapping passes would both write status.
+    locks: dict[tuple[str, str], threading.Lock] = {}
+    locks_guard = threading.Lock()
+
+    def lock_for(namespace: str, name: str) -> threading.Lock:
+        with locks_guard:
+            return locks.setdefault((namespace, name), threading.Lock())
+
+    def key_of(body: Mapping[str, Any]) -> tuple[str, str]:
+        meta = body.get("metadata") or {}
+        return (meta.get("namespace") or "default", meta.get("name") or "")
 
     @kopf.on.resume(*resource, registry=registry, id="reconcile")
     @kopf.on.create(*resource, registry=registry, id="reconcile")
     @kopf.on.update(*resource, registry=registry, id="reconcile")
     def on_change(body: Mapping[str, Any], **_: Any) -> None:
-        timed_reconcile(body, env, "change")
+        with lock_for(*key_of(body)):
+            timed_reconcile(body, env, "change")
 
     @kopf.on.event(*resource, registry=registry, id="track")
     def track(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace") or "default", meta.get("name") or "")
+        key = key_of(body)
         if event.get("type") == "DELETED":
             seen.pop(key, None)
             env.metrics.forget_policy(*key)
         else:
             seen[key] = _plain(body)
 
+    def reconcile_after_deployment_change(key: Key) -> None:
+        with lock_for(key[0], key[1]):
+            reconcile_owner(*key, env)
+
+    debouncer = Debouncer(reconcile_after_deployment_change, deployment_debounce)
+
+    @kopf.on.event("apps", "v1", "deployments", registry=registry, id="child-deployment", labels=CHILD_LABELS)
+    async def child_deployment(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        # kopf's initial listing (type None) is skipped: the resume handler reconciles every policy.
+        if event.get("type") is None:
+            return
+        owner = owner_policy(body)
+        if owner is not None:
+            debouncer.trigger(owner)
+
     async def drift_loop() -> None:
         loop = asyncio.get_running_loop()
+
+        def drift(key: tuple[str, str], body: dict[str, Any]) -> None:
+            with lock_for(*key):
+                timed_reconcile(body, env, "timer", read_stats=True)
+
         while True:
             await asyncio.sleep(drift_interval)
             for key, body in list(seen.items()):
                 if seen.get(key) is not body:
                     continue  # changed or deleted meanwhile: the change handler has it
                 try:
-                    await loop.run_in_executor(
-                        None, functools.partial(timed_reconcile, body, env, "timer", read_stats=True)
-                    )
+                    await loop.run_in_executor(None, drift, key, body)
                 except Exception:
                     log.exception("%s/%s: drift reconcile failed", *key)
 
     tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry, id="start-drift")
-    async def start_drift(**_: Any) -> None:
+    async def start_drift(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Server-side filter: the watch streams only our Deployments, not every one in the cluster.
+        settings.watching.label_selectors["apps", "v1", "deployments"] = ",".join(
+            f"{k}={v}" for k, v in CHILD_LABELS.items()
+        )
+        logging.getLogger("kopf.objects").addFilter(_QuietChildEvents())
         tasks.append(asyncio.get_running_loop().create_task(drift_loop()))
 
     @kopf.on.cleanup(registry=registry, id="stop-drift")
     async def stop_drift(**_: Any) -> None:
         for task in tasks:
             task.cancel()
+        debouncer.cancel()

@@ -6,7 +6,7 @@ Names (all prefixed ``hermes_operator_``; :data:`METRIC_NAMES` lists them for ot
     gauge: policies whose condition ``condition`` (Ready, CapacityOK, CacheGenerationApplied,
     Progressing) currently has ``status`` (True, False, Unknown).
 ``hermes_operator_reconcile_duration_seconds{trigger}``
-    histogram: one reconcile, from reading the spec to the status write (trigger: change, timer).
+    histogram: one reconcile, from reading the spec to the status write (trigger: change, deployment, timer).
 ``hermes_operator_reconcile_errors_total{reason}``
     counter: reconciles that could not do their job (reason: InvalidSpec, CapacityExceeded,
     ApplyFailed, RedisUnavailable, RedisPasswordUnavailable, Exception).

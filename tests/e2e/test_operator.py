@@ -48,8 +48,8 @@ def _free_port() -> int:
 class Operator:
     """`hermes-cache run` as a child process, restartable; its log is kept for the tests to read."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
+    def __init__(self, kubeconfig: Path, log: Path, drift_interval: float = 5) -> None:
+        self.kubeconfig, self.log, self.drift_interval = kubeconfig, log, drift_interval
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
 
@@ -61,11 +61,13 @@ class Operator:
                 [
                     str(ROOT / ".venv/bin/hermes-cache"),
                     "run",
-                    "--all-namespaces",
+                    # Only the namespaces of these tests (conftest's `namespace` fixture): other
+                    # engineers' operators and benchmarks share the cluster with their own policies.
+                    "--namespace=e2e-test-*",
                     f"--metrics-port={self.metrics_port}",
                     "--metrics-addr=127.0.0.1",
                     f"--liveness=http://127.0.0.1:{health}/healthz",
-                    "--drift-interval=5",
+                    f"--drift-interval={self.drift_interval}",
                 ],
                 env=env,
                 stdout=out,
@@ -441,6 +443,60 @@ def test_autoscaling_policy_gets_an_hpa_that_can_scale_it(
 
     # AbleToScale=True: the HPA controller read the policy's scale subresource and its selector
     kube.wait_for(able_to_scale, timeout=90, what="HPA AbleToScale=True")
+
+
+def test_deployment_changes_reach_the_policy_within_seconds_not_at_the_drift_pass(
+    kube: Kube, operator: Operator, namespace: str, tmp_path: Path
+) -> None:
+    """With a 300 s drift interval, only the Deployment watch can make these happen in time."""
+    operator.stop()  # one operator at a time: both run standalone
+    slow = Operator(operator.kubeconfig, tmp_path / "operator.log", drift_interval=300)
+    try:
+        slow.start()
+        start = time.monotonic()
+        _apply(kube, namespace, _policy("watched", replicas=2))
+        obj = _wait_condition(kube, namespace, "watched", "Ready", "True", timeout=30)
+        ready_s = time.monotonic() - start
+        assert obj["status"]["readyReplicas"] == 2
+
+        # Deleted by hand: put back, and the policy follows it through not ready to Ready again.
+        old_uid = kube.get_json("-n", namespace, "deployment", "watched")["metadata"]["uid"]
+        start = time.monotonic()
+        kube.kubectl("-n", namespace, "delete", "deployment", "watched", "--wait=false")
+
+        def recreated() -> bool:
+            proc = kube.kubectl("-n", namespace, "get", "deployment", "watched", "-o", "json", check=False)
+            return proc.returncode == 0 and json.loads(proc.stdout)["metadata"]["uid"] != old_uid
+
+        kube.wait_for(recreated, timeout=30, interval=0.2, what="the deleted Deployment recreated")
+        recreated_s = time.monotonic() - start
+        kube.wait_for(
+            lambda: (
+                _condition(_hcp(kube, namespace, "watched"), "Ready").get("status") == "True"
+                and _hcp(kube, namespace, "watched")["status"]["readyReplicas"] == 2
+            ),
+            timeout=30,
+            what="Ready again with the recreated Deployment's pods",
+        )
+
+        # Edited by hand: the operator's spec.replicas wins again.
+        start = time.monotonic()
+        kube.kubectl("-n", namespace, "scale", "deployment", "watched", "--replicas=5")
+        kube.wait_for(
+            lambda: kube.get_json("-n", namespace, "deployment", "watched")["spec"]["replicas"] == 2,
+            timeout=30,
+            interval=0.2,
+            what="spec.replicas of the edited Deployment back to 2",
+        )
+        repaired_s = time.monotonic() - start
+        print(
+            f"\ndrift interval 300 s: Ready {ready_s:.1f} s after apply; deleted Deployment back in "
+            f"{recreated_s:.1f} s; scaled Deployment repaired in {repaired_s:.1f} s"
+        )
+        assert "forbidden" not in slow.log.read_text()
+    finally:
+        slow.stop()
+        operator.start()
 
 
 def test_fifty_policies_become_ready(kube: Kube, operator: Operator, namespace: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from _policies import policy_doc
 
 from hermes_operator.generations import GenerationStoreError, generation_key
-from hermes_operator.handlers import Env, reconcile
+from hermes_operator.handlers import Debouncer, Env, owner_policy, reconcile, reconcile_owner
 from hermes_operator.metrics import OperatorMetrics
 
 
@@ -57,6 +57,10 @@ class RecordingKube:
 
     def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.status_patches.append(copy.deepcopy(status))
+        policy = self.objects.get(("HermesCachePolicy", namespace, name))
+        if policy is not None:  # a merge patch at the top level of status, as the API server does it
+            merged = {**policy.get("status", {}), **copy.deepcopy(status)}
+            policy["status"] = {k: v for k, v in merged.items() if v is not None}
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
@@ -405,3 +409,109 @@ def test_apply_failure_message_is_the_api_servers_message(env: Env, kube: Record
         ready["message"]
         == 'applying the rendered objects failed: deployments.apps "x" is forbidden: quota exceeded'
     )
+
+
+def _stored_policy(kube: RecordingKube, **spec: Any) -> dict[str, Any]:
+    """The policy as the API server holds it: what reconcile_owner reads afresh."""
+    doc = cr(**spec)
+    kube.objects[("HermesCachePolicy", "team-a", "hermes-8b")] = doc
+    return doc
+
+
+def test_pods_turning_ready_reach_the_policy_status_through_its_deployment(
+    env: Env, kube: RecordingKube
+) -> None:
+    reconcile(_stored_policy(kube, replicas=2), env)
+    deployment = kube.objects[("Deployment", "team-a", "hermes-8b")]
+    kube.set_deployment_status("team-a", "hermes-8b", ready=2)
+
+    owner = owner_policy(deployment)
+    assert owner == ("team-a", "hermes-8b", "uid-1")
+    assert reconcile_owner(*owner, env)
+    policy = kube.objects[("HermesCachePolicy", "team-a", "hermes-8b")]
+    assert conditions(policy["status"])["Ready"]["status"] == "True"
+    assert policy["status"]["readyReplicas"] == 2
+
+    # Further Deployment events with nothing new (a resync, our own no-op apply) write nothing.
+    patches = len(kube.status_patches)
+    assert reconcile_owner(*owner, env)
+    assert len(kube.status_patches) == patches
+
+
+def test_a_deleted_deployment_is_applied_again_from_its_policy(env: Env, kube: RecordingKube) -> None:
+    reconcile(_stored_policy(kube), env)
+    deployment = kube.objects.pop(("Deployment", "team-a", "hermes-8b"))
+    owner = owner_policy(deployment)
+    assert owner is not None and reconcile_owner(*owner, env)
+    assert kube.objects[("Deployment", "team-a", "hermes-8b")]["spec"] == deployment["spec"]
+    policy = kube.objects[("HermesCachePolicy", "team-a", "hermes-8b")]
+    assert conditions(policy["status"])["Ready"]["status"] == "False"
+
+
+def test_deployment_events_of_a_deleted_or_replaced_policy_change_nothing(
+    env: Env, kube: RecordingKube
+) -> None:
+    reconcile(_stored_policy(kube), env)
+    deployment = kube.objects[("Deployment", "team-a", "hermes-8b")]
+    applies = len(kube.applies)
+    # recreated under the same name: the old Deployment's owner reference names the old uid
+    kube.objects[("HermesCachePolicy", "team-a", "hermes-8b")]["metadata"]["uid"] = "uid-2"
+    assert not reconcile_owner("team-a", "hermes-8b", "uid-1", env)
+    del kube.objects[("HermesCachePolicy", "team-a", "hermes-8b")]
+    assert not reconcile_owner("team-a", "hermes-8b", "uid-1", env)
+    assert len(kube.applies) == applies
+    assert owner_policy(deployment) == ("team-a", "hermes-8b", "uid-1")
+
+
+def test_deployments_not_controlled_by_a_policy_are_not_ours() -> None:
+    foreign = {"metadata": {"namespace": "x", "name": "web", "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u"},
+    ]}}  # fmt: skip
+    assert owner_policy(foreign) is None
+    assert owner_policy({"metadata": {"namespace": "x", "name": "bare"}}) is None
+
+
+async def test_a_burst_of_deployment_changes_is_one_reconcile() -> None:
+    calls: list[tuple[str, str, str]] = []
+    debouncer = Debouncer(calls.append, delay=0)
+    for _ in range(10):
+        debouncer.trigger(("team-a", "a", "uid-a"))
+    debouncer.trigger(("team-a", "b", "uid-b"))
+    await debouncer.idle()
+    assert sorted(calls) == [("team-a", "a", "uid-a"), ("team-a", "b", "uid-b")]
+
+
+async def test_a_change_during_a_reconcile_gets_one_more_pass() -> None:
+    import asyncio
+
+    key = ("team-a", "a", "uid-a")
+    calls: list[tuple[str, str, str]] = []
+    loop = asyncio.get_running_loop()
+    debouncer: Debouncer
+
+    def action(k: tuple[str, str, str]) -> None:
+        if not calls:  # the Deployment changes again while the first reconcile is running
+            loop.call_soon_threadsafe(debouncer.trigger, k)
+            loop.call_soon_threadsafe(debouncer.trigger, k)
+        calls.append(k)
+
+    debouncer = Debouncer(action, delay=0)
+    debouncer.trigger(key)
+    await debouncer.idle()
+    assert calls == [key, key]
+
+
+async def test_a_failing_reconcile_does_not_stop_later_ones() -> None:
+    calls: list[str] = []
+
+    def action(k: tuple[str, str, str]) -> None:
+        calls.append(k[1])
+        if k[1] == "bad":
+            raise RuntimeError("API server unreachable")
+
+    debouncer = Debouncer(action, delay=0)
+    debouncer.trigger(("team-a", "bad", "u"))
+    await debouncer.idle()
+    debouncer.trigger(("team-a", "bad", "u"))
+    await debouncer.idle()
+    assert calls == ["bad", "bad"]
