@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -102,9 +102,17 @@ def _strip_cache_control(value: Any) -> Any:
 class PromptCacheAccounting:
     """The ``hermes_prompt_cache_*`` metrics, labelled by tenant. One instance per registry; thread-safe."""
 
-    def __init__(self, prices: PriceTable, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        prices: PriceTable,
+        registry: CollectorRegistry | None = None,
+        *,
+        tenant_label: Callable[[str], str] | None = None,
+    ) -> None:
         registry = registry if registry is not None else REGISTRY
         self.prices = prices
+        # tenant id -> label value; the sidecar passes its capped, credential-safe mapping
+        self._tenant_label = tenant_label or (lambda tenant: tenant)
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._debt: dict[str, float] = {}
@@ -197,6 +205,7 @@ class PromptCacheAccounting:
             self.unrecovered.labels(tenant=tenant).set(debt)
 
     def record_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
+        tenant = self._tenant_label(tenant)
         """An upstream call that was billed: count its tokens, cost and saving once."""
         for name, value in usage.by_class().items():
             if value:
@@ -209,6 +218,7 @@ class PromptCacheAccounting:
         self._count_saving(tenant, b.saved)
 
     def record_avoided_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
+        tenant = self._tenant_label(tenant)
         """A semantic-cache hit: nothing billed, the whole call at its uncached price saved."""
         b = bill(usage, self._price(model))
         self.cost.labels(tenant=tenant).inc(0)
@@ -535,12 +545,15 @@ class _Recorder:
         return CachedAnswer(self._dialect.name, body)
 
 
-def build_dialect(cfg: SidecarConfig, registry: CollectorRegistry) -> AnthropicDialect:
-    """The dialect for ``upstream.kind: anthropic``, its metrics in ``registry``."""
+def build_dialect(
+    cfg: SidecarConfig, registry: CollectorRegistry, *, tenant_label: Callable[[str], str] | None = None
+) -> AnthropicDialect:
+    """The dialect for ``upstream.kind: anthropic``, its metrics in ``registry``, their tenant label
+    values from ``tenant_label`` (the sidecar's cap on distinct tenants)."""
     prices = price_table_from_config(cfg.promptCache)
     return AnthropicDialect(
         cfg.promptCache,
-        accounting=PromptCacheAccounting(prices, registry),
+        accounting=PromptCacheAccounting(prices, registry, tenant_label=tenant_label),
         store_truncated=cfg.cache.storeTruncated,
     )
 
@@ -555,9 +568,10 @@ def upstream_transport(cfg: SidecarConfig, dialect: Dialect, **pool: Any) -> htt
         accounting,
         api_key=read_api_key(cfg.upstream.apiKeyFile),
         tenant_header=cfg.tenantHeader,
+        tenant_source=cfg.tenantSource,
     )
 
 
-def bind_tenant(headers: Mapping[str, str], tenant_header: str) -> None:
+def bind_tenant(headers: Mapping[str, str], tenant_header: str, source: str) -> None:
     """Label semantic-cache hits of the request being served with its tenant (as the pipeline sees it)."""
-    current_tenant.set(tenant_of({k.lower(): v for k, v in headers.items()}, tenant_header))
+    current_tenant.set(tenant_of({k.lower(): v for k, v in headers.items()}, tenant_header, source))

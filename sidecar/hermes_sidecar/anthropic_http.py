@@ -117,11 +117,13 @@ class AnthropicTransport(httpx.AsyncBaseTransport):
         *,
         api_key: str | None = None,
         tenant_header: str = "x-tenant-id",
+        tenant_source: str = "header-or-credential",
     ) -> None:
         self._inner = inner
         self.accounting = accounting
         self._api_key = api_key
         self._tenant_header = tenant_header
+        self._tenant_source = tenant_source
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         client_headers = {k.lower(): v for k, v in request.headers.items()}
@@ -144,7 +146,7 @@ class AnthropicTransport(httpx.AsyncBaseTransport):
             model = str(json.loads(request.content).get("model") or "")
         except (ValueError, AttributeError, httpx.RequestNotRead):
             model = ""
-        tenant = tenant_of(client_headers, self._tenant_header)
+        tenant = tenant_of(client_headers, self._tenant_header, self._tenant_source)
         streamed = "text/event-stream" in response.headers.get("content-type", "")
         if not isinstance(response.stream, httpx.AsyncByteStream):
             return response

@@ -43,14 +43,9 @@ log = logging.getLogger("hermes_sidecar.app")
 
 def build_dialects(cfg: SidecarConfig, metrics: Metrics) -> list[Dialect]:
     if cfg.upstream.kind == "anthropic":
-        from hermes_sidecar import anthropic
+        from hermes_sidecar.anthropic import build_dialect
 
-        # anthropic.py is built in parallel; until it has build_dialect, say so instead of crashing.
-        build = getattr(anthropic, "build_dialect", None)
-        if build is None:
-            raise RuntimeError("upstream.kind 'anthropic' is not available in this build (no build_dialect)")
-        dialect: Dialect = build(cfg, metrics.registry)
-        return [dialect]
+        return [build_dialect(cfg, metrics.registry, tenant_label=metrics.tenant_label)]
     return [OpenAIDialect(store_truncated=cfg.cache.storeTruncated)]
 
 
@@ -279,7 +274,8 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             if cfg.upstream.kind == "anthropic":
                 from hermes_sidecar.anthropic import bind_tenant
 
-                bind_tenant(request.headers, cfg.tenantHeader)  # labels the prompt-cache metrics of hits
+                # labels the prompt-cache metrics of hits
+                bind_tenant(request.headers, cfg.tenantHeader, cfg.tenantSource)
             return await sc(request).pipeline.handle(dialect, route, request)
 
         return endpoint

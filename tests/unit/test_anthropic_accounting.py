@@ -130,3 +130,29 @@ def test_long_prompt_band_prices_every_token_of_the_request() -> None:
     assert short.cost == pytest.approx(50_000 * 0.10 / 1e6 + 0.50)
     assert long.cost == pytest.approx(50_000 * 0.50 / 1e6 + 60_000 * 0.05 / 1e6 + 2.50)
     assert long.uncached_cost == pytest.approx(110_000 * 0.50 / 1e6 + 2.50)
+
+
+def test_prompt_cache_metrics_share_the_sidecars_cap_on_tenant_labels() -> None:
+    # A client that invents a tenant per request must not create a series per request.
+    from prometheus_client import CollectorRegistry
+
+    from hermes_sidecar.anthropic import PromptCacheAccounting
+    from hermes_sidecar.anthropic_pricing import PriceTable
+    from hermes_sidecar.metrics import Metrics
+
+    metrics = Metrics(max_tenants=2)
+    registry = CollectorRegistry()
+    acct = PromptCacheAccounting(PriceTable(), registry, tenant_label=metrics.tenant_label)
+    for i in range(6):
+        acct.record_call("claude-sonnet-5-5", Usage(input=10, output=5), tenant=f"h:team-{i}")
+    labels = {
+        s.labels["tenant"]
+        for m in registry.collect()
+        if m.name == "hermes_prompt_cache_cost_usd"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert len(labels) == 3 and "other" in labels
+    # the four tenants past the cap are added up under 'other', none is lost
+    other = {"class": "input", "tenant": "other"}
+    assert registry.get_sample_value("hermes_prompt_cache_tokens_total", other) == 40
