@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-DOCS = ROOT / "docs"
+# Overridable so a trial run does not replace the report's results (HERMES_BENCH_OUT, HERMES_BENCH_DOCS).
+OUT = Path(os.environ.get("HERMES_BENCH_OUT") or ROOT / "bench" / "out")
+DOCS = Path(os.environ.get("HERMES_BENCH_DOCS") or ROOT / "docs")
 
 
 class Skip(Exception):

@@ -206,7 +206,7 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
         "rss_idle_mb": rss_idle,
         "rss_peak_mb": max([*rss_samples, hwm]) if rss_samples else hwm,
         "rss_end_mb": rss_end,
-        "operator_log": str(log.relative_to(ROOT)),
+        "operator_log": os.path.relpath(log, ROOT),
     }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.common import OUT, Context, latency_summary
+from bench.common import OUT, ROOT, Context, latency_summary
 from bench.corpus import (
     SCALE_SCOPE,
     SCALE_UID,
@@ -104,7 +104,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 str(stop),
                 "900",
             ]
-            pinger = subprocess.Popen(ping_cmd, cwd=OUT.parent.parent)
+            pinger = subprocess.Popen(ping_cmd, cwd=ROOT)
             await asyncio.sleep(3.0)  # baseline pings before the switch
             hits_before = 0
             for _ in range(20):
