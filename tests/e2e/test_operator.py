@@ -33,7 +33,6 @@ from _policies import deep_merge, invalid_cases  # noqa: E402
 
 RELEASE = "hermes-cache"
 SYSTEM_NS = "hermes-system"
-REDIS_PORT = 6414
 H100 = "NVIDIA-H100-80GB-HBM3"
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 FAKE_SLOT = "hermes-cache.dev/e2e-slot"
@@ -124,14 +123,13 @@ def _sa_kubeconfig(kube: Kube, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("redis")
-    subprocess.run(["bash", str(ROOT / "scripts/redis/start.sh"), str(REDIS_PORT), str(state)], check=True)
+    # a free port: a fixed one collides with a Redis left behind by another run on the same machine
+    state, port = tmp_path_factory.mktemp("redis"), _free_port()
+    subprocess.run(["bash", str(ROOT / "scripts/redis/start.sh"), str(port), str(state)], check=True)
     try:
-        yield f"redis://127.0.0.1:{REDIS_PORT}/0"
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts/redis/stop.sh"), str(REDIS_PORT), str(state)], check=False
-        )
+        subprocess.run(["bash", str(ROOT / "scripts/redis/stop.sh"), str(port), str(state)], check=False)
 
 
 @pytest.fixture(scope="module")
