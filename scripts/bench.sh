@@ -13,6 +13,8 @@
 #                              arguments `hermes-cache plan bench/policies/tiny-cpu.yaml` renders
 #   control plane (kwok)       scripts/cluster-up.sh   enough fake GPU nodes for the largest policy count
 # Results: bench/out/*.json (git-ignored), then docs/benchmarks.md and docs/bench/*.png.
+# A trial run that must not replace the report: HERMES_BENCH_OUT=DIR HERMES_BENCH_DOCS=DIR, plus
+# HERMES_BENCH_{REDIS,VLLM}_PORT and HERMES_BENCH_{SIDECAR,SWITCH,PREFIX}_PORT if another run is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,8 +53,8 @@ cleanup() {
     local rc=$?
     for s in "${started[@]}"; do
         case "$s" in
-        vllm) log "stopping vLLM"; bash scripts/vllm/stop.sh "$VLLM_PORT" "$STATE/vllm" || true ;;
-        redis) log "stopping Redis"; bash scripts/redis/stop.sh "$REDIS_PORT" "$STATE/redis" || true ;;
+        vllm) log "stopping vLLM"; bash scripts/vllm/stop.sh "$VLLM_PORT" "$STATE/vllm-$VLLM_PORT" || true ;;
+        redis) log "stopping Redis"; bash scripts/redis/stop.sh "$REDIS_PORT" "$STATE/redis-$REDIS_PORT" || true ;;
         cluster) log "stopping the control plane"; bash scripts/cluster-down.sh || true ;;
         esac
     done
@@ -63,8 +65,8 @@ trap cleanup EXIT INT TERM
 if ((need_redis)); then
     log "starting Redis on 127.0.0.1:$REDIS_PORT"
     # A fresh server per run: nothing is saved (start.sh runs without persistence).
-    bash scripts/redis/stop.sh "$REDIS_PORT" "$STATE/redis" || true
-    bash scripts/redis/start.sh "$REDIS_PORT" "$STATE/redis"
+    bash scripts/redis/stop.sh "$REDIS_PORT" "$STATE/redis-$REDIS_PORT" || true
+    bash scripts/redis/start.sh "$REDIS_PORT" "$STATE/redis-$REDIS_PORT"
     started+=(redis)
     export HERMES_BENCH_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 fi
@@ -72,12 +74,12 @@ fi
 if ((need_vllm)); then
     args=$("$BIN/python" -m bench.services vllm-args bench/policies/tiny-cpu.yaml)
     log "starting vLLM on 127.0.0.1:$VLLM_PORT with the operator's arguments: $args"
-    bash scripts/vllm/stop.sh "$VLLM_PORT" "$STATE/vllm" || true
+    bash scripts/vllm/stop.sh "$VLLM_PORT" "$STATE/vllm-$VLLM_PORT" || true
     export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
-    HERMES_VLLM_ARGS="$args" bash scripts/vllm/start.sh "$VLLM_PORT" "$STATE/vllm"
+    HERMES_VLLM_ARGS="$args" bash scripts/vllm/start.sh "$VLLM_PORT" "$STATE/vllm-$VLLM_PORT"
     started+=(vllm)
     export HERMES_BENCH_VLLM_URL=http://127.0.0.1:$VLLM_PORT
-    export HERMES_BENCH_VLLM_LOG=$STATE/vllm/vllm.log
+    export HERMES_BENCH_VLLM_LOG=$STATE/vllm-$VLLM_PORT/vllm.log
     # the model folder start.sh served (its log names it), for the planner's config.json check
     model=$(sed -n 's/^==== .* scripts\/vllm\/start.sh [0-9]*: model //p' "$HERMES_BENCH_VLLM_LOG" | tail -n 1)
     export HERMES_BENCH_VLLM_MODEL=$model
