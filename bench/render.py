@@ -717,7 +717,7 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
         why = (
             f"the sidecar process spent {1000 * cpu:.1f} ms of CPU per semantic hit under this load (user + system, "
             f"measured), so one sidecar process tops out near {1 / cpu:.0f} hits/s per core; embedding one text takes "
-            f"{_ms(emb)} of that at p50, single-threaded by design; the load generator, Redis and vLLM share the "
+            f"{_ms(emb)} at p50 (wall clock), single-threaded by design; the load generator, Redis and vLLM share the "
             "same 2 cores. Would reach it: a cheaper embedder, more intra-op threads for batched embeddings on a "
             "machine with cores to spare, an embedding cache for repeated phrasings, or more sidecar replicas."
             if cpu
@@ -817,6 +817,11 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
                        "the test cluster. ")  # fmt: skip
             else:
                 why = "the control plane, kwok and the operator share 2 cores; see the table in section 6. "
+        if op.get("other_operators"):
+            why += (
+                f"{len(op['other_operators'])} other `hermes-cache run` process(es) (e2e tests) were watching the "
+                "same cluster during this run and reconciled some of the same policies. "
+            )
         if not mem_ok:
             why += (
                 f"Peak RSS {s['rss_peak_mb']:.0f} MB at {s['policies']:,} policies against {s['rss_idle_mb']:.0f} MB "
