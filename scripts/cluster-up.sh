@@ -95,6 +95,17 @@ options:
   securePort: true
   kubeAuthorization: true
   kubeAdmission: true
+# kube-apiserver's default Service range (10.0.0.0/24) and kwok's default pod range (the same /24)
+# hold about 254 addresses: too few for the scale benchmark's 1,000 policies (one Service each).
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: 10.96.0.0/16
+- name: kwok-controller
+  extraArgs:
+  - key: cidr
+    value: 10.244.0.0/16
 EOF
 }
 

@@ -81,7 +81,11 @@ kwok_ok() {
   reports "$KWOK_DIR/bin/kwok" "kwok version $KWOK_VERSION " --version &&
     reports "$KWOK_DIR/bin/kwokctl" "kwokctl version $KWOK_VERSION " --version
 }
-helm_ok() { reports "$HELM_DIR/bin/helm" "<$HELM_VERSION>" version --template '<{{.Version}}>'; }
+# .k8s-stamped marks a helm built with the Kubernetes version stamps below (older caches lack them).
+helm_ok() {
+  reports "$HELM_DIR/bin/helm" "<$HELM_VERSION>" version --template '<{{.Version}}>' &&
+    [[ -f $HELM_DIR/bin/.k8s-stamped ]]
+}
 
 # ---------------------------------------------------------------- builders
 # Each builder writes into $dir/bin.tmp and renames it to $dir/bin only when every binary is
@@ -158,7 +162,18 @@ build_helm() {
   local dir=$HELM_DIR
   rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
   local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  # As helm's own Makefile does: stamp the Kubernetes version of its client-go, or `helm template`
+  # and `helm lint` assume Kubernetes 1.20 and refuse charts that require a newer one.
+  local gomod minor
+  gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  minor=$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -n 1)
+  [[ -n $minor ]] || { log "ERROR: no k8s.io/client-go version in $gomod"; return 1; }
+  local pkg
+  for pkg in chartutil lint/rules; do
+    ld+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$minor"
+  done
   GOBIN="$dir/bin.tmp" go install -p "$GO_P" -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "1.$minor" > "$dir/bin.tmp/.k8s-stamped"
   finish "$dir" helm_ok
 }
 
