@@ -169,6 +169,8 @@ def _quality(r: Result) -> tuple[list[str], dict[str, Any]]:
                     f"| GPTCache | best threshold on this data, wrong ≤ 2% | similarity_threshold "
                     f"{b['threshold']:.3f} | {_pct(b['served'])} | {_pct(b['wrong'])} |"
                 )
+            else:
+                lines.append("| GPTCache | best threshold, wrong ≤ 2% | none reaches ≤ 2% wrong | | |")
         else:
             lines.append(f"| GPTCache | n/a | n/a | could not run: `{gc.get('error', '?')}` | |")
         # per category, defaults
@@ -348,6 +350,7 @@ def _sidecar(r: Result) -> tuple[list[str], dict[str, Any]]:
     facts.update(res)
     lines += ["", res.get("setup", ""), "", "| path | n | p50 | p99 | mean |", "|---|---|---|---|---|"]
     for key, label in (
+        ("http_floor_healthz", "HTTP round trip to the sidecar's `/healthz` (no cache work: the floor)"),
         ("exact_hit", "exact hit (client → sidecar → Redis → client)"),
         ("semantic_hit", "semantic hit (embedding + vector search + guard)"),
         ("miss_ttft_sidecar", "miss, short question: TTFT through the sidecar (streamed)"),
