@@ -20,6 +20,7 @@ Names (all prefixed ``hermes_operator_``; :data:`METRIC_NAMES` lists them for ot
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -72,26 +73,31 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self._conditions: dict[tuple[str, str], dict[str, str]] = {}
+        # kopf runs sync handlers in a thread pool: reconciles of different policies update this at
+        # once, and iterating it while another thread inserts raised "dictionary changed size".
+        self._lock = threading.Lock()
         for ctype in CONDITION_TYPES:
             for status in _STATUSES:
                 self.policies.labels(ctype, status).set(0)
 
     def observe_policy(self, namespace: str, name: str, conditions: dict[str, str], gpus: int) -> None:
-        self._conditions[(namespace, name)] = dict(conditions)
+        with self._lock:
+            self._conditions[(namespace, name)] = dict(conditions)
+            self._recount()
         self.gpus_requested.labels(namespace, name).set(gpus)
         # The switch counter exists at 0 from the policy's first reconcile: increase() and rate() need
         # a sample before the first switch, or the first switch of every policy is invisible to them.
         self.generation_switches.labels(namespace, name)
-        self._recount()
 
     def forget_policy(self, namespace: str, name: str) -> None:
-        self._conditions.pop((namespace, name), None)
+        with self._lock:
+            self._conditions.pop((namespace, name), None)
+            self._recount()
         for metric in (self.gpus_requested, self.generation_switches):
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name)
-        self._recount()
 
-    def _recount(self) -> None:
+    def _recount(self) -> None:  # with self._lock held
         counts = {(c, s): 0 for c in CONDITION_TYPES for s in _STATUSES}
         for conds in self._conditions.values():
             for ctype, status in conds.items():
