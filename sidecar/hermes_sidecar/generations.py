@@ -5,10 +5,12 @@ and the same JSON is PUBLISHed on the channel of the same name. The follower rea
 start-up, then listens on the channel; after a lost connection it reads the key again, so a switch
 published while it was away still lands. Every cache key and vLLM ``cache_salt`` includes the
 generation id, so switching the in-memory value stops serving the old generation at once; the old
-entries are then deleted in the background (batched, never KEYS or FLUSHDB).
+entries are then deleted in the background (small paced batches, resumed after errors, finished by
+the store's janitor after a restart; never KEYS or FLUSHDB; see ``store.redis``).
 
 Per-generation counters go to the hash ``hermes:{scope}:stats:{version}`` (fields ``hit_exact``,
-``hit_semantic``, ``miss``, ``bypass``, ``error``, ``entries``) in batched pipelines, off the hot path.
+``hit_semantic``, ``miss``, ``bypass``, ``error``, ``entries``) in batched pipelines, off the hot path;
+the background deletion adds ``removed`` to the old generation's hash as it goes.
 """
 
 from __future__ import annotations
@@ -48,7 +50,19 @@ class Generation:
         data = json.loads(raw)
         if not isinstance(data, dict) or "version" not in data:
             raise ValueError(f"generation record must be a JSON object with 'version': {raw!r}")
-        return cls(str(data["version"]), str(data.get("uid", "")), data.get("switchedAt"))
+        gen = cls(str(data["version"]), str(data.get("uid", "")), data.get("switchedAt"))
+        _seen[gen.id] = gen.version
+        return gen
+
+
+# id -> version of every generation this process has read, so that a background purge (which only
+# sees ids on entries) can report progress into the stats hash of the right version.
+_seen: dict[str, str] = {}
+
+
+def known_version(generation_id: str) -> str | None:
+    """The version behind a generation id, when this process has seen its record."""
+    return _seen.get(generation_id)
 
 
 LOCAL = Generation("0", "local")
