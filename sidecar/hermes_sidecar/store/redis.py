@@ -419,4 +419,6 @@ def background_client(client: aioredis.Redis, timeout: float = 10.0) -> aioredis
     pool = client.connection_pool.__class__(
         connection_class=client.connection_pool.connection_class, max_connections=4, **kwargs
     )
-    return aioredis.Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() disconnects it (a pool passed as
+    # connection_pool= stays open, and its sockets leaked until garbage collection)
+    return aioredis.Redis.from_pool(pool)
