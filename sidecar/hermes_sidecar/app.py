@@ -258,6 +258,8 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             await follower.stop()
             await cache.aclose()
             await stats.stop()
+            # the store owns background work (the Redis store's janitor and its own connection pool)
+            await store.aclose()
             await client.aclose()
             if emb is not None:
                 await emb.aclose()
