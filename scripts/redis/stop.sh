@@ -23,7 +23,9 @@ running() { # pid $1 exists and is not a zombie (a killed server is one until it
 [[ -f $PIDFILE ]] || exit 0
 pid=$(<"$PIDFILE")
 if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
-    grep -q redis "/proc/$pid/cmdline" 2>/dev/null || {
+    # An exiting process (just SIGKILLed, say) has an empty command line: it is ours and going away.
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+    [[ -z $cmd || $cmd == *redis* ]] || {
         echo "redis/stop: pid $pid from $PIDFILE is not a redis process; left alone" >&2
         exit 1
     }

@@ -33,7 +33,9 @@ group_running() { # a live (non-zombie) process is left in process group $1
 [[ -f $PIDFILE ]] || exit 0
 pid=$(<"$PIDFILE")
 if [[ $pid =~ ^[0-9]+$ ]] && group_running "$pid"; then
-    if running "$pid" && ! grep -qi vllm "/proc/$pid/cmdline" 2>/dev/null; then
+    # An exiting process (just SIGKILLed, say) has an empty command line: it is ours and going away.
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+    if running "$pid" && [[ -n $cmd && ${cmd,,} != *vllm* ]]; then
         echo "vllm/stop: pid $pid from $PIDFILE is not a vLLM server; left alone" >&2
         exit 1
     fi

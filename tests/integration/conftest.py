@@ -29,6 +29,7 @@ import random
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,9 @@ class ScriptServer:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the server leads its own process group
+            deadline = time.monotonic() + 10
+            while self.is_running() and time.monotonic() < deadline:
+                time.sleep(0.02)  # dying: let the kernel finish before stop.sh looks at it
         self.stop()  # reaps what is left and removes the pid file
 
     @property
