@@ -233,6 +233,10 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             tenant_header=cfg.tenantHeader,
             tenant_source=cfg.tenantSource,
         )
+        # The Redis store keeps one index per generation: lookups go to the one this sidecar serves.
+        follow = getattr(store, "follow", None)
+        if follow is not None:
+            follow(lambda: cache.generation.id)
         pipeline = Pipeline(
             cache, client, cfg.upstream.url, metrics, stats, salt_upstream=cfg.upstream.kind == "openai"
         )

@@ -1,41 +1,59 @@
-"""The Redis store: one hash per entry with an absolute ``EXPIRE``, indexed by redisvl (RediSearch HNSW,
-cosine) with tag fields for partition, generation and user tags.
+"""The Redis store: one hash per entry with an absolute ``EXPIRE``, and one RediSearch index (HNSW,
+cosine; redisvl) per cache generation.
 
-Deletion of a tag walks the index in batches (FT.SEARCH + UNLINK through redisvl's
-``drop_by_filter``), never ``KEYS`` or ``FLUSHDB``. When Redis restarts without its data the index is
-gone too; the store recreates it on the first "no such index" answer, so caching resumes by itself.
+Layout of generation ``G`` in scope ``S`` (everything of a generation shares the prefix
+``hermes:S:g:G:``):
 
-Deleting a whole generation (after a switch: 100k entries and more) is background work with its own
-client (longer timeout, so the hot path's 0.5 s stays untouched) and its own pace: every deleted hash
-also leaves the HNSW graph, whose neighbours Redis repairs inside the UNLINK (measured: 2-8 ms per
-entry at 384 dimensions and m=32 on a busy 2-core machine, so the 500-entry batches of
-``drop_by_filter`` blocked the server for up to seconds). The purge therefore sizes each UNLINK by
-the time the last one took, aiming at ``purge_target`` seconds (down to one entry, up to
-``purge_batch``), rests at least as long as the command took (Redis spends at most half its time on
-it), resumes after any error with backoff, and adds its progress to the field ``removed`` of the old
-generation's stats hash. A janitor (started by the first successful ``ping``) also deletes, at
-start-up and every ``janitor_interval`` seconds, entries of any generation other than the current one,
-so a purge cut short by a restart is finished by the next sidecar. Several sidecars of one policy
-doing this at once
-only share the work: UNLINK of a key already gone counts nothing.
+- ``hermes:S:g:G:entry:<exact key>``: the entries (hashes), indexed by ``hermes:S:g:G:idx:<dim>``;
+- ``hermes:S:g:G:used``: a sorted set, exact key -> last use (unix time), for LRU trimming.
+
+Why one index per generation: deleting a hash that is in an HNSW index repairs the graph inside the
+command (measured 2-70 ms of Redis main-thread time per entry on a busy 2-core machine), so deleting
+100k entries of a shared index stalled Redis for seconds in total. After a switch the old
+generation's index is dropped instead (``FT.DROPINDEX`` without ``DD``: sub-millisecond, the hashes
+stay), and its keys, no longer indexed, are removed by ``SCAN MATCH <prefix>*`` + ``UNLINK`` in
+paced batches (microseconds per key). Never ``KEYS``, ``FLUSHDB`` or ``DD`` (which deletes every
+hash synchronously).
+
+Why a sorted set for LRU and not a ``used`` field in the hash: RediSearch re-indexes the whole
+document on any ``HSET`` to an indexed hash, vector included (measured 7 ms per HSET at 384
+dimensions, the same for a field outside the schema), which a hit must not cost; a ``ZADD`` costs
+microseconds. It is sent after the hit's answer is known, without being waited for.
+
+Lookups, writes, tag deletion and counts use the index of the generation they are given or, for
+``get_exact`` and ``search`` (whose keys already include the generation), the generation the store
+serves: what :meth:`RedisStore.follow` names (the sidecar passes its generation follower), else the
+generation last written, else the one in the generation record. An index is created on first use,
+and again after a "no such index" answer (Redis restarted empty), so caching resumes by itself.
+
+Old generations are deleted by background work with its own client (longer timeout, so the hot
+path's 0.5 s stays untouched) and its own pace: each ``UNLINK`` is sized by the time the last one
+took (aiming at ``purge_target`` seconds), the purge rests at least as long as the command took,
+resumes after any error with backoff, and adds its progress to the field ``removed`` of the old
+generation's stats hash. A janitor (started by the first successful ``ping``) finds, at start-up and
+every ``janitor_interval`` seconds, generations of this scope other than the current one, both by
+their index (``FT._LIST``) and by their keys (``SCAN``; a purge cut short after dropping the index),
+and deletes them, so a purge cut short by a restart is finished by the next sidecar. Several sidecars
+doing this at once only share the work: UNLINK of a key already gone counts nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
 import redis.exceptions
-from redis.commands.search.query import Query
 from redisvl.exceptions import RedisSearchError
 from redisvl.index import AsyncSearchIndex
-from redisvl.query import CountQuery, FilterQuery, VectorQuery
-from redisvl.query.filter import Tag
+from redisvl.query import CountQuery, VectorQuery
+from redisvl.query.filter import FilterExpression, Tag
 from redisvl.schema import IndexSchema
 
 from hermes_sidecar.generations import Generation, known_version, record_key, stats_key
@@ -44,6 +62,22 @@ from hermes_sidecar.store import Entry, StoreError
 log = logging.getLogger("hermes_sidecar.store.redis")
 
 _FIELDS = ["partition", "generation", "answer", "created", "expires", "text", "context", "tags"]
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def _missing_index(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "no such index" in text or "unknown index" in text
+
+
+async def _index_names(client: aioredis.Redis) -> set[str]:
+    """Names of every RediSearch index on the server (FT._LIST)."""
+    raw = await client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in raw}
 
 
 def _schema(name: str, prefix: str, dim: int, algorithm: str) -> IndexSchema:
@@ -62,7 +96,6 @@ def _schema(name: str, prefix: str, dim: int, algorithm: str) -> IndexSchema:
             "index": {"name": name, "prefix": prefix, "storage_type": "hash"},
             "fields": [
                 {"name": "partition", "type": "tag"},
-                {"name": "generation", "type": "tag"},
                 {"name": "tags", "type": "tag", "attrs": {"separator": ","}},
                 {"name": "expires", "type": "numeric", "attrs": {"sortable": True}},
                 {"name": "vector", "type": "vector", "attrs": attrs},
@@ -82,59 +115,108 @@ class RedisStore:
         *,
         algorithm: str = "hnsw",
         batch_size: int = 500,
-        purge_batch: int = 200,
+        purge_batch: int = 1000,
         purge_target: float = 0.004,
         purge_pause: float = 0.005,
+        trim_batch: int = 20,
         janitor_interval: float = 60.0,
     ) -> None:
         self._client = client
         self._scope = scope
+        self._dim = dim
+        self._algorithm = algorithm
+        self._batch = batch_size
         self._purge_batch = purge_batch
         self._purge_target = purge_target
-        self._purge_size = 1  # adapted from the measured UNLINK time, kept across purges
+        self._purge_size = min(100, purge_batch)  # adapted from the measured UNLINK time, kept across purges
         self._purge_pause = purge_pause
+        self._trim_batch = trim_batch
         self._last_unlink = 0.0
         self._janitor_interval = janitor_interval
         self._bg: aioredis.Redis | None = None
         self._janitor: asyncio.Task[None] | None = None
-        self.prefix = f"hermes:{scope}:entry:"
-        self._index = AsyncSearchIndex(
-            _schema(f"hermes:{scope}:idx:{dim}", self.prefix, dim, algorithm),
-            redis_client=client,
-            owns_client=False,
-        )
-        self._dim = dim
-        self._batch = batch_size
-        self._index_ready = False
+        self._indexes: dict[str, AsyncSearchIndex] = {}
+        self._ready: set[str] = set()
+        self._flushing: set[str] = set()  # generations whose index must not come back meanwhile
         self._lock = asyncio.Lock()
+        self._follow: Callable[[], str] | None = None
+        self._last_put: str | None = None
+        self._recorded: str | None = None  # from the generation record, read at ping and by the janitor
+        self._touches: set[asyncio.Task[None]] = set()
+        self._max_ttl = 0.0
 
-    async def _ensure_index(self, force: bool = False) -> None:
-        if self._index_ready and not force:
+    # -- names -------------------------------------------------------------------------------------
+
+    def _base(self, generation: str) -> str:
+        return f"hermes:{self._scope}:g:{generation}:"
+
+    def prefix_of(self, generation: str) -> str:
+        """Key prefix of the entries of ``generation``; the entry of exact key k is ``prefix + k``."""
+        return self._base(generation) + "entry:"
+
+    def index_name(self, generation: str) -> str:
+        return self._base(generation) + f"idx:{self._dim}"
+
+    def _used_key(self, generation: str) -> str:
+        return self._base(generation) + "used"
+
+    def _index(self, generation: str) -> AsyncSearchIndex:
+        index = self._indexes.get(generation)
+        if index is None:
+            index = self._indexes[generation] = AsyncSearchIndex(
+                _schema(self.index_name(generation), self.prefix_of(generation), self._dim, self._algorithm),
+                redis_client=self._client,
+                owns_client=False,
+            )
+        return index
+
+    # -- which generation ----------------------------------------------------------------------------
+
+    def follow(self, current: Callable[[], str]) -> None:
+        """Look up in the generation ``current()`` names (the sidecar's generation follower): a switch
+        moves lookups to the new index at once, with no Redis round trip."""
+        self._follow = current
+
+    def serving(self) -> str | None:
+        """The generation ``get_exact`` and ``search`` look in."""
+        if self._follow is not None:
+            return self._follow()
+        return self._last_put or self._recorded
+
+    # -- index life --------------------------------------------------------------------------------
+
+    async def _ensure_index(self, generation: str, force: bool = False) -> None:
+        if generation in self._ready and not force:
             return
+        if generation in self._flushing:
+            raise StoreError(f"generation {generation} is being flushed; its index comes back afterwards")
         async with self._lock:
-            if self._index_ready and not force:
+            if generation in self._ready and not force:
                 return
             try:
-                await self._index.create(overwrite=False)
+                await self._index(generation).create(overwrite=False)
             except (RedisSearchError, redis.exceptions.RedisError) as exc:
-                raise StoreError(f"cannot create the vector index: {exc}") from exc
-            self._index_ready = True
+                raise StoreError(f"cannot create the vector index of generation {generation}: {exc}") from exc
+            self._ready.add(generation)
 
-    async def _guard(self, coro_fn: Any) -> Any:
-        """Run a Redis operation; recreate a lost index once; turn every failure into StoreError."""
+    async def _guard(self, generation: str, coro_fn: Any) -> Any:
+        """Run a Redis operation on ``generation``'s index; recreate a lost index once; turn every
+        failure into StoreError."""
         for attempt in (0, 1):
             try:
-                await self._ensure_index(force=attempt == 1)
+                await self._ensure_index(generation, force=attempt == 1)
                 return await coro_fn()
             except (RedisSearchError, redis.exceptions.ResponseError) as exc:
-                if attempt == 0 and "no such index" in str(exc).lower():
-                    self._index_ready = False
+                if attempt == 0 and _missing_index(exc):
+                    self._ready.discard(generation)
                     continue
                 raise StoreError(str(exc)) from exc
             except (redis.exceptions.RedisError, OSError) as exc:
-                self._index_ready = False  # after a reconnect the server may be a fresh one
+                self._ready.clear()  # after a reconnect the server may be a fresh one
                 raise StoreError(str(exc)) from exc
         raise StoreError("unreachable")
+
+    # -- entries -----------------------------------------------------------------------------------
 
     @staticmethod
     def _decode(key: str, h: dict[Any, Any]) -> Entry:
@@ -158,20 +240,46 @@ class RedisStore:
             tags=tuple(t for t in s("tags").split(",") if t),
         )
 
+    def _touch(self, generation: str, keys: list[str]) -> None:
+        """Record a use of ``keys`` for LRU trimming, without making the request wait for it. ``XX``:
+        an entry deleted meanwhile does not come back into the set."""
+        if not keys:
+            return
+        now = time.time()
+
+        async def send() -> None:
+            try:
+                await self._client.zadd(self._used_key(generation), dict.fromkeys(keys, now), xx=True)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.warning("could not record the use of %d entries for LRU trimming: %s", len(keys), exc)
+
+        task = asyncio.create_task(send())
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
     async def get_exact(self, key: str, now: float) -> Entry | None:
+        generation = self.serving()
+        if generation is None:
+            return None  # nothing written and no generation record: nothing to find
         try:
-            h = await self._client.hgetall(self.prefix + key)
+            h = await self._client.hgetall(self.prefix_of(generation) + key)
         except (redis.exceptions.RedisError, OSError) as exc:
-            self._index_ready = False
+            self._ready.clear()
             raise StoreError(str(exc)) from exc
         if not h:
             return None
         entry = self._decode(key, h)
-        return entry if entry.expires > now else None
+        if entry.expires <= now:
+            return None
+        self._touch(generation, [key])
+        return entry
 
     async def search(
         self, partition: str, vector: npt.NDArray[np.float32], k: int, now: float
     ) -> list[tuple[Entry, float]]:
+        generation = self.serving()
+        if generation is None:
+            return []
         query = VectorQuery(
             vector=vector.astype(np.float32).tobytes(),
             vector_field_name="vector",
@@ -180,20 +288,24 @@ class RedisStore:
             num_results=k,
             dtype="float32",
         )
+        index = self._index(generation)
 
         async def op() -> list[dict[str, Any]]:
-            result: list[dict[str, Any]] = await self._index.query(query)
+            result: list[dict[str, Any]] = await index.query(query)
             return result
 
-        rows = await self._guard(op)
+        rows = await self._guard(generation, op)
+        prefix = self.prefix_of(generation)
         found: list[tuple[Entry, float]] = []
         for row in rows:
-            key = str(row["id"])[len(self.prefix) :]
+            key = str(row["id"])[len(prefix) :]
             entry = self._decode(key, {k: v for k, v in row.items() if k != "vector"})
             if entry.expires <= now:
                 continue
             # redisvl reports cosine distance (1 - cosine similarity)
             found.append((entry, 1.0 - float(row["vector_distance"])))
+        # Every candidate returned counts as used, as in the memory store.
+        self._touch(generation, [e.key for e, _ in found])
         return found
 
     async def put(self, entry: Entry) -> None:
@@ -217,24 +329,107 @@ class RedisStore:
                 self._dim,
             )
             mapping["text"] = ""
-        ttl_ms = max(1, int((entry.expires - entry.created) * 1000))
+        ttl = max(0.001, entry.expires - entry.created)
+        self._max_ttl = max(self._max_ttl, ttl)
+        key = self.prefix_of(entry.generation) + entry.key
 
         async def op() -> None:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self.prefix + entry.key)
-                pipe.hset(self.prefix + entry.key, mapping=mapping)  # type: ignore[arg-type]
-                pipe.pexpire(self.prefix + entry.key, ttl_ms)
+                pipe.delete(key)
+                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                pipe.pexpire(key, int(ttl * 1000))
+                pipe.zadd(self._used_key(entry.generation), {entry.key: entry.created})
                 await pipe.execute()
 
-        await self._guard(op)
+        await self._guard(entry.generation, op)
+        self._last_put = entry.generation
 
-    async def _drop(self, expr: Any) -> int:
+    async def delete_tag(self, generation: str, tag: str) -> int:
+        return await self._drop(generation, Tag("tags") == tag)
+
+    async def _drop(self, generation: str, expr: FilterExpression) -> int:
+        index = self._index(generation)
+
         async def op() -> int:
-            result = await self._index.drop_by_filter(expr, batch_size=self._batch)
+            result = await index.drop_by_filter(expr, batch_size=self._batch)
             return int(result.processed)
 
-        deleted: int = await self._guard(op)
+        deleted: int = await self._guard(generation, op)
         return deleted
+
+    async def count(self, generation: str) -> int:
+        """Entries of ``generation``: from its index, or, for a generation whose index is gone and that
+        is not served (an old one being deleted), by scanning its keys."""
+        index = self._index(generation)
+        if (
+            generation not in self._ready
+            and generation != self.serving()
+            and not await self._index_exists(generation)
+        ):
+            return await self._count_keys(generation)
+
+        async def op() -> int:
+            return int(await index.query(CountQuery(FilterExpression("*"))))
+
+        counted: int = await self._guard(generation, op)
+        return counted
+
+    async def _index_exists(self, generation: str) -> bool:
+        try:
+            names = await _index_names(self._background)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+        wanted = self.index_name(generation)
+        return wanted in names
+
+    async def _count_keys(self, generation: str) -> int:
+        n = 0
+        try:
+            async for _ in self._background.scan_iter(
+                match=_glob_escape(self.prefix_of(generation)) + "*", count=1000
+            ):
+                n += 1
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+        return n
+
+    # -- LRU trimming ------------------------------------------------------------------------------
+
+    async def trim(self, generation: str, max_entries: int) -> int:
+        """Delete the least recently used entries of ``generation`` beyond ``max_entries`` (a hit or a
+        write is a use, as in the memory store). Redis ``maxmemory`` with ``volatile-lru`` is the hard
+        bound; this keeps one generation from filling it. The entries are indexed, so each UNLINK pays
+        for the HNSW repair: small batches on the background client, paced like a purge."""
+        excess = await self.count(generation) - max_entries
+        if excess <= 0:
+            return 0
+        bg = self._background
+        used = self._used_key(generation)
+        prefix = self.prefix_of(generation)
+        deleted = 0
+        try:
+            if self._max_ttl:
+                # Members not used for longer than any TTL written belong to expired entries.
+                await bg.zremrangebyscore(used, "-inf", time.time() - self._max_ttl)
+            while excess > 0:
+                members = await bg.zrange(used, 0, min(excess, self._trim_batch) - 1)
+                if not members:
+                    break
+                names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+                t0 = time.monotonic()
+                n = int(await bg.unlink(*[prefix + k for k in names]))
+                took = time.monotonic() - t0
+                await bg.zrem(used, *names)
+                deleted += n
+                excess -= n
+                await asyncio.sleep(max(self._purge_pause, took))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(
+                f"trimming generation {generation} stopped after {deleted} entries: {exc}"
+            ) from exc
+        return deleted
+
+    # -- deleting generations ----------------------------------------------------------------------
 
     @property
     def _background(self) -> aioredis.Redis:
@@ -244,24 +439,32 @@ class RedisStore:
 
     async def _current_generation(self) -> str | None:
         raw = await self._background.get(record_key(self._scope))
-        return Generation.parse(raw).id if raw is not None else None
+        self._recorded = Generation.parse(raw).id if raw is not None else None
+        return self._recorded
 
     async def delete_generation(self, generation: str) -> int:
         """Delete every entry of ``generation``. An old generation (not the one the record names) is
         purged until none is left, whatever happens meanwhile (cancellation aside); the current one
-        (``/admin/flush``) is deleted at the same pace but a failure raises StoreError at once."""
+        (``/admin/flush``) is deleted at the same pace but a failure raises StoreError at once, and
+        its index is created again afterwards (lookups meanwhile fail open)."""
         try:
             current = await self._current_generation()
         except (redis.exceptions.RedisError, OSError, ValueError):
             current = None  # unknown: treat it as old, a flush must not be lost either
-        return await self.purge_generation(generation, persistent=generation != current)
+        if generation != current and generation != self.serving():
+            return await self.purge_generation(generation)
+        self._flushing.add(generation)
+        try:
+            return await self.purge_generation(generation, persistent=False)
+        finally:
+            self._flushing.discard(generation)
 
     async def purge_generation(self, generation: str, *, persistent: bool = True) -> int:
-        """Delete the entries of ``generation`` in small paced batches; returns how many this call removed.
+        """Drop the index of ``generation`` (without ``DD``: the hashes stay, unindexed), then delete its
+        keys in paced SCAN + UNLINK batches; returns how many entries this call removed.
 
         ``persistent``: after an error, log it, wait (0.5 s doubling to 30 s) and resume, until none is
         left; otherwise raise StoreError."""
-        query = str(Tag("generation") == generation)
         version = known_version(generation)
         label = f"{version} ({generation})" if version is not None else generation
         removed = 0
@@ -269,7 +472,9 @@ class RedisStore:
         backoff = 0.5
         while True:
             try:
-                n = await self._purge_batch_once(query, version)
+                dropped = await self._drop_indexes(generation)
+                removed += await self._unlink_keys(generation, version)
+                break
             except (RedisSearchError, redis.exceptions.RedisError, OSError) as exc:
                 if not persistent:
                     raise StoreError(
@@ -284,114 +489,123 @@ class RedisStore:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(30.0, backoff * 2)
-                continue
-            if n is None:
-                break
-            removed += n
-            backoff = 0.5
-            await asyncio.sleep(max(self._purge_pause, self._last_unlink))
-        log.info("deleted %d entries of generation %s in %.1f s", removed, label, time.monotonic() - started)
+        self._indexes.pop(generation, None)
+        log.info(
+            "deleted %d entries of generation %s in %.1f s (indexes dropped: %s)",
+            removed,
+            label,
+            time.monotonic() - started,
+            ", ".join(dropped) or "none left",
+        )
         return removed
 
-    async def _purge_batch_once(self, query: str, version: str | None) -> int | None:
-        """One FT.SEARCH + UNLINK (+ HINCRBY removed); None when nothing matches any more."""
-        bg = self._background
-        try:
-            result = await bg.ft(self._index.name).search(
-                Query(query).no_content().paging(0, self._purge_size).dialect(2)
-            )
-        except redis.exceptions.ResponseError as exc:
-            if "no such index" not in str(exc).lower():
-                raise
-            # Redis came back empty (or the index was dropped): recreate it; creating it indexes the
-            # hashes still there, so the next round finds them.
-            self._index_ready = False
+    async def _drop_indexes(self, generation: str) -> list[str]:
+        """FT.DROPINDEX (no DD) of every index of ``generation`` in this scope, whatever its dimension."""
+        self._ready.discard(generation)
+        base = self._base(generation)
+        dropped = []
+        for name in await _index_names(self._background):
+            if not name.startswith(base + "idx:"):
+                continue
             try:
-                await self._ensure_index()
-            except StoreError as create_exc:
-                raise redis.exceptions.ConnectionError(str(create_exc)) from create_exc
-            return 0
-        keys = [doc.id for doc in result.docs]
-        if not keys:
-            return None
-        t0 = time.monotonic()
-        n = int(await bg.unlink(*keys))
-        took = self._last_unlink = time.monotonic() - t0
-        # Round trips include the client's own latency, so this errs on the small side.
-        if took > self._purge_target:
-            self._purge_size = max(1, self._purge_size // 2)
-        elif took < self._purge_target / 2 and len(keys) == self._purge_size:
-            self._purge_size = min(self._purge_batch, self._purge_size * 2)
-        if n and version is not None:
-            await bg.hincrby(stats_key(self._scope, version), "removed", n)
-        return n
+                # no DD: dropping the documents too would delete every hash inside this one command
+                await self._background.ft(name).dropindex(delete_documents=False)
+                dropped.append(name)
+            except redis.exceptions.ResponseError as exc:
+                if not _missing_index(exc):
+                    raise  # dropped by another sidecar meanwhile is fine, anything else is not
+        return dropped
+
+    async def _unlink_keys(self, generation: str, version: str | None) -> int:
+        """SCAN MATCH the generation's prefix + UNLINK, paced; the entries count into ``removed``."""
+        bg = self._background
+        match = _glob_escape(self._base(generation)) + "*"
+        entry_prefix = self.prefix_of(generation).encode()
+        removed = 0
+        cursor: int = 0
+        while True:
+            cursor, keys = await bg.scan(cursor=cursor, match=match, count=self._purge_size)
+            if keys:
+                entries = sum(1 for k in keys if isinstance(k, bytes) and k.startswith(entry_prefix))
+                t0 = time.monotonic()
+                async with bg.pipeline(transaction=False) as pipe:
+                    pipe.unlink(*keys)
+                    if entries and version is not None:
+                        pipe.hincrby(stats_key(self._scope, version), "removed", entries)
+                    await pipe.execute()
+                took = self._last_unlink = time.monotonic() - t0
+                removed += entries
+                # Unindexed keys cost microseconds each; should an index still hold them (a lagging
+                # sidecar recreated it), the batch shrinks to what the target allows.
+                if took > self._purge_target:
+                    self._purge_size = max(1, self._purge_size // 2)
+                elif took < self._purge_target / 2:
+                    self._purge_size = min(self._purge_batch, self._purge_size * 2)
+                await asyncio.sleep(max(self._purge_pause, took))
+            if cursor == 0:
+                return removed
+
+    async def _leftover_generations(self, current: str) -> set[str]:
+        """Generations of this scope other than ``current`` that still have an index or keys."""
+        base = f"hermes:{self._scope}:g:"
+        found: set[str] = set()
+        for name in await _index_names(self._background):
+            if name.startswith(base):
+                found.add(name[len(base) :].split(":", 1)[0])
+        cursor: int = 0
+        while True:
+            cursor, keys = await self._background.scan(
+                cursor=cursor, match=_glob_escape(base) + "*", count=1000
+            )
+            for key in keys:
+                text = key.decode() if isinstance(key, bytes) else str(key)
+                found.add(text[len(base) :].split(":", 1)[0])
+            if cursor == 0:
+                break
+            await asyncio.sleep(self._purge_pause)
+        found.discard(current)
+        found.discard(self.serving() or current)
+        return found
 
     async def _janitor_loop(self) -> None:
-        """Delete entries of every generation but the current one, now and every janitor_interval."""
+        """Delete the generations but the current one, now and every janitor_interval."""
         while True:
             try:
                 current = await self._current_generation()
                 if current is not None:
-                    values = await self._background.ft(self._index.name).tagvals("generation")
-                    for raw in values:
-                        gen = raw.decode() if isinstance(raw, bytes) else str(raw)
-                        if gen != current:
-                            await self.purge_generation(gen)
+                    for gen in sorted(await self._leftover_generations(current)):
+                        # Read the record again: a switch since the scan makes ``gen`` the current one.
+                        if gen == await self._current_generation():
+                            continue
+                        await self.purge_generation(gen)
             except (RedisSearchError, redis.exceptions.RedisError, OSError, ValueError) as exc:
                 log.warning("generation janitor: %s; retrying in %.0f s", exc, self._janitor_interval)
             await asyncio.sleep(self._janitor_interval)
 
-    async def delete_tag(self, generation: str, tag: str) -> int:
-        return await self._drop((Tag("generation") == generation) & (Tag("tags") == tag))
-
-    async def trim(self, generation: str, max_entries: int) -> int:
-        """Delete the entries of ``generation`` closest to expiry beyond ``max_entries`` (TTLs are equal
-        per config, so these are the oldest). Redis ``maxmemory`` with ``volatile-lru`` is the hard
-        bound; this keeps one generation from filling it."""
-        excess = await self.count(generation) - max_entries
-        deleted = 0
-        while excess > 0:
-            query = FilterQuery(
-                Tag("generation") == generation,
-                return_fields=["id"],
-                num_results=min(excess, self._batch),
-                sort_by="expires",
-            )
-
-            async def op(q: FilterQuery = query) -> int:
-                rows: list[dict[str, Any]] = await self._index.query(q)
-                if not rows:
-                    return 0
-                return int(await self._client.unlink(*[r["id"] for r in rows]))
-
-            n: int = await self._guard(op)
-            if n == 0:
-                break
-            deleted += n
-            excess -= n
-        return deleted
-
-    async def count(self, generation: str) -> int:
-        async def op() -> int:
-            return int(await self._index.query(CountQuery(Tag("generation") == generation)))
-
-        counted: int = await self._guard(op)
-        return counted
+    # -- life --------------------------------------------------------------------------------------
 
     async def ping(self) -> None:
         try:
             await self._client.ping()
         except (redis.exceptions.RedisError, OSError) as exc:
-            self._index_ready = False
+            self._ready.clear()
             raise StoreError(f"redis unreachable: {exc}") from exc
-        await self._ensure_index()
+        if self._follow is None:
+            try:
+                await self._current_generation()
+            except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+                raise StoreError(f"cannot read the generation record: {exc}") from exc
+        generation = self.serving()
+        if generation is not None:
+            await self._ensure_index(generation)
         if self._janitor is None:
             self._janitor = asyncio.create_task(self._janitor_loop(), name="hermes-generation-janitor")
 
     async def aclose(self) -> None:
-        if self._janitor is not None:
-            self._janitor.cancel()
-            await asyncio.gather(self._janitor, return_exceptions=True)
+        tasks = [t for t in (self._janitor, *self._touches) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._bg is not None:
             await self._bg.aclose()
         await self._client.aclose()
