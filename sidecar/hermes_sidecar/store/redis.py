@@ -358,29 +358,19 @@ class RedisStore:
         return deleted
 
     async def count(self, generation: str) -> int:
-        """Entries of ``generation``: from its index, or, for a generation whose index is gone and that
-        is not served (an old one being deleted), by scanning its keys."""
-        index = self._index(generation)
-        if (
-            generation not in self._ready
-            and generation != self.serving()
-            and not await self._index_exists(generation)
-        ):
-            return await self._count_keys(generation)
-
-        async def op() -> int:
-            return int(await index.query(CountQuery(FilterExpression("*"))))
-
-        counted: int = await self._guard(generation, op)
-        return counted
-
-    async def _index_exists(self, generation: str) -> bool:
+        """Entries of ``generation``: from its index or, when it has none (an old generation being
+        deleted, or Redis restarted empty), by scanning its keys. Counting never creates an index: a
+        count of an old generation must not index it again."""
         try:
-            names = await _index_names(self._background)
+            return int(await self._index(generation).query(CountQuery(FilterExpression("*"))))
+        except (RedisSearchError, redis.exceptions.ResponseError) as exc:
+            if not _missing_index(exc):
+                raise StoreError(str(exc)) from exc
         except (redis.exceptions.RedisError, OSError) as exc:
+            self._ready.clear()
             raise StoreError(str(exc)) from exc
-        wanted = self.index_name(generation)
-        return wanted in names
+        self._ready.discard(generation)
+        return await self._count_keys(generation)
 
     async def _count_keys(self, generation: str) -> int:
         n = 0
