@@ -71,7 +71,7 @@ def test_password_file_unlocks_redis_and_a_wrong_one_fails_open(
                     assert time.monotonic() < deadline, "the entry never reached the password-protected Redis"
                     time.sleep(0.05)
                 entries = redis.Redis(port=locked_redis.port, password=PASSWORD).scan_iter(
-                    match="hermes:auth/policy:entry:*"
+                    match="hermes:auth/policy:g:*:entry:*"
                 )
                 assert list(entries)
             else:

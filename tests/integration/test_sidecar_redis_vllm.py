@@ -114,7 +114,9 @@ def test_two_tenants_never_share_an_entry(
     until(lambda: ask(client, q, tenant="tenant-b").headers["x-hermes-cache"] == "hit-exact", 5)
     # two entries, in two partitions
     r = redis.Redis.from_url(redis_url)
-    partitions = {r.hget(k, "partition") for k in r.scan_iter(match=f"hermes:{scope}:entry:*", count=1000)}
+    partitions = {
+        r.hget(k, "partition") for k in r.scan_iter(match=f"hermes:{scope}:g:*:entry:*", count=1000)
+    }
     assert len(partitions - {None}) == 3
 
 
@@ -131,7 +133,7 @@ def test_generation_switch_makes_old_entries_unreachable_within_a_second(
     q = "What is the notice period for ending a lease?"
     ask(client, q)
     until(lambda: ask(client, q).headers["x-hermes-cache"] == "hit-exact", 5)
-    old_entries = list(r.scan_iter(match=f"hermes:{scope}:entry:*"))
+    old_entries = list(r.scan_iter(match=f"hermes:{scope}:g:*:entry:*"))
     assert old_entries
 
     v2 = {"version": "v2", "uid": "uid-1", "switchedAt": "2026-01-02T00:00:00Z"}
@@ -282,7 +284,7 @@ def test_warm_up_after_a_switch_and_size_bound(
     until(lambda: ask(client, warm).headers["x-hermes-cache"] == "hit-exact", 30)
     for i in range(12):
         ask(client, f"Tell me about planet number {i}")
-    until(lambda: len(list(r.scan_iter(match=f"hermes:{scope}:entry:*"))) <= 5, 15)
+    until(lambda: len(list(r.scan_iter(match=f"hermes:{scope}:g:*:entry:*"))) <= 5, 15)
 
 
 def test_generation_switch_resets_vllm_prefix_cache_when_configured(
@@ -340,7 +342,9 @@ def test_openai_embedder_on_a_vllm_embedding_endpoint(
         assert 'hermes_cache_requests_total{result="error",tenant="h:acme"} 0.0' in metrics
         assert client.get("/readyz").json()["cache"] == "ok"
         # the index took the endpoint's dimension: stored vectors are searchable, not silently dropped
-        dims = {len(r.hget(k, "vector") or b"") // 4 for k in r.scan_iter(match=f"hermes:{scope}:entry:*")}
+        dims = {
+            len(r.hget(k, "vector") or b"") // 4 for k in r.scan_iter(match=f"hermes:{scope}:g:*:entry:*")
+        }
         assert dims and 0 not in dims and len(dims) == 1
         (dim,) = dims
         indexes = {i.decode() if isinstance(i, bytes) else i for i in r.execute_command("FT._LIST")}

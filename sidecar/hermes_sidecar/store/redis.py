@@ -131,6 +131,7 @@ class RedisStore:
         self._purge_size = min(100, purge_batch)  # adapted from the measured UNLINK time, kept across purges
         self._purge_pause = purge_pause
         self._trim_batch = trim_batch
+        self._trim_size = 1  # entries per UNLINK while trimming, adapted like the purge's
         self._last_unlink = 0.0
         self._janitor_interval = janitor_interval
         self._bg: aioredis.Redis | None = None
@@ -259,8 +260,8 @@ class RedisStore:
 
     async def get_exact(self, key: str, now: float) -> Entry | None:
         generation = self.serving()
-        if generation is None:
-            return None  # nothing written and no generation record: nothing to find
+        if generation is None or generation in self._flushing:
+            return None  # nothing written and no generation record, or being flushed: nothing to find
         try:
             h = await self._client.hgetall(self.prefix_of(generation) + key)
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -389,20 +390,18 @@ class RedisStore:
         """Delete the least recently used entries of ``generation`` beyond ``max_entries`` (a hit or a
         write is a use, as in the memory store). Redis ``maxmemory`` with ``volatile-lru`` is the hard
         bound; this keeps one generation from filling it. The entries are indexed, so each UNLINK pays
-        for the HNSW repair: small batches on the background client, paced like a purge."""
-        excess = await self.count(generation) - max_entries
-        if excess <= 0:
-            return 0
+        for the HNSW repair: batches on the background client, sized and rested like a purge's."""
         bg = self._background
         used = self._used_key(generation)
         prefix = self.prefix_of(generation)
         deleted = 0
         try:
             if self._max_ttl:
-                # Members not used for longer than any TTL written belong to expired entries.
+                # Members not used for longer than any TTL written belong to entries that expired.
                 await bg.zremrangebyscore(used, "-inf", time.time() - self._max_ttl)
+            excess = await self.count(generation) - max_entries
             while excess > 0:
-                members = await bg.zrange(used, 0, min(excess, self._trim_batch) - 1)
+                members = await bg.zrange(used, 0, min(excess, self._trim_size) - 1)
                 if not members:
                     break
                 names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
@@ -410,6 +409,10 @@ class RedisStore:
                 n = int(await bg.unlink(*[prefix + k for k in names]))
                 took = time.monotonic() - t0
                 await bg.zrem(used, *names)
+                if took > self._purge_target:
+                    self._trim_size = max(1, self._trim_size // 2)
+                elif took < self._purge_target / 2 and len(names) == self._trim_size:
+                    self._trim_size = min(self._trim_batch, self._trim_size * 2)
                 deleted += n
                 excess -= n
                 await asyncio.sleep(max(self._purge_pause, took))
