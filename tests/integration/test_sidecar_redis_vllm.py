@@ -348,4 +348,4 @@ def test_openai_embedder_on_a_vllm_embedding_endpoint(
         assert dims and 0 not in dims and len(dims) == 1
         (dim,) = dims
         indexes = {i.decode() if isinstance(i, bytes) else i for i in r.execute_command("FT._LIST")}
-        assert f"hermes:{scope}:idx:{dim}" in indexes
+        assert any(i.startswith(f"hermes:{scope}:g:") and i.endswith(f":idx:{dim}") for i in indexes), indexes

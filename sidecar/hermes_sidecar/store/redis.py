@@ -62,6 +62,10 @@ from hermes_sidecar.store import Entry, StoreError
 log = logging.getLogger("hermes_sidecar.store.redis")
 
 _FIELDS = ["partition", "generation", "answer", "created", "expires", "text", "context", "tags"]
+# How a lost connection surfaces: redis-py's errors, socket errors, and RuntimeError from uvloop, which
+# raises it (not ConnectionError) for a write to a transport the server just closed
+# (MagicStack/uvloop#506; seen when Redis is killed while a connection is being set up).
+_UNREACHABLE: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError, RuntimeError)
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -212,7 +216,7 @@ class RedisStore:
                     self._ready.discard(generation)
                     continue
                 raise StoreError(str(exc)) from exc
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except _UNREACHABLE as exc:
                 self._ready.clear()  # after a reconnect the server may be a fresh one
                 raise StoreError(str(exc)) from exc
         raise StoreError("unreachable")
@@ -251,7 +255,7 @@ class RedisStore:
         async def send() -> None:
             try:
                 await self._client.zadd(self._used_key(generation), dict.fromkeys(keys, now), xx=True)
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except _UNREACHABLE as exc:
                 log.warning("could not record the use of %d entries for LRU trimming: %s", len(keys), exc)
 
         task = asyncio.create_task(send())
@@ -264,7 +268,7 @@ class RedisStore:
             return None  # nothing written and no generation record, or being flushed: nothing to find
         try:
             h = await self._client.hgetall(self.prefix_of(generation) + key)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _UNREACHABLE as exc:
             self._ready.clear()
             raise StoreError(str(exc)) from exc
         if not h:
@@ -367,7 +371,7 @@ class RedisStore:
         except (RedisSearchError, redis.exceptions.ResponseError) as exc:
             if not _missing_index(exc):
                 raise StoreError(str(exc)) from exc
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _UNREACHABLE as exc:
             self._ready.clear()
             raise StoreError(str(exc)) from exc
         self._ready.discard(generation)
@@ -380,7 +384,7 @@ class RedisStore:
                 match=_glob_escape(self.prefix_of(generation)) + "*", count=1000
             ):
                 n += 1
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _UNREACHABLE as exc:
             raise StoreError(str(exc)) from exc
         return n
 
@@ -416,7 +420,7 @@ class RedisStore:
                 deleted += n
                 excess -= n
                 await asyncio.sleep(max(self._purge_pause, took))
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _UNREACHABLE as exc:
             raise StoreError(
                 f"trimming generation {generation} stopped after {deleted} entries: {exc}"
             ) from exc
@@ -442,7 +446,7 @@ class RedisStore:
         its index is created again afterwards (lookups meanwhile fail open)."""
         try:
             current = await self._current_generation()
-        except (redis.exceptions.RedisError, OSError, ValueError):
+        except (redis.exceptions.RedisError, OSError, RuntimeError, ValueError):
             current = None  # unknown: treat it as old, a flush must not be lost either
         if generation != current and generation != self.serving():
             return await self.purge_generation(generation)
@@ -468,7 +472,7 @@ class RedisStore:
                 dropped = await self._drop_indexes(generation)
                 removed += await self._unlink_keys(generation, version)
                 break
-            except (RedisSearchError, redis.exceptions.RedisError, OSError) as exc:
+            except (RedisSearchError, *_UNREACHABLE) as exc:
                 if not persistent:
                     raise StoreError(
                         f"deleting generation {label} stopped after {removed} entries: {exc}"
@@ -571,7 +575,7 @@ class RedisStore:
                         if gen == await self._current_generation():
                             continue
                         await self.purge_generation(gen)
-            except (RedisSearchError, redis.exceptions.RedisError, OSError, ValueError) as exc:
+            except (RedisSearchError, *_UNREACHABLE, ValueError) as exc:
                 log.warning("generation janitor: %s; retrying in %.0f s", exc, self._janitor_interval)
             await asyncio.sleep(self._janitor_interval)
 
@@ -580,13 +584,13 @@ class RedisStore:
     async def ping(self) -> None:
         try:
             await self._client.ping()
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _UNREACHABLE as exc:
             self._ready.clear()
             raise StoreError(f"redis unreachable: {exc}") from exc
         if self._follow is None:
             try:
                 await self._current_generation()
-            except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+            except (redis.exceptions.RedisError, OSError, RuntimeError, ValueError) as exc:
                 raise StoreError(f"cannot read the generation record: {exc}") from exc
         generation = self.serving()
         if generation is not None:
