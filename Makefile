@@ -7,8 +7,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean
 
-## install: create .venv with the project and everything its tests use
+## install: create .venv with the project and everything its tests use, and the embedding model
 install: $(BIN)/.installed
+	bash scripts/models/install.sh >/dev/null
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

@@ -163,7 +163,7 @@ class EmbeddingSpec(_Spec):
 class SemanticCacheSpec(_Spec):
     enabled: bool = True
     redis: RedisSpec | None = None
-    similarityThreshold: float = 0.8
+    similarityThreshold: float = 0.85
     ttlSeconds: int = Field(default=3600, ge=1)
     maxEntries: int = Field(default=100000, ge=1)
     tenantHeader: str = Field(default="x-tenant-id", min_length=1, max_length=128)
@@ -320,7 +320,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "spec.semanticCache.similarityThreshold",
         "spec.semanticCache.similarityThreshold must be in (0, 1]: the cosine similarity a cached "
-        "answer needs, for example 0.8",
+        "answer needs, for example 0.85",
         lambda s: 0 < s.semanticCache.similarityThreshold <= 1,
         lambda s: s.semanticCache.similarityThreshold,
     ),

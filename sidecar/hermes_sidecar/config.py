@@ -110,7 +110,7 @@ class CacheConfig(_Strict):
     redisPasswordFile: str | None = None
     # chosen on the tuning half of the fow-cache pairs (docs/sidecar.md): the lowest threshold whose
     # wrong rate stays within 2% with the guard on
-    similarityThreshold: float = Field(default=0.8, gt=0, le=1)
+    similarityThreshold: float = Field(default=0.85, gt=0, le=1)
     ttlSeconds: int = Field(default=3600, ge=1)
     # memory backend: bound on entries (LRU beyond it); redis backend: bound per generation
     maxEntries: int = Field(default=100_000, ge=1)
@@ -150,18 +150,25 @@ class CacheConfig(_Strict):
         return self
 
 
-# Names the local provider accepts: all of them are all-MiniLM-L6-v2, run as int8 ONNX (docs/sidecar.md).
-LOCAL_EMBEDDING_MODELS = (
-    "all-MiniLM-L6-v2-int8",
-    "all-MiniLM-L6-v2",
-    "sentence-transformers/all-MiniLM-L6-v2",
-)
+# Names the local provider accepts, with aliases (docs/sidecar.md has the measurements behind the
+# default). bge-small-en-v1.5 is installed by scripts/models/install.sh; MiniLM comes from PyPI.
+LOCAL_EMBEDDING_MODELS = {
+    "bge-small-en-v1.5-int8": "bge-small-en-v1.5-int8",
+    "BAAI/bge-small-en-v1.5": "bge-small-en-v1.5-int8",
+    "all-MiniLM-L6-v2-int8": "all-MiniLM-L6-v2-int8",
+    "all-MiniLM-L6-v2": "all-MiniLM-L6-v2-int8",
+    "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2-int8",
+}
+DEFAULT_LOCAL_MODEL = "bge-small-en-v1.5-int8"
 
 
 class EmbeddingConfig(_Strict):
     provider: Literal["local", "openai"] = "local"
-    # local: one of LOCAL_EMBEDDING_MODELS (default the first); openai: the model name to send
+    # local: one of LOCAL_EMBEDDING_MODELS (default DEFAULT_LOCAL_MODEL); openai: the model name to send
     model: str | None = None
+    # local: where installed model folders live (default $HERMES_MODEL_DIR, else
+    # ~/.cache/hermes-cache/models); each holds model.onnx and tokenizer.json
+    modelDir: str | None = None
     url: str | None = None  # openai provider: base URL of an OpenAI-compatible embeddings endpoint
     apiKeyFile: str | None = None
     timeoutSeconds: float = Field(default=5.0, gt=0)

