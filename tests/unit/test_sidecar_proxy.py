@@ -382,3 +382,17 @@ def test_readyz_fails_when_upstream_is_down_while_healthz_stays_up(embedder: Loc
         assert ready.status_code == 503 and "unreachable" in ready.json()["upstream"]
         resp = ask(client, "Is anyone there?")
         assert resp.status_code == 502 and resp.headers["x-hermes-cache"] == "miss"
+
+
+def test_local_model_not_installed_keeps_exact_caching_and_readyz_says_why(
+    upstream: tuple[FakeOpenAI, str], tmp_path: Path
+) -> None:
+    """A sidecar installed without scripts/models/install.sh still serves and caches repeats."""
+    cfg = parse_config({"upstream": {"url": upstream[1]}, "embedding": {"modelDir": str(tmp_path)}})
+    with run_server(create_app(cfg), lifespan="on") as url, httpx.Client(base_url=url, timeout=30) as client:
+        q = "Which river runs through Lisbon?"
+        assert ask(client, q).headers["x-hermes-cache"] == "miss"
+        assert ask(client, q).headers["x-hermes-cache"] == "hit-exact"
+        assert ask(client, "Which river flows through Lisbon?").headers["x-hermes-cache"] == "miss"
+        ready = client.get("/readyz").json()
+        assert ready["cache"] == "degraded" and "embedder" in ready["degraded"]
