@@ -64,3 +64,14 @@ def test_unknown_local_model_is_refused_with_the_choices() -> None:
         parse_config({"embedding": {"provider": "local", "model": "bge-large-en"}})
     msg = str(err.value)
     assert "embedding.model" in msg and "'bge-large-en'" in msg and "bge-small-en-v1.5-int8" in msg
+
+
+@pytest.mark.parametrize("model", ["bge-small-en-v1.5-int8", "all-MiniLM-L6-v2-int8"])
+def test_a_texts_vector_does_not_depend_on_the_texts_batched_with_it(model: str) -> None:
+    """Concurrent requests share embedding batches; the decision for one must not depend on the others
+    (bge's int8 graph quantises a whole batch with one scale, so it runs one text at a time)."""
+    emb = LocalEmbedder(model)
+    alone = emb.embed_sync([QUESTION])[0]
+    for others in (["Why is the sky blue?"], [OTHER, PARAPHRASE, "Zebra " * 40]):
+        batched = emb.embed_sync([QUESTION, *others])[0]
+        assert np.array_equal(alone, batched), (model, float(alone @ batched))
