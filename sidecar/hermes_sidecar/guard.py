@@ -30,6 +30,7 @@ returns None when reuse is safe, else the name of the rule that refused.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import unicodedata
@@ -561,7 +562,10 @@ def _time_word(w: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def features(text: str) -> Features:
+    """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
+    every lookup, and extracting features costs about 0.5 ms)."""
     original = _fold(text)
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", original, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
