@@ -48,14 +48,19 @@ def now_rfc3339() -> str:
 class KubeClient:
     """:class:`Kube` over the Kubernetes API (``kubernetes`` dynamic client, discovery cached)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool_size: int = 32) -> None:
         from kubernetes import client, config, dynamic
 
         try:
             config.load_kube_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
-        self._api = client.ApiClient()
+        cfg = client.Configuration.get_default_copy()
+        # urllib3 keeps cpu_count * 5 connections by default (10 on two cores): fewer than the reconcile
+        # threads plus the debounced and drift passes in flight, so connections were dropped and
+        # re-opened (a TLS handshake each) under load. ``pool_size`` should exceed the worker count.
+        cfg.connection_pool_maxsize = pool_size
+        self._api = client.ApiClient(cfg)
         self._dyn = dynamic.DynamicClient(self._api)  # type: ignore[no-untyped-call]
         self._core = client.CoreV1Api(self._api)
 
