@@ -828,7 +828,14 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
                        "cluster's Service range holds far more). Would reach it: a larger service-cluster-ip-range in "
                        "the test cluster. ")  # fmt: skip
             else:
-                why = "the control plane, kwok and the operator share 2 cores; see the table in section 6. "
+                why = (
+                    "the control plane, kwok and the operator share 2 cores; see the table in section 6. Past the "
+                    "operator, kube-controller-manager's deployment controller runs at the upstream default client "
+                    "rate (20 requests/s, ~5 per new Deployment), so ~1,000 Deployments need ~250 s however fast "
+                    "the operator is (its workqueue held ~900 Deployments for two minutes); with that limit lifted "
+                    "(`--disable-qps-limits`, a trial, not the bench's setting) all 1,000 were Ready in 136 s, the "
+                    "operator then the bottleneck at ~7.5 Deployments/s. "
+                )
         if op.get("other_operators"):
             why += (
                 f"{len(op['other_operators'])} other `hermes-cache run` process(es) (e2e tests) were watching the "
@@ -837,7 +844,7 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
         if not mem_ok:
             why += (
                 f"Peak RSS {s['rss_peak_mb']:.0f} MB at {s['policies']:,} policies against {s['rss_idle_mb']:.0f} MB "
-                "idle: memory grows with the policies watched (and, here, with the failing applies being retried)."
+                "idle: memory grows with the policies watched and the events handled (not yet traced to an owner)."
             )
         out.append((name, f"{ready}, peak RSS {s['rss_peak_mb']:.0f} MB "
                     f"(apply→Deployment p50 {_ms((s.get('apply_to_deployment') or {}).get('p50_ms'))})",
