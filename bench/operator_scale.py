@@ -210,6 +210,16 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
     }
 
 
+_installed_crd: set[str] = set()
+
+
+def _remove_crd(ctx: Context) -> None:
+    for name in sorted(_installed_crd):
+        subprocess.run([*_kubectl(ctx), "delete", name, "--wait=true", "--timeout=120s"],
+                       capture_output=True, check=False)  # fmt: skip
+    _installed_crd.clear()
+
+
 def _cluster(ctx: Context, policies: int) -> tuple[Any, Any, Any, int]:
     """(Re)assert the control plane with enough fake GPUs for `policies` (scripts/cluster-up.sh is
     idempotent and only adds nodes; the cluster is shared with the e2e tests, which may have recreated
@@ -222,17 +232,23 @@ def _cluster(ctx: Context, policies: int) -> tuple[Any, Any, Any, int]:
                         text=True, check=False)  # fmt: skip
     if up.returncode != 0:
         raise Skip(f"scripts/cluster-up.sh failed: {up.stderr.strip()[-600:]}")
-    crd_file = str(ROOT / "crds" / "hermescachepolicy.yaml")
-    apply = [*_kubectl(ctx), "apply", "--server-side", "--force-conflicts", "-f", crd_file]
-    crd = subprocess.run(apply, capture_output=True, text=True, check=False)
-    if crd.returncode != 0:
-        raise Skip(f"cannot install the CRD: {crd.stderr.strip()[-500:]}")
+    crd_name = f"crd/{PLURAL}.{GROUP}"
+    present = subprocess.run([*_kubectl(ctx), "get", crd_name], capture_output=True, check=False)
+    if present.returncode != 0:
+        # Installed here only when missing, and removed at the end (_remove_crd): a CRD left owned by
+        # this field manager would stop the e2e tests' `helm install` from adopting it.
+        crd_file = str(ROOT / "crds" / "hermescachepolicy.yaml")
+        apply = [*_kubectl(ctx), "apply", "--server-side", "-f", crd_file]
+        crd = subprocess.run(apply, capture_output=True, text=True, check=False)
+        if crd.returncode != 0:
+            raise Skip(f"cannot install the CRD: {crd.stderr.strip()[-500:]}")
+        _installed_crd.add(crd_name)
     established = [
         *_kubectl(ctx),
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        f"crd/{PLURAL}.{GROUP}",
+        crd_name,
     ]
     subprocess.run(established, capture_output=True, check=False)
     config.load_kube_config(config_file=str(ctx.kubeconfig))  # the port changes if the cluster was recreated
@@ -248,15 +264,17 @@ def run(ctx: Context) -> dict[str, Any]:
     sizes = []
     gpus = 0
     others = _other_operators()
-    for n in ctx.sizes.operator_policies:
-        api, core, apps, gpus = _cluster(ctx, n)
-        if gpus < n:
-            sizes.append(
-                {"policies": n, "skipped": f"the cluster has {gpus} fake GPUs, fewer than {n} policies need"}
-            )
-            continue
-        others = sorted(set(others) | set(_other_operators()))
-        sizes.append(_one_size(ctx, n, api, core, apps, watch))
+    try:
+        for n in ctx.sizes.operator_policies:
+            api, core, apps, gpus = _cluster(ctx, n)
+            if gpus < n:
+                skipped = f"the cluster has {gpus} fake GPUs, fewer than {n} policies need"
+                sizes.append({"policies": n, "skipped": skipped})
+                continue
+            others = sorted(set(others) | set(_other_operators()))
+            sizes.append(_one_size(ctx, n, api, core, apps, watch))
+    finally:
+        _remove_crd(ctx)
     return {
         "other_operators": others,
         "gpus_in_cluster": gpus,
