@@ -4,6 +4,7 @@ deleted, LRU trimming keeps what is used, and a Redis restart brings the current
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -86,6 +87,27 @@ async def test_trim_drops_the_least_recently_used_not_the_oldest(store: RedisSto
     assert kept == {"k0", "k1", "k2"}
     assert await store.count(NEW.id) == 3
     assert await store.trim(NEW.id, 3) == 0, "nothing beyond the bound: nothing deleted"
+
+
+async def test_invalidating_a_tag_removes_exactly_its_entries_in_paced_batches(store: RedisStore) -> None:
+    store.follow(lambda: NEW.id)
+    now = time.time()
+    tagged = [dataclasses.replace(entry(NEW.id, i, now), tags=("billing", "eu")) for i in range(60)]
+    others = [dataclasses.replace(entry(NEW.id, 100 + i, now), tags=("shipping",)) for i in range(20)]
+    for e in tagged + others:
+        await store.put(e)
+
+    assert await store.delete_tag(NEW.id, "billing") == 60
+    assert all([await store.get_exact(e.key, now) is None for e in tagged])
+    assert all([await store.get_exact(e.key, now) is not None for e in others])
+    assert tagged[0].vector is not None
+    found = await store.search("p", tagged[0].vector, 10, time.time())
+    assert {e.key for e, _ in found} <= {e.key for e in others}, "no invalidated entry is a candidate"
+    assert await store.count(NEW.id) == 20
+    assert await store.delete_tag(NEW.id, "billing") == 0
+    # the recency set forgets them too, so a later trim does not count or chase them
+    used = await store._client.zrange(store._used_key(NEW.id), 0, -1)
+    assert {m.decode() for m in used} == {e.key for e in others}
 
 
 async def test_a_redis_restart_recreates_the_current_generations_index(
