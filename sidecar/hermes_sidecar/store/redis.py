@@ -73,6 +73,16 @@ def _glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
+def _resized(size: int, took: float, target: float, cap: int, *, full: bool = True) -> int:
+    """The next batch size of a paced deletion: halved after a command that took longer than
+    ``target`` seconds, doubled (up to ``cap``) after a ``full`` batch that took under half of it."""
+    if took > target:
+        return max(1, size // 2)
+    if took < target / 2 and full:
+        return min(cap, size * 2)
+    return size
+
+
 def _missing_index(exc: Exception) -> bool:
     text = str(exc).lower()
     return "no such index" in text or "unknown index" in text
@@ -118,7 +128,6 @@ class RedisStore:
         dim: int,
         *,
         algorithm: str = "hnsw",
-        batch_size: int = 500,
         purge_batch: int = 1000,
         purge_target: float = 0.004,
         purge_pause: float = 0.005,
@@ -129,14 +138,12 @@ class RedisStore:
         self._scope = scope
         self._dim = dim
         self._algorithm = algorithm
-        self._batch = batch_size
         self._purge_batch = purge_batch
         self._purge_target = purge_target
         self._purge_size = min(100, purge_batch)  # adapted from the measured UNLINK time, kept across purges
         self._purge_pause = purge_pause
         self._trim_batch = trim_batch
         self._trim_size = 1  # entries per UNLINK while trimming, adapted like the purge's
-        self._last_unlink = 0.0
         self._janitor_interval = janitor_interval
         self._bg: aioredis.Redis | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -355,9 +362,7 @@ class RedisStore:
         background client, sized and rested like a trim's, so a large tag slows this call, not
         Redis."""
         index = self._index(generation)
-        bg = self._background
         prefix = self.prefix_of(generation)
-        used = self._used_key(generation)
         deleted = 0
         while True:
             query = FilterQuery(Tag("tags") == tag, return_fields=["id"], num_results=self._trim_size)
@@ -369,22 +374,13 @@ class RedisStore:
             rows = await self._guard(generation, op)
             if not rows:
                 return deleted
-            ids = [str(r["id"]) for r in rows]
-            t0 = time.monotonic()
             try:
-                n = int(await bg.unlink(*ids))
-                await bg.zrem(used, *[i[len(prefix) :] for i in ids])
+                n = await self._unlink_entries(generation, [str(r["id"])[len(prefix) :] for r in rows])
             except _UNREACHABLE as exc:
                 raise StoreError(f"invalidating tag {tag!r} stopped after {deleted} entries: {exc}") from exc
-            took = time.monotonic() - t0
-            if took > self._purge_target:
-                self._trim_size = max(1, self._trim_size // 2)
-            elif took < self._purge_target / 2 and len(ids) == self._trim_size:
-                self._trim_size = min(self._trim_batch, self._trim_size * 2)
             deleted += n
             if n == 0:
                 return deleted  # the index still lists keys that are gone: nothing more to do here
-            await asyncio.sleep(max(self._purge_pause, took))
 
     async def count(self, generation: str) -> int:
         """Entries of ``generation``: from its index or, when it has none (an old generation being
@@ -421,7 +417,6 @@ class RedisStore:
         for the HNSW repair: batches on the background client, sized and rested like a purge's."""
         bg = self._background
         used = self._used_key(generation)
-        prefix = self.prefix_of(generation)
         deleted = 0
         try:
             if self._max_ttl:
@@ -432,23 +427,31 @@ class RedisStore:
                 members = await bg.zrange(used, 0, min(excess, self._trim_size) - 1)
                 if not members:
                     break
-                names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-                t0 = time.monotonic()
-                n = int(await bg.unlink(*[prefix + k for k in names]))
-                took = time.monotonic() - t0
-                await bg.zrem(used, *names)
-                if took > self._purge_target:
-                    self._trim_size = max(1, self._trim_size // 2)
-                elif took < self._purge_target / 2 and len(names) == self._trim_size:
-                    self._trim_size = min(self._trim_batch, self._trim_size * 2)
+                n = await self._unlink_entries(
+                    generation, [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+                )
                 deleted += n
                 excess -= n
-                await asyncio.sleep(max(self._purge_pause, took))
         except _UNREACHABLE as exc:
             raise StoreError(
                 f"trimming generation {generation} stopped after {deleted} entries: {exc}"
             ) from exc
         return deleted
+
+    async def _unlink_entries(self, generation: str, keys: list[str]) -> int:
+        """UNLINK indexed entries of ``generation`` (exact keys) and forget them in the recency set, on
+        the background client; the batch size for the next call follows the time the UNLINK took, and
+        the call rests at least as long. Trimming and tag deletion share this pace."""
+        bg = self._background
+        prefix = self.prefix_of(generation)
+        t0 = time.monotonic()
+        n = int(await bg.unlink(*[prefix + k for k in keys]))
+        took = time.monotonic() - t0
+        await bg.zrem(self._used_key(generation), *keys)
+        full = len(keys) == self._trim_size
+        self._trim_size = _resized(self._trim_size, took, self._purge_target, self._trim_batch, full=full)
+        await asyncio.sleep(max(self._purge_pause, took))
+        return n
 
     # -- deleting generations ----------------------------------------------------------------------
 
@@ -554,14 +557,11 @@ class RedisStore:
                     if entries and version is not None:
                         pipe.hincrby(stats_key(self._scope, version), "removed", entries)
                     await pipe.execute()
-                took = self._last_unlink = time.monotonic() - t0
+                took = time.monotonic() - t0
                 removed += entries
                 # Unindexed keys cost microseconds each; should an index still hold them (a lagging
                 # sidecar recreated it), the batch shrinks to what the target allows.
-                if took > self._purge_target:
-                    self._purge_size = max(1, self._purge_size // 2)
-                elif took < self._purge_target / 2:
-                    self._purge_size = min(self._purge_batch, self._purge_size * 2)
+                self._purge_size = _resized(self._purge_size, took, self._purge_target, self._purge_batch)
                 await asyncio.sleep(max(self._purge_pause, took))
             if cursor == 0:
                 return removed
