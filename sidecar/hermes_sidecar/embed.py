@@ -26,6 +26,7 @@ from hermes_sidecar.config import DEFAULT_LOCAL_MODEL, LOCAL_EMBEDDING_MODELS, E
 
 Vector = npt.NDArray[np.float32]
 
+
 class EmbedderError(RuntimeError):
     """The embedder could not produce vectors (endpoint down, model missing); callers fail open."""
 

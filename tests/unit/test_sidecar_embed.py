@@ -3,6 +3,8 @@ question, and a model that is not installed or not known is refused with the fix
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def test_bge_pools_the_cls_token_not_the_mean() -> None:
     assert np.allclose(emb.embed_sync([QUESTION])[0], first, atol=1e-6)
 
 
-def test_model_not_installed_names_the_folder_and_the_fixes(tmp_path: object) -> None:
+def test_model_not_installed_names_the_folder_and_the_fixes(tmp_path: Path) -> None:
     with pytest.raises(EmbedderError) as err:
         LocalEmbedder("bge-small-en-v1.5-int8", model_directory=str(tmp_path))
     msg = str(err.value)
@@ -53,7 +55,7 @@ def test_model_not_installed_names_the_folder_and_the_fixes(tmp_path: object) ->
     assert "scripts/models/install.sh" in msg and "all-MiniLM-L6-v2-int8" in msg
 
 
-def test_config_model_dir_reaches_the_embedder(tmp_path: object) -> None:
+def test_config_model_dir_reaches_the_embedder(tmp_path: Path) -> None:
     cfg = parse_config({"embedding": {"provider": "local", "modelDir": str(tmp_path)}})
     with pytest.raises(EmbedderError, match=str(tmp_path)):
         build_embedder(cfg.embedding)
