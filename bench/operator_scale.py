@@ -210,20 +210,17 @@ def _one_size(ctx: Context, n: int, api: Any, core: Any, apps: Any, watch_mod: A
     }
 
 
-_installed_crd: set[str] = set()
-
-
-def _remove_crd(ctx: Context) -> None:
-    for name in sorted(_installed_crd):
+def _remove_crds(ctx: Context, names: set[str]) -> None:
+    for name in sorted(names):
         subprocess.run([*_kubectl(ctx), "delete", name, "--wait=true", "--timeout=120s"],
                        capture_output=True, check=False)  # fmt: skip
-    _installed_crd.clear()
 
 
-def _cluster(ctx: Context, policies: int) -> tuple[Any, Any, Any, int]:
+def _cluster(ctx: Context, policies: int, installed: set[str]) -> tuple[Any, Any, Any, int]:
     """(Re)assert the control plane with enough fake GPUs for `policies` (scripts/cluster-up.sh is
     idempotent and only adds nodes; the cluster is shared with the e2e tests, which may have recreated
-    it with fewer), install the CRD, and return fresh API clients and the GPU count."""
+    it with fewer), install the CRD if it is missing (its name goes into ``installed``), and return fresh
+    API clients and the GPU count."""
     from kubernetes import client, config
 
     per_type = -(-policies // 16) + 1  # 8 GPUs per node, two node types, one spare each
@@ -235,14 +232,14 @@ def _cluster(ctx: Context, policies: int) -> tuple[Any, Any, Any, int]:
     crd_name = f"crd/{PLURAL}.{GROUP}"
     present = subprocess.run([*_kubectl(ctx), "get", crd_name], capture_output=True, check=False)
     if present.returncode != 0:
-        # Installed here only when missing, and removed at the end (_remove_crd): a CRD left owned by
+        # Installed here only when missing, and removed at the end (_remove_crds): a CRD left owned by
         # this field manager would stop the e2e tests' `helm install` from adopting it.
         crd_file = str(ROOT / "crds" / "hermescachepolicy.yaml")
         apply = [*_kubectl(ctx), "apply", "--server-side", "-f", crd_file]
         crd = subprocess.run(apply, capture_output=True, text=True, check=False)
         if crd.returncode != 0:
             raise Skip(f"cannot install the CRD: {crd.stderr.strip()[-500:]}")
-        _installed_crd.add(crd_name)
+        installed.add(crd_name)
     established = [
         *_kubectl(ctx),
         "wait",
@@ -264,9 +261,10 @@ def run(ctx: Context) -> dict[str, Any]:
     sizes = []
     gpus = 0
     others = _other_operators()
+    installed: set[str] = set()
     try:
         for n in ctx.sizes.operator_policies:
-            api, core, apps, gpus = _cluster(ctx, n)
+            api, core, apps, gpus = _cluster(ctx, n, installed)
             if gpus < n:
                 skipped = f"the cluster has {gpus} fake GPUs, fewer than {n} policies need"
                 sizes.append({"policies": n, "skipped": skipped})
@@ -274,7 +272,7 @@ def run(ctx: Context) -> dict[str, Any]:
             others = sorted(set(others) | set(_other_operators()))
             sizes.append(_one_size(ctx, n, api, core, apps, watch))
     finally:
-        _remove_crd(ctx)
+        _remove_crds(ctx, installed)
     return {
         "other_operators": others,
         "gpus_in_cluster": gpus,
