@@ -32,12 +32,8 @@ ready() { # PING answers and the search module is loaded
     local out
     [[ $("${CLI[@]}" PING 2>/dev/null) == PONG ]] && out=$("${CLI[@]}" FT._LIST 2>&1) && [[ $out != *ERR* ]]
 }
-running() { # pid $1 exists and is not a zombie (a killed server is one until it is reaped)
-    local s
-    read -r s 2>/dev/null <"/proc/$1/stat" || return 1
-    s=${s##*) }
-    [[ ${s%% *} != Z ]]
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$HERE/../lib/proc.sh" # running PID, cmdline_of PID
 our_pid() { # pid from the pid file if that process is alive
     local pid
     [[ -f $PIDFILE ]] && pid=$(<"$PIDFILE") && [[ $pid =~ ^[0-9]+$ ]] && running "$pid" && echo "$pid"

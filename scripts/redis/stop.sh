@@ -13,18 +13,14 @@ PORT=${1:-6399}
 DIR=${2:-$REPO/.e2e/redis-$PORT}
 PIDFILE=$DIR/redis.pid
 
-running() { # pid $1 exists and is not a zombie (a killed server is one until it is reaped)
-    local s
-    read -r s 2>/dev/null <"/proc/$1/stat" || return 1
-    s=${s##*) }
-    [[ ${s%% *} != Z ]]
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$HERE/../lib/proc.sh" # running PID, cmdline_of PID
 
 [[ -f $PIDFILE ]] || exit 0
 pid=$(<"$PIDFILE")
 if [[ $pid =~ ^[0-9]+$ ]] && running "$pid"; then
     # An exiting process (just SIGKILLed, say) has an empty command line: it is ours and going away.
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+    cmd=$(cmdline_of "$pid")
     [[ -z $cmd || $cmd == *redis* ]] || {
         echo "redis/stop: pid $pid from $PIDFILE is not a redis process; left alone" >&2
         exit 1

@@ -64,12 +64,8 @@ with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
 sys.exit(0 if sys.argv[2] in ids else 1)
 EOF
 }
-running() { # pid $1 exists and is not a zombie (a killed server is one until it is reaped)
-    local s
-    read -r s 2>/dev/null <"/proc/$1/stat" || return 1
-    s=${s##*) }
-    [[ ${s%% *} != Z ]]
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$HERE/../lib/proc.sh" # running PID, cmdline_of PID
 our_pid() {
     local pid
     [[ -f $PIDFILE ]] && pid=$(<"$PIDFILE") && [[ $pid =~ ^[0-9]+$ ]] && running "$pid" && echo "$pid"

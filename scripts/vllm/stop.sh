@@ -13,12 +13,8 @@ PORT=${1:-8100}
 DIR=${2:-$REPO/.e2e/vllm-$PORT}
 PIDFILE=$DIR/vllm.pid
 
-running() { # pid $1 exists and is not a zombie (a killed server is one until it is reaped)
-    local s
-    read -r s 2>/dev/null <"/proc/$1/stat" || return 1
-    s=${s##*) }
-    [[ ${s%% *} != Z ]]
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$HERE/../lib/proc.sh" # running PID, cmdline_of PID
 group_running() { # a live (non-zombie) process is left in process group $1
     local f line
     local -a st
@@ -34,7 +30,7 @@ group_running() { # a live (non-zombie) process is left in process group $1
 pid=$(<"$PIDFILE")
 if [[ $pid =~ ^[0-9]+$ ]] && group_running "$pid"; then
     # An exiting process (just SIGKILLed, say) has an empty command line: it is ours and going away.
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+    cmd=$(cmdline_of "$pid")
     if running "$pid" && [[ -n $cmd && ${cmd,,} != *vllm* ]]; then
         echo "vllm/stop: pid $pid from $PIDFILE is not a vLLM server; left alone" >&2
         exit 1
