@@ -37,6 +37,7 @@ from hermes_sidecar.openai_compat import OpenAIDialect
 from hermes_sidecar.proxy import Pipeline
 from hermes_sidecar.store import Store, StoreError
 from hermes_sidecar.store.memory import MemoryStore
+from hermes_sidecar.verify import build_verifier
 
 log = logging.getLogger("hermes_sidecar.app")
 
@@ -232,6 +233,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             generation=LOCAL,
             tenant_header=cfg.tenantHeader,
             tenant_source=cfg.tenantSource,
+            verifier=build_verifier(cfg.cache.guard.verifier),
         )
         # The Redis store keeps one index per generation: lookups go to the one this sidecar serves.
         follow = getattr(store, "follow", None)

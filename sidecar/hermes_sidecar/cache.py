@@ -29,6 +29,7 @@ from hermes_sidecar.generations import Generation
 from hermes_sidecar.keys import ConversationLimits, Keys, keys_for
 from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.store import Entry, Store, StoreError
+from hermes_sidecar.verify import RerankVerifier, VerifierError
 
 log = logging.getLogger("hermes_sidecar.cache")
 
@@ -94,10 +95,12 @@ class CacheService:
         tenant_header: str = "x-tenant-id",
         tenant_source: str = "header-or-credential",
         retry_seconds: float = 1.0,
+        verifier: RerankVerifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.embedder = embedder
+        self.verifier = verifier if cfg.guard.enabled else None
         self.metrics = metrics
         self.generation = generation
         self.tenant_header = tenant_header
@@ -109,6 +112,7 @@ class CacheService:
         self._tag_rules = [(re.compile(r.pattern, re.IGNORECASE), r.tag) for r in cfg.tags.rules]
         self.store_health = _Health(retry_seconds)
         self.embedder_health = _Health(retry_seconds)
+        self.verifier_health = _Health(retry_seconds)
         self._probe: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[bool]] = set()
 
@@ -120,23 +124,39 @@ class CacheService:
             out["store"] = self.store_health.last_error
         if not self.embedder_health.up:
             out["embedder"] = self.embedder_health.last_error
+        if not self.verifier_health.up:
+            out["verifier"] = self.verifier_health.last_error
         return out
 
+    def _healthy(self) -> bool:
+        return self.store_health.up and self.embedder_health.up and self.verifier_health.up
+
     def _mark(self, component: str, err: Exception | None) -> None:
-        health = self.store_health if component == "store" else self.embedder_health
+        health = {
+            "store": self.store_health,
+            "embedder": self.embedder_health,
+            "verifier": self.verifier_health,
+        }[component]
         if err is None:
             health.ok()
         else:
             if health.up:
-                log.warning("cache %s failed, passing requests through: %s", component, err)
+                log.warning(
+                    "cache %s failed, %s: %s",
+                    component,
+                    "deciding as cache.guard.verifier.onError says"
+                    if component == "verifier"
+                    else "passing requests through",
+                    err,
+                )
             health.fail(err)
         self.metrics.degraded.labels(component).set(0 if health.up else 1)
         if not health.up and (self._probe is None or self._probe.done()):
             self._probe = asyncio.create_task(self._probe_loop())
 
     async def _probe_loop(self) -> None:
-        while not (self.store_health.up and self.embedder_health.up):
-            await asyncio.sleep(min(self.store_health.retry, self.embedder_health.retry))
+        while not self._healthy():
+            await asyncio.sleep(self.store_health.retry)
             if not self.store_health.up:
                 try:
                     await self.store.ping()
@@ -151,6 +171,13 @@ class CacheService:
                     log.info("embedder is back")
                 except EmbedderError as exc:
                     self.embedder_health.last_error = str(exc)
+            if not self.verifier_health.up and self.verifier is not None:
+                try:
+                    await self.verifier.scores("ping", ["ping"])
+                    self._mark("verifier", None)
+                    log.info("verifier is back")
+                except VerifierError as exc:
+                    self.verifier_health.last_error = str(exc)
 
     # -- decision ----------------------------------------------------------------------------------
 
@@ -226,20 +253,62 @@ class CacheService:
         refused: str | None = None
         mine = guard.features(keys.semantic_text)
         mine_ctx = guard.features(keys.context_text) if keys.context_text else None
+        threshold = self.cfg.similarityThreshold
+        verifier = self.verifier
+        gate = threshold
+        if verifier is not None and self.verifier_health.up:
+            gate = min(verifier.cfg.minSimilarity, threshold)
+        passed: list[tuple[Entry, float, bool]] = []  # (candidate, similarity, cosine alone serves it)
         for cand, sim in candidates:
             if cand.text is None:
                 continue  # stored for exact reuse only
-            if sim < self.cfg.similarityThreshold and not (
-                self.cfg.guard.enabled and guard.near_duplicate(keys.semantic_text, cand.text)
-            ):
+            near = self.cfg.guard.enabled and guard.near_duplicate(keys.semantic_text, cand.text)
+            if sim < gate and not near:
                 continue
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
-            if rule is None:
+            if rule is not None:
+                self.metrics.guard_rejections.labels(rule).inc()
+                refused = refused or rule
+                continue
+            if verifier is None:
                 self.metrics.hit_similarity.observe(sim)
                 return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
-            self.metrics.guard_rejections.labels(rule).inc()
-            refused = refused or rule
+            passed.append((cand, sim, sim >= threshold or near))
+        if passed and verifier is not None:
+            chosen, reason = await self._verify(verifier, keys.semantic_text, passed)
+            if chosen is not None:
+                cand, sim = chosen
+                self.metrics.hit_similarity.observe(sim)
+                return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
+            refused = refused or reason
         return Decision(MISS, gen, keys, reason=refused, vector=vector, tags=tags)
+
+    async def _verify(
+        self, verifier: RerankVerifier, text: str, passed: list[tuple[Entry, float, bool]]
+    ) -> tuple[tuple[Entry, float] | None, str]:
+        """The best candidate the verifier confirms (candidates come best-first by similarity), or
+        None and the reason. When the verifier fails, ``onError`` decides: as without it, or no hit."""
+        fallback = verifier.cfg.onError == "threshold"
+        if self.verifier_health.up:
+            started = time.perf_counter()
+            try:
+                scores = await verifier.scores(text, [c.text or "" for c, _, _ in passed])
+            except VerifierError as exc:
+                self._mark("verifier", exc)
+            else:
+                self.metrics.verifier_seconds.observe(time.perf_counter() - started)
+                for (cand, sim, _), score in zip(passed, scores, strict=True):
+                    self.metrics.verifier_scores.observe(score)
+                    if score >= verifier.cfg.minScore:
+                        return (cand, sim), "verifier"
+                    self.metrics.guard_rejections.labels("verifier").inc()
+                return None, "verifier"
+        self.metrics.errors.labels("verifier").inc()
+        if fallback:
+            for cand, sim, alone in passed:
+                if alone:
+                    return (cand, sim), "verifier-error"
+        return None, "verifier-error"
 
     @staticmethod
     def check(mine: guard.Features, mine_ctx: guard.Features | None, cand: Entry) -> str | None:
@@ -310,3 +379,5 @@ class CacheService:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        if self.verifier is not None:
+            await self.verifier.aclose()

@@ -68,9 +68,44 @@ class ConversationConfig(_Strict):
     minStandaloneWords: int = Field(default=3, ge=0)
 
 
+class VerifierConfig(_Strict):
+    """A pairwise model asked to confirm each semantic candidate (docs/sidecar.md, "Verifier").
+
+    Spoken to over the rerank wire format (``POST {url}/rerank`` with ``query`` and ``documents``,
+    answered with ``results[].relevance_score``) that vLLM serves for cross-encoder models, as do
+    Jina-, Cohere- and Infinity-compatible servers.
+    """
+
+    url: str
+    model: str = Field(min_length=1)
+    # a candidate is served only at or above this relevance_score (the model's own scale: a sigmoid
+    # probability for single-label cross-encoders)
+    minScore: float = 0.5
+    # candidates from this cosine similarity up are sent to the verifier (at most
+    # cache.similarityThreshold): the verifier lets the sidecar look further down than cosine alone
+    minSimilarity: float = Field(default=0.7, gt=0, le=1)
+    timeoutSeconds: float = Field(default=1.0, gt=0)
+    apiKeyFile: str | None = None
+    # when the verifier fails: "threshold" decides as without it (similarityThreshold + rules);
+    # "miss" serves no semantic hit until it answers again (exact hits are served either way)
+    onError: Literal["threshold", "miss"] = "threshold"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(
+                f"cache.guard.verifier.url {v!r} must be an http:// or https:// base URL of a "
+                "rerank endpoint, for example http://verifier:8000"
+            )
+        return v.rstrip("/")
+
+
 class GuardConfig(_Strict):
     # off only for experiments: without it "enable 2FA" serves the answer to "disable 2FA"
     enabled: bool = True
+    # optional second opinion from a pairwise model on every semantic hit
+    verifier: VerifierConfig | None = None
 
 
 class TagRule(_Strict):
@@ -146,6 +181,18 @@ class CacheConfig(_Strict):
             raise ValueError(
                 "cache.backend 'redis' needs cache.redisUrl (for example redis://redis:6379/0), "
                 "or use cache.backend: memory"
+            )
+        verifier = self.guard.verifier
+        if verifier is not None and verifier.minSimilarity > self.similarityThreshold:
+            raise ValueError(
+                f"cache.guard.verifier.minSimilarity {verifier.minSimilarity:g} is above "
+                f"cache.similarityThreshold {self.similarityThreshold:g}: the verifier would see fewer "
+                "candidates than cosine alone serves; set it at or below the threshold"
+            )
+        if verifier is not None and not self.guard.enabled:
+            raise ValueError(
+                "cache.guard.verifier needs cache.guard.enabled: true (the verifier confirms what the "
+                "guard's rules let through; it does not replace them)"
             )
         return self
 

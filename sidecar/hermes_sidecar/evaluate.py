@@ -31,6 +31,7 @@ from hermes_sidecar.generations import LOCAL
 from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.openai_compat import CHAT, OpenAIDialect
 from hermes_sidecar.store.memory import MemoryStore
+from hermes_sidecar.verify import build_verifier
 
 
 class EvaluationError(ValueError):
@@ -125,7 +126,15 @@ async def evaluate_pairs(
         except EmbedderError as exc:
             raise EvaluationError(str(exc)) from None
     metrics = Metrics()
-    cache = CacheService(cache_cfg, MemoryStore(10 * len(pairs) + 10), embedder, metrics, generation=LOCAL)
+    # The verifier, when configured, is part of the live decision path: it is asked here too.
+    cache = CacheService(
+        cache_cfg,
+        MemoryStore(10 * len(pairs) + 10),
+        embedder,
+        metrics,
+        generation=LOCAL,
+        verifier=build_verifier(cache_cfg.guard.verifier),
+    )
     dialect = OpenAIDialect()
     latencies: list[float] = []
 
@@ -159,12 +168,23 @@ async def evaluate_pairs(
         else:
             rows = list(await asyncio.gather(*(one(p) for p in pairs)))
     finally:
+        await cache.aclose()
         if own_embedder:
             await embedder.aclose()
     report: dict[str, Any] = _rates(list(rows))
     report["threshold"] = cache_cfg.similarityThreshold
     report["embedder"] = embedder.name
     report["guard"] = cache_cfg.guard.enabled
+    verifier = cache_cfg.guard.verifier
+    if verifier is not None:
+        report["verifier"] = {
+            "model": verifier.model,
+            "minScore": verifier.minScore,
+            "minSimilarity": verifier.minSimilarity,
+            "errors": int(
+                metrics.registry.get_sample_value("hermes_cache_errors_total", {"component": "verifier"}) or 0
+            ),
+        }
     by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:

@@ -79,7 +79,7 @@ class Metrics:
         )
         self.errors = Counter(
             "hermes_cache_errors",
-            "Cache failures that made a request pass through",
+            "Cache failures that made a request pass through (verifier: decided without it)",
             ["component"],
             registry=r,
         )
@@ -87,6 +87,18 @@ class Metrics:
             "hermes_cache_guard_rejections",
             "Semantic candidates refused by the guard, by rule",
             ["rule"],
+            registry=r,
+        )
+        self.verifier_seconds = Histogram(
+            "hermes_cache_verifier_seconds",
+            "Time of one call to the verifier (all candidates of a lookup in one call)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.verifier_scores = Histogram(
+            "hermes_cache_verifier_score",
+            "Scores the verifier gave semantic candidates (served at or above guard.verifier.minScore)",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
             registry=r,
         )
         self.semantic_refusals = Counter(
