@@ -13,7 +13,7 @@ import yaml
 
 from .capacity import Capacity, GiB, plan_capacity
 from .render import render_all, served_name, vllm_args
-from .spec import Policy, SpecError, parse_policy
+from .spec import Policy, SpecError, parse_policy, redact
 
 
 def _load(path: str) -> Any:
@@ -57,6 +57,9 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
         ("semantic cache", ("off" if not s.semanticCache.enabled else
                             f"{'redis' if s.semanticCache.redis else 'in-pod memory'}, threshold "
                             f"{s.semanticCache.similarityThreshold:g}, generation {s.cacheVersion}")),
+        *([("verifier", f"{v.model} at {redact(v.url)}: candidates from cosine {v.minSimilarity:g}, served "
+                        f"at score >= {v.minScore:g}, {v.timeoutSeconds:g} s timeout, on error {v.onError}")]
+          if (v := s.semanticCache.verifier) is not None and s.semanticCache.enabled else []),
         ("resources", ", ".join(f"{r['kind']}/{r['metadata']['name']}" for r in resources) or "none"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)

@@ -35,6 +35,9 @@ SIDECAR_CONFIG_FILE = "config.yaml"
 # spec.semanticCache.redis.passwordSecretRef is mounted here in the sidecar (key -> file "password").
 REDIS_PASSWORD_DIR = "/var/run/secrets/hermes-cache/redis"
 REDIS_PASSWORD_FILE = f"{REDIS_PASSWORD_DIR}/password"
+# spec.semanticCache.verifier.apiKeySecretRef is mounted here in the sidecar (key -> file "api-key").
+VERIFIER_KEY_DIR = "/var/run/secrets/hermes-cache/verifier"
+VERIFIER_KEY_FILE = f"{VERIFIER_KEY_DIR}/api-key"
 # Fixed so that every pod of every policy seeds vLLM's prefix-block hashes alike (vLLM seeds the
 # first block's hash from PYTHONHASHSEED, at random when it is unset), which keeps block hashes
 # comparable across pods and restarts; tenants and generations are separated by cache_salt.
@@ -110,6 +113,19 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         cache["redisUrl"] = url
     if sc.redis is not None and sc.redis.passwordSecretRef is not None:
         cache["redisPasswordFile"] = REDIS_PASSWORD_FILE
+    if sc.verifier is not None:
+        v = sc.verifier
+        verifier: dict[str, Any] = {
+            "url": v.url,
+            "model": v.model,
+            "minScore": v.minScore,
+            "minSimilarity": v.minSimilarity,
+            "timeoutSeconds": v.timeoutSeconds,
+            "onError": v.onError,
+        }
+        if v.apiKeySecretRef is not None:
+            verifier["apiKeyFile"] = VERIFIER_KEY_FILE
+        cache["guard"] = {"verifier": verifier}
     embedding: dict[str, Any] = {"provider": sc.embedding.provider}
     if sc.embedding.model:
         embedding["model"] = sc.embedding.model
@@ -138,6 +154,14 @@ _CONFIG_SOURCES = {
     "cache.similarityThreshold": "spec.semanticCache.similarityThreshold",
     "cache.ttlSeconds": "spec.semanticCache.ttlSeconds",
     "cache.maxEntries": "spec.semanticCache.maxEntries",
+    "cache.guard.verifier": "spec.semanticCache.verifier",
+    "cache.guard.verifier.url": "spec.semanticCache.verifier.url",
+    "cache.guard.verifier.model": "spec.semanticCache.verifier.model",
+    "cache.guard.verifier.minScore": "spec.semanticCache.verifier.minScore",
+    "cache.guard.verifier.minSimilarity": "spec.semanticCache.verifier.minSimilarity",
+    "cache.guard.verifier.timeoutSeconds": "spec.semanticCache.verifier.timeoutSeconds",
+    "cache.guard.verifier.apiKeyFile": "spec.semanticCache.verifier.apiKeySecretRef",
+    "cache.guard.verifier.onError": "spec.semanticCache.verifier.onError",
     "cache": "spec.semanticCache",
     "embedding": "spec.semanticCache.embedding",
     "tenantHeader": "spec.semanticCache.tenantHeader",
@@ -277,6 +301,16 @@ def render_pod_template(policy: Policy) -> Manifest:
             }
         )
         sidecar_mounts.append({"name": "redis-password", "mountPath": REDIS_PASSWORD_DIR, "readOnly": True})
+    verifier = spec.semanticCache.verifier
+    if verifier is not None and verifier.apiKeySecretRef is not None:
+        key_ref = verifier.apiKeySecretRef
+        volumes.append(
+            {
+                "name": "verifier-api-key",
+                "secret": {"secretName": key_ref.name, "items": [{"key": key_ref.key, "path": "api-key"}]},
+            }
+        )
+        sidecar_mounts.append({"name": "verifier-api-key", "mountPath": VERIFIER_KEY_DIR, "readOnly": True})
     sidecar = {
         "name": "sidecar",
         "image": spec.sidecar.image,

@@ -160,6 +160,26 @@ class EmbeddingSpec(_Spec):
     url: str = Field(default="", max_length=512)
 
 
+class ApiKeySecretRef(_Spec):
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(default="api-key", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class VerifierSpec(_Spec):
+    """A pairwise model (cross-encoder behind a rerank endpoint) that confirms each semantic candidate.
+
+    Rendered into the sidecar's ``cache.guard.verifier``; the fields keep the sidecar's names.
+    """
+
+    url: str = Field(min_length=1, max_length=512)
+    model: str = Field(min_length=1, max_length=253)
+    minScore: float = 0.5
+    minSimilarity: float = 0.7
+    timeoutSeconds: float = 1.0
+    onError: Literal["threshold", "miss"] = "threshold"
+    apiKeySecretRef: ApiKeySecretRef | None = None
+
+
 class SemanticCacheSpec(_Spec):
     enabled: bool = True
     redis: RedisSpec | None = None
@@ -168,6 +188,7 @@ class SemanticCacheSpec(_Spec):
     maxEntries: int = Field(default=100000, ge=1)
     tenantHeader: str = Field(default="x-tenant-id", min_length=1, max_length=128)
     embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec)
+    verifier: VerifierSpec | None = None
 
 
 class SidecarSpec(_Spec):
@@ -343,6 +364,45 @@ RULES: tuple[Rule, ...] = (
             or re.search(URL_PASSWORD_PATTERN, s.semanticCache.redis.url) is None
         ),
         lambda s: redact(s.semanticCache.redis.url) if s.semanticCache.redis else None,
+    ),
+    Rule(
+        "spec.semanticCache",
+        "spec.semanticCache.verifier.minSimilarity must be <= spec.semanticCache.similarityThreshold: "
+        "the verifier is asked about candidates from minSimilarity up, so a higher value would check "
+        "fewer candidates than the threshold alone serves; lower it, for example to 0.7",
+        lambda s: (
+            s.semanticCache.verifier is None
+            or s.semanticCache.verifier.minSimilarity <= s.semanticCache.similarityThreshold
+        ),
+        lambda s: (
+            (s.semanticCache.verifier.minSimilarity, s.semanticCache.similarityThreshold)
+            if s.semanticCache.verifier
+            else None
+        ),
+    ),
+    Rule(
+        "spec.semanticCache.verifier.url",
+        "spec.semanticCache.verifier.url must start with http:// or https://: the base URL of a rerank "
+        "endpoint, for example http://verifier.ml.svc:8000",
+        lambda s: (
+            s.semanticCache.verifier is None
+            or s.semanticCache.verifier.url.startswith(("http://", "https://"))
+        ),
+        lambda s: redact(s.semanticCache.verifier.url) if s.semanticCache.verifier else None,
+    ),
+    Rule(
+        "spec.semanticCache.verifier.minSimilarity",
+        "spec.semanticCache.verifier.minSimilarity must be in (0, 1]: the cosine similarity from which "
+        "candidates go to the verifier, for example 0.7",
+        lambda s: s.semanticCache.verifier is None or 0 < s.semanticCache.verifier.minSimilarity <= 1,
+        lambda s: s.semanticCache.verifier.minSimilarity if s.semanticCache.verifier else None,
+    ),
+    Rule(
+        "spec.semanticCache.verifier.timeoutSeconds",
+        "spec.semanticCache.verifier.timeoutSeconds must be > 0: how long a semantic hit may wait for "
+        "the verifier, for example 1",
+        lambda s: s.semanticCache.verifier is None or s.semanticCache.verifier.timeoutSeconds > 0,
+        lambda s: s.semanticCache.verifier.timeoutSeconds if s.semanticCache.verifier else None,
     ),
     Rule(
         "spec.cacheVersion",

@@ -100,3 +100,12 @@ def test_unreadable_and_multi_document_files(capsys: pytest.CaptureFixture[str],
     two.write_text("a: 1\n---\nb: 2\n")
     rc, _, err = run(capsys, str(two))
     assert rc == 1 and "exactly one HermesCachePolicy" in err
+
+
+def test_table_shows_the_verifier_when_a_policy_has_one(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, str(EXAMPLES / "hermes-8b-verifier.yaml"))
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("verifier "))
+    assert "BAAI/bge-reranker-v2-m3 at http://reranker:8000" in line and "cosine 0.7" in line
+    rc, out, _ = run(capsys, str(EXAMPLES / "hermes-8b-semantic-autoscaled.yaml"))
+    assert rc == 0 and not any(ln.startswith("verifier ") for ln in out.splitlines())

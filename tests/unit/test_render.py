@@ -10,9 +10,9 @@ import yaml
 from _policies import policy_doc
 
 from hermes_operator.capacity import plan_capacity
-from hermes_operator.render import render_all
+from hermes_operator.render import _sidecar_refusals, render_all, sidecar_config
 from hermes_operator.spec import Policy, SpecError, parse_policy
-from hermes_sidecar.config import CacheConfig, parse_config
+from hermes_sidecar.config import CacheConfig, ConfigError, parse_config
 
 
 def policy(uid: str = "", **spec: Any) -> Policy:
@@ -268,3 +268,76 @@ def test_a_config_the_sidecar_would_refuse_is_refused_naming_the_policy_field() 
     [problem] = refused.value.problems
     assert problem.startswith("spec.semanticCache.embedding: ")
     assert "needs embedding.url" in problem
+
+
+VERIFIER = {
+    "url": "http://verifier.ml.svc:8000",
+    "model": "BAAI/bge-reranker-v2-m3",
+    "minScore": 0.6,
+    "minSimilarity": 0.72,
+    "timeoutSeconds": 0.5,
+    "onError": "miss",
+}
+
+
+def sidecar_cfg(p: Policy) -> Any:
+    return parse_config(yaml.safe_load(objects(p)["ConfigMap"]["data"]["config.yaml"]))
+
+
+def test_a_policy_verifier_reaches_the_sidecar_config_with_its_values() -> None:
+    cfg = sidecar_cfg(policy(semanticCache={"similarityThreshold": 0.88, "verifier": VERIFIER}))
+    v = cfg.cache.guard.verifier
+    assert cfg.cache.guard.enabled is True
+    assert v is not None
+    assert (v.url, v.model, v.minScore, v.minSimilarity, v.timeoutSeconds, v.onError) == (
+        "http://verifier.ml.svc:8000", "BAAI/bge-reranker-v2-m3", 0.6, 0.72, 0.5, "miss",
+    )  # fmt: skip
+    assert v.apiKeyFile is None
+    assert cfg.cache.similarityThreshold == 0.88
+
+
+def test_no_verifier_unless_the_policy_asks_and_adding_one_rolls_the_pods() -> None:
+    plain = policy()
+    assert sidecar_cfg(plain).cache.guard.verifier is None
+    verified = policy(semanticCache={"verifier": {"url": "http://v:8000", "model": "m"}})
+    v = sidecar_cfg(verified).cache.guard.verifier
+    assert v is not None and (v.minScore, v.minSimilarity, v.timeoutSeconds, v.onError) == (
+        0.5, 0.7, 1.0, "threshold",
+    )  # fmt: skip
+    annotation = "hermes-cache.dev/sidecar-config-hash"
+    hashes = [
+        objects(p)["Deployment"]["spec"]["template"]["metadata"]["annotations"][annotation]
+        for p in (plain, verified)
+    ]
+    assert hashes[0] != hashes[1]
+
+
+def test_verifier_api_key_secret_reaches_only_the_sidecar_as_a_file() -> None:
+    ref = {"name": "rerank-key", "key": "token"}
+    p = policy(semanticCache={"verifier": {**VERIFIER, "apiKeySecretRef": ref}})
+    objs = objects(p)
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("secret"))
+    assert volume["secret"] == {"secretName": "rerank-key", "items": [{"key": "token", "path": "api-key"}]}
+    mount = next(m for m in containers(p)["sidecar"]["volumeMounts"] if m["name"] == volume["name"])
+    verifier = sidecar_cfg(p).cache.guard.verifier
+    assert verifier is not None and verifier.apiKeyFile == f"{mount['mountPath']}/api-key"
+    assert all(m["name"] != volume["name"] for m in containers(p)["vllm"]["volumeMounts"])
+
+
+def test_verifier_and_redis_secrets_are_mounted_side_by_side() -> None:
+    semantic = {**REDIS_WITH_SECRET, "verifier": {**VERIFIER, "apiKeySecretRef": {"name": "rerank-key"}}}
+    mounts = containers(policy(semanticCache=semantic))["sidecar"]["volumeMounts"]
+    paths = [m["mountPath"] for m in mounts]
+    assert len(paths) == len(set(paths)) == 3
+
+
+def test_a_verifier_setting_the_sidecar_refuses_names_the_policy_field() -> None:
+    """A stricter sidecar build refuses at render time, naming spec.semanticCache.verifier."""
+    config = sidecar_config(policy(semanticCache={"verifier": VERIFIER}))
+    config["cache"]["guard"]["verifier"]["url"] = "verifier:8000"
+    with pytest.raises(ConfigError) as err:
+        parse_config(config)
+    [line] = _sidecar_refusals(str(err.value))
+    assert line.startswith("spec.semanticCache.verifier.url: the bundled hermes-sidecar refuses")
+    assert "http:// or https://" in line

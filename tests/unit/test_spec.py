@@ -118,3 +118,44 @@ def test_a_refused_redis_url_is_shown_without_its_password() -> None:
         parse_policy(policy_doc(semanticCache={"redis": {"url": "http://user:s3cret@redis:6379"}}))
     (line,) = err.value.problems
     assert line.startswith("spec.semanticCache.redis.url: ") and "s3cret" not in line
+
+
+VERIFIER = {"url": "http://verifier:8000", "model": "BAAI/bge-reranker-v2-m3"}
+
+
+def test_verifier_is_optional_and_defaults_its_settings() -> None:
+    assert parse_spec({"model": {"name": "x/y"}}).semanticCache.verifier is None
+    v = parse_spec({"model": {"name": "x/y"}, "semanticCache": {"verifier": VERIFIER}}).semanticCache.verifier
+    assert v is not None
+    assert (v.minScore, v.minSimilarity, v.timeoutSeconds, v.onError) == (0.5, 0.7, 1.0, "threshold")
+    assert v.apiKeySecretRef is None
+
+
+def test_verifier_min_similarity_above_the_threshold_names_both_values_and_a_fix() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(
+            {
+                "model": {"name": "x/y"},
+                "semanticCache": {"similarityThreshold": 0.8, "verifier": {**VERIFIER, "minSimilarity": 0.9}},
+            }
+        )
+    (line,) = err.value.problems
+    assert line.startswith("spec.semanticCache: spec.semanticCache.verifier.minSimilarity must be <= ")
+    assert "(0.9, 0.8)" in line and "for example to 0.7" in line
+
+
+def test_verifier_min_similarity_equal_to_the_threshold_is_accepted() -> None:
+    spec = parse_spec(
+        {"model": {"name": "x/y"}, "semanticCache": {"verifier": {**VERIFIER, "minSimilarity": 0.85}}}
+    )
+    assert spec.semanticCache.verifier is not None and spec.semanticCache.verifier.minSimilarity == 0.85
+
+
+def test_a_refused_verifier_url_says_what_would_work_without_its_password() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(
+            {"model": {"name": "x/y"}, "semanticCache": {"verifier": {**VERIFIER, "url": "ftp://u:s3cret@v"}}}
+        )
+    (line,) = err.value.problems
+    assert line.startswith("spec.semanticCache.verifier.url: ") and "http:// or https://" in line
+    assert "s3cret" not in line and "ftp://u:***@v" in line
