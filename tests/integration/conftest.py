@@ -10,6 +10,10 @@ Session fixtures:
   first run on a machine also installs vLLM, several minutes), unless ``HERMES_TEST_VLLM_URL`` is set.
   Started with ``HERMES_VLLM_DEV_MODE=1`` (``POST /reset_prefix_cache`` works) unless the environment
   says otherwise.
+- ``verifier_url``: base URL (no ``/v1``) of vLLM serving the tiny random cross-encoder as
+  ``tiny-verifier`` (``POST /rerank``; scores are a sigmoid, about 0.49 whatever the texts), started
+  once per session by ``HERMES_VLLM_KIND=verifier scripts/vllm/start.sh`` (about 45 s), unless
+  ``HERMES_TEST_VERIFIER_URL`` is set.
 
 Server objects (skip the test when the URL came from the environment, as that server is not ours):
 
@@ -195,3 +199,24 @@ def vllm_server(_vllm: VllmServer | None) -> VllmServer:
     if _vllm is None:
         pytest.skip("HERMES_TEST_VLLM_URL is set: that vLLM is not ours")
     return _vllm
+
+
+@pytest.fixture(scope="session")
+def _verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer | None]:
+    if os.environ.get("HERMES_TEST_VERIFIER_URL"):
+        yield None
+        return
+    env = {"HERMES_VLLM_KIND": "verifier"}
+    server = VllmServer("vllm", free_port(), tmp_path_factory.mktemp("verifier"), env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def verifier_url(_verifier: VllmServer | None) -> str:
+    """Base URL (no /v1) of a vLLM serving the cross-encoder ``tiny-verifier`` on /rerank: ours, or
+    HERMES_TEST_VERIFIER_URL."""
+    return _verifier.url if _verifier is not None else os.environ["HERMES_TEST_VERIFIER_URL"].rstrip("/")
