@@ -255,9 +255,9 @@ class CacheService:
         mine_ctx = guard.features(keys.context_text) if keys.context_text else None
         threshold = self.cfg.similarityThreshold
         verifier = self.verifier
-        gate = threshold
-        if verifier is not None and self.verifier_health.up:
-            gate = min(verifier.cfg.minSimilarity, threshold)
+        # While the verifier is down, candidates are chosen as without it (onError decides the rest).
+        verifying = verifier is not None and self.verifier_health.up
+        gate = min(verifier.cfg.minSimilarity, threshold) if verifier is not None and verifying else threshold
         passed: list[tuple[Entry, float, bool]] = []  # (candidate, similarity, cosine alone serves it)
         for cand, sim in candidates:
             if cand.text is None:
@@ -267,6 +267,9 @@ class CacheService:
                 continue
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
             if rule is not None:
+                if verifying and verifier is not None and rule in verifier.cfg.overrule:
+                    passed.append((cand, sim, False))  # the verifier decides; never served without it
+                    continue
                 self.metrics.guard_rejections.labels(rule).inc()
                 refused = refused or rule
                 continue

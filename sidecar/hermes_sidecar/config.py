@@ -68,6 +68,10 @@ class ConversationConfig(_Strict):
     minStandaloneWords: int = Field(default=3, ge=0)
 
 
+# The guard's rules, by the name guard.compare returns (and guard_rejections counts).
+GuardRule = Literal["negation", "number", "date", "direction", "entity", "scope", "edit"]
+
+
 class VerifierConfig(_Strict):
     """A pairwise model asked to confirm each semantic candidate (docs/sidecar.md, "Verifier").
 
@@ -89,6 +93,10 @@ class VerifierConfig(_Strict):
     # when the verifier fails: "threshold" decides as without it (similarityThreshold + rules);
     # "miss" serves no semantic hit until it answers again (exact hits are served either way)
     onError: Literal["threshold", "miss"] = "threshold"
+    # guard rules whose veto the verifier may overturn (the candidate is asked about instead of
+    # refused). The rules refuse 14% of the fow-cache paraphrases (docs/sidecar.md), which caps what
+    # any verifier can serve at 84.7%; a strong pairwise model can take over the less certain ones.
+    overrule: list[GuardRule] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod

@@ -214,6 +214,29 @@ async def test_verifier_sees_every_candidate_in_one_call_and_the_best_confirmed_
         await h.aclose()
 
 
+async def test_verifier_may_overturn_only_the_rules_it_is_given(
+    reranker: tuple[FakeReranker, str], embedder: LocalEmbedder
+) -> None:
+    fake, url = reranker
+    stored, asked = "How do I switch energy supplier?", "How do I change energy supplier?"
+    fake.scores[stored] = 0.9
+    strict = Harness(_config(url), embedder)
+    lenient = Harness(_config(url, overrule=["edit"]), embedder)
+    try:
+        for h in (strict, lenient):
+            await h.ask(stored)
+        vetoed = await strict.ask(asked, store=False)
+        assert vetoed.result == MISS and vetoed.reason == "edit"  # the guard's one-word-edit rule
+        assert fake.calls == []  # a final veto is not sent to the verifier
+        overturned = await lenient.ask(asked, store=False)
+        assert overturned.result == HIT_SEMANTIC and len(fake.calls) == 1
+        fake.status = 500  # without the verifier, the rule's veto stands again
+        assert (await lenient.ask(asked, store=False)).result == MISS
+    finally:
+        await strict.aclose()
+        await lenient.aclose()
+
+
 async def test_verifier_down_falls_back_to_the_threshold_then_resumes(
     reranker: tuple[FakeReranker, str], embedder: LocalEmbedder
 ) -> None:
@@ -319,6 +342,10 @@ async def test_api_key_file_is_sent_and_an_unreadable_one_is_reported(
         (
             {"guard": {"verifier": {"url": "http://v:8000", "model": "m", "onError": "open"}}},
             "cache.guard.verifier.onError",
+        ),
+        (
+            {"guard": {"verifier": {"url": "http://v:8000", "model": "m", "overrule": ["tone"]}}},
+            "cache.guard.verifier.overrule.0: Input should be 'negation', 'number'",
         ),
     ],
 )
