@@ -122,6 +122,7 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
             "minSimilarity": v.minSimilarity,
             "timeoutSeconds": v.timeoutSeconds,
             "onError": v.onError,
+            "overrule": list(v.overrule),
         }
         if v.apiKeySecretRef is not None:
             verifier["apiKeyFile"] = VERIFIER_KEY_FILE
@@ -162,6 +163,7 @@ _CONFIG_SOURCES = {
     "cache.guard.verifier.timeoutSeconds": "spec.semanticCache.verifier.timeoutSeconds",
     "cache.guard.verifier.apiKeyFile": "spec.semanticCache.verifier.apiKeySecretRef",
     "cache.guard.verifier.onError": "spec.semanticCache.verifier.onError",
+    "cache.guard.verifier.overrule": "spec.semanticCache.verifier.overrule",
     "cache": "spec.semanticCache",
     "embedding": "spec.semanticCache.embedding",
     "tenantHeader": "spec.semanticCache.tenantHeader",

@@ -165,6 +165,9 @@ class ApiKeySecretRef(_Spec):
     key: str = Field(default="api-key", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
+GuardRuleName = Literal["negation", "number", "date", "direction", "entity", "scope", "edit"]
+
+
 class VerifierSpec(_Spec):
     """A pairwise model (cross-encoder behind a rerank endpoint) that confirms each semantic candidate.
 
@@ -177,6 +180,8 @@ class VerifierSpec(_Spec):
     minSimilarity: float = 0.7
     timeoutSeconds: float = 1.0
     onError: Literal["threshold", "miss"] = "threshold"
+    # guard rules whose veto the verifier may overturn (the sidecar's GuardRule names)
+    overrule: list[GuardRuleName] = Field(default_factory=list, max_length=7)
     apiKeySecretRef: ApiKeySecretRef | None = None
 
 

@@ -95,6 +95,11 @@ def _compare(
             (item,) = get_args(ann)
             if isinstance(item, type) and issubclass(item, BaseModel):
                 _compare(item, sub["items"], f"{where}[]", problems, status)
+            elif get_origin(item) is Literal:
+                values = list(get_args(item))
+                _expect(sub["items"], _SCALARS[type(values[0])], f"{where}[]", problems)
+                if values != sub["items"].get("enum"):
+                    problems.append(f"{where}[]: enum {values} vs CRD {sub['items'].get('enum')}")
             else:
                 _expect(sub["items"], _SCALARS[item], f"{where}[]", problems)
             kind = "array"

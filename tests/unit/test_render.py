@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -11,8 +11,8 @@ from _policies import policy_doc
 
 from hermes_operator.capacity import plan_capacity
 from hermes_operator.render import _sidecar_refusals, render_all, sidecar_config
-from hermes_operator.spec import Policy, SpecError, parse_policy
-from hermes_sidecar.config import CacheConfig, ConfigError, parse_config
+from hermes_operator.spec import GuardRuleName, Policy, SpecError, parse_policy
+from hermes_sidecar.config import CacheConfig, ConfigError, GuardRule, parse_config
 
 
 def policy(uid: str = "", **spec: Any) -> Policy:
@@ -341,3 +341,9 @@ def test_a_verifier_setting_the_sidecar_refuses_names_the_policy_field() -> None
     [line] = _sidecar_refusals(str(err.value))
     assert line.startswith("spec.semanticCache.verifier.url: the bundled hermes-sidecar refuses")
     assert "http:// or https://" in line
+
+
+def test_verifier_overrule_reaches_the_sidecar_and_names_the_sidecars_rules() -> None:
+    assert get_args(GuardRuleName) == get_args(GuardRule)  # a rule the sidecar adds must be offered here
+    v = sidecar_cfg(policy(semanticCache={"verifier": {**VERIFIER, "overrule": ["edit", "scope"]}}))
+    assert v.cache.guard.verifier is not None and v.cache.guard.verifier.overrule == ["edit", "scope"]
