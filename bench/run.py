@@ -27,6 +27,7 @@ from bench.common import MODES, OUT, Context, Skip, context_from_env, machine_in
 MEASUREMENTS: dict[str, tuple[str, str]] = {
     "planner": ("bench.planner", "capacity planner vs vLLM's KV cache size"),
     "quality": ("bench.quality", "served/wrong on the fow-cache pairs"),
+    "verifier": ("bench.verifier_ceiling", "the most a verifier can serve (an oracle through the live path)"),
     "lookup": ("bench.lookup", "lookup latency vs number of entries"),
     "sidecar": ("bench.sidecar_path", "through the sidecar with real vLLM"),
     "prefix": ("bench.prefix", "prefix-cache TTFT, shared vs distinct system prompts"),

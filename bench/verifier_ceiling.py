@@ -7,7 +7,8 @@ fow-cache pairs with an oracle behind the real rerank wire format (a local HTTP 
 settings, and wrong is 0 by construction. A real cross-encoder is measured by pointing
 cache.guard.verifier at it and running `hermes-sidecar evaluate` the same way.
 
-    python -m bench.verifier_ceiling [--split all|tune|holdout]
+    python -m bench.verifier_ceiling [--split all|tune|holdout]    a table on stdout
+    scripts/bench.sh full verifier                                  into docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench.common import Context
 from hermes_sidecar.config import parse_config
 from hermes_sidecar.evaluate import evaluate_files
 from hermes_sidecar.keys import normalise
@@ -73,7 +75,7 @@ def _serve(app: Starlette) -> tuple[str, uvicorn.Server, threading.Thread]:
     return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
 
 
-def run(split: str) -> list[dict[str, Any]]:
+def ceilings(split: str) -> list[dict[str, Any]]:
     path = _pairs_file()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     # the sidecar sends its normalised text (whitespace collapsed), so the labels are keyed on it
@@ -113,13 +115,22 @@ def run(split: str) -> list[dict[str, Any]]:
     return out
 
 
+def run(ctx: Context) -> dict[str, Any]:
+    """The bench measurement: both splits (no services needed; same in quick and full mode)."""
+    return {
+        "pairs": str(_pairs_file()),
+        "splits": {split: ceilings(split) for split in ("all", "holdout")},
+        "target_served": 0.85,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=["all", "tune", "holdout"], default="all")
     args = ap.parse_args()
     print(f"| minSimilarity | overrule | served ({args.split}) | wrong |")
     print("|---|---|---|---|")
-    for r in run(args.split):
+    for r in ceilings(args.split):
         rules = ", ".join(r["overrule"]) or "none"
         print(f"| {r['minSimilarity']} | {rules} | {r['served']:.1%} | {r['wrong']:.1%} |")
 

@@ -5,7 +5,7 @@
 #   scripts/bench.sh quick                small sizes, a few minutes once everything is installed (make bench-quick)
 #   scripts/bench.sh full lookup,switch   only these measurements (the others keep their last JSON)
 #
-# Measurements: planner quality lookup sidecar prefix switch operator (bench/run.py).
+# Measurements: planner quality verifier lookup sidecar prefix switch operator (bench/run.py).
 # Starts the real services the chosen measurements need through the project's own scripts, on ports
 # of its own so a test run next door is not disturbed, and stops what it started on exit:
 #   Redis with vector search   scripts/redis/start.sh  127.0.0.1:${HERMES_BENCH_REDIS_PORT:-6479}
@@ -35,7 +35,7 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/pip" install -q -e '.[bench]'
 fi
 
-all="planner quality lookup sidecar prefix switch operator"
+all="planner quality verifier lookup sidecar prefix switch operator"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }
