@@ -109,3 +109,14 @@ def test_table_shows_the_verifier_when_a_policy_has_one(capsys: pytest.CaptureFi
     assert "BAAI/bge-reranker-v2-m3 at http://reranker:8000" in line and "cosine 0.7" in line
     rc, out, _ = run(capsys, str(EXAMPLES / "hermes-8b-semantic-autoscaled.yaml"))
     assert rc == 0 and not any(ln.startswith("verifier ") for ln in out.splitlines())
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_run_refuses_a_concurrency_that_is_not_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--namespace", "ns", "--concurrent-objects", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --concurrent-objects: {value!r} is not a whole number of at least 1" in err
