@@ -885,7 +885,13 @@ def _targets(f: dict[str, dict[str, Any]]) -> list[Target]:
         if not mem_ok:
             why += (
                 f"Peak RSS {s['rss_peak_mb']:.0f} MB at {s['policies']:,} policies against {s['rss_idle_mb']:.0f} MB "
-                "idle: memory grows with the policies watched and the events handled (not yet traced to an owner)."
+                "idle: the peak follows the objects kopf handles at once (`--concurrent-objects`)."
+            )
+        else:
+            why += (
+                f"Memory is within the target: peak RSS {s['rss_peak_mb']:.0f} MB ({s['rss_idle_mb']:.0f} MB idle), "
+                "with at most `--concurrent-objects` (50) objects in flight per kind; kopf's default of no bound "
+                "peaked at 239 MB."
             )
         out.append((name, f"{ready}, peak RSS {s['rss_peak_mb']:.0f} MB "
                     f"(apply→Deployment p50 {_ms((s.get('apply_to_deployment') or {}).get('p50_ms'))})",
