@@ -23,7 +23,7 @@ import yaml
 from hermes_sidecar.config import ConfigError, parse_config
 
 from .capacity import Capacity
-from .spec import API_VERSION, KIND, Policy, SpecError
+from .spec import API_VERSION, KIND, ApiKeySecretRef, Policy, SecretKeyRef, SpecError
 
 Manifest = dict[str, Any]
 
@@ -293,26 +293,20 @@ def render_pod_template(policy: Policy) -> Manifest:
         "volumeMounts": vllm_mounts,
     }
     sidecar_mounts = [{"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True}]
+
+    def mount_secret(name: str, ref: SecretKeyRef | ApiKeySecretRef, path: str, directory: str) -> None:
+        """One key of a Secret as a file in the sidecar (the config names the file, never the value)."""
+        volumes.append(
+            {"name": name, "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": path}]}}
+        )
+        sidecar_mounts.append({"name": name, "mountPath": directory, "readOnly": True})
+
     redis = spec.semanticCache.redis
     if redis is not None and redis.passwordSecretRef is not None:
-        ref = redis.passwordSecretRef
-        volumes.append(
-            {
-                "name": "redis-password",
-                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "password"}]},
-            }
-        )
-        sidecar_mounts.append({"name": "redis-password", "mountPath": REDIS_PASSWORD_DIR, "readOnly": True})
+        mount_secret("redis-password", redis.passwordSecretRef, "password", REDIS_PASSWORD_DIR)
     verifier = spec.semanticCache.verifier
     if verifier is not None and verifier.apiKeySecretRef is not None:
-        key_ref = verifier.apiKeySecretRef
-        volumes.append(
-            {
-                "name": "verifier-api-key",
-                "secret": {"secretName": key_ref.name, "items": [{"key": key_ref.key, "path": "api-key"}]},
-            }
-        )
-        sidecar_mounts.append({"name": "verifier-api-key", "mountPath": VERIFIER_KEY_DIR, "readOnly": True})
+        mount_secret("verifier-api-key", verifier.apiKeySecretRef, "api-key", VERIFIER_KEY_DIR)
     sidecar = {
         "name": "sidecar",
         "image": spec.sidecar.image,

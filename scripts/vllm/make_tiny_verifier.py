@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import string
 import sys
-import tempfile
 from pathlib import Path
+
+from tiny_build import build_once  # this folder (the script's own) is first on sys.path
 
 FORMAT_VERSION = "tiny-verifier-v1"
 SEED = 20240612
@@ -130,31 +129,7 @@ def build(out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = Path(argv[1]).resolve()
-    if (out / "hermes-tiny-verifier.json").is_file():
-        meta = json.loads((out / "hermes-tiny-verifier.json").read_text())
-        if meta.get("format") == FORMAT_VERSION and (out / "model.safetensors").is_file():
-            print(out)
-            return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    try:
-        build(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.chmod(0o755)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(out)
-    return 0
+    return build_once(argv, __doc__ or "", "hermes-tiny-verifier.json", FORMAT_VERSION, build)
 
 
 if __name__ == "__main__":

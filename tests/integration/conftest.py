@@ -173,18 +173,26 @@ def redis_server(_redis: RedisServer | None) -> Iterator[RedisServer]:
         _redis.start()
 
 
-@pytest.fixture(scope="session")
-def _vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer | None]:
-    if os.environ.get("HERMES_TEST_VLLM_URL"):
+def _own_vllm(
+    override: str, tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+) -> Iterator[VllmServer | None]:
+    """A vLLM started by scripts/vllm/start.sh for the session, or None when ``override`` (an
+    environment variable) names a server to use instead."""
+    if os.environ.get(override):
         yield None
         return
-    env = {"HERMES_VLLM_DEV_MODE": os.environ.get("HERMES_VLLM_DEV_MODE", "1")}
-    server = VllmServer("vllm", free_port(), tmp_path_factory.mktemp("vllm"), env)
+    server = VllmServer("vllm", free_port(), tmp_path_factory.mktemp(name), env)
     try:
         server.start()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def _vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer | None]:
+    env = {"HERMES_VLLM_DEV_MODE": os.environ.get("HERMES_VLLM_DEV_MODE", "1")}
+    yield from _own_vllm("HERMES_TEST_VLLM_URL", tmp_path_factory, "vllm", env)
 
 
 @pytest.fixture(scope="session")
@@ -203,16 +211,9 @@ def vllm_server(_vllm: VllmServer | None) -> VllmServer:
 
 @pytest.fixture(scope="session")
 def _verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer | None]:
-    if os.environ.get("HERMES_TEST_VERIFIER_URL"):
-        yield None
-        return
-    env = {"HERMES_VLLM_KIND": "verifier"}
-    server = VllmServer("vllm", free_port(), tmp_path_factory.mktemp("verifier"), env)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _own_vllm(
+        "HERMES_TEST_VERIFIER_URL", tmp_path_factory, "verifier", {"HERMES_VLLM_KIND": "verifier"}
+    )
 
 
 @pytest.fixture(scope="session")
