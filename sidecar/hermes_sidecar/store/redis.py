@@ -66,6 +66,8 @@ _FIELDS = ["partition", "generation", "answer", "created", "expires", "text", "c
 # raises it (not ConnectionError) for a write to a transport the server just closed
 # (MagicStack/uvloop#506; seen when Redis is killed while a connection is being set up).
 _UNREACHABLE: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError, RuntimeError)
+# Reading the generation record: Redis unreachable, or a record that does not parse.
+_RECORD_UNREADABLE: tuple[type[Exception], ...] = (*_UNREACHABLE, ValueError)
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -475,7 +477,7 @@ class RedisStore:
         its index is created again afterwards (lookups meanwhile fail open)."""
         try:
             current = await self._current_generation()
-        except (redis.exceptions.RedisError, OSError, RuntimeError, ValueError):
+        except _RECORD_UNREADABLE:
             current = None  # unknown: treat it as old, a flush must not be lost either
         if generation != current and generation != self.serving():
             return await self.purge_generation(generation)
@@ -616,7 +618,7 @@ class RedisStore:
         if self._follow is None:
             try:
                 await self._current_generation()
-            except (redis.exceptions.RedisError, OSError, RuntimeError, ValueError) as exc:
+            except _RECORD_UNREADABLE as exc:
                 raise StoreError(f"cannot read the generation record: {exc}") from exc
         generation = self.serving()
         if generation is not None:
