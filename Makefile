@@ -5,16 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean
+.PHONY: install lock test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean
 
 ## install: create .venv with the project and everything its tests use, and the embedding model
 install: $(BIN)/.installed
 	bash scripts/models/install.sh >/dev/null
-$(BIN)/.installed: pyproject.toml
+# Exactly the locked versions (requirements/dev.txt, every file checked by its hash), then the project
+# itself without resolving anything; `pip check` proves the lock is complete and consistent.
+$(BIN)/.installed: pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
+
+## lock: re-resolve requirements/*.txt to the newest versions pyproject.toml allows (review the diff)
+lock: install
+	bash scripts/lock.sh
 
 ## test: every tier: lint, unit, chart, integration (Redis + vLLM), e2e (Kubernetes)
 test: install

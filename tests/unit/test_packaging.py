@@ -28,6 +28,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             "pip",
             "wheel",
             "--no-deps",
+            "--no-build-isolation",  # the locked setuptools of this venv, not one resolved today
             "-q",
             "-w",
             str(out),
