@@ -31,6 +31,11 @@ ceil(maxModelLen / blockSize)``. A replica *fits* when at least one such sequenc
 With an explicit KV budget (``kv_budget_bytes``; vLLM on the CPU takes it from
 ``VLLM_CPU_KVCACHE_SPACE`` GiB) the weights and overhead are not subtracted, and the token count is
 the one vLLM prints at start-up as ``KV cache size: N tokens``.
+
+``spec.device: cpu`` plans host memory instead of GPUs: the KV budget is ``spec.cpu.kvCacheGiB``
+(rendered as ``VLLM_CPU_KVCACHE_SPACE``), and weights + KV + the runtime (:data:`CPU_RUNTIME_BYTES`)
+must fit the vLLM container's memory limit ``spec.cpu.memoryGiB``. The ``...PerGPU`` status fields
+then describe the one CPU replica, and ``gpusPerReplica`` is 0.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ ACTIVATION_TENSORS = 8
 LOGITS_BYTES_PER_ELEMENT = 4
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+# Resident memory of vLLM on the CPU besides weights and KV: the API server and the engine-core
+# process, each with torch loaded. Measured in the operator's own pod on the real node
+# (tests/e2e/test_real_pods.py records it): see docs/operator.md, "CPU profile".
+CPU_RUNTIME_BYTES = 3 * GiB
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         }
         base.update(numbers)
         return Capacity(
-            False, reason, message, per_token, per_token_gpu, tp, **base,
+            False, reason, message, per_token, per_token_gpu, 0 if spec.device == "cpu" else tp, **base,
             kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0,
         )  # fmt: skip
 
@@ -237,7 +246,23 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
             f"tokens; use at most {arch.maxPositionEmbeddings}",
         )
 
-    if kv_budget_bytes is not None:
+    cpu = spec.device == "cpu"
+    if cpu:
+        budget = int(spec.cpu.memoryGiB * GiB)
+        weights = math.ceil(arch.parameterCount * _DTYPE_BYTES[model_dtype(spec, arch)])
+        overhead = CPU_RUNTIME_BYTES
+        kv = spec.cpu.kvCacheGiB * GiB
+        if weights + overhead + kv > budget:
+            return refuse(
+                "InsufficientMemory",
+                f"needs {_gib(weights + overhead + kv)} of host memory per replica ({_gib(weights)} "
+                f"weights + {_gib(overhead)} vLLM runtime + {_gib(kv)} spec.cpu.kvCacheGiB) but "
+                f"spec.cpu.memoryGiB is {spec.cpu.memoryGiB:g}: raise spec.cpu.memoryGiB to at least "
+                f"{math.ceil((weights + overhead + kv) / GiB)} or lower spec.cpu.kvCacheGiB",
+                budgetBytesPerGPU=budget, weightsBytesPerGPU=weights, overheadBytesPerGPU=overhead,
+                kvCacheBytesPerGPU=kv,
+            )  # fmt: skip
+    elif kv_budget_bytes is not None:
         budget, weights, overhead, kv = kv_budget_bytes, 0, 0, kv_budget_bytes
     else:
         budget = int(spec.gpu.memoryGiB * GiB * spec.engine.gpuMemoryUtilization)
@@ -255,6 +280,14 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
     tokens = blocks * block
     sequences = math.floor(blocks / math.ceil(max_len / block) * 100) / 100
     need_one = math.ceil(max_len / block) * block * per_token_gpu
+    if sequences < 1 and cpu:
+        return refuse(
+            "InsufficientMemory",
+            f"spec.cpu.kvCacheGiB {spec.cpu.kvCacheGiB} holds {tokens:,} tokens, less than one sequence "
+            f"of spec.engine.maxModelLen {max_len}: raise spec.cpu.kvCacheGiB to "
+            f"{math.ceil(need_one / GiB)} or lower spec.engine.maxModelLen",
+            **numbers,
+        )
     if sequences < 1:
         return refuse(
             "InsufficientMemory",
@@ -266,14 +299,15 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
             f"spec.engine.maxModelLen or set spec.engine.kvCacheDtype to fp8",
             **numbers,
         )
+    where = "in host memory (spec.device cpu)" if cpu else f"per GPU x {tp} GPU(s)"
     return Capacity(
         True,
         "Fits",
         f"{tokens:,} KV tokens per replica: {sequences:.2f} sequences of {max_len:,} tokens at once "
-        f"({_gib(max(kv, 0))} KV cache per GPU x {tp} GPU(s))",
+        f"({_gib(max(kv, 0))} KV cache {where})",
         per_token,
         per_token_gpu,
-        tp,
+        0 if cpu else tp,
         **numbers,
         kvCacheTokensPerReplica=tokens,
         maxConcurrentSequencesAtMaxLen=sequences,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import yaml
 
 from .capacity import Capacity, GiB, plan_capacity
-from .render import render_all, served_name, vllm_args
+from .render import DEFAULT_SIDECAR_IMAGE_REF, gpus_requested, model_path, render_all, served_name, vllm_args
 from .spec import Policy, SpecError, parse_policy, redact
 
 
@@ -26,11 +27,19 @@ def _load(path: str) -> Any:
     return docs[0]
 
 
-def plan_document(doc: Any, kv_budget_bytes: int | None = None) -> dict[str, Any]:
+def default_sidecar_image() -> str:
+    """The operator's own image, given to it by the chart, else the tag `make image` also sets."""
+    return os.environ.get("HERMES_SIDECAR_IMAGE") or DEFAULT_SIDECAR_IMAGE_REF
+
+
+def plan_document(
+    doc: Any, kv_budget_bytes: int | None = None, sidecar_image: str | None = None
+) -> dict[str, Any]:
     """What the operator would create for one policy document: the JSON contract of ``plan``."""
     policy = parse_policy(doc)
     capacity = plan_capacity(policy.spec, kv_budget_bytes)
-    return {"capacity": capacity.status(), "resources": render_all(policy, capacity)}
+    resources = render_all(policy, capacity, sidecar_image or default_sidecar_image())
+    return {"capacity": capacity.status(), "resources": resources}
 
 
 def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) -> str:
@@ -39,18 +48,25 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
     def gib(n: int) -> str:
         return f"{n / GiB:,.2f} GiB"
 
+    per = "per GPU" if s.device == "gpu" else "per replica"
     rows = [
         ("policy", f"{policy.namespace}/{policy.name}"),
         ("model", f"{s.model.name} (served as {served_name(policy)})"),
-        ("GPUs per replica", f"{s.engine.tensorParallelSize} x {s.gpu.resource} ({s.gpu.memoryGiB:g} GiB)"),
-        ("replicas", f"{s.replicas} ({s.replicas * s.engine.tensorParallelSize} GPUs)"
+        *([("GPUs per replica",
+             f"{s.engine.tensorParallelSize} x {s.gpu.resource} ({s.gpu.memoryGiB:g} GiB)")]
+          if s.device == "gpu" else
+          [("CPU per replica", f"{s.cpu.cores:g} cores, {s.cpu.memoryGiB:g} GiB memory limit, "
+                               f"{s.cpu.kvCacheGiB} GiB KV cache (no GPU)")]),
+        *([("model volume", f"PVC {st.claimName}, vLLM loads {model_path(policy)}")]
+          if (st := s.model.storage) is not None else []),
+        ("replicas", f"{s.replicas} ({gpus_requested(policy, capacity)} GPUs)"
          + (f", autoscaled {s.autoscaling.minReplicas}-{s.autoscaling.maxReplicas} on {s.autoscaling.metric}"
             if s.autoscaling.enabled else "")),
         ("fits", f"{'yes' if capacity.fits else 'NO'} ({capacity.reason})"),
-        ("budget per GPU", gib(capacity.budgetBytesPerGPU)),
-        ("weights per GPU", gib(capacity.weightsBytesPerGPU)),
-        ("overhead per GPU", gib(capacity.overheadBytesPerGPU)),
-        ("KV cache per GPU", gib(capacity.kvCacheBytesPerGPU)),
+        (f"budget {per}", gib(capacity.budgetBytesPerGPU)),
+        (f"weights {per}", gib(capacity.weightsBytesPerGPU)),
+        (f"overhead {per}", gib(capacity.overheadBytesPerGPU)),
+        (f"KV cache {per}", gib(capacity.kvCacheBytesPerGPU)),
         ("KV bytes per token", f"{capacity.kvBytesPerToken:,} ({capacity.kvBytesPerTokenPerGPU:,} per GPU)"),
         ("KV tokens per replica", f"{capacity.kvCacheTokensPerReplica:,}"),
         (f"sequences of {s.engine.maxModelLen:,}", f"{capacity.maxConcurrentSequencesAtMaxLen:g} at once"),
@@ -75,7 +91,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     budget = int(args.kv_cache_space_gib * GiB) if args.kv_cache_space_gib is not None else None
     try:
         doc = _load(args.file)
-        out = plan_document(doc, budget)
+        out = plan_document(doc, budget, args.sidecar_image)
     except (OSError, yaml.YAMLError) as exc:
         print(f"hermes-cache plan: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -130,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             stores[url] = RedisGenerationStore(url)
         return stores[url]
 
-    env = Env(kube=KubeClient(), stores=store_for, metrics=metrics)
+    env = Env(kube=KubeClient(), stores=store_for, metrics=metrics, sidecar_image=args.sidecar_image)
     registry = kopf.OperatorRegistry()
     register(env, registry, args.drift_interval, args.deployment_debounce)
 
@@ -189,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         help="plan with this KV-cache budget instead of the GPU estimate "
         "(vLLM on the CPU: VLLM_CPU_KVCACHE_SPACE)",
     )
+    sidecar_help = (
+        "image of the sidecar container when a policy's spec.sidecar.image is empty "
+        "(default: $HERMES_SIDECAR_IMAGE, which the chart sets to the operator's image, "
+        f"else {DEFAULT_SIDECAR_IMAGE_REF})"
+    )
+    plan.add_argument("--sidecar-image", default=None, help=sidecar_help)
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("run", help="run the operator (honours KUBECONFIG; in a pod, its ServiceAccount)")
@@ -228,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         help="policies (and, separately, Deployments) handled at once; more wait in the watch stream",
     )
     run.add_argument("--log-format", choices=("full", "plain", "json"), default="full")
+    run.add_argument("--sidecar-image", default=default_sidecar_image(), help=sidecar_help)
     run.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)

@@ -36,7 +36,16 @@ from .generations import (
 )
 from .kube import Kube, now_rfc3339
 from .metrics import OperatorMetrics
-from .render import FIELD_MANAGER, gpus_requested, redis_url, render_all, render_hpa, selector_string
+from .podstatus import diagnose
+from .render import (
+    DEFAULT_SIDECAR_IMAGE_REF,
+    FIELD_MANAGER,
+    gpus_requested,
+    redis_url,
+    render_all,
+    render_hpa,
+    selector_string,
+)
 from .spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, Policy, SpecError, parse_policy
 
 log = logging.getLogger("hermes_operator")
@@ -62,6 +71,8 @@ class Env:
     stores: StoreFactory
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     now: Callable[[], str] = now_rfc3339
+    # The sidecar image of policies that name none (spec.sidecar.image): the operator's own.
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF
     # What the last full apply of each policy left behind, so a reconcile after a child Deployment
     # event can tell that nothing needs applying (see _children_unchanged).
     applied: dict[tuple[str, str], _Applied] = field(default_factory=dict)
@@ -224,6 +235,19 @@ def api_message(exc: Exception) -> str:
     return str(exc)
 
 
+def _not_ready(env: Env, policy: Policy, counts: str) -> dict[str, Any]:
+    """The Ready=False condition, with what the policy's pods say about why (podstatus.diagnose)."""
+    try:
+        pods = env.kube.list_pods(policy.namespace, selector_string(policy))
+    except Exception as exc:  # the reason is a courtesy: never let it fail the reconcile
+        log.warning("%s/%s: could not list pods: %s", policy.namespace, policy.name, api_message(exc))
+        pods = []
+    problem = diagnose(pods)
+    if problem is None:
+        return _cond(READY, False, "ReplicasNotReady", counts)
+    return _cond(READY, False, problem.reason, f"{counts}; {problem.message}")
+
+
 def reconcile(
     body: Mapping[str, Any], env: Env, *, read_stats: bool = False, after_child_event: bool = False
 ) -> dict[str, Any]:
@@ -276,7 +300,7 @@ def reconcile(
     if capacity.fits:
         conds_by_type[CAPACITY_OK] = _cond(CAPACITY_OK, True, capacity.reason, capacity.message)
         try:
-            manifests = render_all(policy, capacity)
+            manifests = render_all(policy, capacity, env.sidecar_image)
         except SpecError as exc:
             # e.g. a sidecar config the bundled sidecar would refuse at start: nothing is applied
             apply_error, apply_reason = "; ".join(exc.problems), "InvalidSpec"
@@ -329,7 +353,7 @@ def reconcile(
     elif dep["ready"] >= want and dep["updated"] >= want and not dep["stale"]:
         ready = _cond(READY, True, "ReplicasReady", f"{dep['ready']}/{want} replicas ready")
     else:
-        ready = _cond(READY, False, "ReplicasNotReady", f"{dep['ready']}/{want} replicas ready")
+        ready = _not_ready(env, policy, f"{dep['ready']}/{want} replicas ready")
     conds_by_type[READY] = ready
     rolling = capacity.fits and not apply_error and want > 0 and ready["status"] != "True"
     conds_by_type[PROGRESSING] = (

@@ -1,9 +1,9 @@
 """All Kubernetes I/O of the operator, behind one small interface.
 
 :class:`Kube` is what ``handlers.reconcile`` needs: server-side apply under one field manager, a
-read, a delete, a status merge patch and an Event. :class:`KubeClient` implements it with the
-official client (honours ``KUBECONFIG``; in a pod, the ServiceAccount); unit tests pass their own
-implementation and the end-to-end tests run this one against a real API server.
+read, a delete, a status merge patch, an Event and the pods of a policy. :class:`KubeClient`
+implements it with the official client (honours ``KUBECONFIG``; in a pod, the ServiceAccount); unit
+tests pass their own implementation and the end-to-end tests run this one against a real API server.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ class Kube(Protocol):
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of ``key`` in Secret ``name``; :class:`LookupError` naming what is missing."""
+        ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[Manifest]:
+        """Pods matching a label selector (to say why a policy's replicas are not ready)."""
         ...
 
 
@@ -123,6 +127,10 @@ class KubeClient:
                 f"Secret {namespace}/{name} has no key {key!r} (it has: {', '.join(sorted(data)) or 'none'})"
             )
         return base64.b64decode(data[key]).decode()
+
+    def list_pods(self, namespace: str, selector: str) -> list[Manifest]:
+        pods = self._resource("v1", "Pod").get(namespace=namespace, label_selector=selector)
+        return list(pods.to_dict().get("items") or [])
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
         from kubernetes import client

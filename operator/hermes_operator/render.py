@@ -45,6 +45,14 @@ PYTHONHASHSEED = "0"
 # Seconds between removal from Service endpoints and SIGTERM, so no new request lands on a pod that
 # has started to drain.
 PRESTOP_SLEEP_SECONDS = 5
+# The sidecar image when neither the policy (spec.sidecar.image) nor the operator (--sidecar-image,
+# which the chart sets to its own operator.image) names one: the tag `make image` also gives its build.
+DEFAULT_SIDECAR_IMAGE_REF = "hermes-cache:0.1.0"
+# spec.model.storage is mounted read-only here in the vLLM container; vLLM loads MODEL_MOUNT/<path>.
+MODEL_MOUNT = "/models"
+# Writable scratch for containers whose root filesystem is read-only.
+TMP_DIR = "/tmp"
+SIDECAR_UID = 65532  # the image's non-root user (Dockerfile)
 QUEUE_METRIC = "vllm_num_requests_waiting"
 KV_USAGE_METRIC = "vllm_kv_cache_usage_perc"
 
@@ -198,10 +206,18 @@ def render_configmap(policy: Policy) -> Manifest:
     }
 
 
+def model_path(policy: Policy) -> str:
+    """What vLLM loads: a folder of the mounted model volume, else the Hugging Face id to download."""
+    storage = policy.spec.model.storage
+    if storage is None:
+        return policy.spec.model.name
+    return f"{MODEL_MOUNT}/{storage.path or policy.spec.model.name}".rstrip("/")
+
+
 def vllm_args(policy: Policy) -> list[str]:
     e = policy.spec.engine
     args = [
-        "--model", policy.spec.model.name,
+        "--model", model_path(policy),
         "--served-model-name", served_name(policy),
         "--host", VLLM_HOST,
         "--port", str(VLLM_PORT),
@@ -241,6 +257,12 @@ def vllm_env(policy: Policy) -> list[dict[str, Any]]:
         {"name": "PYTHONHASHSEED", "value": PYTHONHASHSEED},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if policy.spec.device == "cpu":
+        # vLLM's CPU backend sizes its KV cache from this (whole GiB), not from gpuMemoryUtilization.
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(policy.spec.cpu.kvCacheGiB)})
+    if policy.spec.model.storage is not None:
+        # The weights are on the mounted volume: never reach for the Hugging Face hub.
+        env += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
     if policy.spec.model.hfTokenSecret:
         # Gated models (meta-llama/*) download only with a token; it stays in a Secret, never in the spec.
         env.append(
@@ -252,15 +274,52 @@ def vllm_env(policy: Policy) -> list[dict[str, Any]]:
     return env
 
 
-def render_pod_template(policy: Policy) -> Manifest:
+def _quantity_gib(gib: float) -> str:
+    return f"{round(gib * 1024)}Mi"
+
+
+def vllm_resources(policy: Policy) -> dict[str, Any]:
+    spec = policy.spec
+    if spec.device == "cpu":
+        # A memory limit (weights + KV + runtime, planned by capacity.py) but no CPU limit: CFS
+        # throttling would stretch every token, and requests alone already reserve the cores.
+        memory = _quantity_gib(spec.cpu.memoryGiB)
+        return {
+            "requests": {"cpu": f"{round(spec.cpu.cores * 1000)}m", "memory": memory},
+            "limits": {"memory": memory},
+        }
+    gpus = str(spec.engine.tensorParallelSize)
+    return {"requests": {spec.gpu.resource: gpus}, "limits": {spec.gpu.resource: gpus}}
+
+
+def _placement(policy: Policy) -> tuple[dict[str, str], list[Any]]:
+    """Node selector and tolerations of the device the policy runs on."""
+    dev = policy.spec.cpu if policy.spec.device == "cpu" else policy.spec.gpu
+    return dict(sorted(dev.nodeSelector.items())), list(dev.tolerations)
+
+
+def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF) -> Manifest:
     spec = policy.spec
     e = spec.engine
-    gpus = str(e.tensorParallelSize)
-    vllm_mounts = [{"name": "model-cache", "mountPath": "/root/.cache/huggingface"}]
     volumes: list[dict[str, Any]] = [
-        {"name": "model-cache", "emptyDir": {}},
         {"name": "sidecar-config", "configMap": {"name": configmap_name(policy)}},
+        {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
+    storage = spec.model.storage
+    vllm_mounts: list[dict[str, Any]]
+    if storage is None:
+        # Downloaded at every start into the pod's own disk: spec.model.storage avoids that.
+        vllm_mounts = [{"name": "model-cache", "mountPath": "/root/.cache/huggingface"}]
+        volumes.insert(0, {"name": "model-cache", "emptyDir": {}})
+    else:
+        vllm_mounts = [{"name": "model-store", "mountPath": MODEL_MOUNT, "readOnly": True}]
+        volumes.insert(
+            0,
+            {
+                "name": "model-store",
+                "persistentVolumeClaim": {"claimName": storage.claimName, "readOnly": True},
+            },
+        )
     if e.tensorParallelSize > 1:
         # NCCL exchanges tensors between the GPU worker processes through /dev/shm; the container
         # runtime's 64 MiB default makes TP > 1 fail or crawl.
@@ -272,7 +331,7 @@ def render_pod_template(policy: Policy) -> Manifest:
         "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         "args": vllm_args(policy),
         "env": vllm_env(policy),
-        "resources": {"requests": {spec.gpu.resource: gpus}, "limits": {spec.gpu.resource: gpus}},
+        "resources": vllm_resources(policy),
         # The port opens before the model is loaded: /health, not TCP, and up to 30 minutes to load.
         "startupProbe": _probe("/health", "http", period=10, failures=180),
         "readinessProbe": _probe("/health", "http", period=5, failures=3),
@@ -290,9 +349,15 @@ def render_pod_template(policy: Policy) -> Manifest:
             "timeoutSeconds": 10,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        # vLLM images write caches under $HOME and /tmp (torch.compile, Triton), so their root stays
+        # writable; nothing else is needed: no privilege escalation, no capabilities.
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": vllm_mounts,
     }
-    sidecar_mounts = [{"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True}]
+    sidecar_mounts = [
+        {"name": "sidecar-config", "mountPath": SIDECAR_CONFIG_DIR, "readOnly": True},
+        {"name": "sidecar-tmp", "mountPath": TMP_DIR},
+    ]
 
     def mount_secret(name: str, ref: SecretKeyRef | ApiKeySecretRef, path: str, directory: str) -> None:
         """One key of a Secret as a file in the sidecar (the config names the file, never the value)."""
@@ -309,13 +374,21 @@ def render_pod_template(policy: Policy) -> Manifest:
         mount_secret("verifier-api-key", verifier.apiKeySecretRef, "api-key", VERIFIER_KEY_DIR)
     sidecar = {
         "name": "sidecar",
-        "image": spec.sidecar.image,
+        "image": spec.sidecar.image or sidecar_image,
         "command": ["hermes-sidecar", "serve", "--config", f"{SIDECAR_CONFIG_DIR}/{SIDECAR_CONFIG_FILE}"],
         "ports": [{"name": "http", "containerPort": spec.sidecar.port, "protocol": "TCP"}],
         "readinessProbe": _probe("/readyz", "http", period=5, failures=3),
         "livenessProbe": _probe("/healthz", "http", period=10, failures=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": sidecar_mounts,
     }
     pod_spec: dict[str, Any] = {
@@ -323,13 +396,16 @@ def render_pod_template(policy: Policy) -> Manifest:
         # preStop pause + vLLM's own drain (--shutdown-timeout) + 10 s to exit
         "terminationGracePeriodSeconds": PRESTOP_SLEEP_SECONDS + e.shutdownTimeoutSeconds + 10,
         "volumes": volumes,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        # The pod talks to vLLM over loopback and to Redis by URL: no Service environment variables
+        # (hundreds of them in a busy namespace) are wanted in either container.
+        "enableServiceLinks": False,
     }
-    if spec.gpu.nodeSelector:
-        pod_spec["nodeSelector"] = dict(sorted(spec.gpu.nodeSelector.items()))
-    if spec.gpu.tolerations:
-        pod_spec["tolerations"] = [
-            {k: v for k, v in t.model_dump().items() if v != ""} for t in spec.gpu.tolerations
-        ]
+    node_selector, tolerations = _placement(policy)
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = [{k: v for k, v in t.model_dump().items() if v != ""} for t in tolerations]
     return {
         "metadata": {
             "labels": labels(policy),
@@ -339,7 +415,7 @@ def render_pod_template(policy: Policy) -> Manifest:
     }
 
 
-def render_deployment(policy: Policy) -> Manifest:
+def render_deployment(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -349,7 +425,7 @@ def render_deployment(policy: Policy) -> Manifest:
             "selector": {"matchLabels": selector_labels(policy)},
             # A GPU replica cannot surge onto GPUs that are not there: replace one pod at a time.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-            "template": render_pod_template(policy),
+            "template": render_pod_template(policy, sidecar_image),
         },
     }
 
@@ -408,15 +484,27 @@ def render_hpa(policy: Policy) -> Manifest:
     }
 
 
-def render_all(policy: Policy, capacity: Capacity) -> list[Manifest]:
-    """Everything the operator applies for ``policy``: nothing at all when a replica does not fit."""
+def render_all(
+    policy: Policy, capacity: Capacity, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF
+) -> list[Manifest]:
+    """Everything the operator applies for ``policy``: nothing at all when a replica does not fit.
+
+    ``sidecar_image`` is used when ``spec.sidecar.image`` is empty (the operator passes its own).
+    """
     if not capacity.fits:
         return []
-    objs = [render_configmap(policy), render_deployment(policy), render_service(policy), render_pdb(policy)]
+    objs = [
+        render_configmap(policy),
+        render_deployment(policy, sidecar_image),
+        render_service(policy),
+        render_pdb(policy),
+    ]
     if policy.spec.autoscaling.enabled:
         objs.append(render_hpa(policy))
     return objs
 
 
 def gpus_requested(policy: Policy, capacity: Capacity) -> int:
-    return policy.spec.replicas * policy.spec.engine.tensorParallelSize if capacity.fits else 0
+    if not capacity.fits or policy.spec.device == "cpu":
+        return 0
+    return policy.spec.replicas * policy.spec.engine.tensorParallelSize

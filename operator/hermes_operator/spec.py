@@ -28,7 +28,13 @@ KIND = "HermesCachePolicy"
 PLURAL = "hermescachepolicies"
 
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
-DEFAULT_SIDECAR_IMAGE = "ghcr.io/hermes-cache/hermes-cache:0.1.0"
+# Empty: the sidecar runs the operator's own image (``hermes-cache run --sidecar-image``, which the
+# chart sets to ``operator.image``), so the two always come from one build.
+DEFAULT_SIDECAR_IMAGE = ""
+# A Kubernetes object name (RFC 1123 subdomain), e.g. a PersistentVolumeClaim.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# A folder inside a volume: relative, and no '..' segment that would leave the volume.
+VOLUME_PATH_PATTERN = r"^$|^[^/](.*[^/])?$"
 
 # vLLM flags whose value the operator derives from spec fields (or that vLLM removed). extraArgs may
 # not set them: two sources for one setting is how a cluster ends up running something nobody wrote
@@ -99,11 +105,20 @@ class Architecture(_Spec):
     maxPositionEmbeddings: int | None = Field(default=None, ge=1)
 
 
+class ModelStorage(_Spec):
+    """Weights from a PersistentVolumeClaim, filled once and mounted read-only by every replica."""
+
+    claimName: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    # Folder in the volume that holds config.json and the weights; empty means spec.model.name.
+    path: str = Field(default="", max_length=512, pattern=VOLUME_PATH_PATTERN)
+
+
 class ModelSpec(_Spec):
     name: str = Field(min_length=1, max_length=253)
     servedName: str = Field(default="", max_length=253)
     hfTokenSecret: str = Field(default="", max_length=253)
     architecture: Architecture | None = None
+    storage: ModelStorage | None = None
 
 
 class EngineSpec(_Spec):
@@ -132,6 +147,16 @@ class Toleration(_Spec):
 class GPUSpec(_Spec):
     resource: str = Field(default="nvidia.com/gpu", min_length=1, max_length=253)
     memoryGiB: float = 80.0
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
+
+
+class CPUSpec(_Spec):
+    """Resources of a replica when ``spec.device`` is ``cpu``: vLLM on host memory, no GPU requested."""
+
+    cores: float = 1.0
+    memoryGiB: float = 6.0
+    kvCacheGiB: int = Field(default=1, ge=1, le=4096)
     nodeSelector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
 
@@ -197,14 +222,16 @@ class SemanticCacheSpec(_Spec):
 
 
 class SidecarSpec(_Spec):
-    image: str = Field(default=DEFAULT_SIDECAR_IMAGE, min_length=1, max_length=512)
+    image: str = Field(default=DEFAULT_SIDECAR_IMAGE, max_length=512)
     port: int = Field(default=8080, ge=1024, le=65535)
 
 
 class PolicySpec(_Spec):
     model: ModelSpec
+    device: Literal["gpu", "cpu"] = "gpu"
     engine: EngineSpec = Field(default_factory=EngineSpec)
     gpu: GPUSpec = Field(default_factory=GPUSpec)
+    cpu: CPUSpec = Field(default_factory=CPUSpec)
     replicas: int = 1
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     semanticCache: SemanticCacheSpec = Field(default_factory=SemanticCacheSpec)
@@ -316,6 +343,47 @@ RULES: tuple[Rule, ...] = (
         "spec.gpu.memoryGiB must be > 0: the memory of one GPU in GiB, for example 80 for an H100 80GB",
         lambda s: s.gpu.memoryGiB > 0,
         lambda s: s.gpu.memoryGiB,
+    ),
+    Rule(
+        "spec.cpu.cores",
+        "spec.cpu.cores must be > 0: the CPU cores one replica requests, for example 2 or 0.5",
+        lambda s: s.cpu.cores > 0,
+        lambda s: s.cpu.cores,
+    ),
+    Rule(
+        "spec.cpu.memoryGiB",
+        "spec.cpu.memoryGiB must be > 0: the memory limit of one replica's vLLM container in GiB, "
+        "for example 6",
+        lambda s: s.cpu.memoryGiB > 0,
+        lambda s: s.cpu.memoryGiB,
+    ),
+    Rule(
+        "spec.engine.tensorParallelSize",
+        "spec.engine.tensorParallelSize must be 1 when spec.device is cpu: a CPU replica is one vLLM "
+        "process; add replicas instead",
+        lambda s: s.device != "cpu" or s.engine.tensorParallelSize == 1,
+        lambda s: s.engine.tensorParallelSize,
+    ),
+    Rule(
+        "spec.engine.kvOffloadGiB",
+        "spec.engine.kvOffloadGiB must be 0 when spec.device is cpu: the KV cache is already in host "
+        "memory (size it with spec.cpu.kvCacheGiB)",
+        lambda s: s.device != "cpu" or s.engine.kvOffloadGiB == 0,
+        lambda s: s.engine.kvOffloadGiB,
+    ),
+    Rule(
+        "spec.engine.image",
+        f"spec.engine.image must name a CPU build of vLLM when spec.device is cpu: the default "
+        f"{DEFAULT_VLLM_IMAGE} needs a GPU; build one with `make image-vllm` (docs/images.md)",
+        lambda s: s.device != "cpu" or s.engine.image != DEFAULT_VLLM_IMAGE,
+        lambda s: s.engine.image,
+    ),
+    Rule(
+        "spec.model.storage.path",
+        "spec.model.storage.path must stay inside the volume: a relative folder with no '..' segment, "
+        "for example models/hermes-3-8b",
+        lambda s: s.model.storage is None or ".." not in s.model.storage.path.split("/"),
+        lambda s: s.model.storage.path if s.model.storage else None,
     ),
     Rule(
         "spec.replicas",

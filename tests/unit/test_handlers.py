@@ -28,6 +28,7 @@ class RecordingKube:
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.pods: dict[str, list[dict[str, Any]]] = {}
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         data = self.secrets.get((namespace, name))
@@ -64,6 +65,9 @@ class RecordingKube:
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.pods.get(namespace, []))
 
     def set_deployment_status(self, namespace: str, name: str, ready: int) -> None:
         dep = self.objects[("Deployment", namespace, name)]

@@ -329,7 +329,7 @@ def test_verifier_and_redis_secrets_are_mounted_side_by_side() -> None:
     semantic = {**REDIS_WITH_SECRET, "verifier": {**VERIFIER, "apiKeySecretRef": {"name": "rerank-key"}}}
     mounts = containers(policy(semanticCache=semantic))["sidecar"]["volumeMounts"]
     paths = [m["mountPath"] for m in mounts]
-    assert len(paths) == len(set(paths)) == 3
+    assert len(paths) == len(set(paths)) == 4  # config, /tmp, two secrets
 
 
 def test_a_verifier_setting_the_sidecar_refuses_names_the_policy_field() -> None:
