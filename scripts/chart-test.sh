@@ -50,8 +50,10 @@ log "CRD template in sync with crds/hermescachepolicy.yaml"
 "$PY" scripts/sync-chart-crd.py --check
 
 log "helm lint --strict (defaults, and every optional part on)"
-"$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache
-"$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache \
+# operator.image.repository has no default (no public registry serves the image yet): lint with one.
+IMAGE=(--set operator.image.repository=registry.example/hermes-cache)
+"$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache "${IMAGE[@]}"
+"$helm" lint --strict --kube-version "$KUBE" charts/hermes-cache "${IMAGE[@]}" \
   --set redis.enabled=true,redis.persistence.enabled=true \
   --set monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true \
   --set monitoring.prometheusRule.enabled=true,monitoring.dashboards.enabled=true

@@ -320,10 +320,13 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
                 "persistentVolumeClaim": {"claimName": storage.claimName, "readOnly": True},
             },
         )
-    if e.tensorParallelSize > 1:
+    if e.tensorParallelSize > 1 or spec.device == "cpu":
         # NCCL exchanges tensors between the GPU worker processes through /dev/shm; the container
-        # runtime's 64 MiB default makes TP > 1 fail or crawl.
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}})
+        # runtime's 64 MiB default makes TP > 1 fail or crawl. vLLM's CPU backend refuses to start
+        # below 160 MiB of /dev/shm (its engine and worker processes share buffers there). Memory-
+        # backed, so it counts against the container's memory limit: only as much as is used.
+        size = "16Gi" if spec.device == "gpu" else "1Gi"
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}})
         vllm_mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     vllm = {
         "name": "vllm",

@@ -93,6 +93,7 @@ def render_text(
         kube_version(),
         *extra,
     ]
+    values = with_image(values)
     if values:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(dict(values), f)
@@ -101,6 +102,20 @@ def render_text(
         finally:
             os.unlink(f.name)
     return helm(*args, check=check)
+
+
+TEST_IMAGE = "registry.example/hermes-cache"
+
+
+def with_image(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``values`` plus an operator image repository (it has no default) unless they set one."""
+    out = dict(values or {})
+    operator = dict(out.get("operator") or {})
+    image = dict(operator.get("image") or {})
+    image.setdefault("repository", TEST_IMAGE)
+    operator["image"] = image
+    out["operator"] = operator
+    return out
 
 
 def render(values: Mapping[str, Any] | None = None, *extra: str) -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ from test_chart_common import (
     CHART,
     NAMESPACE,
     ROOT,
+    TEST_IMAGE,
     everything_on,
     find,
     helm,
     kube_version,
     one,
     render,
+    render_text,
 )
 
 CRD_NAME = "hermescachepolicies.hermes-cache.dev"
@@ -102,7 +104,9 @@ def test_the_operator_runs_cluster_wide_with_metrics_and_liveness_on_the_configu
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http-metrics": 9191, "http-health": 8181}
     assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
-    assert c["image"] == "ghcr.io/hermes-cache/hermes-cache:0.1.0"
+    assert c["image"] == "registry.example/hermes-cache:0.1.0"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["HERMES_SIDECAR_IMAGE"] == c["image"]  # the sidecars the operator renders run the same build
     svc = one(objs, "Service")
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
@@ -112,7 +116,7 @@ def test_image_digest_pins_the_operator_image() -> None:
     dep = one(render({"operator": {"image": {"tag": "1.2.3", "digest": digest}}}), "Deployment")
     assert (
         dep["spec"]["template"]["spec"]["containers"][0]["image"]
-        == f"ghcr.io/hermes-cache/hermes-cache:1.2.3@{digest}"
+        == f"registry.example/hermes-cache:1.2.3@{digest}"
     )
 
 
@@ -195,6 +199,7 @@ def test_long_release_names_still_give_valid_resource_names() -> None:
     proc = helm(
         "template", long_release, str(CHART), "--namespace", NAMESPACE, "--kube-version", kube_version(),
         "--set", "redis.enabled=true,monitoring.dashboards.enabled=true,monitoring.podMonitor.enabled=true",
+        "--set", f"operator.image.repository={TEST_IMAGE}",
     )  # fmt: skip
     objs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     names = [o["metadata"]["name"] for o in objs if o["kind"] != "CustomResourceDefinition"]
@@ -220,6 +225,7 @@ def _notes(values: str) -> str:
         out = helm(
             "template", "hermes-cache", str(chart), "--namespace", NAMESPACE,
             "--kube-version", kube_version(), "--show-only", "templates/notes.yaml", "--set", values,
+            "--set", f"operator.image.repository={TEST_IMAGE}",
         ).stdout  # fmt: skip
         notes: str = yaml.safe_load(out)["notes"]
         return notes
@@ -242,3 +248,20 @@ def test_notes_with_the_operator_in_the_cluster_and_monitoring_on() -> None:
     assert f"kubectl -n {NAMESPACE} rollout status deployment/hermes-cache-operator" in notes
     assert "/upstream/metrics (vLLM)" in notes
     assert "kubectl delete crd" not in notes
+
+
+def test_operator_image_has_no_default_and_the_error_says_what_to_do() -> None:
+    proc = render_text({"operator": {"image": {"repository": ""}}}, check=False)
+    assert proc.returncode != 0
+    assert "operator.image.repository is required when operator.enabled" in proc.stderr
+    assert "make image" in proc.stderr and "operator.enabled=false" in proc.stderr
+    # without the in-cluster operator, nothing needs the image
+    objs = render({"operator": {"enabled": False, "image": {"repository": ""}}})
+    assert not find(objs, "Deployment")
+
+
+def test_watch_namespaces_scope_the_operator() -> None:
+    dep = one(render({"operator": {"watchNamespaces": ["team-a", "team-b"]}}), "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args

@@ -48,6 +48,8 @@ def test_cpu_replica_requests_no_gpu_and_gets_memory_from_the_plan() -> None:
         "limits": {"memory": "6144Mi"},  # no CPU limit: throttling would stretch every token
     }
     assert env_of(vllm)["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    # vLLM's CPU backend needs more /dev/shm than a container runtime gives by default (64 MiB)
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in vllm["volumeMounts"]
     assert vllm["image"] == CPU_IMAGE
     assert gpus_requested(p, plan_capacity(p.spec)) == 0
     assert "nvidia.com/gpu" not in str(pod(p))

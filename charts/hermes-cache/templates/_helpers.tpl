@@ -96,3 +96,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "hermes-cache.redisUrl" -}}
 {{- printf "redis://%s.%s.svc:%v" (include "hermes-cache.redisName" .) .Release.Namespace .Values.redis.port -}}
 {{- end -}}
+
+{{/* The operator's image; also the default sidecar image. No public registry serves it yet. */}}
+{{- define "hermes-cache.operatorImage" -}}
+{{- $repo := required "operator.image.repository is required when operator.enabled: build the image (make image), push it to your registry and set operator.image.repository (docs/images.md), or install with operator.enabled=false to run the operator elsewhere" .Values.operator.image.repository -}}
+{{- include "hermes-cache.image" (list .Values.operator.image .Chart.AppVersion) -}}
+{{- end -}}
