@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stop the local test cluster "hermes-e2e" and remove its state (.e2e/kwok, .e2e/kubeconfig,
-# .e2e/kwokctl.yaml). Keeps the cached binaries and the .e2e/bin links. Exits 0 when nothing runs.
+# .e2e/kwokctl.yaml). First the real node hermes-node-0 (scripts/node/down.sh: its pods, kube-proxy,
+# kubelet, containerd, mounts, bridge, iptables chains, .e2e/node), while the API server still
+# answers. Keeps the cached binaries and the .e2e/bin links. Exits 0 when nothing runs.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +21,10 @@ for c in "$E2E/bin/kwokctl" "$CACHE/kwok-$KWOK_VERSION/bin/kwokctl"; do
 done
 
 cluster_dir=$KWOK_WORKDIR/clusters/$CLUSTER_NAME
+
+# The real node first: it deletes its pods and Node object through the API server.
+node_rc=0
+bash "$root/scripts/node/down.sh" || node_rc=$?
 if [[ -n $kwokctl ]] && [[ -d $cluster_dir ]]; then
   log "deleting cluster $CLUSTER_NAME"
   # --kubeconfig: only our own file has a context to remove (the default is ~/.kube/config).
@@ -51,5 +57,9 @@ if [[ -d $cluster_dir/pids ]]; then
   stop_pidfile "$cluster_dir/pids/etcd.pid"
 fi
 
-rm -rf "$KWOK_WORKDIR" "$E2E/kubeconfig" "$E2E/kubeconfig.tmp" "$E2E/kwokctl.yaml"
+rm -rf "$KWOK_WORKDIR" "$E2E/kubeconfig" "$E2E/kubeconfig.tmp" "$E2E/kwokctl.yaml" "$E2E/kwokctl.yaml.want"
+if ((node_rc != 0)); then
+  log "ERROR: the real node was not removed completely (scripts/node/down.sh exited $node_rc, see above)"
+  exit "$node_rc"
+fi
 log "cluster $CLUSTER_NAME is down; state removed"

@@ -3,9 +3,12 @@
 #
 # - builds or reuses etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
 #   kwok, kwokctl and helm (scripts/k8s/build.sh, cached per user and version);
-# - starts the control plane with `kwokctl --runtime binary`, every component bound to 127.0.0.1,
-#   its state under .e2e/kwok/ (KWOK_WORKDIR);
+# - starts the control plane with `kwokctl --runtime binary`, every component bound to 127.0.0.1
+#   except kube-apiserver (all addresses: pods of the real node reach it through the `kubernetes`
+#   Service at the host's address), its state under .e2e/kwok/ (KWOK_WORKDIR);
 # - creates fake GPU nodes managed by kwok (2 x A100, 2 x H100 by default, 8 nvidia.com/gpu each);
+# - starts one real node, hermes-node-0 (containerd + kubelet + kube-proxy, scripts/node/up.sh),
+#   that runs real pods; kwok manages only the nodes annotated kwok.x-k8s.io/node=fake;
 # - waits for the API server and nodes, checks that a ServiceAccount token can be minted and that
 #   a Deployment tolerating the kwok taint gets Running pods;
 # - writes .e2e/kubeconfig and links kubectl, helm and kwokctl into .e2e/bin/.
@@ -13,18 +16,24 @@
 # Safe to run twice: a running cluster is reused. Environment knobs:
 #   HERMES_E2E_NODES_PER_TYPE (default 2)   fake nodes per GPU type
 #   HERMES_CLUSTER_CHECK=0                  skip the Deployment/token self-check
+#   HERMES_E2E_REAL_NODE=0                  no real node (kwok's fake nodes only)
 #   HERMES_CACHE_DIR                        binary cache root (see scripts/k8s/build.sh)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=k8s/versions.env
 source "$root/scripts/k8s/versions.env"
+# shellcheck source=node/lib.sh
+source "$root/scripts/node/lib.sh"   # node_ip, KUBERNETES_SERVICE_IP, SERVICE_CIDR, NODE_NAME
 
 CLUSTER_NAME=hermes-e2e
 E2E=$root/.e2e
 export KWOK_WORKDIR=$E2E/kwok
 KUBECONFIG_OUT=$E2E/kubeconfig
 NODES_PER_TYPE=${HERMES_E2E_NODES_PER_TYPE:-2}
+REAL_NODE=${HERMES_E2E_REAL_NODE:-1}
+HOST_IP=$(node_ip) || { echo "cluster-up: cannot tell this host's IP address (no default route?)" >&2; exit 1; }
+PKI_DIR=$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pki
 CHECK_NS=hermes-cluster-check-$(date +%s)-$$
 
 t_start=$(date +%s)
@@ -74,10 +83,11 @@ components_alive() {
   done
 }
 
-write_config() {
+write_config() { # FILE
   # Local binaries are linked by kwokctl, never downloaded. bindAddress keeps every component
-  # (etcd, apiserver, controller-manager, scheduler, kwok) on the loopback interface.
-  cat > "$E2E/kwokctl.yaml" <<EOF
+  # (etcd, controller-manager, scheduler, kwok) on the loopback interface; the API server is
+  # patched below.
+  cat > "$1" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
@@ -95,38 +105,74 @@ options:
   securePort: true
   kubeAuthorization: true
   kubeAdmission: true
+  # kwokctl's one serving certificate names the host's addresses and kubernetes.default.svc; pods
+  # that call https://KUBERNETES_SERVICE_HOST also need the Service IP in it.
+  kubeApiserverCertSANs:
+  - ${KUBERNETES_SERVICE_IP}
+  - ${HOST_IP}
 # kube-apiserver's default Service range (10.0.0.0/24) and kwok's default pod range (the same /24)
 # hold about 254 addresses: too few for the scale benchmark's 1,000 policies (one Service each).
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - key: service-cluster-ip-range
-    value: 10.96.0.0/16
+    value: ${SERVICE_CIDR}
+  # Pods of the real node reach the API server through the kubernetes Service, whose endpoint is
+  # the advertised address: listen there too, not only on 127.0.0.1.
+  - key: bind-address
+    value: 0.0.0.0
+    override: true
+  - key: advertise-address
+    value: ${HOST_IP}
+  # kubectl logs/exec/port-forward: the API server authenticates to the real kubelet with the
+  # cluster's admin certificate (kwokctl sets no kubelet client certificate).
+  - key: kubelet-client-certificate
+    value: ${PKI_DIR}/admin.crt
+  - key: kubelet-client-key
+    value: ${PKI_DIR}/admin.key
+  # The real node's Hostname address (hermes-node-0) resolves nowhere: call kubelets at their
+  # InternalIP first. kwok's fake nodes have only Hostname=localhost, which still works.
+  - key: kubelet-preferred-address-types
+    value: InternalIP,Hostname
 - name: kwok-controller
   extraArgs:
   - key: cidr
     value: 10.244.0.0/16
+  # kwok (binary runtime) manages every node by default: it would take over the real node and
+  # delete its pods. Only the fake nodes, which cluster-up annotates, are kwok's.
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
 EOF
 }
 
 create_cluster() {
-  write_config
+  write_config "$E2E/kwokctl.yaml"
   # --kubeconfig "": do not touch ~/.kube/config; we write .e2e/kubeconfig ourselves.
   "$KWOKCTL" create cluster --name "$CLUSTER_NAME" --config "$E2E/kwokctl.yaml" \
     --runtime binary --kubeconfig "" --wait 2m --timeout 5m >&2
 }
 
-if cluster_exists && components_alive && api_ready; then
+# A running cluster started from another configuration (an older script, another host address)
+# is recreated.
+write_config "$E2E/kwokctl.yaml.want"
+config_same() { cmp -s "$E2E/kwokctl.yaml.want" "$E2E/kwokctl.yaml"; }
+if cluster_exists && components_alive && api_ready && config_same; then
   log "cluster $CLUSTER_NAME is already running, reusing it"
 else
-  if cluster_exists; then
+  if cluster_exists && ! config_same; then
+    log "cluster $CLUSTER_NAME was started with another configuration; deleting and recreating it"
+    bash "$root/scripts/cluster-down.sh"
+  elif cluster_exists; then
     # A stopped cluster (e.g. its processes were ended with the last session) is not restarted:
     # the restarted kwok controller would wait out the old node leases (200 s) before it handles
     # pods again. The tests create everything they need, so a fresh cluster is simpler and faster.
     log "cluster $CLUSTER_NAME exists but is not (fully) running; deleting and recreating it"
     bash "$root/scripts/cluster-down.sh"
   fi
-  log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, 127.0.0.1)"
+  log "creating cluster $CLUSTER_NAME (kwokctl --runtime binary, 127.0.0.1; API server also on $HOST_IP)"
   if ! create_cluster; then
     cluster_logs
     die "kwokctl create cluster failed"
@@ -204,6 +250,13 @@ nodes_manifest | kubectl apply -f - >&2
 kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >&2 ||
   { cluster_logs; die "kwok nodes did not become Ready"; }
 
+# ------------------------------------------------------------------ the real node
+if [[ $REAL_NODE != 0 ]]; then
+  log "starting or reusing the real node (scripts/node/up.sh)"
+  K8S_BIN=$K8S_BIN NODE_BIN=$NODE_BIN bash "$root/scripts/node/up.sh" ||
+    die "the real node $NODE_NAME did not start (see above; logs in $NODE_LOGS)"
+fi
+
 # ------------------------------------------------------------------ self-check
 if [[ ${HERMES_CLUSTER_CHECK:-1} != 0 ]]; then
   log "self-check: ServiceAccount token and a Deployment on fake H100 nodes"
@@ -249,7 +302,7 @@ EOF
 fi
 
 log "cluster $CLUSTER_NAME ready in $(elapsed) (server $server_version)"
-kubectl get nodes -L nvidia.com/gpu.product >&2
+kubectl get nodes -L nvidia.com/gpu.product -L hermes-cache.dev/node >&2
 cat >&2 <<EOF
   export KUBECONFIG=$KUBECONFIG_OUT
   export PATH=$E2E/bin:\$PATH

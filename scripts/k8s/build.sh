@@ -6,6 +6,8 @@
 # and cached per user and per version:
 #
 #   $CACHE/k8s-<v>/bin   kube-apiserver kube-controller-manager kube-scheduler kubectl
+#   $CACHE/k8s-node-<v>/bin  kubelet kube-proxy (the real node, scripts/node/; its own component so
+#                        that adding it left the control plane's cache valid)
 #   $CACHE/etcd-<v>/bin  etcd
 #   $CACHE/kwok-<v>/bin  kwok kwokctl
 #   $CACHE/helm-<v>/bin  helm
@@ -14,10 +16,10 @@
 # is reused when it runs and reports the pinned version (scripts/k8s/versions.env).
 #
 # stdout: only shell assignments (of the components asked for), for `eval "$(scripts/k8s/build.sh)"`:
-#   K8S_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=...
+#   K8S_BIN=... NODE_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=...
 # stderr: progress and timings. Options: --force (rebuild even if cached), --jobs N (components
 # built at once; default 2 when >= 8 GiB memory is free, else 1). Positional arguments pick
-# components (kubernetes etcd kwok helm; default all), e.g. `build.sh helm` for chart tests.
+# components (kubernetes node etcd kwok helm; default all), e.g. `build.sh helm` for chart tests.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,16 +34,17 @@ while (($#)); do
     --force) force=1 ;;
     --jobs) jobs=$2; shift ;;
     -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    kubernetes|etcd|kwok|helm) want+=("$1") ;;
-    *) echo "build.sh: unknown argument $1 (components: kubernetes etcd kwok helm)" >&2; exit 2 ;;
+    kubernetes|node|etcd|kwok|helm) want+=("$1") ;;
+    *) echo "build.sh: unknown argument $1 (components: kubernetes node etcd kwok helm)" >&2; exit 2 ;;
   esac
   shift
 done
-((${#want[@]})) || want=(kubernetes etcd kwok helm)
+((${#want[@]})) || want=(kubernetes node etcd kwok helm)
 wanted() { [[ " ${want[*]} " == *" $1 "* ]]; }
 
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 K8S_DIR=$CACHE/k8s-$KUBE_VERSION
+NODE_DIR=$CACHE/k8s-node-$KUBE_VERSION
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
@@ -76,6 +79,12 @@ k8s_ok() {
   done
   reports "$b/kubectl" "\"gitVersion\": \"$KUBE_VERSION\"" version --client -o json
 }
+node_ok() {
+  local b=$NODE_DIR/bin c
+  for c in kubelet kube-proxy; do
+    reports "$b/$c" "Kubernetes $KUBE_VERSION" --version || return 1
+  done
+}
 etcd_ok() { reports "$ETCD_DIR/bin/etcd" "etcd Version: ${ETCD_VERSION#v}"$'\n' --version; }
 kwok_ok() {
   reports "$KWOK_DIR/bin/kwok" "kwok version $KWOK_VERSION " --version &&
@@ -99,8 +108,12 @@ finish() { # dir okfn
   if ! "$okfn"; then log "ERROR: binaries in $dir/bin do not report the expected version"; return 1; fi
 }
 
-build_k8s() {
-  local dir=$K8S_DIR src=$K8S_DIR/src
+# Builds commands of k8s.io/kubernetes (cmd/<name>) into $dir/bin.tmp from a wrapper module in
+# $dir/src (scripts/k8s/gen-wrapper-gomod.sh), stamped with the release version as upstream's
+# build does. The control plane and the node have their own wrapper copies (so two builds never
+# write one go.sum) but share Go's build cache.
+build_kube_cmds() { # dir cmd...
+  local dir=$1 src=$1/src; shift
   mkdir -p "$src"; rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
   bash "$here/gen-wrapper-gomod.sh" "$KUBE_VERSION" > "$src/go.mod.new"
   if ! cmp -s "$src/go.mod.new" "$src/go.mod.in" 2>/dev/null; then
@@ -119,9 +132,8 @@ build_k8s() {
       ld+=" -X $pkg.$key=$val"
     done
   done
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local pkgs=() c
-  for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   (
     cd "$src"
     # -mod=mod: record the sums of exactly the modules these commands need (no `go mod tidy`:
@@ -129,7 +141,16 @@ build_k8s() {
     go build -mod=mod -p "$GO_P" -trimpath -tags selinux,notest,grpcnotrace \
       -ldflags "$ld" -o "$dir/bin.tmp/" "${pkgs[@]}"
   )
-  finish "$dir" k8s_ok
+}
+
+build_k8s() {
+  build_kube_cmds "$K8S_DIR" kube-apiserver kube-controller-manager kube-scheduler kubectl
+  finish "$K8S_DIR" k8s_ok
+}
+
+build_node() {
+  build_kube_cmds "$NODE_DIR" kubelet kube-proxy
+  finish "$NODE_DIR" node_ok
 }
 
 build_etcd() {
@@ -205,19 +226,21 @@ comp() { # name: run_component with its check, builder and dir, if wanted
   wanted "$1" || return 0
   case "$1" in
     kubernetes) run_component kubernetes k8s_ok build_k8s "$K8S_DIR" ;;
+    node) run_component node node_ok build_node "$NODE_DIR" ;;
     etcd) run_component etcd etcd_ok build_etcd "$ETCD_DIR" ;;
     kwok) run_component kwok kwok_ok build_kwok "$KWOK_DIR" ;;
     helm) run_component helm helm_ok build_helm "$HELM_DIR" ;;
   esac
 }
 if ((jobs >= 2)); then
-  # Kubernetes is the long pole; etcd, kwok and helm share the other slot.
-  comp kubernetes & pid_k8s=$!
+  # Kubernetes is the long pole; the node follows it (its packages are then mostly in Go's build
+  # cache); etcd, kwok and helm share the other slot.
+  ( comp kubernetes && comp node ) & pid_k8s=$!
   ( comp etcd && comp kwok && comp helm ) & pid_rest=$!
   wait "$pid_k8s" || rc=1
   wait "$pid_rest" || rc=1
 else
-  for c in kubernetes etcd kwok helm; do comp "$c" || rc=1; done
+  for c in kubernetes node etcd kwok helm; do comp "$c" || rc=1; done
 fi
 
 if ((rc != 0)); then
@@ -226,6 +249,7 @@ if ((rc != 0)); then
 fi
 log "all components ready in $(($(now) - t_start))s"
 ! wanted kubernetes || printf 'K8S_BIN=%q\n' "$K8S_DIR/bin"
+! wanted node || printf 'NODE_BIN=%q\n' "$NODE_DIR/bin"
 ! wanted etcd || printf 'ETCD_BIN=%q\n' "$ETCD_DIR/bin"
 ! wanted kwok || printf 'KWOK_BIN=%q\n' "$KWOK_DIR/bin"
 ! wanted helm || printf 'HELM_BIN=%q\n' "$HELM_DIR/bin"
