@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install lock test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean
+.PHONY: install lock test lint unit integration e2e chart-test demo demo-down bench bench-quick cluster-up cluster-down services-up services-down clean image image-vllm
 
 ## install: create .venv with the project and everything its tests use, and the embedding model
 install: $(BIN)/.installed
@@ -56,6 +56,14 @@ bench: install
 
 bench-quick: install
 	bash scripts/bench.sh quick
+
+## image: the operator + sidecar image (and its Debian base) with podman, cached by a hash of its
+## inputs; prints HERMES_IMAGE=localhost/hermes-cache:<hash>. image-vllm: the vLLM CPU engine image.
+image:
+	bash scripts/image/build.sh hermes
+
+image-vllm:
+	bash scripts/image/build.sh vllm
 
 cluster-up:
 	bash scripts/cluster-up.sh

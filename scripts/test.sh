@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one test tier or all of them. Tiers: lint unit chart integration e2e (all = each in turn).
+# Runs one test tier or all of them. Tiers: lint unit chart integration image e2e (all = each in turn).
 # Each tier starts the real servers it needs through the project's own scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ run_pytest() {
 lint() {
   echo "== lint: ruff, mypy, import-linter, hadolint"
   "$BIN/ruff" check operator sidecar tests bench scripts
-  "$BIN/hadolint" Dockerfile
+  "$BIN/hadolint" Dockerfile Dockerfile.vllm-cpu
   "$BIN/mypy"
   "$BIN/lint-imports"
 }
@@ -37,8 +37,13 @@ integration() {
   run_pytest tests/integration -q -m integration
 }
 
+image() {
+  echo "== image: the operator + sidecar and vLLM CPU images, built with podman and run"
+  run_pytest tests/image -q -m image
+}
+
 e2e() {
-  echo "== e2e: real control plane with fake GPU nodes"
+  echo "== e2e: real control plane with fake GPU nodes and a real kubelet node running the operator's pods"
   bash scripts/cluster-up.sh
   local rc=0
   KUBECONFIG="$PWD/.e2e/kubeconfig" run_pytest tests/e2e -q -m e2e || rc=$?
@@ -47,7 +52,7 @@ e2e() {
 }
 
 case "$tier" in
-  all) lint; unit; chart; integration; e2e ;;
-  lint|unit|chart|integration|e2e) "$tier" ;;
-  *) echo "usage: $0 [all|lint|unit|chart|integration|e2e]" >&2; exit 2 ;;
+  all) lint; unit; chart; integration; image; e2e ;;
+  lint|unit|chart|integration|image|e2e) "$tier" ;;
+  *) echo "usage: $0 [all|lint|unit|chart|integration|image|e2e]" >&2; exit 2 ;;
 esac

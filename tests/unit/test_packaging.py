@@ -71,6 +71,9 @@ def test_dockerfile_copies_what_the_build_needs() -> None:
     copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", text, re.MULTILINE)
     for line in copied:
         for src in line.split():
+            if src.startswith("models/"):
+                # staged into the build context by scripts/image/build.sh from scripts/models/install.sh
+                continue
             assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
     # the default command is the sidecar config path the operator mounts
     from hermes_operator.render import SIDECAR_CONFIG_DIR, SIDECAR_CONFIG_FILE
