@@ -130,8 +130,9 @@ def partition_of(body: dict[str, Any], generation_id: str, tenant: str = TENANT)
     """The partition the sidecar files `body` under (sent with `x-tenant-id: tenant`), computed by the
     sidecar's own key code."""
     from hermes_sidecar.config import CacheConfig
-    from hermes_sidecar.keys import ConversationLimits, keys_for, tenant_of
-    from hermes_sidecar.openai_compat import CHAT, OpenAIDialect
+    from hermes_sidecar.dialects.openai import CHAT, OpenAIDialect
+    from hermes_sidecar.keys import ConversationLimits, keys_for
+    from hermes_sidecar.tenants import tenant_of
 
     conv = CacheConfig().conversation
     req = OpenAIDialect().parse_request(CHAT, body)

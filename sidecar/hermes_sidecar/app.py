@@ -1,21 +1,19 @@
-"""The sidecar's ASGI app (Starlette) and server (uvicorn).
+"""The sidecar's ASGI app (Starlette) and server (uvicorn): the routes, and nothing else.
 
 Routes: a POST route per dialect route (``/v1/chat/completions``, ``/v1/completions`` for an
 OpenAI-compatible upstream; ``/v1/messages`` for Anthropic), ``/healthz``, ``/readyz``, ``/metrics``,
 ``/upstream/metrics`` (vLLM's own metrics, which Prometheus cannot reach on the pod's loopback),
 ``/admin/{stats,flush,invalidate}`` behind a bearer token, and everything else passed through.
+What the routes serve with (cache, pipeline, upstream client) is a :class:`~hermes_sidecar.runtime.
+Sidecar`, started and stopped by the app's lifespan.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
-import json
-import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,105 +25,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hermes_sidecar import __version__
-from hermes_sidecar.cache import CacheService
 from hermes_sidecar.config import SidecarConfig
-from hermes_sidecar.dialect import Dialect
-from hermes_sidecar.embed import Embedder, EmbedderError, build_embedder
-from hermes_sidecar.generations import LOCAL, Generation, GenerationFollower, StatsWriter
+from hermes_sidecar.dialects.base import Dialect
+from hermes_sidecar.dialects.registry import for_upstream
+from hermes_sidecar.embed import Embedder
 from hermes_sidecar.metrics import RESULTS, Metrics
-from hermes_sidecar.openai_compat import OpenAIDialect
-from hermes_sidecar.proxy import Pipeline
-from hermes_sidecar.store import Store, StoreError
-from hermes_sidecar.store.memory import MemoryStore
-from hermes_sidecar.verify import build_verifier
+from hermes_sidecar.runtime import Sidecar
+from hermes_sidecar.store import StoreError
 
-log = logging.getLogger("hermes_sidecar.app")
+__all__ = ["create_app", "serve"]
 
-
-def build_dialects(cfg: SidecarConfig, metrics: Metrics) -> list[Dialect]:
-    if cfg.upstream.kind == "anthropic":
-        from hermes_sidecar.anthropic import build_dialect
-
-        return [build_dialect(cfg, metrics.registry, tenant_label=metrics.tenant_label)]
-    return [OpenAIDialect(store_truncated=cfg.cache.storeTruncated)]
-
-
-@dataclass
-class Sidecar:
-    """Everything a running sidecar holds; built in the app's lifespan, reachable as ``app.state.sidecar``."""
-
-    cfg: SidecarConfig
-    metrics: Metrics
-    cache: CacheService
-    pipeline: Pipeline
-    client: httpx.AsyncClient
-    stats: StatsWriter
-    embedder: Embedder | None
-    redis: Any = None
-    dialects: list[Dialect] = field(default_factory=list)
-    follower: GenerationFollower | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    async def on_switch(self, old: Generation, new: Generation) -> None:
-        """A new generation: serve it at once (keys include it), then clean up and warm up behind."""
-        self.cache.generation = new
-        self.metrics.generation_switches.inc()
-        self.metrics.serve_generation(new.version, new.uid)
-        self.metrics.entries.set(0)
-        if self.cfg.cache.resetPrefixCache and self.cfg.upstream.kind == "openai":
-            await self._reset_prefix_cache()
-        await self._warm_up()
-        try:
-            deleted = await self.cache.store.delete_generation(old.id)
-            self.metrics.deleted.labels("generation").inc(deleted)
-            self.metrics.generation_entries.remove(old.id)
-            log.info("deleted %d entries of generation %s", deleted, old.version)
-        except StoreError as exc:
-            log.warning("could not delete entries of generation %s yet: %s", old.version, exc)
-        except KeyError:
-            pass
-
-    async def _reset_prefix_cache(self) -> None:
-        # vLLM answers {"success": false} while blocks are in use: retry a few times.
-        for _ in range(5):
-            try:
-                r = await self.client.post(self.cfg.upstream.url.rstrip("/") + "/reset_prefix_cache")
-                if r.status_code == 200 and '"success":false' not in r.text.replace(" ", ""):
-                    self.metrics.prefix_resets.labels("ok").inc()
-                    return
-                log.warning("reset_prefix_cache answered %s: %s", r.status_code, r.text[:200])
-            except httpx.HTTPError as exc:
-                log.warning("reset_prefix_cache failed: %s", exc)
-            await asyncio.sleep(0.5)
-        self.metrics.prefix_resets.labels("failed").inc()
-
-    async def _warm_up(self) -> None:
-        dialects = {r: d for d in self.dialects for r in d.routes}
-        for item in self.cfg.cache.warmup:
-            dialect = dialects.get(item.path)
-            if dialect is None:
-                continue
-            headers = {self.cfg.tenantHeader.lower(): item.tenant} if item.tenant else {}
-            resp = await self.pipeline.run(dialect, item.path, json.dumps(item.body).encode(), headers)
-            if hasattr(resp, "body_iterator"):
-                async for _ in resp.body_iterator:
-                    pass
-        await self.cache.drain()
-
-    async def refresh_entries(self) -> None:
-        """Keep hermes_cache_entries and the stats hash's ``entries`` field current."""
-        while True:
-            gen = self.cache.generation
-            with contextlib.suppress(StoreError):
-                trim = getattr(self.cache.store, "trim", None)
-                if trim is not None:
-                    trimmed = await trim(gen.id, self.cfg.cache.maxEntries)
-                    self.metrics.deleted.labels("size-bound").inc(trimmed)
-                n = await self.cache.store.count(gen.id)
-                self.metrics.entries.set(n)
-                self.metrics.generation_entries.labels(gen.id).set(n)
-                self.stats.set_entries(gen.version, n)
-            await asyncio.sleep(2.0)
+Endpoint = Callable[[Request], Awaitable[Response]]
+_ANY = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def _read_token(path: str | None) -> str | None:
@@ -166,139 +77,61 @@ def _unauthorized() -> Response:
     )
 
 
-def _build_store(cfg: SidecarConfig, redis_client: Any, dim: int) -> Store:
-    if cfg.cache.backend == "redis":
-        from hermes_sidecar.store.redis import RedisStore
-
-        return RedisStore(redis_client, cfg.cache.scope, dim, algorithm=cfg.cache.indexAlgorithm)
-    return MemoryStore(cfg.cache.maxEntries)
+def _sidecar(request: Request) -> Sidecar:
+    s: Sidecar = request.app.state.sidecar
+    return s
 
 
-def _redis_password(cfg: SidecarConfig) -> str | None:
-    """The password from cache.redisPasswordFile; unreadable means none (Redis then refuses: fail open)."""
-    path = cfg.cache.redisPasswordFile
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip() or None
-    except OSError as exc:
-        log.error("cache.redisPasswordFile %s unreadable (%s): Redis without a password", path, exc.strerror)
-        return None
+def _admin(endpoint: Endpoint, cfg: SidecarConfig) -> Endpoint:
+    """``endpoint`` behind the admin bearer token."""
+
+    async def guarded(request: Request) -> Response:
+        if not _admin_ok(request, cfg):
+            return _unauthorized()
+        return await endpoint(request)
+
+    return guarded
 
 
-def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starlette:
-    """The ASGI app. ``embedder`` overrides the configured one (the evaluator and tests share one)."""
-    metrics = Metrics(max_tenants=cfg.metrics.maxTenants, tenant_header=cfg.tenantHeader)
-    dialects = build_dialects(cfg, metrics)
+class Routes:
+    """The HTTP side of a sidecar: one method per route, the running :class:`Sidecar` from the app."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis_client = None
-        if cfg.cache.redisUrl:
-            from hermes_sidecar.store.redis import redis_client as make_client
+    def __init__(self, cfg: SidecarConfig, metrics: Metrics, dialect: Dialect) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.dialect = dialect
 
-            redis_client = make_client(cfg.cache.redisUrl, password=_redis_password(cfg))
-        emb = embedder
-        if emb is None:
-            try:
-                emb = build_embedder(cfg.embedding)
-            except EmbedderError as exc:
-                log.error("semantic lookup off: %s", exc)
-        dim = cfg.embedding.dimensions or (emb.dim if emb is not None else 0)
-        if emb is not None and not dim:
-            # An endpoint's model decides the dimension: ask it once, the vector index needs it.
-            try:
-                dim = int((await emb.embed(["hermes dimension probe"])).shape[1])
-            except EmbedderError as exc:
-                log.error("embedding endpoint unreachable at start and embedding.dimensions unset: %s", exc)
-        store = _build_store(cfg, redis_client, dim or 384)
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        transport = None
-        if cfg.upstream.kind == "anthropic":
-            # API key from upstream.apiKeyFile, and usage accounting of every billed call
-            from hermes_sidecar.anthropic import upstream_transport
+    def table(self) -> list[Route]:
+        admin = {"/admin/stats": (self.admin_stats, "GET"), "/admin/flush": (self.admin_flush, "POST"),
+                 "/admin/invalidate": (self.admin_invalidate, "POST")}  # fmt: skip
+        return [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_route, methods=["GET"]),
+            Route("/upstream/metrics", self.upstream_metrics, methods=["GET"]),
+            *(Route(path, _admin(fn, self.cfg), methods=[method]) for path, (fn, method) in admin.items()),
+            *(Route(r, self.cacheable(r), methods=["POST"]) for r in self.dialect.routes),
+            Route("/admin/{rest:path}", _admin(self.admin_other, self.cfg), methods=_ANY),
+            Route("/{path:path}", self.passthrough, methods=[*_ANY, "HEAD", "OPTIONS"]),
+        ]
 
-            transport = upstream_transport(cfg, dialects[0], limits=limits)
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.upstream.timeoutSeconds, connect=5.0),
-            limits=limits,
-            transport=transport,
-        )
-        stats = StatsWriter(redis_client, cfg.cache.scope)
-        cache = CacheService(
-            cfg.cache,
-            store,
-            emb,
-            metrics,
-            generation=LOCAL,
-            tenant_header=cfg.tenantHeader,
-            tenant_source=cfg.tenantSource,
-            verifier=build_verifier(cfg.cache.guard.verifier),
-        )
-        # The Redis store keeps one index per generation: lookups go to the one this sidecar serves.
-        follow = getattr(store, "follow", None)
-        if follow is not None:
-            follow(lambda: cache.generation.id)
-        pipeline = Pipeline(
-            cache, client, cfg.upstream.url, metrics, stats, salt_upstream=cfg.upstream.kind == "openai"
-        )
-        sidecar = Sidecar(cfg, metrics, cache, pipeline, client, stats, emb, redis_client, dialects)
-        follower = sidecar.follower = GenerationFollower(redis_client, cfg.cache.scope, sidecar.on_switch)
-        await follower.start()
-        cache.generation = follower.current
-        metrics.serve_generation(cache.generation.version, cache.generation.uid)
-        try:
-            await store.ping()
-        except StoreError as exc:
-            log.warning("cache store not reachable at start (requests pass through until it is): %s", exc)
-            cache._mark("store", exc)
-        await stats.start()
-        sidecar.tasks.add(asyncio.create_task(sidecar.refresh_entries()))
-        app.state.sidecar = sidecar
-        try:
-            yield
-        finally:
-            for t in sidecar.tasks:
-                t.cancel()
-            await asyncio.gather(*sidecar.tasks, return_exceptions=True)
-            await follower.stop()
-            await cache.aclose()
-            await stats.stop()
-            # the store owns background work (the Redis store's janitor and its own connection pool)
-            await store.aclose()
-            await client.aclose()
-            if emb is not None:
-                await emb.aclose()
-            if redis_client is not None:
-                with contextlib.suppress(Exception):
-                    await redis_client.aclose()
-
-    def sc(request: Request) -> Sidecar:
-        s: Sidecar = request.app.state.sidecar
-        return s
-
-    def cacheable(dialect: Dialect, route: str) -> Any:
+    def cacheable(self, route: str) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if cfg.upstream.kind == "anthropic":
-                from hermes_sidecar.anthropic import bind_tenant
-
-                # labels the prompt-cache metrics of hits
-                bind_tenant(request.headers, cfg.tenantHeader, cfg.tenantSource)
-            return await sc(request).pipeline.handle(dialect, route, request)
+            return await _sidecar(request).pipeline.handle(self.dialect, route, request)
 
         return endpoint
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    async def readyz(request: Request) -> Response:
-        s = sc(request)
+    async def readyz(self, request: Request) -> Response:
+        s = _sidecar(request)
         body: dict[str, Any] = {"ready": True, "upstream": "ok", "cache": "ok"}
-        if cfg.upstream.kind == "openai":
+        if (path := self.dialect.health_path) is not None:
             try:
-                r = await s.client.get(cfg.upstream.url.rstrip("/") + "/health", timeout=2.0)
+                r = await s.client.get(self.cfg.upstream.url.rstrip("/") + path, timeout=2.0)
                 if r.status_code != 200:
-                    body.update(ready=False, upstream=f"/health answered {r.status_code}")
+                    body.update(ready=False, upstream=f"{path} answered {r.status_code}")
             except httpx.HTTPError as exc:
                 body.update(ready=False, upstream=f"unreachable: {exc}")
         degraded = s.cache.degraded()
@@ -310,27 +143,27 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             body["degraded"] = degraded
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    async def metrics_route(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_route(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def upstream_metrics(request: Request) -> Response:
+    async def upstream_metrics(self, request: Request) -> Response:
         # Prometheus scrapes vLLM through here (docs/observability.md). Body, Content-Type and
         # Content-Encoding go back unchanged; Accept goes up, so the text or OpenMetrics format is
         # vLLM's choice as if it were scraped directly. Any failure is a 502, so up{source="vllm"}
         # is 0 exactly when vLLM does not answer.
-        if cfg.upstream.kind != "openai":
+        if self.dialect.metrics_path is None:
             return PlainTextResponse(
-                f"no upstream metrics: upstream.kind is {cfg.upstream.kind!r}; only an openai "
+                f"no upstream metrics: upstream.kind is {self.cfg.upstream.kind!r}; only an openai "
                 "upstream (vLLM) has /metrics\n",
                 status_code=404,
             )
-        url = cfg.upstream.url.rstrip("/") + "/metrics"
+        url = self.cfg.upstream.url.rstrip("/") + self.dialect.metrics_path
         headers = {
             "accept": request.headers.get("accept", "*/*"),
             # identity unless the scraper asked for compression: httpx would otherwise ask for gzip
             "accept-encoding": request.headers.get("accept-encoding", "identity"),
         }
-        client = sc(request).client
+        client = _sidecar(request).client
         try:
             upstream_req = client.build_request(
                 "GET", url, headers=headers, timeout=_scrape_timeout(request.headers)
@@ -352,10 +185,8 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
         out = {k: v for k in ("content-type", "content-encoding") if (v := resp.headers.get(k))}
         return Response(body, headers=out)
 
-    async def admin_stats(request: Request) -> Response:
-        if not _admin_ok(request, cfg):
-            return _unauthorized()
-        s = sc(request)
+    async def admin_stats(self, request: Request) -> Response:
+        s = _sidecar(request)
         gen = s.cache.generation
         entries: int | None
         try:
@@ -363,7 +194,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
         except StoreError:
             entries = None
         counts = dict.fromkeys(RESULTS, 0)
-        for fam in metrics.requests.collect():
+        for fam in self.metrics.requests.collect():
             for m in fam.samples:
                 if m.name.endswith("_total"):
                     counts[m.labels["result"]] += int(m.value)  # summed over tenants
@@ -380,21 +211,17 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
             }
         )
 
-    async def admin_flush(request: Request) -> Response:
-        if not _admin_ok(request, cfg):
-            return _unauthorized()
-        s = sc(request)
+    async def admin_flush(self, request: Request) -> Response:
+        s = _sidecar(request)
         gen = s.cache.generation
         try:
             deleted = await s.cache.store.delete_generation(gen.id)
         except StoreError as exc:
             return JSONResponse({"error": f"cache store unavailable: {exc}"}, status_code=503)
-        metrics.deleted.labels("flush").inc(deleted)
+        self.metrics.deleted.labels("flush").inc(deleted)
         return JSONResponse({"generation": gen.as_dict(), "deleted": deleted})
 
-    async def admin_invalidate(request: Request) -> Response:
-        if not _admin_ok(request, cfg):
-            return _unauthorized()
+    async def admin_invalidate(self, request: Request) -> Response:
         try:
             payload = await request.json()
         except ValueError:
@@ -405,7 +232,7 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
                 {"error": f'body must be {{"tag": "..."}} or {{"tags": ["..."]}}, got {payload!r}'},
                 status_code=400,
             )
-        s = sc(request)
+        s = _sidecar(request)
         gen = s.cache.generation
         deleted = 0
         try:
@@ -413,36 +240,35 @@ def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starl
                 deleted += await s.cache.store.delete_tag(gen.id, tag)
         except StoreError as exc:
             return JSONResponse({"error": f"cache store unavailable: {exc}"}, status_code=503)
-        metrics.deleted.labels("tag").inc(deleted)
+        self.metrics.deleted.labels("tag").inc(deleted)
         return JSONResponse({"tags": tags, "deleted": deleted})
 
-    async def passthrough(request: Request) -> Response:
+    async def passthrough(self, request: Request) -> Response:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        return await sc(request).pipeline.passthrough(
+        return await _sidecar(request).pipeline.passthrough(
             request.method, request.url.path, request.url.query, headers, body or None
         )
 
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_route, methods=["GET"]),
-        Route("/upstream/metrics", upstream_metrics, methods=["GET"]),
-        Route("/admin/stats", admin_stats, methods=["GET"]),
-        Route("/admin/flush", admin_flush, methods=["POST"]),
-        Route("/admin/invalidate", admin_invalidate, methods=["POST"]),
-    ]
-    routes += [Route(r, cacheable(d, r), methods=["POST"]) for d in dialects for r in d.routes]
-
-    async def admin_other(request: Request) -> Response:
-        if not _admin_ok(request, cfg):
-            return _unauthorized()
+    async def admin_other(self, request: Request) -> Response:
         return JSONResponse({"error": f"no admin route {request.url.path}"}, status_code=404)
 
-    routes.append(Route("/admin/{rest:path}", admin_other, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    routes.append(Route("/{path:path}", passthrough, methods=methods))
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+def create_app(cfg: SidecarConfig, *, embedder: Embedder | None = None) -> Starlette:
+    """The ASGI app. ``embedder`` overrides the configured one (the evaluator and tests share one)."""
+    metrics = Metrics(max_tenants=cfg.metrics.maxTenants, tenant_header=cfg.tenantHeader)
+    dialect = for_upstream(cfg, metrics.registry, tenant_label=metrics.tenant_label)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sidecar = await Sidecar.start(cfg, metrics, dialect, embedder)
+        app.state.sidecar = sidecar
+        try:
+            yield
+        finally:
+            await sidecar.stop()
+
+    app = Starlette(routes=Routes(cfg, metrics, dialect).table(), lifespan=lifespan)
     app.state.metrics = metrics
     return app
 

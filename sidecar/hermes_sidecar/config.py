@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from hermes_sidecar.errors import ConfigError as ConfigError
+from hermes_sidecar.errors import ConfigProblem
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
@@ -342,20 +345,20 @@ class SidecarConfig(_Strict):
         return v
 
 
-class ConfigError(ValueError):
-    """The configuration file is missing, not YAML, or breaks the schema; the message names the field."""
-
-
 def parse_config(data: dict[str, Any] | None) -> SidecarConfig:
     try:
         return SidecarConfig.model_validate(data or {})
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            got = err.get("input")
-            lines.append(f"{loc}: {err['msg']} (got {got!r})")
-        raise ConfigError("invalid sidecar config:\n  " + "\n  ".join(lines)) from None
+        problems = tuple(
+            ConfigProblem(
+                loc=".".join(str(p) for p in err["loc"]) or "(top level)",
+                kind=err["type"],
+                message=f"{err['msg']} (got {err.get('input')!r})",
+            )
+            for err in exc.errors()
+        )
+        lines = [f"{p.loc}: {p.message}" for p in problems]
+        raise ConfigError("invalid sidecar config:\n  " + "\n  ".join(lines), problems) from None
 
 
 def load_config(path: str | Path) -> SidecarConfig:

@@ -23,12 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from hermes_sidecar.config import DEFAULT_LOCAL_MODEL, LOCAL_EMBEDDING_MODELS, EmbeddingConfig
+from hermes_sidecar.errors import EmbedderError as EmbedderError
 
 Vector = npt.NDArray[np.float32]
-
-
-class EmbedderError(RuntimeError):
-    """The embedder could not produce vectors (endpoint down, model missing); callers fail open."""
 
 
 class Embedder(Protocol):

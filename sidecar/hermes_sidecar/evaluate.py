@@ -25,17 +25,14 @@ from typing import Any
 
 from hermes_sidecar.cache import HIT_EXACT, HIT_SEMANTIC, CacheService
 from hermes_sidecar.config import SidecarConfig
-from hermes_sidecar.dialect import CachedAnswer
+from hermes_sidecar.dialects.base import CachedAnswer
+from hermes_sidecar.dialects.openai import CHAT, OpenAIDialect
 from hermes_sidecar.embed import Embedder, EmbedderError, build_embedder
+from hermes_sidecar.errors import EvaluationError as EvaluationError
 from hermes_sidecar.generations import LOCAL
 from hermes_sidecar.metrics import Metrics
-from hermes_sidecar.openai_compat import CHAT, OpenAIDialect
 from hermes_sidecar.store.memory import MemoryStore
 from hermes_sidecar.verify import build_verifier
-
-
-class EvaluationError(ValueError):
-    """A pairs file is missing or malformed; the message names the file and line."""
 
 
 def load_pairs(path: str | Path) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Request normalisation, tenant, partition key, exact key, and the text that is embedded.
+"""Request normalisation, partition key, exact key, and the text that is embedded.
 
 A partition is the set of entries a request may reuse at all: same generation, tenant, dialect and
 route, model, system prompt, tools/response format and answer-changing sampling parameters. Exact
@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hermes_sidecar.dialect import CacheableRequest, canonical_json
+from hermes_sidecar.dialects.base import CacheableRequest, canonical_json
 from hermes_sidecar.guard import STOPWORDS
 
 _SPACE = re.compile(r"\s+")
@@ -70,25 +69,6 @@ def normalise(text: str) -> str:
     """Unicode NFKC, whitespace collapsed, trimmed. Case and punctuation are kept: the exact key must
     only merge requests that are the same request."""
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
-
-
-def tenant_of(headers: Mapping[str, str], tenant_header: str, source: str = "header-or-credential") -> str:
-    """The tenant: from the trusted header set by the gateway and/or a hash of the credential
-    (``source``, see ``tenantSource`` in the config); ``anonymous`` with neither. Never the body: a
-    client could write anything there."""
-    value = (headers.get(tenant_header.lower()) or "").strip()
-    cred = ""
-    for name in ("authorization", "x-api-key", "api-key"):
-        if headers.get(name):
-            cred = "c:" + _sha(headers[name].strip())[:24]
-            break
-    if source == "credential":
-        return cred or "anonymous"
-    if source == "header-and-credential":
-        return f"h:{value}|{cred}" if value or cred else "anonymous"
-    if value:
-        return "h:" + value
-    return cred or "anonymous"
 
 
 def cache_salt(generation: str, tenant: str) -> str:

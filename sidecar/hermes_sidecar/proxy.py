@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from hermes_sidecar.cache import BYPASS, ERROR, HIT_EXACT, HIT_SEMANTIC, MISS, CacheService, Decision
-from hermes_sidecar.dialect import CacheableRequest, CachedAnswer, Dialect, NotCacheable, ReplayInfo
+from hermes_sidecar.dialects.base import CacheableRequest, CachedAnswer, Dialect, NotCacheable, ReplayInfo
 from hermes_sidecar.generations import StatsWriter
-from hermes_sidecar.keys import cache_salt, tenant_of
+from hermes_sidecar.keys import cache_salt
 from hermes_sidecar.metrics import Metrics
+from hermes_sidecar.tenants import tenant_of
 
 log = logging.getLogger("hermes_sidecar.proxy")
 
@@ -66,15 +67,12 @@ class Pipeline:
         upstream_url: str,
         metrics: Metrics,
         stats: StatsWriter,
-        *,
-        salt_upstream: bool,
     ) -> None:
         self.cache = cache
         self.client = client
         self.upstream = upstream_url.rstrip("/")
         self.metrics = metrics
         self.stats = stats
-        self.salt_upstream = salt_upstream
 
     def _count_bypass(self, reason: str, tenant: str) -> None:
         self.metrics.bypass.labels(reason).inc()
@@ -106,12 +104,7 @@ class Pipeline:
             req = dialect.parse_request(route, body)
         except NotCacheable as exc:
             self._count_bypass(exc.reason, tenant)
-            salted = dialect.upstream_body(body, self._salt(tenant))
-            # Without a recorder nothing strips what the dialect asked for on top (the usage chunk).
-            if "stream_options" in body:
-                salted["stream_options"] = body["stream_options"]
-            else:
-                salted.pop("stream_options", None)
+            salted = dialect.bypass_body(body, self._salt(tenant))
             return await self._forward(
                 dialect, None, route, query, headers, salted, Decision(BYPASS, self.cache.generation)
             )
@@ -119,7 +112,7 @@ class Pipeline:
         if decision.result in (HIT_EXACT, HIT_SEMANTIC) and decision.entry is not None:
             try:
                 answer = CachedAnswer.from_json(decision.entry.answer)
-                replay = self._replay(dialect, req, answer, decision)
+                replay = self._replay(dialect, req, answer, decision, tenant)
                 self._count(decision, tenant)
                 return replay
             except (ValueError, KeyError, TypeError) as exc:
@@ -129,16 +122,15 @@ class Pipeline:
         upstream_body = dialect.upstream_body(body, self._salt(tenant, decision))
         return await self._forward(dialect, req, route, query, headers, upstream_body, decision)
 
-    def _salt(self, tenant: str, decision: Decision | None = None) -> str | None:
-        if not self.salt_upstream:
-            return None
+    def _salt(self, tenant: str, decision: Decision | None = None) -> str:
+        # every dialect is given the salt; those whose upstream has no prefix cache ignore it
         gen = decision.generation if decision is not None else self.cache.generation
         return cache_salt(gen.id, tenant)
 
     def _replay(
-        self, dialect: Dialect, req: CacheableRequest, answer: CachedAnswer, decision: Decision
+        self, dialect: Dialect, req: CacheableRequest, answer: CachedAnswer, decision: Decision, tenant: str
     ) -> Response:
-        info = ReplayInfo(decision.result, decision.similarity)
+        info = ReplayInfo(decision.result, decision.similarity, tenant)
         headers = {HEADER: decision.header}
         if decision.similarity is not None and decision.result == HIT_SEMANTIC:
             headers["x-hermes-cache-similarity"] = f"{decision.similarity:.4f}"

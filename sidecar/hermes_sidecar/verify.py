@@ -15,10 +15,7 @@ from pathlib import Path
 import httpx
 
 from hermes_sidecar.config import VerifierConfig
-
-
-class VerifierError(RuntimeError):
-    """The verifier did not answer, or answered something that is not a score per candidate."""
+from hermes_sidecar.errors import VerifierError as VerifierError
 
 
 class RerankVerifier:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hermes_sidecar.anthropic_pricing import (
+from hermes_sidecar.dialects.anthropic.pricing import (
     PRICE_TABLE_VERSION,
     ModelPrice,
     PriceTable,
     Rates,
     canonical_model,
 )
-from hermes_sidecar.anthropic_usage import StreamUsage, Usage, bill, usage_from_json
+from hermes_sidecar.dialects.anthropic.usage import StreamUsage, Usage, bill, usage_from_json
 
 
 @pytest.mark.parametrize(
@@ -136,8 +136,8 @@ def test_prompt_cache_metrics_share_the_sidecars_cap_on_tenant_labels() -> None:
     # A client that invents a tenant per request must not create a series per request.
     from prometheus_client import CollectorRegistry
 
-    from hermes_sidecar.anthropic import PromptCacheAccounting
-    from hermes_sidecar.anthropic_pricing import PriceTable
+    from hermes_sidecar.dialects.anthropic import PromptCacheAccounting
+    from hermes_sidecar.dialects.anthropic.pricing import PriceTable
     from hermes_sidecar.metrics import Metrics
 
     metrics = Metrics(max_tenants=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hermes_sidecar.anthropic_breakpoints import (
+from hermes_sidecar.dialects.anthropic.breakpoints import (
     PlaceRule,
     count_breakpoints,
     estimate_tokens,

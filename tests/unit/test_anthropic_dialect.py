@@ -16,9 +16,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from fakes.anthropic_upstream import serve
-from hermes_sidecar.anthropic import AnthropicDialect, PromptCacheAccounting, price_table_from_config
 from hermes_sidecar.config import PromptCacheConfig
-from hermes_sidecar.dialect import NotCacheable, ReplayInfo
+from hermes_sidecar.dialects.anthropic import AnthropicDialect, PromptCacheAccounting, price_table_from_config
+from hermes_sidecar.dialects.base import NotCacheable, ReplayInfo
 
 MODEL = "claude-sonnet-5-5"  # $2 input, $2.50 5m write, $0.10 read, $10 output per MTok
 
@@ -104,7 +104,7 @@ READ = {"input_tokens": 20, "output_tokens": 100, "cache_creation_input_tokens":
 
 def stream_bytes(message: dict[str, Any]) -> list[bytes]:
     """What the API streams for ``message`` (usage in message_start, cumulative in message_delta)."""
-    from hermes_sidecar.anthropic import replay_events
+    from hermes_sidecar.dialects.anthropic import replay_events
 
     return list(replay_events(message))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hermes_sidecar.anthropic import PromptCacheAccounting
-from hermes_sidecar.anthropic_pricing import PriceTable
-from hermes_sidecar.anthropic_usage import Usage, bill
+from hermes_sidecar.dialects.anthropic import PromptCacheAccounting
+from hermes_sidecar.dialects.anthropic.pricing import PriceTable
+from hermes_sidecar.dialects.anthropic.usage import Usage, bill
 
 MODEL = "claude-sonnet-5-5"
 WRITE = Usage(input=30, cache_write_5m=12_000, output=250)

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hermes_sidecar.anthropic import PromptCacheAccounting, replay_events
-from hermes_sidecar.anthropic_http import AnthropicTransport, read_api_key
-from hermes_sidecar.anthropic_pricing import PriceTable
+from hermes_sidecar.dialects.anthropic import PromptCacheAccounting, replay_events
+from hermes_sidecar.dialects.anthropic.pricing import PriceTable
+from hermes_sidecar.dialects.anthropic.transport import AnthropicTransport, read_api_key
 
 MODEL = "claude-sonnet-5-5"  # $2 input, $2.50 5m write, $0.10 read, $10 output per MTok
 WRITE = {"input_tokens": 20, "output_tokens": 100, "cache_creation_input_tokens": 10_000,

@@ -99,8 +99,8 @@ def _registered(registry: CollectorRegistry) -> set[str]:
 
 def project_registries() -> set[str]:
     from hermes_operator.metrics import OperatorMetrics
-    from hermes_sidecar.anthropic import PromptCacheAccounting
-    from hermes_sidecar.anthropic_pricing import PriceTable
+    from hermes_sidecar.dialects.anthropic import PromptCacheAccounting
+    from hermes_sidecar.dialects.anthropic.pricing import PriceTable
     from hermes_sidecar.metrics import Metrics
 
     prompt = CollectorRegistry()

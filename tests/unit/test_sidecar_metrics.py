@@ -27,10 +27,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fakes.openai_upstream import FakeOpenAI, run_server
-from hermes_sidecar.app import Sidecar, create_app
+from hermes_sidecar.app import create_app
 from hermes_sidecar.config import parse_config
 from hermes_sidecar.embed import LocalEmbedder
 from hermes_sidecar.generations import Generation
+from hermes_sidecar.runtime import Sidecar
 
 CHAT = "/v1/chat/completions"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"

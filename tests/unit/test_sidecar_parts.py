@@ -11,11 +11,12 @@ import pytest
 
 from hermes_sidecar.cli import main
 from hermes_sidecar.config import ConfigError, load_config, parse_config
-from hermes_sidecar.dialect import CachedAnswer, NotCacheable, ReplayInfo, SSEParser
-from hermes_sidecar.keys import ConversationLimits, cache_salt, keys_for, tenant_of
-from hermes_sidecar.openai_compat import CHAT, COMPLETIONS, OpenAIDialect
+from hermes_sidecar.dialects.base import CachedAnswer, NotCacheable, ReplayInfo, SSEParser
+from hermes_sidecar.dialects.openai import CHAT, COMPLETIONS, OpenAIDialect
+from hermes_sidecar.keys import ConversationLimits, cache_salt, keys_for
 from hermes_sidecar.store import Entry
 from hermes_sidecar.store.memory import MemoryStore
+from hermes_sidecar.tenants import tenant_of
 
 D = OpenAIDialect()
 LIMITS = ConversationLimits()

@@ -22,11 +22,11 @@ from starlette.routing import Route
 from fakes.openai_upstream import run_server
 from hermes_sidecar.cache import HIT_EXACT, HIT_SEMANTIC, MISS, CacheService
 from hermes_sidecar.config import ConfigError, SidecarConfig, parse_config
-from hermes_sidecar.dialect import CachedAnswer
+from hermes_sidecar.dialects.base import CachedAnswer
+from hermes_sidecar.dialects.openai import CHAT, OpenAIDialect
 from hermes_sidecar.embed import LocalEmbedder
 from hermes_sidecar.generations import LOCAL
 from hermes_sidecar.metrics import Metrics
-from hermes_sidecar.openai_compat import CHAT, OpenAIDialect
 from hermes_sidecar.store.memory import MemoryStore
 from hermes_sidecar.verify import RerankVerifier, VerifierError, build_verifier
 

@@ -5,15 +5,14 @@ partition, entries tagged with their generation so a whole generation can be del
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-
-class StoreError(RuntimeError):
-    """The store is unreachable or answered with an error; the pipeline fails open on it."""
+from hermes_sidecar.errors import StoreError
 
 
 @dataclass
@@ -50,6 +49,16 @@ class Store(Protocol):
     async def delete_tag(self, generation: str, tag: str) -> int: ...
 
     async def count(self, generation: str) -> int: ...
+
+    async def trim(self, generation: str, max_entries: int) -> int | None:
+        """Delete the least recently used entries of ``generation`` beyond ``max_entries``; returns how
+        many, or None for a store that bounds itself on every put (then there is never anything to trim)."""
+        ...
+
+    def follow(self, current: Callable[[], str]) -> None:
+        """Serve lookups from the generation ``current()`` names (the sidecar's follower). A store that
+        keeps all generations in one index ignores it: its keys carry the generation already."""
+        ...
 
     async def ping(self) -> None:
         """Raise StoreError when the store cannot serve."""

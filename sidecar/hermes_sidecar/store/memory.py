@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +92,13 @@ class MemoryStore:
 
     async def count(self, generation: str) -> int:
         return sum(1 for e in self._entries.values() if e.generation == generation)
+
+    async def trim(self, generation: str, max_entries: int) -> None:
+        """Unsupported, and not needed: ``put`` evicts the least recently used entry beyond the bound."""
+        return None
+
+    def follow(self, current: Callable[[], str]) -> None:
+        """Unsupported, and not needed: one index for all generations, and every key names its own."""
 
     async def ping(self) -> None:
         return None

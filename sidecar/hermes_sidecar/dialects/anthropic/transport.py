@@ -10,7 +10,7 @@ on every route, so
   or from the ``message_start``/``message_delta`` events while the stream is relayed unchanged;
   a stream that breaks is accounted with what arrived (its input was billed).
 
-Semantic-cache hits never reach the transport; the dialect accounts them (see ``anthropic.py``).
+Semantic-cache hits never reach the transport; the dialect accounts them (see ``dialect.py``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,18 @@ from pathlib import Path
 
 import httpx
 
-from hermes_sidecar.anthropic import PromptCacheAccounting
-from hermes_sidecar.anthropic_usage import StreamUsage, usage_from_json
-from hermes_sidecar.dialect import SSEParser
-from hermes_sidecar.keys import tenant_of
+from hermes_sidecar.dialects.anthropic.accounting import PromptCacheAccounting
+from hermes_sidecar.dialects.anthropic.usage import StreamUsage, usage_from_json
+from hermes_sidecar.dialects.base import SSEParser
+from hermes_sidecar.errors import ConfigError
+from hermes_sidecar.tenants import tenant_of
+
+__all__ = ["MESSAGES", "AnthropicTransport", "read_api_key"]
 
 log = logging.getLogger("hermes_sidecar.anthropic")
 
-MESSAGES_PATH = "/v1/messages"
+# The Messages route: the dialect serves it, and this transport accounts the calls made to it.
+MESSAGES = "/v1/messages"
 _MAX_JSON_BYTES = 32 * 1024 * 1024  # a Messages answer is far smaller; beyond this, skip accounting
 
 
@@ -40,10 +44,10 @@ def read_api_key(path: str | None) -> str | None:
     try:
         key = Path(path).read_text().strip()
     except OSError as exc:
-        raise ValueError(f"upstream.apiKeyFile {path!r} cannot be read ({exc.strerror}); "
+        raise ConfigError(f"upstream.apiKeyFile {path!r} cannot be read ({exc.strerror}); "
                          "mount the secret there or remove the setting") from None  # fmt: skip
     if not key:
-        raise ValueError(f"upstream.apiKeyFile {path!r} is empty; it must hold the Anthropic API key")
+        raise ConfigError(f"upstream.apiKeyFile {path!r} is empty; it must hold the Anthropic API key")
     return key
 
 
@@ -132,7 +136,7 @@ class AnthropicTransport(httpx.AsyncBaseTransport):
         response = await self._inner.handle_async_request(request)
         if (
             request.method != "POST"
-            or not request.url.path.endswith(MESSAGES_PATH)
+            or not request.url.path.endswith(MESSAGES)
             or response.status_code != 200
             or self.accounting is None
         ):

@@ -4,43 +4,33 @@
 what is specific to Anthropic:
 
 * :meth:`AnthropicDialect.upstream_body` places ``cache_control`` breakpoints per
-  ``promptCache`` (see :mod:`hermes_sidecar.anthropic_breakpoints`);
+  ``promptCache`` (see :mod:`hermes_sidecar.dialects.anthropic.breakpoints`);
 * every upstream answer (JSON or the ``message_start``/``message_delta`` events of a stream) is
-  accounted once into the ``hermes_prompt_cache_*`` metrics by :class:`PromptCacheAccounting`;
-* a semantic-cache hit is accounted as a whole avoided call: zero cost, zero billed tokens, and
-  the full uncached price of the stored call as saved;
+  accounted once into the ``hermes_prompt_cache_*`` metrics (:mod:`.accounting`) by the upstream
+  client's transport (:mod:`.transport`), which :meth:`AnthropicDialect.transport` builds;
+* a semantic-cache hit is accounted as a whole avoided call, labelled with the tenant the pipeline
+  passes in :class:`~hermes_sidecar.dialects.base.ReplayInfo`;
 * stored answers replay as a Messages JSON object or as a complete Messages event stream.
-
-Savings and counters. ``hermes_prompt_cache_saved_usd_total`` is the saving against the same traffic
-without caching, with write premiums subtracted. A call that only writes has a negative saving
-(the 25% or 100% premium), which a Prometheus counter cannot record, so the premium is held as
-``hermes_prompt_cache_unrecovered_premium_usd`` (a gauge) and taken out of the next savings before
-they are counted. At every moment ``saved_usd_total - unrecovered_premium_usd`` is exactly the net
-saving of all traffic seen; the counter never shows a saving that the premiums have not yet
-paid for.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
-import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
-from hermes_sidecar.anthropic_breakpoints import PLACES, Place, PlaceRule, place_breakpoints
-from hermes_sidecar.anthropic_pricing import PRICE_TABLE_VERSION, ModelPrice, PriceTable, Rates
-from hermes_sidecar.anthropic_usage import StreamUsage, Usage, bill, usage_from_json
-from hermes_sidecar.config import ModelPriceConfig, PromptCacheConfig, SidecarConfig
-from hermes_sidecar.dialect import (
+from hermes_sidecar.config import PromptCacheConfig, SidecarConfig
+from hermes_sidecar.dialects.anthropic.accounting import PromptCacheAccounting, price_table_from_config
+from hermes_sidecar.dialects.anthropic.breakpoints import PLACES, Place, PlaceRule, place_breakpoints
+from hermes_sidecar.dialects.anthropic.transport import MESSAGES, AnthropicTransport, read_api_key
+from hermes_sidecar.dialects.anthropic.usage import StreamUsage, usage_from_json
+from hermes_sidecar.dialects.base import (
     CacheableRequest,
     CachedAnswer,
-    Dialect,
     NotCacheable,
     ReplayInfo,
     SSEParser,
@@ -48,23 +38,8 @@ from hermes_sidecar.dialect import (
     canonical_json,
     sse_event,
 )
-from hermes_sidecar.keys import tenant_of
 
-__all__ = [
-    "MESSAGES",
-    "AnthropicDialect",
-    "PromptCacheAccounting",
-    "current_tenant",
-    "price_table_from_config",
-]
-
-log = logging.getLogger("hermes_sidecar.anthropic")
-
-MESSAGES = "/v1/messages"
-
-# The tenant of the request being served, set by the /v1/messages route, so that semantic-cache hits
-# (which never reach the upstream transport, where billed calls are accounted) carry the same label.
-current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("hermes_anthropic_tenant", default="")
+__all__ = ["AnthropicDialect", "build_dialect", "replay_events"]
 
 # Parameters that change the answer. Everything else not in _NEUTRAL partitions under "shape", so an
 # option we do not know can only split the cache, never merge two different requests.
@@ -76,161 +51,12 @@ _NEUTRAL = frozenset({"model", "messages", "system", "stream", "metadata", "cach
 _STORABLE = frozenset({"end_turn", "stop_sequence", "tool_use"})
 
 
-def price_table_from_config(cfg: PromptCacheConfig) -> PriceTable:
-    def rates(p: ModelPriceConfig) -> Rates:
-        return Rates(p.input, p.output, p.cacheWrite5m, p.cacheWrite1h, p.cacheRead)
-
-    prices = {
-        model: ModelPrice(
-            rates(p),
-            long_prompt=rates(p.longPrompt) if p.longPrompt else None,
-            long_prompt_threshold=p.longPromptThresholdTokens,
-        )
-        for model, p in cfg.prices.items()
-    }
-    return PriceTable(prices, cfg.minCacheableTokens, cfg.priceTableVersion or PRICE_TABLE_VERSION)
-
-
 def _strip_cache_control(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
     if isinstance(value, list):
         return [_strip_cache_control(v) for v in value]
     return value
-
-
-class PromptCacheAccounting:
-    """The ``hermes_prompt_cache_*`` metrics, labelled by tenant. One instance per registry; thread-safe."""
-
-    def __init__(
-        self,
-        prices: PriceTable,
-        registry: CollectorRegistry | None = None,
-        *,
-        tenant_label: Callable[[str], str] | None = None,
-    ) -> None:
-        registry = registry if registry is not None else REGISTRY
-        self.prices = prices
-        # tenant id -> label value; the sidecar passes its capped, credential-safe mapping
-        self._tenant_label = tenant_label or (lambda tenant: tenant)
-        self._lock = threading.Lock()
-        self._warned: set[str] = set()
-        self._debt: dict[str, float] = {}
-
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ("tenant",)) -> Counter:
-            return Counter(name, doc, list(labels), registry=registry)
-
-        self.tokens = counter(
-            "hermes_prompt_cache_tokens",
-            "Anthropic tokens billed, by class: input (uncached, after the last breakpoint), output, "
-            "cache_write_5m, cache_write_1h, cache_read. Classes are disjoint.",
-            ("class", "tenant"),
-        )
-        self.cost = counter(
-            "hermes_prompt_cache_cost_usd", "USD billed for Anthropic calls, from usage and the price table"
-        )
-        self.uncached = counter(
-            "hermes_prompt_cache_uncached_cost_usd",
-            "USD the same calls would have cost without prompt caching (semantic-cache hits included)",
-        )
-        self.saved = counter(
-            "hermes_prompt_cache_saved_usd",
-            "USD saved against the same traffic without caching, write premiums subtracted; premiums "
-            "not yet earned back are held in hermes_prompt_cache_unrecovered_premium_usd",
-        )
-        self.unrecovered = Gauge(
-            "hermes_prompt_cache_unrecovered_premium_usd",
-            "Cache-write premiums not yet earned back by savings; net saving = saved_usd_total minus this",
-            ["tenant"],
-            registry=registry,
-        )
-        self.premium = counter(
-            "hermes_prompt_cache_write_premium_usd",
-            "USD paid above the base input price for prompt-cache writes",
-        )
-        self.semantic_saved = counter(
-            "hermes_prompt_cache_semantic_hit_saved_usd",
-            "Part of hermes_prompt_cache_saved_usd_total from semantic-cache hits (whole calls avoided)",
-        )
-        self.unpriced = counter(
-            "hermes_prompt_cache_unpriced_calls",
-            "Calls to a model missing from the price table, priced as the current model of its family",
-            ("family",),
-        )
-        self.placed = counter(
-            "hermes_prompt_cache_breakpoints_placed",
-            "Breakpoints the sidecar added, by place and TTL",
-            ("place", "ttl"),
-        )
-        self.skipped = counter(
-            "hermes_prompt_cache_breakpoints_skipped",
-            "Configured breakpoints not placed, by place and reason",
-            ("place", "reason"),
-        )
-        info = Gauge(
-            "hermes_prompt_cache_price_table_info",
-            "Version of the price table in use",
-            ["version"],
-            registry=registry,
-        )
-        info.labels(version=prices.version).set(1)
-
-    def _price(self, model: str) -> ModelPrice:
-        found = self.prices.lookup(model)
-        if not found.known:
-            self.unpriced.labels(family=found.family).inc()
-            if model not in self._warned and len(self._warned) < 1000:
-                self._warned.add(model)
-                log.warning(
-                    "model %r is not in price table %s; priced as %s (family %s) until promptCache.prices "
-                    "lists it",
-                    model,
-                    self.prices.version,
-                    found.model,
-                    found.family,
-                )
-        return found.price
-
-    def _count_saving(self, tenant: str, saving: float) -> None:
-        with self._lock:
-            debt = self._debt.get(tenant, 0.0)
-            if saving < 0:
-                debt -= saving
-            else:
-                repaid = min(saving, debt)
-                debt -= repaid
-                if saving > repaid:
-                    self.saved.labels(tenant=tenant).inc(saving - repaid)
-            self._debt[tenant] = debt
-            self.unrecovered.labels(tenant=tenant).set(debt)
-
-    def record_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
-        tenant = self._tenant_label(tenant)
-        """An upstream call that was billed: count its tokens, cost and saving once."""
-        for name, value in usage.by_class().items():
-            if value:
-                self.tokens.labels(**{"class": name, "tenant": tenant}).inc(value)
-        b = bill(usage, self._price(model))
-        self.cost.labels(tenant=tenant).inc(b.cost)
-        self.uncached.labels(tenant=tenant).inc(b.uncached_cost)
-        if b.write_premium:
-            self.premium.labels(tenant=tenant).inc(b.write_premium)
-        self._count_saving(tenant, b.saved)
-
-    def record_avoided_call(self, model: str, usage: Usage, *, tenant: str = "") -> None:
-        tenant = self._tenant_label(tenant)
-        """A semantic-cache hit: nothing billed, the whole call at its uncached price saved."""
-        b = bill(usage, self._price(model))
-        self.cost.labels(tenant=tenant).inc(0)
-        self.uncached.labels(tenant=tenant).inc(b.uncached_cost)
-        self.semantic_saved.labels(tenant=tenant).inc(b.uncached_cost)
-        self._count_saving(tenant, b.uncached_cost)
-
-    def record_placement(self, placed: list[tuple[str, str]], skipped: list[tuple[str, str]]) -> None:
-        for place, ttl in placed:
-            self.placed.labels(place=place, ttl=ttl).inc()
-        for place, reason in skipped:
-            self.skipped.labels(place=place, reason=reason).inc()
 
 
 def _skip_code(reason: str) -> str:
@@ -266,6 +92,10 @@ def _content_text(content: Any) -> tuple[str, list[Any], bool]:
 class AnthropicDialect:
     name = "anthropic"
     routes: tuple[str, ...] = (MESSAGES,)
+    # the Messages API has no health, metrics or prefix-cache route of ours to call
+    health_path: str | None = None
+    metrics_path: str | None = None
+    prefix_reset_path: str | None = None
 
     def __init__(
         self,
@@ -344,6 +174,20 @@ class AnthropicDialect:
             )
         return result.body
 
+    def bypass_body(self, body: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
+        # Breakpoints change the bill, not the answer: a bypassed request gets them too.
+        return self.upstream_body(body, salt)
+
+    def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport:
+        """The upstream client's transport: adds the configured API key and accounts every billed call."""
+        return AnthropicTransport(
+            httpx.AsyncHTTPTransport(**pool),
+            self.accounting,
+            api_key=read_api_key(cfg.upstream.apiKeyFile),
+            tenant_header=cfg.tenantHeader,
+            tenant_source=cfg.tenantSource,
+        )
+
     # -- answers -----------------------------------------------------------------------------------
 
     def answer_from_json(self, request: CacheableRequest, body: Mapping[str, Any]) -> CachedAnswer | None:
@@ -362,23 +206,23 @@ class AnthropicDialect:
         return _Recorder(self, request)
 
     def replay_json(self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo) -> bytes:
-        self._account_hit(request, answer)
+        self._account_hit(request, answer, info)
         return json.dumps(_replayed(answer.body), separators=(",", ":")).encode()
 
     def replay_sse(
         self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo
     ) -> Iterator[bytes]:
-        self._account_hit(request, answer)
+        self._account_hit(request, answer, info)
         return iter(list(replay_events(_replayed(answer.body))))
 
-    def _account_hit(self, request: CacheableRequest, answer: CachedAnswer) -> None:
+    def _account_hit(self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo) -> None:
         if self.accounting is not None:
             usage = answer.body.get("usage")
             model = str(answer.body.get("model") or request.model)
             self.accounting.record_avoided_call(
                 model,
                 usage_from_json(usage if isinstance(usage, Mapping) else None),
-                tenant=current_tenant.get(),
+                tenant=info.tenant,
             )
 
 
@@ -556,22 +400,3 @@ def build_dialect(
         accounting=PromptCacheAccounting(prices, registry, tenant_label=tenant_label),
         store_truncated=cfg.cache.storeTruncated,
     )
-
-
-def upstream_transport(cfg: SidecarConfig, dialect: Dialect, **pool: Any) -> httpx.AsyncBaseTransport:
-    """The upstream client's transport: adds the configured API key and accounts every billed call."""
-    from hermes_sidecar.anthropic_http import AnthropicTransport, read_api_key
-
-    accounting = dialect.accounting if isinstance(dialect, AnthropicDialect) else None
-    return AnthropicTransport(
-        httpx.AsyncHTTPTransport(**pool),
-        accounting,
-        api_key=read_api_key(cfg.upstream.apiKeyFile),
-        tenant_header=cfg.tenantHeader,
-        tenant_source=cfg.tenantSource,
-    )
-
-
-def bind_tenant(headers: Mapping[str, str], tenant_header: str, source: str) -> None:
-    """Label semantic-cache hits of the request being served with its tenant (as the pipeline sees it)."""
-    current_tenant.set(tenant_of({k.lower(): v for k, v in headers.items()}, tenant_header, source))

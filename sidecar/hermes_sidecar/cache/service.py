@@ -1,29 +1,26 @@
 """The cache decision: bypass rules, exact lookup, semantic lookup with the guard, and storing answers.
 
 This is the one decision path: live requests (``proxy.py``) and ``hermes-sidecar evaluate`` both call
-:meth:`CacheService.decide` and :meth:`CacheService.store`.
+:meth:`CacheService.decide` and :meth:`CacheService.store_answer`.
 
 Fail open: a store or embedder failure makes the request pass through (result ``error``), and the
-component is marked down for ``retry_seconds`` so that further requests do not wait on its timeout;
-a background probe marks it up again when it answers, so caching resumes without a restart.
+component's breaker opens (``breaker.py``) until a background probe finds it answering again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-import numpy as np
-import numpy.typing as npt
 
 from hermes_sidecar import guard
+from hermes_sidecar.cache.breaker import Breakers, Probe
+from hermes_sidecar.cache.decision import BYPASS, ERROR, HIT_EXACT, HIT_SEMANTIC, MISS, Decision
 from hermes_sidecar.config import CacheConfig
-from hermes_sidecar.dialect import CacheableRequest, CachedAnswer
+from hermes_sidecar.dialects.base import CacheableRequest, CachedAnswer
 from hermes_sidecar.embed import Embedder, EmbedderError
 from hermes_sidecar.generations import Generation
 from hermes_sidecar.keys import ConversationLimits, Keys, keys_for
@@ -31,52 +28,9 @@ from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.store import Entry, Store, StoreError
 from hermes_sidecar.verify import RerankVerifier, VerifierError
 
+__all__ = ["CacheService"]
+
 log = logging.getLogger("hermes_sidecar.cache")
-
-HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS, ERROR = "hit-exact", "hit-semantic", "miss", "bypass", "error"
-
-
-@dataclass
-class Decision:
-    result: str  # one of HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS, ERROR
-    generation: Generation
-    keys: Keys | None = None
-    entry: Entry | None = None
-    similarity: float | None = None
-    reason: str | None = None  # bypass reason, error component, guard rule of the best refused candidate
-    vector: npt.NDArray[np.float32] | None = field(default=None, repr=False)
-    tags: tuple[str, ...] = ()
-
-    @property
-    def header(self) -> str:
-        """``x-hermes-cache`` value: an error went upstream like a miss."""
-        return MISS if self.result == ERROR else self.result
-
-    @property
-    def metric(self) -> str:
-        return self.result.replace("-", "_")
-
-
-class _Health:
-    """Circuit breaker state of one component."""
-
-    def __init__(self, retry_seconds: float) -> None:
-        self.retry = retry_seconds
-        self.down_since: float | None = None
-        self.last_error = ""
-
-    @property
-    def up(self) -> bool:
-        return self.down_since is None
-
-    def fail(self, err: Exception) -> None:
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-        self.last_error = str(err) or type(err).__name__
-
-    def ok(self) -> None:
-        self.down_since = None
-        self.last_error = ""
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -110,74 +64,17 @@ class CacheService:
         )
         self._bypass = [re.compile(p, re.IGNORECASE) for p in cfg.bypass.patterns]
         self._tag_rules = [(re.compile(r.pattern, re.IGNORECASE), r.tag) for r in cfg.tags.rules]
-        self.store_health = _Health(retry_seconds)
-        self.embedder_health = _Health(retry_seconds)
-        self.verifier_health = _Health(retry_seconds)
-        self._probe: asyncio.Task[None] | None = None
+        probes: dict[str, Probe] = {"store": store.ping, "embedder": None, "verifier": None}
+        if embedder is not None:
+            probes["embedder"] = functools.partial(embedder.embed, ["ping"])
+        if self.verifier is not None:
+            probes["verifier"] = functools.partial(self.verifier.scores, "ping", ["ping"])
+        self.breakers = Breakers(metrics, probes, retry_seconds)
         self._background: set[asyncio.Task[bool]] = set()
 
-    # -- health ------------------------------------------------------------------------------------
-
     def degraded(self) -> dict[str, str]:
-        out = {}
-        if not self.store_health.up:
-            out["store"] = self.store_health.last_error
-        if not self.embedder_health.up:
-            out["embedder"] = self.embedder_health.last_error
-        if not self.verifier_health.up:
-            out["verifier"] = self.verifier_health.last_error
-        return out
-
-    def _healthy(self) -> bool:
-        return self.store_health.up and self.embedder_health.up and self.verifier_health.up
-
-    def _mark(self, component: str, err: Exception | None) -> None:
-        health = {
-            "store": self.store_health,
-            "embedder": self.embedder_health,
-            "verifier": self.verifier_health,
-        }[component]
-        if err is None:
-            health.ok()
-        else:
-            if health.up:
-                log.warning(
-                    "cache %s failed, %s: %s",
-                    component,
-                    "deciding as cache.guard.verifier.onError says"
-                    if component == "verifier"
-                    else "passing requests through",
-                    err,
-                )
-            health.fail(err)
-        self.metrics.degraded.labels(component).set(0 if health.up else 1)
-        if not health.up and (self._probe is None or self._probe.done()):
-            self._probe = asyncio.create_task(self._probe_loop())
-
-    async def _probe_loop(self) -> None:
-        while not self._healthy():
-            await asyncio.sleep(self.store_health.retry)
-            if not self.store_health.up:
-                try:
-                    await self.store.ping()
-                    self._mark("store", None)
-                    log.info("cache store is back")
-                except StoreError as exc:
-                    self.store_health.last_error = str(exc)
-            if not self.embedder_health.up and self.embedder is not None:
-                try:
-                    await self.embedder.embed(["ping"])
-                    self._mark("embedder", None)
-                    log.info("embedder is back")
-                except EmbedderError as exc:
-                    self.embedder_health.last_error = str(exc)
-            if not self.verifier_health.up and self.verifier is not None:
-                try:
-                    await self.verifier.scores("ping", ["ping"])
-                    self._mark("verifier", None)
-                    log.info("verifier is back")
-                except VerifierError as exc:
-                    self.verifier_health.last_error = str(exc)
+        """The dependencies that are down, with their last error (``/readyz``, ``/admin/stats``)."""
+        return self.breakers.degraded()
 
     # -- decision ----------------------------------------------------------------------------------
 
@@ -210,7 +107,7 @@ class CacheService:
             return Decision(BYPASS, gen, reason=reason)
         keys = keys_for(req, gen.id, tenant, self.limits)
         tags = self.tags_for(req, headers)
-        if not self.store_health.up:
+        if not self.breakers.up("store"):
             self.metrics.errors.labels("store").inc()
             return Decision(ERROR, gen, keys, reason="store", tags=tags)
         started = time.perf_counter()
@@ -226,7 +123,7 @@ class CacheService:
         try:
             entry = await self.store.get_exact(keys.exact, now)
         except StoreError as exc:
-            self._mark("store", exc)
+            self.breakers.failed("store", exc)
             self.metrics.errors.labels("store").inc()
             return Decision(ERROR, gen, keys, reason="store", tags=tags)
         if entry is not None:
@@ -235,19 +132,19 @@ class CacheService:
             if keys.refusal:
                 self.metrics.semantic_refusals.labels(keys.refusal).inc()
             return Decision(MISS, gen, keys, reason=keys.refusal, tags=tags)
-        if not self.embedder_health.up:
+        if not self.breakers.up("embedder"):
             self.metrics.errors.labels("embedder").inc()
             return Decision(ERROR, gen, keys, reason="embedder", tags=tags)
         try:
             vector = (await self.embedder.embed([keys.semantic_text]))[0]
         except EmbedderError as exc:
-            self._mark("embedder", exc)
+            self.breakers.failed("embedder", exc)
             self.metrics.errors.labels("embedder").inc()
             return Decision(ERROR, gen, keys, reason="embedder", tags=tags)
         try:
             candidates = await self.store.search(keys.partition, vector, self.cfg.candidates, now)
         except StoreError as exc:
-            self._mark("store", exc)
+            self.breakers.failed("store", exc)
             self.metrics.errors.labels("store").inc()
             return Decision(ERROR, gen, keys, reason="store", tags=tags)
         refused: str | None = None
@@ -256,7 +153,7 @@ class CacheService:
         threshold = self.cfg.similarityThreshold
         verifier = self.verifier
         # While the verifier is down, candidates are chosen as without it (onError decides the rest).
-        verifying = verifier is not None and self.verifier_health.up
+        verifying = verifier is not None and self.breakers.up("verifier")
         gate = min(verifier.cfg.minSimilarity, threshold) if verifier is not None and verifying else threshold
         passed: list[tuple[Entry, float, bool]] = []  # (candidate, similarity, cosine alone serves it)
         for cand, sim in candidates:
@@ -292,12 +189,12 @@ class CacheService:
         """The best candidate the verifier confirms (candidates come best-first by similarity), or
         None and the reason. When the verifier fails, ``onError`` decides: as without it, or no hit."""
         fallback = verifier.cfg.onError == "threshold"
-        if self.verifier_health.up:
+        if self.breakers.up("verifier"):
             started = time.perf_counter()
             try:
                 scores = await verifier.scores(text, [c.text or "" for c, _, _ in passed])
             except VerifierError as exc:
-                self._mark("verifier", exc)
+                self.breakers.failed("verifier", exc)
             else:
                 self.metrics.verifier_seconds.observe(time.perf_counter() - started)
                 for (cand, sim, _), score in zip(passed, scores, strict=True):
@@ -360,7 +257,7 @@ class CacheService:
         try:
             await self.store.put(entry)
         except StoreError as exc:
-            self._mark("store", exc)
+            self.breakers.failed("store", exc)
             self.metrics.not_stored.labels("store-error").inc()
             return False
         self.metrics.stored.inc()
@@ -378,9 +275,6 @@ class CacheService:
 
     async def aclose(self) -> None:
         await self.drain()
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await self.breakers.aclose()
         if self.verifier is not None:
             await self.verifier.aclose()

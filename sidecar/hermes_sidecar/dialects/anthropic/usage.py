@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_sidecar.anthropic_pricing import ModelPrice, Rates
+from hermes_sidecar.dialects.anthropic.pricing import ModelPrice, Rates
 
 TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 

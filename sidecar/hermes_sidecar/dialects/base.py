@@ -8,7 +8,9 @@ the route to
    Raise :class:`NotCacheable` for a request the cache must pass through (counted as ``bypass``).
 2. ``upstream_body``: build the body sent upstream. The OpenAI dialect sets vLLM's ``cache_salt``
    here (always overwriting a client value: the salt isolates prefix-cache reuse per generation and
-   tenant, so a client must never choose it). Other dialects ignore ``salt``.
+   tenant, so a client must never choose it). Other dialects ignore ``salt``. ``bypass_body`` is the
+   same for a request forwarded without a recorder: nothing may be added there that the client did
+   not ask for, since nothing would strip it again.
 3. ``answer_from_json`` / ``recorder``: turn an upstream answer (one JSON body, or an SSE stream fed
    chunk by chunk while it is forwarded to the client) into a :class:`CachedAnswer`, or ``None`` when
    the answer must not be stored (error, truncated by the length limit, aborted stream).
@@ -16,11 +18,14 @@ the route to
    replays must be a complete, well-formed stream of the dialect (OpenAI: ``data: {...}`` chunks
    ending with ``data: [DONE]``) carrying the stored usage, tool calls and reasoning.
 
-A dialect is a plain object with no I/O; the pipeline does the HTTP. ``app.py`` builds the dialects
-for ``upstream.kind`` and mounts a POST route for each of their ``routes``: for ``openai`` it is
-:class:`hermes_sidecar.openai_compat.OpenAIDialect`; for ``anthropic`` it calls
-``hermes_sidecar.anthropic.build_dialect(config, registry) -> Dialect`` with the sidecar config and
-the app's prometheus ``CollectorRegistry`` (each app has its own: tests run several in one process).
+What the upstream server offers besides its wire format is the dialect's to say too, so that no
+code outside ``dialects/`` asks which kind of upstream it talks to: ``health_path``, ``metrics_path``
+and ``prefix_reset_path`` (``None`` when the upstream has no such route) and ``transport`` (what the
+upstream client's connections go through, ``None`` for plain HTTP).
+
+A dialect is a plain object with no I/O; the pipeline does the HTTP. ``dialects/registry.py`` builds
+the one dialect for ``upstream.kind`` (its metrics in the app's own prometheus ``CollectorRegistry``:
+tests run several apps in one process) and the app mounts a POST route for each of its ``routes``.
 A dialect never stores an answer cut by the length limit unless built with ``store_truncated=True``
 (``cache.storeTruncated``).
 """
@@ -30,15 +35,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from hermes_sidecar.errors import NotCacheable as NotCacheable
 
-class NotCacheable(Exception):
-    """The request is valid but must bypass the cache; ``reason`` is a short label for logs/metrics."""
+if TYPE_CHECKING:
+    import httpx
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    from hermes_sidecar.config import SidecarConfig
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class ReplayInfo:
 
     result: str  # "hit-exact" | "hit-semantic"
     similarity: float | None = None
+    tenant: str = ""  # the tenant the pipeline keyed the request on (its cost metrics carry it)
 
 
 class StreamRecorder(Protocol):
@@ -134,10 +139,20 @@ class StreamRecorder(Protocol):
 class Dialect(Protocol):
     name: str
     routes: tuple[str, ...]
+    health_path: str | None  # GET answering 200 when the upstream can serve (readiness)
+    metrics_path: str | None  # the upstream's own Prometheus metrics, relayed at /upstream/metrics
+    prefix_reset_path: str | None  # POST dropping the upstream's prefix cache (cache.resetPrefixCache)
 
     def parse_request(self, route: str, body: Mapping[str, Any]) -> CacheableRequest: ...
 
     def upstream_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]: ...
+
+    def bypass_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]: ...
+
+    def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport | None:
+        """The transport of the upstream client (``pool``: httpx connection limits), or None for
+        httpx's own. Called once at start; may raise ConfigError for an unreadable secret."""
+        ...
 
     def answer_from_json(self, request: CacheableRequest, body: Mapping[str, Any]) -> CachedAnswer | None: ...
 

@@ -8,7 +8,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from hermes_sidecar.dialect import (
+import httpx
+
+from hermes_sidecar.config import SidecarConfig
+from hermes_sidecar.dialects.base import (
     CacheableRequest,
     CachedAnswer,
     NotCacheable,
@@ -59,6 +62,10 @@ def _text_of(content: Any) -> tuple[str, list[Any]]:
 class OpenAIDialect:
     name = "openai"
     routes: tuple[str, ...] = (CHAT, COMPLETIONS)
+    # vLLM's routes; an upstream without them fails readiness (/health) or answers 502 (/metrics)
+    health_path: str | None = "/health"
+    metrics_path: str | None = "/metrics"
+    prefix_reset_path: str | None = "/reset_prefix_cache"
 
     def __init__(self, *, store_truncated: bool = False) -> None:
         self.store_truncated = store_truncated
@@ -135,6 +142,18 @@ class OpenAIDialect:
             opts["include_usage"] = True
             out["stream_options"] = opts
         return out
+
+    def bypass_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
+        out = self.upstream_body(body, salt)
+        # Without a recorder nothing strips what upstream_body asked for on top (the usage chunk).
+        if "stream_options" in body:
+            out["stream_options"] = body["stream_options"]
+        else:
+            out.pop("stream_options", None)
+        return out
+
+    def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport | None:
+        return None
 
     # -- answers -----------------------------------------------------------------------------------
 
