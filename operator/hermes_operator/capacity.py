@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .spec import Architecture, PolicySpec
+from .spec import Architecture, CapacityStatus, PolicySpec
 
 GiB = 1024**3
 
@@ -113,27 +113,16 @@ def preset_for(model_name: str) -> Preset | None:
     return PRESETS.get(base.replace("-instruct", ""))
 
 
-@dataclass(frozen=True)
-class Capacity:
-    """What one replica of a policy holds; ``status()`` gives the ``status.capacity`` keys."""
+class Capacity(CapacityStatus):
+    """What one replica of a policy holds: ``status.capacity`` (:meth:`status`) and why, in words.
 
-    fits: bool
-    reason: str  # CamelCase, used as the CapacityOK condition's reason
+    ``reason`` is CamelCase, used as the CapacityOK condition's reason; ``message`` is its message.
+    """
+
     message: str
-    kvBytesPerToken: int
-    kvBytesPerTokenPerGPU: int
-    gpusPerReplica: int
-    budgetBytesPerGPU: int
-    weightsBytesPerGPU: int
-    overheadBytesPerGPU: int
-    kvCacheBytesPerGPU: int
-    kvCacheTokensPerReplica: int
-    maxConcurrentSequencesAtMaxLen: float
 
     def status(self) -> dict[str, object]:
-        out = asdict(self)
-        out.pop("message")
-        return out
+        return self.model_dump(exclude={"message"})
 
 
 class ArchitectureError(ValueError):
@@ -207,7 +196,11 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
     try:
         arch = resolve_architecture(spec)
     except ArchitectureError as exc:
-        return Capacity(False, "UnknownModel", str(exc), 0, 0, tp, 0, 0, 0, 0, 0, 0.0)
+        return Capacity(
+            fits=False, reason="UnknownModel", message=str(exc), kvBytesPerToken=0, kvBytesPerTokenPerGPU=0,
+            gpusPerReplica=tp, budgetBytesPerGPU=0, weightsBytesPerGPU=0, overheadBytesPerGPU=0,
+            kvCacheBytesPerGPU=0, kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0,
+        )  # fmt: skip
 
     kv_bytes = kv_dtype_bytes(spec, arch)
     per_token = kv_bytes_per_token(arch, kv_bytes)
@@ -223,7 +216,8 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         }
         base.update(numbers)
         return Capacity(
-            False, reason, message, per_token, per_token_gpu, 0 if spec.device == "cpu" else tp, **base,
+            fits=False, reason=reason, message=message, kvBytesPerToken=per_token,
+            kvBytesPerTokenPerGPU=per_token_gpu, gpusPerReplica=0 if spec.device == "cpu" else tp, **base,
             kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0,
         )  # fmt: skip
 
@@ -301,13 +295,13 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         )
     where = "in host memory (spec.device cpu)" if cpu else f"per GPU x {tp} GPU(s)"
     return Capacity(
-        True,
-        "Fits",
-        f"{tokens:,} KV tokens per replica: {sequences:.2f} sequences of {max_len:,} tokens at once "
+        fits=True,
+        reason="Fits",
+        message=f"{tokens:,} KV tokens per replica: {sequences:.2f} sequences of {max_len:,} tokens at once "
         f"({_gib(max(kv, 0))} KV cache {where})",
-        per_token,
-        per_token_gpu,
-        0 if cpu else tp,
+        kvBytesPerToken=per_token,
+        kvBytesPerTokenPerGPU=per_token_gpu,
+        gpusPerReplica=0 if cpu else tp,
         **numbers,
         kvCacheTokensPerReplica=tokens,
         maxConcurrentSequencesAtMaxLen=sequences,

@@ -124,10 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
+    from .env import Env
     from .generations import RedisGenerationStore
-    from .handlers import Env, register
     from .kube import KubeClient
     from .metrics import OperatorMetrics
+    from .wiring import register
 
     # kopf's formatter prefixes object messages with [namespace/name]; json suits log collectors.
     kopf.configure(verbose=False, log_format=kopf.LogFormat[args.log_format.upper()], log_prefix=True)
@@ -148,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     env = Env(kube=KubeClient(), stores=store_for, metrics=metrics, sidecar_image=args.sidecar_image)
     registry = kopf.OperatorRegistry()
-    register(env, registry, args.drift_interval, args.deployment_debounce)
+    register(env, registry, args.drift_interval, args.deployment_debounce, args.workers)
 
     # A registry of our own does not get kopf's default login handlers: the same KUBECONFIG (or
     # in-cluster ServiceAccount) the kubernetes client uses, so kopf and KubeClient act as one identity.
@@ -165,7 +166,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             prefix="hermes-cache.dev", key="last-handled-configuration"
         )
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = args.workers
         # kopf starts one worker per object with pending events, without limit, and keeps it for
         # idle_timeout (5 s) after its last event. A burst of 1,000 new policies (and then their
         # Deployments' status events) had ~1,000 workers alive at once; the memory they peaked at
@@ -242,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds after the last change to a child Deployment before its policy is reconciled",
     )
-    run.add_argument("--workers", type=int, default=8, help="threads for reconciles")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=8,
+        help="threads for reconciles: every one (policy changes, child Deployments, drift) runs on them",
+    )
     run.add_argument(
         "--concurrent-objects",
         type=_positive_int,

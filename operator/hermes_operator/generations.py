@@ -1,23 +1,19 @@
-"""Cache generations: the record the operator writes and the per-generation stats the sidecars keep.
+"""The generation store: the operator's side of the Redis contract in :mod:`hermes_sidecar.contract`.
 
-A generation is ``(policy uid, spec.cacheVersion)``. Contracts with the sidecar (ARCHITECTURE.md):
-
-* ``hermes:{namespace}/{policy}:generation`` holds the JSON record ``{"version", "uid",
-  "switchedAt"}``; the operator SETs it and PUBLISHes the same JSON on the channel of the same name.
-  Sidecars read the key at start-up and follow the channel, so every pod switches at once and no pod
-  restarts.
-* ``hermes:{namespace}/{policy}:stats:{version}`` is a hash of integer counters the sidecars HINCRBY:
-  ``hit_exact``, ``hit_semantic``, ``miss``, ``bypass``, ``error`` and ``entries``. The operator
-  reads it on its drift pass into ``status.semanticCache``.
+The operator SETs and PUBLISHes a policy's generation record and reads the per-generation stats the
+sidecars keep; :class:`GenerationStore` is that I/O (Redis in production, a dict in unit tests), and
+:mod:`hermes_operator.cachegen` decides when to use it. Key names and the record's format come from
+the sidecar's contract module, so the two sides cannot drift apart.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import redis
+from hermes_sidecar.contract import STAT_FIELDS, encode_record, policy_scope, record_key
+from hermes_sidecar.contract import stats_key as scope_stats_key
 
 from .spec import redact
 
@@ -28,25 +24,20 @@ __all__ = [
     "RedisGenerationStore",
     "generation_key",
     "generation_record",
-    "redact",
     "stats_key",
-    "summarize_stats",
     "url_with_password",
 ]
 
-STAT_FIELDS = ("hit_exact", "hit_semantic", "miss", "bypass", "error", "entries")
+# The record as the operator writes it (the name bench/sidecar_path.py and the tests know it by).
+generation_record = encode_record
 
 
 def generation_key(namespace: str, policy: str) -> str:
-    return f"hermes:{namespace}/{policy}:generation"
+    return record_key(policy_scope(namespace, policy))
 
 
 def stats_key(namespace: str, policy: str, version: str) -> str:
-    return f"hermes:{namespace}/{policy}:stats:{version}"
-
-
-def generation_record(version: str, uid: str, switched_at: str) -> str:
-    return json.dumps({"version": version, "uid": uid, "switchedAt": switched_at}, separators=(",", ":"))
+    return scope_stats_key(policy_scope(namespace, policy), version)
 
 
 class GenerationStoreError(RuntimeError):
@@ -122,19 +113,3 @@ def url_with_password(url: str, password: str) -> str:
     user = parts.netloc.rpartition("@")[0].split(":", 1)[0] if "@" in parts.netloc else ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
-
-
-def summarize_stats(stats: dict[str, int]) -> dict[str, object]:
-    """``status.semanticCache``: hit rate over cache lookups (hits / (hits + misses)), as a string.
-
-    Bypassed requests (not cacheable: streaming errors, uncacheable sampling...) and errors count in
-    ``requests`` but not in the hit rate, which is the quantity a threshold change moves.
-    """
-    hits = stats.get("hit_exact", 0) + stats.get("hit_semantic", 0)
-    lookups = hits + stats.get("miss", 0)
-    requests = lookups + stats.get("bypass", 0) + stats.get("error", 0)
-    return {
-        "hitRate": f"{hits / lookups:.3f}" if lookups else "",
-        "requests": requests,
-        "entries": stats.get("entries", 0),
-    }

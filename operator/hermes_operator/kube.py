@@ -1,16 +1,21 @@
 """All Kubernetes I/O of the operator, behind one small interface.
 
-:class:`Kube` is what ``handlers.reconcile`` needs: server-side apply under one field manager, a
-read, a delete, a status merge patch, an Event and the pods of a policy. :class:`KubeClient`
-implements it with the official client (honours ``KUBECONFIG``; in a pod, the ServiceAccount); unit
-tests pass their own implementation and the end-to-end tests run this one against a real API server.
+:class:`Kube` is what :func:`~hermes_operator.reconcile.reconcile` needs: server-side apply under
+one field manager, a read, a delete, a status merge patch, an Event and the pods of a policy.
+:class:`KubeClient` implements it with the official client (honours ``KUBECONFIG``; in a pod, the
+ServiceAccount); unit tests pass their own implementation and the end-to-end tests run this one
+against a real API server. A refusal of the API server leaves this module as :class:`KubeError`,
+carrying the server's own message rather than the client's HTTP dump around it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
+import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .render import FIELD_MANAGER, Manifest
@@ -19,7 +24,35 @@ from .spec import API_VERSION, KIND
 EVENT_SOURCE = "hermes-cache-operator"
 
 
+class KubeError(Exception):
+    """The API server refused a request: ``str()`` is its own message, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def api_errors() -> Iterator[None]:
+    """Turn the client's ApiException (status line, headers and body in one string) into KubeError."""
+    from kubernetes.client import ApiException
+
+    try:
+        yield
+    except ApiException as exc:
+        body = exc.body
+        message = str(exc)
+        if body:
+            try:
+                message = str(json.loads(body).get("message") or body)
+            except (ValueError, AttributeError):
+                message = str(body)
+        raise KubeError(message, int(exc.status or 0)) from exc
+
+
 class Kube(Protocol):
+    """The operator's Kubernetes I/O. A refusal of the API server is a :class:`KubeError`."""
+
     def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply ``manifest`` with field manager ``hermes-cache-operator`` (forcing conflicts)."""
         ...
@@ -72,52 +105,53 @@ class KubeClient:
         return self._dyn.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, manifest: Manifest) -> Manifest:
-        res = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
-        out = self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
-            res,
-            body=manifest,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        with api_errors():
+            out = self._dyn.server_side_apply(  # type: ignore[no-untyped-call]
+                self._resource(manifest["apiVersion"], manifest["kind"]),
+                body=manifest,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
         return dict(out.to_dict())
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        try:
-            obj = self._resource(api_version, kind).get(name=name, namespace=namespace)
-        except NotFoundError:
-            return None
+        with api_errors():
+            try:
+                obj = self._resource(api_version, kind).get(name=name, namespace=namespace)
+            except NotFoundError:
+                return None
         return dict(obj.to_dict())
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        try:
-            self._resource(api_version, kind).delete(name=name, namespace=namespace)
-        except NotFoundError:
-            return False
+        with api_errors():
+            try:
+                self._resource(api_version, kind).delete(name=name, namespace=namespace)
+            except NotFoundError:
+                return False
         return True
 
     def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        res = self._resource(API_VERSION, KIND)
-        self._dyn.patch(  # type: ignore[no-untyped-call]
-            res.subresources["status"],
-            body={"status": status},
-            name=name,
-            namespace=namespace,
-            content_type="application/merge-patch+json",
-        )
+        with api_errors():
+            self._dyn.patch(  # type: ignore[no-untyped-call]
+                self._resource(API_VERSION, KIND).subresources["status"],
+                body={"status": status},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        from kubernetes import client
-
         try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except client.ApiException as exc:
+            with api_errors():
+                secret = self._core.read_namespaced_secret(name, namespace)
+        except KubeError as exc:
             if exc.status == 404:
                 raise LookupError(f"Secret {namespace}/{name} not found") from None
             raise
@@ -129,7 +163,8 @@ class KubeClient:
         return base64.b64decode(data[key]).decode()
 
     def list_pods(self, namespace: str, selector: str) -> list[Manifest]:
-        pods = self._resource("v1", "Pod").get(namespace=namespace, label_selector=selector)
+        with api_errors():
+            pods = self._resource("v1", "Pod").get(namespace=namespace, label_selector=selector)
         return list(pods.to_dict().get("items") or [])
 
     def event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
@@ -154,7 +189,8 @@ class KubeClient:
             count=1,
         )
         try:
-            self._core.create_namespaced_event(namespace, body)
-        except client.ApiException as exc:
+            with api_errors():
+                self._core.create_namespaced_event(namespace, body)
+        except KubeError as exc:
             if exc.status != 409:
                 raise

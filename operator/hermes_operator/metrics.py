@@ -24,6 +24,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .status import CONDITION_STATUSES, CONDITION_TYPES
+
 METRIC_NAMES = (
     "hermes_operator_policies",
     "hermes_operator_reconcile_duration_seconds",
@@ -31,9 +33,6 @@ METRIC_NAMES = (
     "hermes_operator_generation_switches_total",
     "hermes_operator_gpus_requested",
 )
-
-CONDITION_TYPES = ("Ready", "CapacityOK", "CacheGenerationApplied", "Progressing")
-_STATUSES = ("True", "False", "Unknown")
 
 
 class OperatorMetrics:
@@ -77,7 +76,7 @@ class OperatorMetrics:
         # once, and iterating it while another thread inserts raised "dictionary changed size".
         self._lock = threading.Lock()
         for ctype in CONDITION_TYPES:
-            for status in _STATUSES:
+            for status in CONDITION_STATUSES:
                 self.policies.labels(ctype, status).set(0)
 
     def observe_policy(self, namespace: str, name: str, conditions: dict[str, str], gpus: int) -> None:
@@ -98,7 +97,7 @@ class OperatorMetrics:
                 metric.remove(namespace, name)
 
     def _recount(self) -> None:  # with self._lock held
-        counts = {(c, s): 0 for c in CONDITION_TYPES for s in _STATUSES}
+        counts = {(c, s): 0 for c in CONDITION_TYPES for s in CONDITION_STATUSES}
         for conds in self._conditions.values():
             for ctype, status in conds.items():
                 if (ctype, status) in counts:

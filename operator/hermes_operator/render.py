@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from hermes_sidecar.config import ConfigError, parse_config
+from hermes_sidecar.contract import policy_scope
+from hermes_sidecar.errors import ConfigProblem
 
 from .capacity import Capacity
 from .spec import API_VERSION, KIND, ApiKeySecretRef, Policy, SecretKeyRef, SpecError
@@ -47,7 +49,7 @@ PYTHONHASHSEED = "0"
 PRESTOP_SLEEP_SECONDS = 5
 # The sidecar image when neither the policy (spec.sidecar.image) nor the operator (--sidecar-image,
 # which the chart sets to its own operator.image) names one: the tag `make image` also gives its build.
-DEFAULT_SIDECAR_IMAGE_REF = "hermes-cache:0.1.0"
+DEFAULT_SIDECAR_IMAGE_REF = "localhost/hermes-cache:0.1.0"
 # spec.model.storage is mounted read-only here in the vLLM container; vLLM loads MODEL_MOUNT/<path>.
 MODEL_MOUNT = "/models"
 # Writable scratch for containers whose root filesystem is read-only.
@@ -115,7 +117,7 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         "similarityThreshold": sc.similarityThreshold,
         "ttlSeconds": sc.ttlSeconds,
         "maxEntries": sc.maxEntries,
-        "scope": f"{policy.namespace}/{policy.name}",
+        "scope": policy_scope(policy.namespace, policy.name),
     }
     if url:
         cache["redisUrl"] = url
@@ -152,7 +154,7 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
     except ConfigError as exc:
         # A policy the bundled sidecar cannot run is refused here, naming the policy field, rather
         # than deployed to crash-loop (or, for a Redis password, to run fail-open without its cache).
-        raise SpecError(_sidecar_refusals(str(exc))) from None
+        raise SpecError(_sidecar_refusals(exc.problems)) from None
     return config
 
 
@@ -179,20 +181,23 @@ _CONFIG_SOURCES = {
 }
 
 
-def _sidecar_refusals(message: str) -> list[str]:
-    """ConfigError lines (``loc: why``) as SpecError lines naming the policy field behind each key."""
-    lines = [ln.strip() for ln in message.splitlines()[1:] if ln.strip()] or [message]
+def _sidecar_refusals(problems: tuple[ConfigProblem, ...]) -> list[str]:
+    """The sidecar's config problems as SpecError lines naming the policy field behind each key."""
     out = []
-    for line in lines:
-        loc = line.split(":", 1)[0]
-        source = max((k for k in _CONFIG_SOURCES if loc == k or loc.startswith(k + ".")), key=len, default="")
+    for p in problems:
+        source = max(
+            (k for k in _CONFIG_SOURCES if p.loc == k or p.loc.startswith(k + ".")), key=len, default=""
+        )
         field = _CONFIG_SOURCES.get(source, "spec")
         hint = (
             "; this sidecar version has no such setting: run a sidecar that has it, or leave the field unset"
-            if "Extra inputs are not permitted" in line
+            if p.kind == "extra_forbidden"
             else ""
         )
-        out.append(f"{field}: the bundled hermes-sidecar refuses the config rendered from it: {line}{hint}")
+        out.append(
+            f"{field}: the bundled hermes-sidecar refuses the config rendered from it: "
+            f"{p.loc}: {p.message}{hint}"
+        )
     return out
 
 

@@ -379,6 +379,13 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.engine.image,
     ),
     Rule(
+        "spec.engine.blockSize",
+        "spec.engine.blockSize must be a multiple of 32 when spec.device is cpu: vLLM's CPU attention "
+        "kernel refuses smaller blocks ('No common block size for 16'); set 32, 64 or 128",
+        lambda s: s.device != "cpu" or s.engine.blockSize % 32 == 0,
+        lambda s: s.engine.blockSize,
+    ),
+    Rule(
         "spec.model.storage.path",
         "spec.model.storage.path must stay inside the volume: a relative folder with no '..' segment, "
         "for example models/hermes-3-8b",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -27,6 +26,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+
+from .contract import parse_record
+from .contract import record_key as record_key
+from .contract import stats_key as stats_key
 
 log = logging.getLogger("hermes_sidecar.generations")
 
@@ -47,10 +50,8 @@ class Generation:
 
     @classmethod
     def parse(cls, raw: str | bytes) -> Generation:
-        data = json.loads(raw)
-        if not isinstance(data, dict) or "version" not in data:
-            raise ValueError(f"generation record must be a JSON object with 'version': {raw!r}")
-        gen = cls(str(data["version"]), str(data.get("uid", "")), data.get("switchedAt"))
+        record = parse_record(raw)
+        gen = cls(record.version, record.uid, record.switched_at)
         _seen[gen.id] = gen.version
         return gen
 
@@ -66,14 +67,6 @@ def known_version(generation_id: str) -> str | None:
 
 
 LOCAL = Generation("0", "local")
-
-
-def record_key(scope: str) -> str:
-    return f"hermes:{scope}:generation"
-
-
-def stats_key(scope: str, version: str) -> str:
-    return f"hermes:{scope}:stats:{version}"
 
 
 class GenerationFollower:

@@ -20,8 +20,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_handlers import RecordingKube, cr
 
+from hermes_operator.env import Env
 from hermes_operator.generations import GenerationStoreError, RedisGenerationStore, stats_key
-from hermes_operator.handlers import Env, reconcile
+from hermes_operator.reconcile import reconcile
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

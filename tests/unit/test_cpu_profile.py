@@ -19,7 +19,7 @@ def cpu_policy(**spec: Any) -> Policy:
     base: dict[str, Any] = {
         "device": "cpu",
         "model": {"name": "tiny-llama"},
-        "engine": {"image": CPU_IMAGE, "maxModelLen": 2048},
+        "engine": {"image": CPU_IMAGE, "maxModelLen": 2048, "blockSize": 128},
     }
     for key, value in spec.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

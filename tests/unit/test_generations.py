@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 
-from hermes_operator.generations import (
-    generation_key,
-    generation_record,
-    redact,
-    stats_key,
-    summarize_stats,
-    url_with_password,
-)
+from hermes_operator.cachegen import summarize_stats
+from hermes_operator.generations import generation_key, generation_record, stats_key, url_with_password
 from hermes_operator.metrics import METRIC_NAMES, OperatorMetrics
+from hermes_operator.spec import redact
 
 
 def test_keys_follow_the_architecture_contract() -> None:

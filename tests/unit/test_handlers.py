@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 from _policies import policy_doc
 
+from hermes_operator.env import Env
 from hermes_operator.generations import GenerationStoreError, generation_key
-from hermes_operator.handlers import Debouncer, Env, owner_policy, reconcile, reconcile_owner
+from hermes_operator.kube import KubeError, api_errors
 from hermes_operator.metrics import OperatorMetrics
+from hermes_operator.reconcile import owner_policy, reconcile, reconcile_owner
+from hermes_operator.wiring import Debouncer, PolicyLocks, register
 
 
 class RecordingKube:
@@ -401,11 +404,13 @@ def test_a_refused_event_does_not_stop_the_reconcile(env: Env, kube: RecordingKu
 
 
 def test_apply_failure_message_is_the_api_servers_message(env: Env, kube: RecordingKube) -> None:
-    class ApiError(Exception):
-        body = '{"kind":"Status","message":"deployments.apps \\"x\\" is forbidden: quota exceeded"}'
+    from kubernetes.client import ApiException
 
     def broken(manifest: dict[str, Any]) -> dict[str, Any]:
-        raise ApiError("(403)\nReason: Forbidden\nHTTP response headers: ...")
+        exc = ApiException(status=403, reason="Forbidden")  # str(): "(403)\nReason: Forbidden\n..."
+        exc.body = '{"kind":"Status","message":"deployments.apps \\"x\\" is forbidden: quota exceeded"}'
+        with api_errors():  # as KubeClient answers: the client's exception becomes a KubeError
+            raise exc
 
     kube.apply = broken  # type: ignore[method-assign]
     ready = conditions(reconcile(cr(), env))["Ready"]
@@ -413,6 +418,18 @@ def test_apply_failure_message_is_the_api_servers_message(env: Env, kube: Record
         ready["message"]
         == 'applying the rendered objects failed: deployments.apps "x" is forbidden: quota exceeded'
     )
+
+
+def test_the_kube_layer_keeps_the_api_servers_message_and_status() -> None:
+    from kubernetes.client import ApiException
+
+    for body, message in (('{"message": "namespace is terminating"}', "namespace is terminating"),
+                          ("not json", "not json")):  # fmt: skip
+        exc = ApiException(status=409, reason="Conflict")
+        exc.body = body
+        with pytest.raises(KubeError) as err, api_errors():
+            raise exc
+        assert (str(err.value), err.value.status) == (message, 409)
 
 
 def _stored_policy(kube: RecordingKube, **spec: Any) -> dict[str, Any]:
@@ -519,3 +536,41 @@ async def test_a_failing_reconcile_does_not_stop_later_ones() -> None:
     debouncer.trigger(("team-a", "bad", "u"))
     await debouncer.idle()
     assert calls == ["bad", "bad"]
+
+
+def test_a_deleted_policy_leaves_no_lock_behind() -> None:
+    locks = PolicyLocks()
+    lock = locks(("team-a", "a"))
+    assert locks(("team-a", "a")) is lock and len(locks) == 1
+    locks.forget(("team-a", "a"))
+    locks.forget(("team-a", "never-seen"))
+    assert len(locks) == 0
+
+
+async def test_every_reconcile_path_runs_on_one_pool_of_workers_threads(
+    env: Env, kube: RecordingKube
+) -> None:
+    import threading
+
+    import kopf
+
+    handlers = register(env, kopf.OperatorRegistry(), drift_interval=3600, deployment_debounce=0, workers=2)
+    settings = kopf.OperatorSettings()
+    await handlers.start(settings=settings)
+    pool = settings.execution.executor  # kopf runs its synchronous handlers (on_change, track) here
+    assert pool is handlers.executor and settings.execution.max_workers == 2
+
+    reconcile(_stored_policy(kube), env)
+    threads: list[str] = []
+    get = kube.get
+
+    def recording_get(*args: Any) -> dict[str, Any] | None:
+        threads.append(threading.current_thread().name)
+        return get(*args)
+
+    kube.get = recording_get  # type: ignore[method-assign]
+    deployment = kube.objects[("Deployment", "team-a", "hermes-8b")]
+    await handlers.child_deployment(event={"type": "MODIFIED"}, body=deployment)
+    await handlers.debouncer.idle()
+    await handlers.stop()
+    assert threads and all(name.startswith("hermes-reconcile") for name in threads)

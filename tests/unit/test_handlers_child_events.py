@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from test_handlers import Clock, RecordingKube, RecordingStore, _stored_policy, conditions
 
-from hermes_operator.handlers import Env, owner_policy, reconcile, reconcile_owner
+from hermes_operator.env import Env
 from hermes_operator.metrics import OperatorMetrics
+from hermes_operator.reconcile import owner_policy, reconcile, reconcile_owner
 
 KEY = ("Deployment", "team-a", "hermes-8b")
 

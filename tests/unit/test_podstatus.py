@@ -6,9 +6,10 @@ from typing import Any
 
 from test_handlers import Clock, RecordingKube, RecordingStore, conditions, cr
 
-from hermes_operator.handlers import Env, reconcile
+from hermes_operator.env import Env
 from hermes_operator.metrics import OperatorMetrics
 from hermes_operator.podstatus import diagnose, restarts
+from hermes_operator.reconcile import reconcile
 
 
 def pod(

@@ -338,9 +338,22 @@ def test_a_verifier_setting_the_sidecar_refuses_names_the_policy_field() -> None
     config["cache"]["guard"]["verifier"]["url"] = "verifier:8000"
     with pytest.raises(ConfigError) as err:
         parse_config(config)
-    [line] = _sidecar_refusals(str(err.value))
+    [line] = _sidecar_refusals(err.value.problems)
     assert line.startswith("spec.semanticCache.verifier.url: the bundled hermes-sidecar refuses")
     assert "http:// or https://" in line
+
+
+def test_a_setting_the_sidecar_does_not_know_says_so() -> None:
+    """An older sidecar build has no such key: the line says what to do rather than what pydantic said."""
+    config = sidecar_config(policy(semanticCache={"verifier": VERIFIER}))
+    config["cache"]["guard"]["verifier"]["newSetting"] = 1
+    with pytest.raises(ConfigError) as err:
+        parse_config(config)
+    [line] = _sidecar_refusals(err.value.problems)
+    assert line.startswith("spec.semanticCache.verifier: the bundled hermes-sidecar refuses")
+    assert line.endswith(
+        "this sidecar version has no such setting: run a sidecar that has it, or leave the field unset"
+    )
 
 
 def test_verifier_overrule_reaches_the_sidecar_and_names_the_sidecars_rules() -> None:
