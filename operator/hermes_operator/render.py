@@ -117,6 +117,7 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         "similarityThreshold": sc.similarityThreshold,
         "ttlSeconds": sc.ttlSeconds,
         "maxEntries": sc.maxEntries,
+        "storeTruncated": sc.storeTruncated,
         "scope": policy_scope(policy.namespace, policy.name),
     }
     if url:
@@ -165,6 +166,7 @@ _CONFIG_SOURCES = {
     "cache.similarityThreshold": "spec.semanticCache.similarityThreshold",
     "cache.ttlSeconds": "spec.semanticCache.ttlSeconds",
     "cache.maxEntries": "spec.semanticCache.maxEntries",
+    "cache.storeTruncated": "spec.semanticCache.storeTruncated",
     "cache.guard.verifier": "spec.semanticCache.verifier",
     "cache.guard.verifier.url": "spec.semanticCache.verifier.url",
     "cache.guard.verifier.model": "spec.semanticCache.verifier.model",
@@ -341,8 +343,10 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
         "env": vllm_env(policy),
         "resources": vllm_resources(policy),
         # The port opens before the model is loaded: /health, not TCP, and up to 30 minutes to load.
-        "startupProbe": _probe("/health", "http", period=10, failures=180),
-        "readinessProbe": _probe("/health", "http", period=5, failures=3),
+        # By number: a probe resolves a port *name* among its own container's ports, and "http" is
+        # the sidecar's (kubelet: 'strconv.Atoi: parsing "http"', the probe never succeeds).
+        "startupProbe": _probe("/health", spec.sidecar.port, period=10, failures=180),
+        "readinessProbe": _probe("/health", spec.sidecar.port, period=5, failures=3),
         "livenessProbe": {
             "exec": {
                 "command": [

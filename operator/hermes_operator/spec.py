@@ -216,6 +216,7 @@ class SemanticCacheSpec(_Spec):
     similarityThreshold: float = 0.85
     ttlSeconds: int = Field(default=3600, ge=1)
     maxEntries: int = Field(default=100000, ge=1)
+    storeTruncated: bool = False
     tenantHeader: str = Field(default="x-tenant-id", min_length=1, max_length=128)
     embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec)
     verifier: VerifierSpec | None = None

@@ -147,3 +147,15 @@ def test_vllm_args_never_name_the_device(device: str) -> None:
     """vLLM picks its platform from the build it runs; the image, not a flag, decides."""
     p = cpu_policy() if device == "cpu" else parse_policy(policy_doc())
     assert "--device" not in containers(p)["vllm"]["args"]
+
+
+def test_store_truncated_reaches_the_sidecar_and_is_off_by_default() -> None:
+    import yaml
+
+    def cfg(p: Policy) -> dict[str, Any]:
+        (cm,) = [o for o in render_all(p, plan_capacity(p.spec)) if o["kind"] == "ConfigMap"]
+        out: dict[str, Any] = yaml.safe_load(cm["data"]["config.yaml"])["cache"]
+        return out
+
+    assert cfg(cpu_policy())["storeTruncated"] is False
+    assert cfg(cpu_policy(semanticCache={"storeTruncated": True}))["storeTruncated"] is True

@@ -137,8 +137,14 @@ def test_probes_and_graceful_drain() -> None:
     p = policy(engine={"shutdownTimeoutSeconds": 120})
     c = containers(p)
     vllm = c["vllm"]
-    assert vllm["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
-    assert vllm["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # the sidecar's port by number: a port *name* resolves only among the probed container's own ports
+    assert vllm["startupProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    assert vllm["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    for name, container in c.items():
+        named = {port["name"] for port in container.get("ports", [])}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            port = container.get(probe, {}).get("httpGet", {}).get("port")
+            assert not isinstance(port, str) or port in named, f"{name}.{probe} names a port it lacks"
     assert "127.0.0.1:8000/health" in " ".join(vllm["livenessProbe"]["exec"]["command"])
     assert c["sidecar"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["sidecar"]["livenessProbe"]["httpGet"]["path"] == "/healthz"
