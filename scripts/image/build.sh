@@ -158,7 +158,20 @@ build_hermes() {
     local version
     version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/pyproject.toml")
     if [[ -n $version ]]; then podman tag "$ref" "$HERMES_NAME:$version"; fi
+    prune_old "$HERMES_NAME" "$ref"
     echo "HERMES_IMAGE=$ref"
+}
+
+# prune_old NAME REF: untag NAME's other content-hash tags (16 hex digits) and drop the layers no
+# tag holds any more. Every edit of operator/ or sidecar/ makes a new 685 MB tag (a new vLLM lock, a
+# new 7 GB one); without this a developer's disk fills up over a day of edits.
+prune_old() {
+    local name=$1 keep=$2 old
+    while read -r old; do
+        [[ $old == "$keep" || ! ${old##*:} =~ ^[0-9a-f]{16}$ ]] && continue
+        podman rmi --force "$old" >/dev/null 2>&1 && log "removed the older build $old"
+    done < <(podman images --format '{{.Repository}}:{{.Tag}}' "$name" 2>/dev/null)
+    podman image prune --force >/dev/null 2>&1 || true
 }
 
 build_vllm() {
@@ -187,6 +200,7 @@ build_vllm() {
     exec 6>&-
     # Also :latest, the tag examples/hermes-cpu.yaml names; it moves to the newest build.
     podman tag "$ref" "$VLLM_NAME:latest"
+    prune_old "$VLLM_NAME" "$ref"
     echo "VLLM_IMAGE=$ref"
 }
 
