@@ -19,7 +19,8 @@ IMAGE_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable"}
 )
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
-MESSAGE_LIMIT = 400  # a condition message stays readable in `kubectl get -o wide` and events
+MESSAGE_LIMIT = 600  # a condition message stays readable in `kubectl get -o wide` and events
+LAST_WORDS = 240  # of a crashed container's termination message (the end of its log)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,19 @@ def _termination(cs: Mapping[str, Any]) -> str:
     if not term:
         return "no termination recorded"
     text = f"{term.get('reason') or 'Terminated'} (exit code {term.get('exitCode')})"
-    if term.get("message"):
-        text += f": {term['message']}"
     if term.get("finishedAt"):
         text += f" at {term['finishedAt']}"
+    if term.get("message"):
+        text += f": {_last_words(str(term['message']))}"
     return text
+
+
+def _last_words(message: str) -> str:
+    """The end of a termination message: with FallbackToLogsOnError it is the log's tail, whose last
+    lines carry the error (a traceback ends with it)."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    tail = " | ".join(lines[-2:])
+    return tail if len(tail) <= LAST_WORDS else "..." + tail[-(LAST_WORDS - 3) :]
 
 
 def _unschedulable(pod: Mapping[str, Any]) -> str | None:

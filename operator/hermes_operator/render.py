@@ -361,6 +361,9 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
             "timeoutSeconds": 10,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        # A crash leaves its last log lines as the termination message, which the policy's Ready
+        # condition quotes (podstatus.py): "no config.json in /models/x" instead of just "exit code 1".
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # vLLM images write caches under $HOME and /tmp (torch.compile, Triton), so their root stays
         # writable; nothing else is needed: no privilege escalation, no capabilities.
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -392,6 +395,9 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
         "readinessProbe": _probe("/readyz", "http", period=5, failures=3),
         "livenessProbe": _probe("/healthz", "http", period=10, failures=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        # A crash leaves its last log lines as the termination message, which the policy's Ready
+        # condition quotes (podstatus.py): "no config.json in /models/x" instead of just "exit code 1".
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         "securityContext": {
             "runAsNonRoot": True,

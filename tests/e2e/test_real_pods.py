@@ -74,6 +74,7 @@ class Served:
     url: str  # the policy's Service through kubectl port-forward
     redis: redis.Redis
     images: dict[str, str]
+    redis_url: str = ""
 
     def hcp(self) -> dict[str, Any]:
         obj: dict[str, Any] = self.kube.get_json("-n", self.namespace, "hcp", POLICY)
@@ -243,7 +244,7 @@ def served(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     doc["spec"]["semanticCache"]["redis"]["url"] = f"redis://{node_ip}:{port}/0"
     doc["spec"]["cpu"]["nodeSelector"] = {"hermes-cache.dev/node": "real"}
     kube.apply(json.dumps(doc), namespace=ns)
-    s = Served(kube, ns, "", r, images)
+    s = Served(kube, ns, "", r, images, f"redis://{node_ip}:{port}/0")
     try:
         _wait_ready(s)
         with _port_forward(kube, ns, f"svc/{POLICY}", 8080) as url:
@@ -253,7 +254,7 @@ def served(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         if os.environ.get("HERMES_KEEP_REAL_PODS") != "1":
             # The policy first, while its operator still runs to let it go (kopf's finalizer), then
             # the operator; the policy's pod frees the node's CPU for whatever test runs next.
-            kube.kubectl("-n", ns, "delete", "hcp", POLICY, "--timeout=120s", check=False)
+            kube.kubectl("-n", ns, "delete", "hcp", "--all", "--timeout=120s", check=False)
             kube.helm("uninstall", RELEASE, "-n", op_ns, "--wait", check=False)
             kube.kubectl("delete", "namespace", ns, op_ns, "--wait=false", check=False)
             kube.kubectl("delete", "pv", pv, "--wait=false", check=False)
@@ -435,6 +436,38 @@ def test_killed_vllm_is_restarted_by_the_kubelet_and_the_policy_says_so_then_rec
     assert after["metadata"]["uid"] == pod["metadata"]["uid"]
     assert _container_ids(after)["vllm"][1] == restarts + 1
     assert served.chat(f"Are you back? ({uuid.uuid4().hex[:8]})")[0] == "miss"
+
+
+def test_a_model_volume_without_the_model_is_named_in_the_policys_status(served: Served) -> None:
+    """Last: it replaces the module's policy (the node's two cores hold one vLLM pod at a time)."""
+    kube, ns = served.kube, served.namespace
+    kube.kubectl("-n", ns, "delete", "hcp", POLICY, "--timeout=120s")
+    kube.wait_for(
+        lambda: not kube.get_json("-n", ns, "pods", "-l", f"app.kubernetes.io/instance={POLICY}")["items"],
+        timeout=120,
+        what=f"the pods of {POLICY} gone",
+    )
+    doc = yaml.safe_load((ROOT / "examples/hermes-cpu.yaml").read_text())
+    doc["metadata"].update(name="hermes-cpu-nomodel", namespace=ns)
+    spec = doc["spec"]
+    spec["engine"]["image"] = served.images["VLLM_IMAGE"]
+    spec["model"]["storage"]["path"] = "no-such-model"
+    spec["semanticCache"]["redis"]["url"] = served.redis_url
+    spec["cpu"]["nodeSelector"] = {"hermes-cache.dev/node": "real"}
+    kube.apply(json.dumps(doc), namespace=ns)
+    seen: dict[str, Any] = {}
+
+    def says_why() -> bool:
+        nonlocal seen
+        hcp = kube.get_json("-n", ns, "hcp", "hermes-cpu-nomodel")
+        seen = next((c for c in hcp.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        return seen.get("reason") in {"CrashLoopBackOff", "ContainerRestarted"}
+
+    kube.wait_for(says_why, timeout=300, what="the policy's Ready condition to name the crash")
+    assert seen["status"] == "False"
+    assert "container vllm" in seen["message"] and "exit code 1" in seen["message"], seen
+    # the end of vLLM's own log, quoted from the termination message: the path it could not load
+    assert "no-such-model" in seen["message"], seen
 
 
 def _host_pid(container_id: str) -> int:

@@ -118,3 +118,14 @@ def test_a_failing_pod_list_never_fails_the_reconcile() -> None:
     env = Env(kube=kube, stores=lambda url: store, metrics=OperatorMetrics(), now=Clock())
     ready = conditions(reconcile(cr(), env))["Ready"]
     assert ready["reason"] == "ReplicasNotReady" and ready["message"] == "0/1 replicas ready"
+
+
+def test_a_crash_quotes_the_end_of_the_containers_log() -> None:
+    log = "\n".join(f"INFO line {i}" for i in range(60)) + (
+        "\nTraceback (most recent call last):\n  File x\nValueError: no config.json in /models/nope\n"
+    )
+    crashed = {**CRASHED, "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": log}}}
+    problem = diagnose([pod(**crashed)])
+    assert problem is not None
+    assert problem.message.endswith("File x | ValueError: no config.json in /models/nope")
+    assert "INFO line 0" not in problem.message

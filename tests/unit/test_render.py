@@ -146,6 +146,8 @@ def test_probes_and_graceful_drain() -> None:
             port = container.get(probe, {}).get("httpGet", {}).get("port")
             assert not isinstance(port, str) or port in named, f"{name}.{probe} names a port it lacks"
     assert "127.0.0.1:8000/health" in " ".join(vllm["livenessProbe"]["exec"]["command"])
+    # a crash's last log lines become its termination message, which the policy's status quotes
+    assert {c[n]["terminationMessagePolicy"] for n in c} == {"FallbackToLogsOnError"}
     assert c["sidecar"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["sidecar"]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert vllm["args"][vllm["args"].index("--shutdown-timeout") + 1] == "120"
