@@ -48,7 +48,8 @@ class MemoEmbedder:
         return np.asarray(self._embed_batch(texts), dtype=np.float32)
 
     def one(self, text: str) -> np.ndarray:
-        return self.batch([text])[0]
+        vec: np.ndarray = self.batch([text])[0]
+        return vec
 
 
 def hermes_embedder() -> MemoEmbedder:

@@ -94,7 +94,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
     rv.clear()
     rv_threshold = float(rv.distance_threshold)
 
-    points = []
+    points: list[dict[str, Any]] = []
     loaded = 0
     try:
         for n in sizes:
@@ -138,7 +138,7 @@ async def _measure(ctx: Context) -> dict[str, Any]:
                 + ", ".join(f"{name} p50 {points[-1]['latency'][name]['p50_ms']:.2f} ms" for name in names),
                 flush=True,
             )
-        info = await client.execute_command("INFO", "memory")
+        info = await client.execute_command("INFO", "memory")  # type: ignore[no-untyped-call]
         used = info.get("used_memory_human") if isinstance(info, dict) else None
     finally:
         rv.delete()

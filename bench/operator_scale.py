@@ -248,7 +248,8 @@ def _cluster(ctx: Context, policies: int, installed: set[str]) -> tuple[Any, Any
         crd_name,
     ]
     subprocess.run(established, capture_output=True, check=False)
-    config.load_kube_config(config_file=str(ctx.kubeconfig))  # the port changes if the cluster was recreated
+    # the port changes if the cluster was recreated
+    config.load_kube_config(config_file=str(ctx.kubeconfig))  # type: ignore[no-untyped-call]
     core = client.CoreV1Api()
     return client.CustomObjectsApi(), core, client.AppsV1Api(), _gpus(core)
 

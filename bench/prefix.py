@@ -111,13 +111,13 @@ async def _measure(ctx: Context) -> dict[str, Any]:
             await requests([("shared prompt, first request after a generation switch", shared)])
             await requests([("shared prompt, warm after the switch", shared)] * n)
     warm = next(p for p in phases if p["label"] == "shared prompt, warm")
-    distinct = next(p for p in phases if p["label"].startswith("distinct"))
+    other = next(p for p in phases if p["label"].startswith("distinct"))
     return {
         "model": model,
         "system_prompt_tokens": tokens,
         "system_prompt_chars": chars,
         "phases": phases,
-        "shared_vs_distinct_ratio": median(warm["samples_s"]) / median(distinct["samples_s"]),
+        "shared_vs_distinct_ratio": median(warm["samples_s"]) / median(other["samples_s"]),
         "setup": f"System prompt of {tokens} tokens ({chars} characters of support "
         f"policy text), a new question per request, streamed through a sidecar in front of `{model}`; vLLM "
         "arguments from `hermes-cache plan bench/policies/tiny-cpu.yaml` (automatic prefix caching on, "

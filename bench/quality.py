@@ -255,7 +255,7 @@ def hermes_results(
     )
     curve = []
     for t in thresholds:
-        rep = asyncio.run(evaluate_pairs(loaded, SidecarConfig(), embedder=emb, threshold=t))  # type: ignore[arg-type]
+        rep = asyncio.run(evaluate_pairs(loaded, SidecarConfig(), embedder=emb, threshold=t))
         curve.append({"threshold": t, "served": float(rep["served_rate"]), "wrong": float(rep["wrong_rate"])})
     out["curve"] = curve
     out["best"] = _best(curve)
@@ -274,7 +274,7 @@ def hermes_results(
 def run(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(GPTCACHE_DIR, ignore_errors=True)
     embedder = hermes_embedder()
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("redisvl", "gptcache", "faiss-cpu", "sqlalchemy", "fow-cache"):
         try:
             versions[dist] = metadata.version(dist)

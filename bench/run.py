@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             run_one(name, ctx)
     if not args.no_render:
-        from bench.render import render
+        from bench.report import render
 
         path = render(OUT)
         print(f"[bench] wrote {os.path.relpath(path)}", file=sys.stderr)

@@ -1,0 +1,487 @@
+# ruff: noqa: E501 - prose templates read better unwrapped
+"""The report's sections as data: which result each reads, its title, and what it writes.
+
+A section's `body` gets a result whose status is "ok" and returns the lines after the common header
+(`format.header`); its `facts` are what the targets (targets.py) read from the same result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.common import ROOT
+from bench.report import plots
+from bench.report.format import NA, Cell, Facts, Result, ms, pct, table
+
+
+def _result(r: Result) -> Facts:
+    facts: Facts = r["result"]
+    return facts
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str  # the measurement: reads bench/out/<key>.json
+    title: str
+    body: Callable[[Result], list[str]]
+    facts: Callable[[Result], Facts] = _result
+
+
+# ---------------------------------------------------------------------------------------------- 1 quality
+
+SYSTEMS = ("hermes", "redisvl", "gptcache")
+
+
+def _row(system: str, setting: str, threshold: str, point: Result) -> list[Cell]:
+    return [system, setting, threshold, pct(point["served"]), pct(point["wrong"])]
+
+
+def _best_row(system: str, best: Result | None, threshold: str) -> list[Cell]:
+    if not best:
+        return [system, "best threshold, wrong ≤ 2%", "none reaches ≤ 2% wrong", None, None]
+    return _row(system, "best threshold on this data, wrong ≤ 2%", threshold.format(**best), best)
+
+
+def _quality_rows(ds: Result) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
+    h = ds.get("hermes", {})
+    if "default" in h:
+        d = h["default"]
+        rows.append(_row("**Hermes Cache**", "defaults (guard on)", f"similarity {d['threshold']:g}", d))
+        if not h.get("sweep_matches_cli", True):
+            why = (
+                "the in-process sweep did not reproduce the CLI at the default threshold (the sidecar's code "
+                "changed during the run); its best-threshold row is left out"
+            )
+            rows.append(["Hermes Cache", "threshold sweep", NA, why, None])
+        elif h.get("best"):
+            rows.append(_best_row("Hermes Cache", h["best"], "similarity {threshold:g}"))
+    else:
+        rows.append(["Hermes Cache", NA, NA, f"not measured: {h.get('skipped', h.get('error', '?'))}", None])
+    rv = ds["redisvl"]
+    d = rv["default"]
+    rows.append(_row("RedisVL SemanticCache", "default", f"distance {d['distance_threshold']:g}", d))
+    rows.append(_best_row("RedisVL SemanticCache", rv.get("best"), "distance {distance_threshold:g}"))
+    gc = ds.get("gptcache", {})
+    if "default" in gc:
+        d = gc["default"]
+        setting = f"default (`{gc['evaluation']}`, {gc['data_manager']})"
+        rows.append(_row("GPTCache", setting, f"similarity_threshold {d['threshold']:g}", d))
+        rows.append(_best_row("GPTCache", gc.get("best"), "similarity_threshold {threshold:.3f}"))
+    else:
+        rows.append(["GPTCache", NA, NA, f"could not run: `{gc.get('error', '?')}`", None])
+    return rows
+
+
+def quality(r: Result) -> list[str]:
+    res = r["result"]
+    lines = [
+        "",
+        f"Embedding model for every system: `{res['embedder']}` ({res['dims']} dimensions), the sidecar's "
+        "local embedder. Served = share of should-hit pairs answered from cache; wrong = share of trap "
+        "pairs answered from cache. Labels are the data's `same_answer` for every system.",
+    ]
+    v = res.get("versions") or {}
+    if v:
+        lines += [
+            "",
+            f"Versions: redisvl {v.get('redisvl')}, gptcache {v.get('gptcache')} on Python "
+            f"{r['machine'].get('python')}, fow-cache {v.get('fow-cache')}. GPTCache runs on Python 3.11, but its "
+            "default data manager (`sqlite,faiss`) imports `sqlalchemy` and `faiss`, which the package does not "
+            f"declare (first run: `ModuleNotFoundError: No module named 'sqlalchemy'`); the bench extra installs "
+            f"them (sqlalchemy {v.get('sqlalchemy')}, faiss-cpu {v.get('faiss-cpu')}). RedisVL's and GPTCache's "
+            "default embedding models download from a model hub, unreachable here, so both get the sidecar's "
+            "embedder (RedisVL through `CustomVectorizer`, GPTCache as a `BaseEmbedding`).",
+        ]
+    for dataset, ds in res["datasets"].items():
+        lines += [
+            "",
+            f"### {dataset} ({ds['n']} pairs: {ds['should_hit']} should hit, {ds['traps']} traps)",
+            "",
+        ]
+        lines += table(["system", "setting", "threshold", "served", "wrong"], _quality_rows(ds))
+        by_group = {s: (ds.get(s) or {}).get("by_group_default") or {} for s in SYSTEMS}
+        groups = list(dict.fromkeys(g for s in SYSTEMS for g in by_group[s]))
+        if groups:
+            lines += [
+                "",
+                "Per category at each system's defaults (should-hit categories: share served; "
+                "trap categories: share answered wrongly):",
+                "",
+                *table(
+                    ["category", "Hermes", "RedisVL", "GPTCache"],
+                    [[g, *(pct(by_group[s].get(g)) for s in SYSTEMS)] for g in groups],
+                ),
+            ]
+        lines += ["", f"![served vs wrong, {dataset}]({plots.quality(dataset, ds)})"]
+    return [
+        *lines,
+        "",
+        "The 'best threshold' rows are fitted on the very pairs they are scored on: an upper "
+        "bound for what tuning could reach, not a held-out result.",
+    ]
+
+
+def quality_facts(r: Result) -> Facts:
+    facts: Facts = {}
+    for dataset, ds in r["result"]["datasets"].items():
+        h = ds.get("hermes", {})
+        if "default" in h:
+            facts[dataset] = {
+                **h["default"],
+                "unserved": h.get("unserved_should_hit_by_reason") or {},
+                "best": h.get("best") if h.get("sweep_matches_cli", True) else None,
+                "traps": h.get("served_traps_by_category") or {},
+            }
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------- 1b verifier
+
+
+def verifier(r: Result) -> list[str]:
+    splits = r["result"]["splits"]
+    rows = [
+        [
+            f"{a['minSimilarity']:g}",
+            ", ".join(a["overrule"]) or "none (rules final)",
+            pct(a["served"]),
+            pct(h["served"]),
+        ]
+        for a, h in zip(splits["all"], splits["holdout"], strict=True)
+    ]
+    final = max((a["served"] for a in splits["all"] if not a["overrule"] and a["served"] > 0.0), default=None)
+    return [
+        "",
+        "`cache.guard.verifier` sends the candidates that pass the guard (from `minSimilarity` up) to a "
+        "pairwise model over the rerank wire format. Here the model is an oracle behind that real wire "
+        "format, scoring 1.0 exactly the pairs labelled same-answer, run through `hermes-sidecar evaluate`'s "
+        "live path: wrong is 0 by construction, and served is the most any real cross-encoder can reach "
+        "at those settings. `overrule` lists the guard rules whose veto the verifier may overturn.",
+        "",
+        *table(["minSimilarity", "overrule", "served, all pairs", "served, holdout half"], rows),
+        "",
+        "With the rules final no verifier passes "
+        f"{pct(final)}: the rules themselves refuse the rest of the paraphrases. "
+        "A real model is measured the same way: point `cache.guard.verifier` at it and run "
+        "`hermes-sidecar evaluate --config FILE --pairs ... --split holdout`.",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- 2 lookup
+
+LOOKUP_SYSTEMS = {
+    "redis": "Hermes Redis store",
+    "memory": "Hermes memory store",
+    "redisvl": "RedisVL SemanticCache.check",
+}
+
+
+def lookup(r: Result) -> list[str]:
+    res = r["result"]
+    c, e = res["corpus"], res["embedding_one_text"]
+    rows = [
+        [
+            f"{p['entries']:,}",
+            label,
+            ms(p["latency"][key]["p50_ms"]),
+            ms(p["latency"][key]["p99_ms"]),
+            pct(p["recall_at_1"][key]),
+            f"{p['load_seconds'][key]:.1f} s",
+        ]
+        for p in res["points"]
+        for key, label in LOOKUP_SYSTEMS.items()
+    ]
+    return [
+        "",
+        f"{res['queries_per_size']} queries per size, the three systems interleaved query by query. Vectors: "
+        f"{c['texts']:,} distinct fow-cache texts embedded with `{res['embedder']}`, expanded to the corpus "
+        f"size by {c['method']} (bench/corpus.py). Ours returns the {res['k']} nearest "
+        f"(`cache.candidates`), index `{res['index_algorithm']}` with the sidecar's parameters; RedisVL: "
+        f"{res['redisvl_index']}, distance threshold {res['redisvl_distance_threshold']:g}. Lookup only: the "
+        "query vector is given. Loading goes through each store's own write path: ours `put` (one MULTI per entry, "
+        "64 in flight; HNSW M 32, EF_CONSTRUCTION 400 as the store sets them), RedisVL `index.load` of the records "
+        "`store()` writes, 1,000 per call.",
+        "",
+        *table(
+            [
+                "entries",
+                "system",
+                "p50",
+                "p99",
+                "recall@1",
+                "time to add the entries since the previous size",
+            ],
+            rows,
+        ),
+        "",
+        f"Embedding one text (sidecar embedder, uncached, one call per text, {e['n']} texts): "
+        f"p50 {ms(e['p50_ms'])}, p99 {ms(e['p99_ms'])}. A semantic hit pays embedding plus lookup.",
+        "",
+        f"![lookup latency]({plots.lookup(res['points'], LOOKUP_SYSTEMS)})",
+    ]
+
+
+def lookup_facts(r: Result) -> Facts:
+    return {"embedding": r["result"]["embedding_one_text"], "points": r["result"]["points"]}
+
+
+# ---------------------------------------------------------------------------------------------- 3 sidecar
+
+SIDECAR_PATHS = {
+    "http_floor_healthz": "HTTP round trip to the sidecar's `/healthz` (no cache work: the floor)",
+    "exact_hit": "exact hit (client → sidecar → Redis → client)",
+    "semantic_hit": "semantic hit (embedding + vector search + guard)",
+    "miss_ttft_sidecar": "miss, short question: TTFT through the sidecar (streamed)",
+    "miss_ttft_direct": "miss, short question: TTFT calling vLLM directly (streamed)",
+    "miss_ttft_sidecar_long": "miss, ~1,000-token prompt: TTFT through the sidecar",
+    "miss_ttft_direct_long": "miss, ~1,000-token prompt: TTFT calling vLLM directly",
+}
+
+
+def sidecar(r: Result) -> list[str]:
+    res = r["result"]
+    paths = [(label, res[key]) for key, label in SIDECAR_PATHS.items() if res.get(key)]
+    lines = ["", res.get("setup", ""), ""]
+    lines += table(
+        ["path", "n", "p50", "p99", "mean"],
+        [[label, lat["n"], ms(lat["p50_ms"]), ms(lat["p99_ms"]), ms(lat["mean_ms"])] for label, lat in paths],
+    )
+    for kind, what in (("", "short questions"), ("_long", "~1,000-token prompts")):
+        if f"ttft_ratio_of_medians{kind}" in res:
+            lines += [
+                "",
+                f"Miss-path TTFT ratio, {what} (sidecar / direct, interleaved in one run): ratio of medians "
+                f"**{res[f'ttft_ratio_of_medians{kind}']:.3f}**, median of per-pair ratios "
+                f"{res[f'ttft_median_pair_ratio{kind}']:.3f}; added latency p50 {ms(res[f'ttft_added_p50_ms{kind}'])}.",
+            ]
+    mc = res.get("miss_cost_breakdown")
+    if mc:
+        lines += [
+            "",
+            "Where a miss's added time goes (the sidecar's own code, timed in-process, uncached):",
+            "",
+        ]
+        lines += table(
+            ["prompt", "characters", "embedding p50", "guard features p50"],
+            [
+                [kind, f"{x['chars']:,}", ms(x["embedding"]["p50_ms"]), ms(x["guard_features"]["p50_ms"])]
+                for kind, x in mc.items()
+            ],
+        )
+    tp = res.get("throughput")
+    if tp:
+        lines += [""]
+        lines += table(
+            ["load", "concurrency", "requests", "seconds", "hits/s", "hit share", "p50", "p99"],
+            [
+                [
+                    key.replace("_", " "),
+                    x["concurrency"],
+                    x["requests"],
+                    f"{x['seconds']:.2f}",
+                    f"**{x['hits_per_second']:.0f}**",
+                    pct(x["hit_share"]),
+                    ms(x["latency"]["p50_ms"]),
+                    ms(x["latency"]["p99_ms"]),
+                ]
+                for key, x in tp.items()
+            ],
+        )
+    if res.get("sidecar_cpu_seconds_per_hit") is not None:
+        lines += [
+            "",
+            f"Sidecar CPU per semantic hit under load: {1000 * res['sidecar_cpu_seconds_per_hit']:.2f} ms "
+            "(user+system of the sidecar process / hits).",
+        ]
+    plot = plots.sidecar(res)
+    return lines + (["", f"![sidecar latency]({plot})"] if plot else [])
+
+
+# ---------------------------------------------------------------------------------------------- 4 prefix
+
+
+def prefix(r: Result) -> list[str]:
+    res = r["result"]
+    rows = [
+        [
+            ph["label"],
+            ph["ttft"]["n"],
+            ms(ph["ttft"]["p50_ms"]),
+            ms(ph["ttft"]["p99_ms"]),
+            f"{ph.get('prefix_hit_tokens', NA)} / {ph.get('prefix_query_tokens', NA)}",
+        ]
+        for ph in res["phases"]
+    ]
+    lines = [
+        "",
+        res.get("setup", ""),
+        "",
+        *table(["phase", "n", "TTFT p50", "TTFT p99", "vLLM prefix-cache hit tokens"], rows),
+    ]
+    if res.get("shared_vs_distinct_ratio") is not None:
+        lines += [
+            "",
+            f"Shared-prefix TTFT / distinct-prefix TTFT (medians): **{res['shared_vs_distinct_ratio']:.2f}**.",
+        ]
+    return [*lines, "", f"![prefix cache]({plots.prefix(res)})"]
+
+
+# ---------------------------------------------------------------------------------------------- 5 switch
+
+
+def switch(r: Result) -> list[str]:
+    res = r["result"]
+    ping = res["ping_during"]
+    if res.get("last_old_hit_ms") is not None:
+        stop = ["operator's write returned → first request not served from the old generation",
+                f"**{ms(res['stop_serving_ms'])}** (last old hit {ms(res.get('last_old_hit_ms'))} after it; the write itself took {ms(res.get('write_ms'))})"]  # fmt: skip
+    else:
+        stop = ["operator's write returned → old generation no longer served",
+                f"**immediately**: the first request sent after the write returned ({ms(res['stop_serving_ms'])} later) was already not served from it; the write (SET + PUBLISH) took {ms(res.get('write_ms'))}"]  # fmt: skip
+    if res.get("deletion_completed", True):
+        deleted = ["old entries deleted after", f"{res['delete_seconds']:.2f} s"]
+    else:
+        deleted = [
+            "old entries deleted",
+            f"**not finished**: {res['entries_after']:,} left when deletion made no progress for 30 s",
+        ]
+    rows = [
+        ["entries of the old generation", f"{res['entries_before']:,}"],
+        stop,
+        deleted,
+        [
+            "largest Redis PING during deletion",
+            f"**{ms(ping['max_ms'])}** (p50 {ms(ping['p50_ms'])}, p99 {ms(ping['p99_ms'])}, {ping['n']:,} pings)",
+        ],
+        ["largest Redis PING in the same time before the switch", ms(res["ping_before"]["max_ms"])],
+        ["PINGs above 10 ms during deletion", res["pings_over_10ms"]],
+    ]
+    lines = ["", res.get("setup", ""), "", *table(["quantity", "value"], rows)]
+    log = res.get("sidecar_log_deletion") or []
+    if log:
+        lines += ["", "The sidecar's log about the deletion:", "", "```", *log, "```"]
+    return [*lines, "", f"![switch]({plots.switch(res)})"]
+
+
+# ---------------------------------------------------------------------------------------------- 6 operator
+
+
+def _operator_row(s: Result) -> list[Cell]:
+    if "skipped" in s:
+        return [f"{s['policies']:,}", f"not measured: {s['skipped']}", *[None] * 8]
+    ad, ar = s.get("apply_to_deployment") or {}, s.get("apply_to_ready") or {}
+    ready = (
+        f"**{s['all_ready_seconds']:.1f} s**"
+        if s["all_ready_seconds"] is not None
+        else f"{s['ready']}/{s['policies']} Ready after {s['timeout_seconds']:.0f} s"
+    )
+    return [f"{s['policies']:,}", f"{s['create_seconds']:.1f} s", ready, ms(ad.get("p50_ms")), ms(ad.get("p99_ms")), ms(ar.get("p50_ms")), ms(ar.get("p99_ms")),
+            f"{s['rss_idle_mb']:.0f} MB", f"**{s['rss_peak_mb']:.0f} MB**", f"{s['rss_end_mb']:.0f} MB"]  # fmt: skip
+
+
+def _log_failures(size: Result) -> list[tuple[str, int]]:
+    """Distinct failure messages in one size's operator log, most frequent first."""
+    try:
+        text = (ROOT / str(size.get("operator_log", ""))).read_text(errors="replace")
+    except OSError:
+        return []
+    found: Counter[str] = Counter()
+    for m in re.finditer(r"(?:failed|[Ee]rror)[^\n]*?: (.+)$", text, re.M):
+        found[re.sub(r'"p\d{4}"|p\d{4}', "*", m.group(1).strip())[:220]] += 1
+    return found.most_common(5)
+
+
+def _failures(res: Result) -> dict[int, list[tuple[str, int]]]:
+    """Per policy count, the failures its operator log reports (sizes without any left out)."""
+    return {s["policies"]: reasons for s in res["sizes"] if (reasons := _log_failures(s))}
+
+
+def operator(r: Result) -> list[str]:
+    res = r["result"]
+    lines = [
+        "",
+        f"Control plane: kube-apiserver, etcd, controller-manager and scheduler built from source, kwok "
+        f"nodes with {res['gpus_in_cluster']} fake GPUs in all. One policy = one Deployment of one GPU pod.",
+        "",
+    ]
+    if res.get("other_operators"):
+        lines += [
+            "**Caveat:** another `hermes-cache run` was running against the same control plane during "
+            "this measurement and may have reconciled the same policies: "
+            + "; ".join(res["other_operators"]),
+            "",
+        ]
+    columns = [
+        "policies",
+        "created in",
+        "all Ready after",
+        "apply→Deployment p50",
+        "p99",
+        "apply→Ready p50",
+        "p99",
+        "operator RSS idle",
+        "peak",
+        "end",
+    ]
+    lines += table(columns, [_operator_row(s) for s in res["sizes"]])
+    for s in res["sizes"]:
+        reasons = _log_failures(s)
+        if not reasons:
+            continue
+        lines += [
+            "",
+            f"{s['policies']:,} policies: the operator's log (`{s['operator_log']}`) reports these "
+            "failures (object names replaced by `*`, with counts):",
+            "",
+        ]
+        lines += [f"- {n} x `{msg}`" for msg, n in reasons]
+    return lines
+
+
+def operator_facts(r: Result) -> Facts:
+    failures = _failures(r["result"])
+    return {**r["result"], **({"failures": failures} if failures else {})}
+
+
+# ---------------------------------------------------------------------------------------------- 7 planner
+
+
+def planner(r: Result) -> list[str]:
+    res = r["result"]
+    rows = [
+        ["vLLM start-up log", f"`{res['vllm_log_line'][-140:]}`"],
+        ["vLLM's KV cache size", f"**{res['vllm_tokens']:,} tokens**"],
+        [f"`{res['plan_command']}` → kvCacheTokensPerReplica", f"**{res['planner_tokens']:,} tokens**"],
+        ["difference", f"**{res['error_pct']:+.3f}%**"],
+        ["planner KV bytes per token", res["planner_kv_bytes_per_token"]],
+    ]
+    if "physics_kv_bytes_per_token" in res:
+        mc = res["model_config"]
+        rows.append([f"from the model's config.json: 2 x {mc['layers']} layers x {mc['kv_heads']} KV heads x {mc['head_dim']} x bytes ({mc['dtype']})",
+                     f"{res['physics_kv_bytes_per_token']} bytes per token"])  # fmt: skip
+    return [
+        "",
+        *table(["quantity", "value"], rows),
+        "",
+        "On the CPU vLLM takes the KV budget from `VLLM_CPU_KVCACHE_SPACE`, so this checks the "
+        "per-token and per-block arithmetic, not the GPU memory-profiling estimate (weights, activations, "
+        "CUDA graphs), which needs a GPU to check.",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- the order
+
+SECTIONS = (
+    Section("quality", "1. Quality on the fow-cache pairs", quality, quality_facts),
+    Section("verifier", "1b. What a verifier can reach (cache.guard.verifier)", verifier),
+    Section("lookup", "2. Lookup latency against entries", lookup, lookup_facts),
+    Section("sidecar", "3. Through the sidecar, real vLLM on the CPU", sidecar),
+    Section("prefix", "4. Prefix cache", prefix),
+    Section("switch", "5. Generation switch at scale", switch),
+    Section("operator", "6. Operator scale on the real control plane", operator, operator_facts),
+    Section("planner", "7. Capacity planner against vLLM", planner),
+)
