@@ -43,6 +43,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from hermes_sidecar.errors import HermesError
+
 from .spec import Architecture, CapacityStatus, PolicySpec
 
 GiB = 1024**3
@@ -125,7 +127,7 @@ class Capacity(CapacityStatus):
         return self.model_dump(exclude={"message"})
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(HermesError, ValueError):
     """The model is unknown and ``spec.model.architecture`` does not fill the gaps."""
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import redis
 from hermes_sidecar.contract import STAT_FIELDS, encode_record, policy_scope, record_key
 from hermes_sidecar.contract import stats_key as scope_stats_key
+from hermes_sidecar.errors import DependencyError
 
 from .spec import redact
 
@@ -40,7 +41,7 @@ def stats_key(namespace: str, policy: str, version: str) -> str:
     return scope_stats_key(policy_scope(namespace, policy), version)
 
 
-class GenerationStoreError(RuntimeError):
+class GenerationStoreError(DependencyError):
     """The shared store could not be reached or answered nonsense; the message says which."""
 
 

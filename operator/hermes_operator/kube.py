@@ -18,13 +18,15 @@ import json
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from hermes_sidecar.errors import HermesError
+
 from .render import FIELD_MANAGER, Manifest
 from .spec import API_VERSION, KIND
 
 EVENT_SOURCE = "hermes-cache-operator"
 
 
-class KubeError(Exception):
+class KubeError(HermesError):
     """The API server refused a request: ``str()`` is its own message, ``status`` the HTTP status."""
 
     def __init__(self, message: str, status: int = 0) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hermes_sidecar.errors import HermesError
+
 GROUP = "hermes-cache.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -495,7 +497,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class SpecError(ValueError):
+class SpecError(HermesError, ValueError):
     """A policy breaks the schema or a rule; ``problems`` holds one ``path: rule (got value)`` line each."""
 
     def __init__(self, problems: list[str]) -> None:

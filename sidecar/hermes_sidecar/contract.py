@@ -18,6 +18,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from hermes_sidecar.errors import HermesError
+
+
+class RecordError(HermesError, ValueError):
+    """Text that is not a generation record (a ValueError, as JSON's own errors are)."""
+
+
 __all__ = [
     "STAT_FIELDS",
     "GenerationRecord",
@@ -58,8 +65,8 @@ def encode_record(version: str, uid: str, switched_at: str) -> str:
 
 
 def parse_record(raw: str | bytes) -> GenerationRecord:
-    """The record as a sidecar reads it; :class:`ValueError` when it is not one (JSON errors included)."""
+    """The record as a sidecar reads it; :class:`RecordError` (a ValueError) when it is not one."""
     data = json.loads(raw)
     if not isinstance(data, dict) or "version" not in data:
-        raise ValueError(f"generation record must be a JSON object with 'version': {raw!r}")
+        raise RecordError(f"generation record must be a JSON object with 'version': {raw!r}")
     return GenerationRecord(str(data["version"]), str(data.get("uid", "")), data.get("switchedAt"))
