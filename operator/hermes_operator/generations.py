@@ -55,20 +55,36 @@ class GenerationStore(Protocol):
     def read_stats(self, namespace: str, policy: str, version: str) -> dict[str, int]: ...
 
 
+# What "this policy's Redis cannot be used" looks like from redis-py: its own errors, the socket's,
+# and a URL whose host name cannot even be encoded (UnicodeError, a ValueError).
+_UNREACHABLE = (redis.RedisError, OSError, ValueError)
+
+
 class RedisGenerationStore:
     """:class:`GenerationStore` on one Redis (single server, Sentinel primary or managed)."""
 
     def __init__(self, url: str, timeout: float = 3.0) -> None:
         self.url = url
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._bad_url: ValueError | None = None
+        try:
+            self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        except ValueError as exc:  # e.g. a port that is not a number: reported on use, like a dead host
+            self._client, self._bad_url = redis.Redis(), exc
 
     def _fail(self, what: str, exc: Exception) -> GenerationStoreError:
+        # ValueError too: a host name no resolver takes (a label over 63 characters) fails in the
+        # idna codec with UnicodeError before any socket opens, and a policy's URL is user input.
         return GenerationStoreError(f"redis {redact(self.url)}: {what} failed: {exc}")
+
+    def _check_url(self) -> None:
+        if self._bad_url is not None:
+            raise self._bad_url
 
     def read_generation(self, namespace: str, policy: str) -> str | None:
         try:
+            self._check_url()
             value = self._client.get(generation_key(namespace, policy))
-        except redis.RedisError as exc:
+        except _UNREACHABLE as exc:
             raise self._fail("GET generation", exc) from None
         return value.decode() if isinstance(value, bytes) else None
 
@@ -76,17 +92,19 @@ class RedisGenerationStore:
         key = generation_key(namespace, policy)
         try:
             # One MULTI: a sidecar that starts between the two commands still reads the new key.
+            self._check_url()
             pipe = self._client.pipeline(transaction=True)
             pipe.set(key, record)
             pipe.publish(key, record)
             pipe.execute()
-        except redis.RedisError as exc:
+        except _UNREACHABLE as exc:
             raise self._fail("SET+PUBLISH generation", exc) from None
 
     def read_stats(self, namespace: str, policy: str, version: str) -> dict[str, int]:
         try:
+            self._check_url()
             raw = self._client.hgetall(stats_key(namespace, policy, version))
-        except redis.RedisError as exc:
+        except _UNREACHABLE as exc:
             raise self._fail("HGETALL stats", exc) from None
         out: dict[str, int] = {}
         for k, v in raw.items():

@@ -278,6 +278,58 @@ def test_invalid_policies_are_refused_by_the_api_server_naming_the_field(
     assert failures == []
 
 
+# Hostile policies a careless or malicious client sends: wrong types, huge strings, unknown fields,
+# and settings that each pass the schema but conflict with each other or with the model.
+HOSTILE_REFUSED = [
+    ("wrong type", {"replicas": "three"}, "spec.replicas"),
+    ("wrong type", {"engine": {"tensorParallelSize": [4]}}, "spec.engine.tensorParallelSize"),
+    ("wrong type", {"semanticCache": {"enabled": "yes please"}}, "spec.semanticCache.enabled"),
+    ("wrong type", {"gpu": {"nodeSelector": ["a", "b"]}}, "spec.gpu.nodeSelector"),
+    ("huge string", {"model": {"servedName": "x" * 100_000}}, "spec.model.servedName"),
+    ("huge string", {"cacheVersion": "v" * 5_000}, "spec.cacheVersion"),
+    ("huge list", {"engine": {"extraArgs": ["--enforce-eager"] * 1_000}}, "spec.engine.extraArgs"),
+    ("unknown field", {"engine": {"tensorParalelSize": 2}}, 'unknown field "spec.engine.tensorParalelSize"'),
+    ("conflict", {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling"),
+    ("conflict", {"device": "cpu"}, "spec.engine.image"),
+]
+
+
+def test_hostile_policies_are_refused_or_reported_and_the_operator_keeps_reconciling(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    """Nothing a client sends stops the operator: refused at the door, or a condition, never a crash."""
+    leaks = []
+    for i, (kind, spec, field) in enumerate(HOSTILE_REFUSED):
+        doc = _policy(f"hostile-{i}", **spec)
+        # --validate=strict: what a client that does not prune unknown fields sends
+        proc = kube.kubectl(
+            "-n", namespace, "create", "--validate=strict", "-f", "-", input=json.dumps(doc), check=False
+        )
+        if proc.returncode == 0 or field not in proc.stderr:
+            leaks.append((kind, field, proc.returncode, proc.stderr[-500:]))
+    assert leaks == []
+    # Past the schema, the operator reports what it cannot do, in a condition naming the field.
+    unknown = _policy("hostile-unknown-model", model={"name": "acme/Unknown-13B"})
+    _apply(kube, namespace, unknown)
+    # a verifier URL of 512 characters and a threshold pair that only the operator can check together
+    odd = _policy(
+        "hostile-odd",
+        semanticCache={"enabled": True, "redis": {"url": "redis://" + "r" * 400 + ":6379/0"}},
+    )
+    _apply(kube, namespace, odd)
+    fine = _policy("still-served")
+    _apply(kube, namespace, fine)
+    cond = _condition(
+        _wait_condition(kube, namespace, "hostile-unknown-model", "CapacityOK", "False"), "CapacityOK"
+    )
+    assert cond["reason"] == "UnknownModel" and "spec.model.architecture" in cond["message"]
+    _wait_condition(kube, namespace, "still-served", "Ready", "True")
+    odd_status = _hcp(kube, namespace, "hostile-odd").get("status", {})
+    assert odd_status.get("observedGeneration") == 1  # reconciled (its Redis is unreachable: fail open)
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator process died"
+    assert "Traceback" not in operator.log.read_text(errors="replace")[-200_000:]
+
+
 def test_policy_that_cannot_fit_gets_capacity_false_an_event_and_no_deployment(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:

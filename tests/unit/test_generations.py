@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hermes_operator.cachegen import summarize_stats
-from hermes_operator.generations import generation_key, generation_record, stats_key, url_with_password
+from hermes_operator.generations import (
+    GenerationStoreError,
+    RedisGenerationStore,
+    generation_key,
+    generation_record,
+    stats_key,
+    url_with_password,
+)
 from hermes_operator.metrics import METRIC_NAMES, OperatorMetrics
 from hermes_operator.spec import redact
 
@@ -54,3 +63,20 @@ def test_metric_names_are_exported_and_registered() -> None:
         family = name.removesuffix("_total")
         assert family in families, name
         assert name.endswith("_total") == (families[family] == "counter"), name
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://" + "r" * 400 + ":6379/0",  # a label no resolver takes: UnicodeError in the idna codec
+        "redis://redis:notaport/0",
+        "redis://[::1:6379/0",
+    ],
+)
+def test_a_redis_url_that_cannot_work_is_a_store_error_not_a_crash(url: str) -> None:
+    store = RedisGenerationStore(url, timeout=0.5)
+    with pytest.raises(GenerationStoreError) as err:
+        store.read_generation("ns", "p")
+    assert "GET generation failed" in str(err.value)
+    with pytest.raises(GenerationStoreError):
+        store.write_generation("ns", "p", "{}")
