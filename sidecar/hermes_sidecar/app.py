@@ -29,7 +29,9 @@ from hermes_sidecar.config import SidecarConfig
 from hermes_sidecar.dialects.base import Dialect
 from hermes_sidecar.dialects.registry import for_upstream
 from hermes_sidecar.embed import Embedder
+from hermes_sidecar.errors import BadRequest
 from hermes_sidecar.metrics import RESULTS, Metrics
+from hermes_sidecar.proxy import decode_json, read_body
 from hermes_sidecar.runtime import Sidecar
 from hermes_sidecar.store import StoreError
 
@@ -53,7 +55,11 @@ def _admin_ok(request: Request, cfg: SidecarConfig) -> bool:
     # Read on every call: a rotated Secret volume takes effect without a restart. Admin calls are rare.
     token = _read_token(cfg.admin.tokenFile)
     got = request.headers.get("authorization", "")
-    return token is not None and got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip(), token)
+    if token is None or not got.startswith("Bearer "):
+        return False
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a header may hold any octet
+    # (Starlette decoded it as latin-1, so this gives back what was sent).
+    return hmac.compare_digest(got[7:].strip().encode("latin-1"), token.encode())
 
 
 # Prometheus scrapes time out after 10 s by default; answer (502) before the scraper gives up.
@@ -223,15 +229,19 @@ class Routes:
 
     async def admin_invalidate(self, request: Request) -> Response:
         try:
-            payload = await request.json()
-        except ValueError:
-            payload = None
+            payload = decode_json(
+                await read_body(request, self.cfg.limits.maxBodyBytes), self.cfg.limits.maxJsonDepth
+            )
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
         tags = payload.get("tags", [payload.get("tag")]) if isinstance(payload, dict) else None
         if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
+            got = repr(payload)
             return JSONResponse(
-                {"error": f'body must be {{"tag": "..."}} or {{"tags": ["..."]}}, got {payload!r}'},
+                {"error": f'body must be {{"tag": "..."}} or {{"tags": ["..."]}}, got {got[:200]}'
+                 + ("..." if len(got) > 200 else "")},
                 status_code=400,
-            )
+            )  # fmt: skip
         s = _sidecar(request)
         gen = s.cache.generation
         deleted = 0
@@ -244,7 +254,10 @@ class Routes:
         return JSONResponse({"tags": tags, "deleted": deleted})
 
     async def passthrough(self, request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await read_body(request, self.cfg.limits.maxBodyBytes)
+        except BadRequest as exc:
+            return _sidecar(request).pipeline.refuse(self.dialect, exc)
         headers = {k.lower(): v for k, v in request.headers.items()}
         return await _sidecar(request).pipeline.passthrough(
             request.method, request.url.path, request.url.query, headers, body or None

@@ -319,6 +319,17 @@ class MetricsConfig(_Strict):
     maxTenants: int = Field(default=100, ge=0)
 
 
+class LimitsConfig(_Strict):
+    """What the sidecar reads of a client's body before it refuses it (400/413, never forwarded)."""
+
+    # Bytes of a request body on any route. Long prompts are ~4 bytes a token (128k tokens ~ 0.5 MiB);
+    # images sent inline as base64 are the large ones.
+    maxBodyBytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Nesting of JSON arrays and objects. Requests nest ~5 deep, tool schemas ~20; Python's decoder
+    # and everything that walks the body recurse, so the depth is checked before decoding.
+    maxJsonDepth: int = Field(default=128, ge=8, le=512)
+
+
 class SidecarConfig(_Strict):
     listen: str = "0.0.0.0:8080"
     upstream: UpstreamConfig = UpstreamConfig()
@@ -335,6 +346,7 @@ class SidecarConfig(_Strict):
     admin: AdminConfig = AdminConfig()
     promptCache: PromptCacheConfig = PromptCacheConfig()
     metrics: MetricsConfig = MetricsConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("listen")
     @classmethod

@@ -10,7 +10,11 @@
     │   ├── StoreError        the cache store (memory or Redis)
     │   ├── EmbedderError     the embedding model or endpoint
     │   └── VerifierError     the rerank verifier
-    └── NotCacheable          not a failure: a valid request the cache must pass through (``bypass``)
+    ├── NotCacheable          not a failure: a request the cache must pass through (``bypass``); the
+    │                         upstream judges it, as it would without the sidecar
+    └── BadRequest            a body the sidecar cannot read at all (not JSON, nested deeper or larger
+                              than ``limits``): the client's error, answered 400/413 in the
+                              upstream's error format and never forwarded
 
 The config schema's validators raise ValueError, as pydantic asks; ``parse_config`` turns them all
 into one ConfigError. Upstream failures are not in the tree: the pipeline answers them as HTTP
@@ -23,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BadRequest",
     "ConfigError",
     "ConfigProblem",
     "DependencyError",
@@ -86,3 +91,13 @@ class NotCacheable(HermesError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BadRequest(HermesError):
+    """The client's body cannot be read; ``status`` is 400 (not JSON, too deep) or 413 (too large),
+    ``reason`` a short label for metrics, the message says what was wrong and what would work."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status

@@ -4,12 +4,23 @@ Cacheable route: parse with the dialect -> decide (``cache.py``) -> on a hit rep
 in the form asked for (JSON or SSE); otherwise forward upstream with the sidecar's ``cache_salt``,
 stream the answer to the client as it arrives while the dialect's recorder rebuilds it, and store it
 in the background when it completed with status 200. Every response carries ``x-hermes-cache``.
+
+Hostile input is the client's error, never a 500 of ours (issue 15):
+
+* a body larger than ``limits.maxBodyBytes`` (413), not JSON, or nested deeper than
+  ``limits.maxJsonDepth`` (400) is refused here, in the dialect's error format (:func:`read_body`,
+  :func:`decode_json`), before anything walks it recursively;
+* a JSON body whose fields the dialect cannot read goes up uncached (``bypass``, reason
+  ``unparsable``), and the upstream's own validation answers it;
+* headers are forwarded as the bytes that came in (Starlette decodes them as latin-1, which
+  round-trips), minus what HTTP forbids in a value; response headers come back as bytes too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -19,7 +30,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from hermes_sidecar.cache import BYPASS, ERROR, HIT_EXACT, HIT_SEMANTIC, MISS, CacheService, Decision
-from hermes_sidecar.dialects.base import CacheableRequest, CachedAnswer, Dialect, NotCacheable, ReplayInfo
+from hermes_sidecar.config import LimitsConfig
+from hermes_sidecar.dialects.base import (
+    UNPARSABLE,
+    CacheableRequest,
+    CachedAnswer,
+    Dialect,
+    NotCacheable,
+    ReplayInfo,
+)
+from hermes_sidecar.errors import BadRequest
 from hermes_sidecar.generations import StatsWriter
 from hermes_sidecar.keys import cache_salt
 from hermes_sidecar.metrics import Metrics
@@ -46,17 +66,118 @@ _HOP = frozenset(
 )
 
 
-def _forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in _HOP}
+# What RFC 9110 5.5 forbids in a field value (control characters but HTAB); h11 refuses to send it.
+_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def _octets(value: str) -> bytes:
+    # Starlette decoded the value as latin-1: encoding it so gives back the bytes that came in.
+    # A value from our own config (warm-up tenant) may hold more than latin-1: UTF-8 then.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def forward_headers(headers: Mapping[str, str], skip: frozenset[str] = _HOP) -> RawHeaders:
+    """The client's headers to send upstream, as bytes: hop-by-hop ones dropped, surrounding
+    whitespace trimmed (a parser ignores it, h11 refuses it), values HTTP forbids left out."""
+    out: RawHeaders = []
+    for name, value in headers.items():
+        raw = _octets(value).strip(b" \t")
+        if name.lower() not in skip and not _FORBIDDEN.search(raw) and not _FORBIDDEN.search(_octets(name)):
+            out.append((_octets(name), raw))
+    return out
+
+
+def _pipeline_headers(headers: Mapping[str, str]) -> RawHeaders:
     # The recorder reads the bytes: ask for them uncompressed.
-    out["accept-encoding"] = "identity"
-    return out
+    return [h for h in forward_headers(headers) if h[0].lower() != b"accept-encoding"] + [
+        (b"accept-encoding", b"identity")
+    ]
 
 
-def _response_headers(headers: httpx.Headers, result: str) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in _HOP}
-    out[HEADER] = result
-    return out
+def with_headers(
+    response: Response, upstream: httpx.Headers, result: str, skip: frozenset[str] = _HOP
+) -> Response:
+    """``response`` with the upstream's headers as the bytes they came in (httpx decodes them, not
+    always as latin-1, and Starlette encodes as latin-1) and ``x-hermes-cache``."""
+    response.raw_headers.extend((k, v) for k, v in upstream.raw if k.decode("latin-1").lower() not in skip)
+    response.raw_headers.append((HEADER.encode(), result.encode()))
+    return response
+
+
+def _too_large(limit: int) -> BadRequest:
+    return BadRequest(
+        f"the request body is larger than limits.maxBodyBytes ({limit} bytes); send less, or raise the limit",
+        reason="too-large",
+        status=413,
+    )
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or BadRequest (413) as soon as it exceeds ``limit`` bytes: never read whole first."""
+    declared = request.headers.get("content-length", "").strip()
+    # ASCII digits only (str.isdigit takes "²", which int() refuses), and no more than a limit can
+    # hold (int() refuses beyond 4,300 digits): anything else is left to the server and the count below
+    if _DIGITS.fullmatch(declared) and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep arrays and objects nest in a decoded value; the walk stops below ``limit`` + 1.
+    Iterative: walking a deep value recursively is what must not happen (``deepcopy``, the encoder)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259)")
+
+
+def decode_json(data: bytes, max_depth: int) -> Any:
+    """The JSON value of ``data``, or BadRequest (400) saying what was wrong.
+
+    The decoder recurses per level and raises RecursionError near 1,000 levels (5,000 nested brackets
+    made the sidecar answer 500); what it decodes below that is measured before anything walks it.
+    Decoding first costs nothing extra: a scan of the bytes for strings and brackets took 1.8 s for a
+    20 MiB prompt that ``json.loads`` reads in 0.08 s."""
+    too_deep = BadRequest(
+        f"the request body is nested deeper than limits.maxJsonDepth (more than {max_depth} levels of "
+        "arrays and objects)",
+        reason="too-deep",
+    )
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"the request body is not valid JSON: {exc}", reason="invalid-json") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise too_deep
+    return value
 
 
 class Pipeline:
@@ -67,12 +188,14 @@ class Pipeline:
         upstream_url: str,
         metrics: Metrics,
         stats: StatsWriter,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.cache = cache
         self.client = client
         self.upstream = upstream_url.rstrip("/")
         self.metrics = metrics
         self.stats = stats
+        self.limits = limits or LimitsConfig()
 
     def _count_bypass(self, reason: str, tenant: str) -> None:
         self.metrics.bypass.labels(reason).inc()
@@ -84,21 +207,39 @@ class Pipeline:
         self.stats.count(decision.generation.version, decision.metric)
 
     async def handle(self, dialect: Dialect, route: str, request: Request) -> Response:
-        body_bytes = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body_bytes = await read_body(request, self.limits.maxBodyBytes)
+        except BadRequest as exc:
+            return self.refuse(
+                dialect, exc, tenant_of(headers, self.cache.tenant_header, self.cache.tenant_source)
+            )
         return await self.run(dialect, route, body_bytes, headers, request.url.query)
+
+    def refuse(self, dialect: Dialect, exc: BadRequest, tenant: str | None = None) -> Response:
+        """The sidecar's own 4xx in the dialect's error format; a cacheable route counts it as bypass."""
+        if tenant is not None:
+            self._count_bypass(exc.reason, tenant)
+        return Response(
+            json.dumps(dialect.error_body(str(exc), exc.status)),
+            status_code=exc.status,
+            media_type="application/json",
+            headers={HEADER: BYPASS},
+        )
 
     async def run(
         self, dialect: Dialect, route: str, body_bytes: bytes, headers: Mapping[str, str], query: str = ""
     ) -> Response:
         tenant = tenant_of(headers, self.cache.tenant_header, self.cache.tenant_source)
         try:
-            body = json.loads(body_bytes)
-        except ValueError:
-            body = None
+            if len(body_bytes) > self.limits.maxBodyBytes:
+                raise _too_large(self.limits.maxBodyBytes)
+            body = decode_json(body_bytes, self.limits.maxJsonDepth)
+        except BadRequest as exc:
+            return self.refuse(dialect, exc, tenant)
         if not isinstance(body, dict):
-            # Not ours to judge: upstream answers a malformed request with its own error.
-            self._count_bypass("invalid-json", tenant)
+            # JSON, but not a request: the upstream answers it with its own error.
+            self._count_bypass(UNPARSABLE, tenant)
             return await self.passthrough("POST", route, query, headers, body_bytes)
         try:
             req = dialect.parse_request(route, body)
@@ -155,7 +296,7 @@ class Pipeline:
         url = self.upstream + route + (f"?{query}" if query else "")
         content = json.dumps(body, separators=(",", ":")).encode()
         upstream_req = self.client.build_request(
-            "POST", url, headers=_forward_headers(headers), content=content
+            "POST", url, headers=_pipeline_headers(headers), content=content
         )
         try:
             resp = await self.client.send(upstream_req, stream=True)
@@ -169,7 +310,6 @@ class Pipeline:
                 media_type="application/json",
                 headers={HEADER: decision.header},
             )
-        out_headers = _response_headers(resp.headers, decision.header)
         record = req is not None and decision.result == MISS and resp.status_code == 200
         if decision.result == ERROR:
             self.metrics.not_stored.labels("cache-error").inc()  # the cache is down: nothing stored
@@ -183,7 +323,7 @@ class Pipeline:
                 self._store_json(dialect, req, decision, data)
             elif req is not None and decision.result == MISS:
                 self.metrics.not_stored.labels(f"status-{resp.status_code}").inc()
-            return Response(data, status_code=resp.status_code, headers=out_headers)
+            return with_headers(Response(data, status_code=resp.status_code), resp.headers, decision.header)
         # A recorder also for requests that are not stored: it strips what upstream_body added.
         recorder = dialect.recorder(req) if req is not None and resp.status_code == 200 else None
 
@@ -198,15 +338,21 @@ class Pipeline:
                 log.warning("upstream stream broke: %s", exc)
                 raise
             finally:
-                await resp.aclose()
+                # Before any await: once the client has hung up, the first await here is cancelled
+                # too. A client that hangs up after the terminator (the openai SDK closes the
+                # response on [DONE]) still had the whole answer: before, its misses were stored
+                # only when vLLM's end of body won the race against the client's disconnect.
                 if recorder is not None and record:
-                    answer = recorder.finish(complete=complete)
+                    answer = recorder.finish(complete=complete or recorder.ended)
                     if answer is not None:
                         self.cache.store_in_background(decision, answer)
                     else:
                         self.metrics.not_stored.labels("stream-incomplete-or-cut").inc()
+                await resp.aclose()
 
-        return StreamingResponse(relay(), status_code=resp.status_code, headers=out_headers)
+        return with_headers(
+            StreamingResponse(relay(), status_code=resp.status_code), resp.headers, decision.header
+        )
 
     def _store_json(self, dialect: Dialect, req: CacheableRequest, decision: Decision, data: bytes) -> None:
         try:
@@ -225,8 +371,7 @@ class Pipeline:
     ) -> Response:
         """Any other route: forwarded unchanged (body and answer streamed)."""
         url = self.upstream + path + (f"?{query}" if query else "")
-        fwd = {k: v for k, v in headers.items() if k.lower() not in _HOP}
-        upstream_req = self.client.build_request(method, url, headers=fwd, content=body)
+        upstream_req = self.client.build_request(method, url, headers=forward_headers(headers), content=body)
         try:
             resp = await self.client.send(upstream_req, stream=True)
         except httpx.HTTPError as exc:
@@ -236,14 +381,10 @@ class Pipeline:
                 media_type="application/json",
                 headers={HEADER: BYPASS},
             )
-        out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP - {"content-encoding"}}
-        out[HEADER] = BYPASS
-        return StreamingResponse(
-            resp.aiter_raw(),
-            status_code=resp.status_code,
-            headers=out,
-            background=BackgroundTask(resp.aclose),
+        relayed = StreamingResponse(
+            resp.aiter_raw(), status_code=resp.status_code, background=BackgroundTask(resp.aclose)
         )
+        return with_headers(relayed, resp.headers, BYPASS, _HOP - {"content-encoding"})
 
 
-__all__ = ["HEADER", "Pipeline"]
+__all__ = ["HEADER", "Pipeline", "decode_json", "forward_headers", "json_depth", "read_body"]

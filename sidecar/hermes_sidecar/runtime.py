@@ -120,7 +120,7 @@ class Sidecar:
         )
         # The Redis store keeps one index per generation: lookups go to the one this sidecar serves.
         store.follow(lambda: cache.generation.id)
-        pipeline = Pipeline(cache, client, cfg.upstream.url, metrics, stats)
+        pipeline = Pipeline(cache, client, cfg.upstream.url, metrics, stats, cfg.limits)
         sidecar = cls(cfg, metrics, dialect, cache, pipeline, client, stats, emb, redis_client)
         follower = sidecar.follower = GenerationFollower(redis_client, cfg.cache.scope, sidecar.on_switch)
         await follower.start()

@@ -16,11 +16,21 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _text(value: str) -> str:
+    """A header value as the text its sender meant. ASGI servers decode header octets as latin-1, so
+    UTF-8 arrives as mojibake ("tÃ©nant"): read it as UTF-8 when it is that, else keep it as it came.
+    Either way the same octets always give the same tenant."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def tenant_of(headers: Mapping[str, str], tenant_header: str, source: str = "header-or-credential") -> str:
     """The tenant: from the trusted header set by the gateway and/or a hash of the credential
     (``source``, see ``tenantSource`` in the config); ``anonymous`` with neither. Never the body: a
-    client could write anything there."""
-    value = (headers.get(tenant_header.lower()) or "").strip()
+    client could write anything there. Header values in any encoding are accepted (see ``_text``)."""
+    value = _text(headers.get(tenant_header.lower()) or "").strip()
     cred = ""
     for name in ("authorization", "x-api-key", "api-key"):
         if headers.get(name):

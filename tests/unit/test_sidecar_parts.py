@@ -333,3 +333,46 @@ def test_evaluate_rejects_a_malformed_file(tmp_path: Path, capsys: pytest.Captur
     bad.write_text('{"a": "x"}\n')
     assert main(["evaluate", "--pairs", str(bad)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_limits_are_optional_with_defaults_and_refuse_nonsense() -> None:
+    limits = parse_config({}).limits
+    assert (limits.maxBodyBytes, limits.maxJsonDepth) == (16 * 1024 * 1024, 128)
+    # the decoder itself gives up near 1,000 levels: a limit above 512 would never be reached
+    for bad in ({"maxJsonDepth": 5000}, {"maxBodyBytes": 10}, {"maxBodyBytes": "big"}, {"maxDepth": 3}):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"limits": bad})
+        assert err.value.problems[0].loc == f"limits.{next(iter(bad))}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream_options": "include_usage"},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": True},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 10**400},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": "0"},
+        {"model": ["m"], "messages": [{"role": "user", "content": "hi"}]},
+        {"model": "m", "messages": {"role": "user", "content": "hi"}},
+        {"model": "m", "messages": ["hi"]},
+        {"model": "m", "messages": [{"role": None, "content": "hi"}]},
+        {"model": "m", "messages": [{"role": "user", "content": 5}]},
+    ],
+)
+def test_wrong_types_are_unparsable_and_bypass_body_copes(body: dict[str, Any]) -> None:
+    dialect = OpenAIDialect()
+    with pytest.raises(NotCacheable) as err:
+        dialect.parse_request(CHAT, body)
+    assert err.value.reason == "unparsable"
+    sent = dialect.bypass_body(body, "salt")
+    assert sent["cache_salt"] == "salt" and {k: v for k, v in sent.items() if k != "cache_salt"} == body
+
+
+def test_unknown_role_reason_does_not_carry_the_role() -> None:
+    # the reason is a metric label: a client must not be able to mint label values
+    with pytest.raises(NotCacheable) as err:
+        OpenAIDialect().parse_request(
+            CHAT, {"model": "m", "messages": [{"role": "x" * 500, "content": "hi"}]}
+        )
+    assert err.value.reason == "unknown role"

@@ -396,3 +396,30 @@ def test_local_model_not_installed_keeps_exact_caching_and_readyz_says_why(
         assert ask(client, "Which river flows through Lisbon?").headers["x-hermes-cache"] == "miss"
         ready = client.get("/readyz").json()
         assert ready["cache"] == "degraded" and "embedder" in ready["degraded"]
+
+
+def test_openai_sdk_stream_is_stored_though_it_hangs_up_at_done(embedder: LocalEmbedder) -> None:
+    # The openai SDK closes the response as soon as it reads `data: [DONE]`; vLLM ends its body a
+    # moment later. The sidecar's relay was then cancelled before it saw the end, and the complete
+    # answer was not stored (found by tests/integration/test_openai_client.py against vLLM).
+    import openai
+
+    fake = FakeOpenAI(linger=0.3)
+    with run_server(fake.app()) as up:
+        cfg = parse_config({"upstream": {"url": up}, "cache": {"backend": "memory"}})
+        with run_server(create_app(cfg, embedder=embedder), lifespan="on") as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+            for usage in (True, False):
+                body: dict[str, Any] = {
+                    "model": "tiny-llama",
+                    "messages": [{"role": "user", "content": f"Name the largest moon of planet {usage}"}],
+                    "stream": True,
+                }
+                if usage:
+                    body["stream_options"] = {"include_usage": True}
+                raw = client.chat.completions.with_raw_response.create(**body)
+                assert raw.headers["x-hermes-cache"] == "miss"
+                assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+                time.sleep(0.6)  # past the linger: the store has run by now, if it was going to
+                again = client.chat.completions.with_raw_response.create(**{**body, "stream": False})
+                assert again.headers["x-hermes-cache"] == "hit-exact"

@@ -23,6 +23,13 @@ code outside ``dialects/`` asks which kind of upstream it talks to: ``health_pat
 and ``prefix_reset_path`` (``None`` when the upstream has no such route) and ``transport`` (what the
 upstream client's connections go through, ``None`` for plain HTTP).
 
+5. ``error_body``: the upstream's error format, for what the sidecar refuses itself (a body it cannot
+   read: not JSON, too deep, too large), so a client's SDK reads the sidecar's 400 as the upstream's.
+
+A body whose fields have the wrong types is not refused: ``parse_request`` raises
+``NotCacheable(UNPARSABLE)`` and the upstream's own validation answers, as without the sidecar.
+``upstream_body`` and ``bypass_body`` must then cope with any JSON object.
+
 A dialect is a plain object with no I/O; the pipeline does the HTTP. ``dialects/registry.py`` builds
 the one dialect for ``upstream.kind`` (its metrics in the app's own prometheus ``CollectorRegistry``:
 tests run several apps in one process) and the app mounts a POST route for each of its ``routes``.
@@ -38,6 +45,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hermes_sidecar.errors import NotCacheable as NotCacheable
+
+# The bypass reason of a body whose fields have types the dialect cannot read (the upstream decides).
+UNPARSABLE = "unparsable"
 
 if TYPE_CHECKING:
     import httpx
@@ -129,9 +139,17 @@ class StreamRecorder(Protocol):
 
     def feed(self, chunk: bytes) -> bytes: ...
 
+    @property
+    def ended(self) -> bool:
+        """The stream's terminator has been fed (OpenAI ``data: [DONE]``, Anthropic ``message_stop``):
+        the answer is whole even if the client hangs up now, as the ``openai`` SDK does on
+        ``[DONE]``, before the upstream's end of the body reaches the sidecar."""
+        ...
+
     def finish(self, *, complete: bool) -> CachedAnswer | None:
-        """``complete`` is False when the upstream stream broke or the client went away; a recorder
-        must return None then, and also when the stream lacked its terminator or ended by length."""
+        """``complete`` is False when the upstream stream broke or the client went away before the
+        terminator; a recorder must return None then, and also when the stream lacked its terminator
+        or ended by length."""
         ...
 
 
@@ -149,6 +167,10 @@ class Dialect(Protocol):
 
     def bypass_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]: ...
 
+    def error_body(self, message: str, status: int) -> dict[str, Any]:
+        """An error answer in the upstream's format, for a request the sidecar refuses itself."""
+        ...
+
     def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport | None:
         """The transport of the upstream client (``pool``: httpx connection limits), or None for
         httpx's own. Called once at start; may raise ConfigError for an unreadable secret."""
@@ -163,6 +185,24 @@ class Dialect(Protocol):
     def replay_sse(
         self, request: CacheableRequest, answer: CachedAnswer, info: ReplayInfo
     ) -> Iterator[bytes]: ...
+
+
+def optional_of(body: Mapping[str, Any], key: str, *kinds: type) -> Any:
+    """``body[key]`` if it is absent, null or of one of ``kinds``; else the request is unparsable.
+    A bool is not an int here, as in JSON."""
+    value = body.get(key)
+    if value is None or (isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)):
+        return value
+    raise NotCacheable(UNPARSABLE)
+
+
+def number_of(body: Mapping[str, Any], key: str) -> float | None:
+    """A numeric field as a float (None when absent), unparsable when it is not a number a float holds."""
+    value = optional_of(body, key, int, float)
+    try:
+        return None if value is None else float(value)
+    except OverflowError:  # an integer beyond 1e308: JSON allows it, no sampler does
+        raise NotCacheable(UNPARSABLE) from None
 
 
 def canonical_json(value: Any) -> str:

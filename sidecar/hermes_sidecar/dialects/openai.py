@@ -12,6 +12,7 @@ import httpx
 
 from hermes_sidecar.config import SidecarConfig
 from hermes_sidecar.dialects.base import (
+    UNPARSABLE,
     CacheableRequest,
     CachedAnswer,
     NotCacheable,
@@ -19,6 +20,8 @@ from hermes_sidecar.dialects.base import (
     SSEParser,
     Turn,
     canonical_json,
+    number_of,
+    optional_of,
     sse_event,
 )
 
@@ -56,7 +59,7 @@ def _text_of(content: Any) -> tuple[str, list[Any]]:
             else:
                 other.append(part)
         return "\n".join(texts), other
-    raise NotCacheable("invalid message content")
+    raise NotCacheable(UNPARSABLE)
 
 
 class OpenAIDialect:
@@ -73,13 +76,18 @@ class OpenAIDialect:
     # -- request -----------------------------------------------------------------------------------
 
     def parse_request(self, route: str, body: Mapping[str, Any]) -> CacheableRequest:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
+        # Wrong types are the upstream's to refuse (vLLM's validation answers 400): NotCacheable.
+        model = optional_of(body, "model", str)
+        stream = optional_of(body, "stream", bool)
+        optional_of(body, "stream_options", Mapping)
+        n = optional_of(body, "n", int)
+        temperature = number_of(body, "temperature")
+        if not model:
             raise NotCacheable("no model")
         if route == CHAT:
             system, turns = self._chat_turns(body.get("messages"))
         elif route == COMPLETIONS:
-            prompt = body.get("prompt")
+            prompt = optional_of(body, "prompt", str, list)
             if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
                 prompt = prompt[0]
             if not isinstance(prompt, str):
@@ -87,8 +95,6 @@ class OpenAIDialect:
             system, turns = "", (Turn("user", prompt),)
         else:
             raise NotCacheable(f"route {route} is not cacheable")
-        n = body.get("n", 1)
-        temperature = body.get("temperature")
         sampling = {k: body[k] for k in _SAMPLING if k in body and body[k] is not None}
         shape = {k: v for k, v in body.items() if k not in _NEUTRAL and k not in _SAMPLING and v is not None}
         return CacheableRequest(
@@ -99,21 +105,23 @@ class OpenAIDialect:
             turns=turns,
             shape=canonical_json(shape) if shape else "",
             sampling=sampling,
-            stream=bool(body.get("stream", False)),
-            n=n if isinstance(n, int) else 1,
-            temperature=float(temperature) if isinstance(temperature, int | float) else None,
+            stream=bool(stream),
+            n=1 if n is None else n,
+            temperature=temperature,
             body=body,
         )
 
     def _chat_turns(self, messages: Any) -> tuple[str, tuple[Turn, ...]]:
-        if not isinstance(messages, list) or not messages:
+        if messages is not None and not isinstance(messages, list):
+            raise NotCacheable(UNPARSABLE)
+        if not messages:
             raise NotCacheable("no messages")
         system: list[str] = []
         turns: list[Turn] = []
         for m in messages:
-            if not isinstance(m, Mapping):
-                raise NotCacheable("invalid message")
-            role = m.get("role")
+            if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+                raise NotCacheable(UNPARSABLE)
+            role = m["role"]
             text, other = _text_of(m.get("content"))
             if role in ("system", "developer"):
                 if other:
@@ -127,7 +135,7 @@ class OpenAIDialect:
             elif role in ("user", "assistant"):
                 turns.append(Turn(role, text, structured))
             else:
-                raise NotCacheable(f"unknown role {role!r}")
+                raise NotCacheable("unknown role")  # never the role itself: it is a metric label
         return "\n".join(system), tuple(turns)
 
     def upstream_body(self, body: Mapping[str, Any], salt: str | None) -> dict[str, Any]:
@@ -135,10 +143,12 @@ class OpenAIDialect:
         out.pop("cache_salt", None)
         if salt:
             out["cache_salt"] = salt
-        if out.get("stream"):
+        opts = out.get("stream_options")
+        if out.get("stream") is True and (opts is None or isinstance(opts, Mapping)):
             # Ask for the usage chunk even when the client did not, so the stored answer can report
-            # usage on a later replay; the recorder strips it again for such a client.
-            opts = dict(out.get("stream_options") or {})
+            # usage on a later replay; the recorder strips it again for such a client. Options of
+            # another type go up as they are, for the upstream to refuse.
+            opts = dict(opts or {})
             opts["include_usage"] = True
             out["stream_options"] = opts
         return out
@@ -151,6 +161,10 @@ class OpenAIDialect:
         else:
             out.pop("stream_options", None)
         return out
+
+    def error_body(self, message: str, status: int) -> dict[str, Any]:
+        # OpenAI's error object, as its SDKs read it (openai.BadRequestError carries .message)
+        return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
 
     def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport | None:
         return None
@@ -250,6 +264,10 @@ class _Recorder:
         if self._client_wants_usage:
             return chunk  # nothing to strip: forward the upstream bytes as they came
         return b"".join(forward)
+
+    @property
+    def ended(self) -> bool:
+        return self._done
 
     def _absorb(self, data: str) -> bool:
         """Record one event; True when it must not reach the client (a usage chunk it did not ask for)."""

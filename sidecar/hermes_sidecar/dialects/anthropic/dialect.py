@@ -29,6 +29,7 @@ from hermes_sidecar.dialects.anthropic.breakpoints import PLACES, Place, PlaceRu
 from hermes_sidecar.dialects.anthropic.transport import MESSAGES, AnthropicTransport, read_api_key
 from hermes_sidecar.dialects.anthropic.usage import StreamUsage, usage_from_json
 from hermes_sidecar.dialects.base import (
+    UNPARSABLE,
     CacheableRequest,
     CachedAnswer,
     NotCacheable,
@@ -36,6 +37,8 @@ from hermes_sidecar.dialects.base import (
     SSEParser,
     Turn,
     canonical_json,
+    number_of,
+    optional_of,
     sse_event,
 )
 
@@ -76,7 +79,7 @@ def _content_text(content: Any) -> tuple[str, list[Any], bool]:
     if isinstance(content, str):
         return content, [], False
     if not isinstance(content, list):
-        raise NotCacheable("invalid message content")
+        raise NotCacheable(UNPARSABLE)
     texts: list[str] = []
     other: list[Any] = []
     tool_result = False
@@ -118,11 +121,14 @@ class AnthropicDialect:
     def parse_request(self, route: str, body: Mapping[str, Any]) -> CacheableRequest:
         if route != MESSAGES:
             raise NotCacheable(f"route {route} is not cacheable")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
+        # Wrong types are the upstream's to refuse (the API answers 400): NotCacheable.
+        model = optional_of(body, "model", str)
+        messages = optional_of(body, "messages", list)
+        stream = optional_of(body, "stream", bool)
+        temperature = number_of(body, "temperature")
+        if not model:
             raise NotCacheable("no model")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
+        if not messages:
             raise NotCacheable("no messages")
         system_value = body.get("system")
         if system_value is None:
@@ -133,7 +139,9 @@ class AnthropicDialect:
                 raise NotCacheable("non-text system content")
         turns: list[Turn] = []
         for m in messages:
-            if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
+            if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+                raise NotCacheable(UNPARSABLE)
+            if m["role"] not in ("user", "assistant"):
                 raise NotCacheable("invalid message")
             text, other, tool_result = _content_text(m.get("content"))
             structured = canonical_json(other) if other else ""
@@ -144,7 +152,6 @@ class AnthropicDialect:
             for k, v in body.items()
             if k not in _NEUTRAL and k not in _SAMPLING and v is not None
         }
-        temperature = body.get("temperature")
         return CacheableRequest(
             dialect=self.name,
             route=route,
@@ -153,9 +160,9 @@ class AnthropicDialect:
             turns=tuple(turns),
             shape=canonical_json(shape) if shape else "",
             sampling=sampling,
-            stream=bool(body.get("stream", False)),
+            stream=bool(stream),
             n=1,
-            temperature=float(temperature) if isinstance(temperature, int | float) else None,
+            temperature=temperature,
             body=body,
         )
 
@@ -177,6 +184,11 @@ class AnthropicDialect:
     def bypass_body(self, body: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
         # Breakpoints change the bill, not the answer: a bypassed request gets them too.
         return self.upstream_body(body, salt)
+
+    def error_body(self, message: str, status: int) -> dict[str, Any]:
+        # the Messages API's error object; a body too large is its own type there (413)
+        kind = "request_too_large" if status == 413 else "invalid_request_error"
+        return {"type": "error", "error": {"type": kind, "message": message}}
 
     def transport(self, cfg: SidecarConfig, **pool: Any) -> httpx.AsyncBaseTransport:
         """The upstream client's transport: adds the configured API key and accounts every billed call."""
@@ -323,6 +335,10 @@ class _Recorder:
         for event, data in self._parser.feed(chunk):
             self._absorb(event, data)
         return chunk
+
+    @property
+    def ended(self) -> bool:
+        return self._stopped
 
     def _absorb(self, event: str | None, data: str) -> None:
         try:
