@@ -4,6 +4,7 @@
     python -m bench.run --full                  the sizes the report quotes
     python -m bench.run --full --only lookup    one measurement (others keep their last JSON)
     python -m bench.run --render-only           re-render docs/ from bench/out/*.json
+    python -m bench.soak --seconds 90           a short soak (the `soak` measurement, its duration overridden)
 
 Services (Redis, vLLM, the control plane) are found through HERMES_BENCH_* variables that
 scripts/bench.sh sets after starting them; run through it unless they are already up.
@@ -33,6 +34,7 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "prefix": ("bench.prefix", "prefix-cache TTFT, shared vs distinct system prompts"),
     "switch": ("bench.switch", "generation switch at scale"),
     "operator": ("bench.operator_scale", "operator scale on the real control plane"),
+    "soak": ("bench.soak", "soak: a steady mixed load through the sidecar, memory and latency over time"),
 }
 
 

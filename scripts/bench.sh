@@ -5,7 +5,7 @@
 #   scripts/bench.sh quick                small sizes, a few minutes once everything is installed (make bench-quick)
 #   scripts/bench.sh full lookup,switch   only these measurements (the others keep their last JSON)
 #
-# Measurements: planner quality verifier lookup sidecar prefix switch operator (bench/run.py).
+# Measurements: planner quality verifier lookup sidecar prefix switch operator soak (bench/run.py).
 # Starts the real services the chosen measurements need through the project's own scripts, on ports
 # of its own so a test run next door is not disturbed, and stops what it started on exit:
 #   Redis with vector search   scripts/redis/start.sh  127.0.0.1:${HERMES_BENCH_REDIS_PORT:-6479}
@@ -14,7 +14,7 @@
 #   control plane (kwok)       scripts/cluster-up.sh   enough fake GPU nodes for the largest policy count
 # Results: bench/out/*.json (git-ignored), then docs/benchmarks.md and docs/bench/*.png.
 # A trial run that must not replace the report: HERMES_BENCH_OUT=DIR HERMES_BENCH_DOCS=DIR, plus
-# HERMES_BENCH_{REDIS,VLLM}_PORT and HERMES_BENCH_{SIDECAR,SWITCH,PREFIX}_PORT if another run is up.
+# HERMES_BENCH_{REDIS,VLLM}_PORT and HERMES_BENCH_{SIDECAR,SWITCH,PREFIX,SOAK}_PORT if another run is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,13 +35,13 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
-all="planner quality verifier lookup sidecar prefix switch operator"
+all="planner quality verifier lookup sidecar prefix switch operator soak"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }
 need_redis=0 need_vllm=0 need_cluster=0
-for m in quality lookup sidecar prefix switch; do want "$m" && need_redis=1; done
-for m in planner sidecar prefix switch; do want "$m" && need_vllm=1; done
+for m in quality lookup sidecar prefix switch soak; do want "$m" && need_redis=1; done
+for m in planner sidecar prefix switch soak; do want "$m" && need_vllm=1; done
 want operator && need_cluster=1
 
 STATE=$ROOT/.e2e/bench

@@ -142,3 +142,49 @@ def switch(res: Result) -> str:
     ax.set_title(f"Redis responsiveness while {res['entries_before']:,} entries are deleted")
     ax.legend(fontsize=7)
     return _save(fig, "switch.png")
+
+
+SOAK_COLORS = {
+    "hit-exact": "tab:green",
+    "hit-semantic": "tab:blue",
+    "miss": "tab:orange",
+    "bypass": "tab:gray",
+}
+
+
+def soak(res: Result) -> str | None:
+    samples = res.get("samples") or []
+    if not samples:
+        return None
+    plt = _plt()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    ts = [s["t"] for s in samples]
+    top.plot(ts, [s["rss_kib"] / 1024 for s in samples], "-", color="tab:blue", label="sidecar RSS (MiB)")
+    top.set_ylabel("RSS (MiB)")
+    top.set_ylim(0, 1.3 * max(s["rss_kib"] / 1024 for s in samples))
+    fds = top.twinx()
+    fds.plot(ts, [s["fds"] for s in samples], "-", color="tab:orange", label="open fds")
+    fds.set_ylabel("open file descriptors")
+    fds.set_ylim(0, 1.3 * max(s["fds"] for s in samples))
+    bottom.set_yscale("log")
+    for ax in (top, bottom):
+        ax.axvline(res["warmup_share"] * res["seconds"], color="gray", linestyle=":", label="end of warm-up")
+        ax.axvline(res["switch_at_s"], color="tab:red", linestyle="--", label="generation switch")
+        ax.grid(alpha=0.3)
+    for decision, color in SOAK_COLORS.items():
+        pts = [(s["t"], s["decisions"][decision]) for s in samples if decision in s["decisions"]]
+        if not pts:
+            continue
+        bottom.plot(
+            [t for t, _ in pts], [d["p50_ms"] for _, d in pts], "-", color=color, label=f"{decision} p50"
+        )
+        bottom.plot([t for t, _ in pts], [d["p99_ms"] for _, d in pts], "--", color=color, alpha=0.6,
+                    label=f"{decision} p99")  # fmt: skip
+    bottom.set_xlabel("seconds since the start of the run")
+    bottom.set_ylabel("latency in the window (ms)")
+    handles = top.get_legend_handles_labels()[0] + fds.get_legend_handles_labels()[0]
+    top.legend(handles=handles, fontsize=7, loc="lower right", ncol=2)
+    bottom.legend(fontsize=7, ncol=2, loc="upper right")
+    span = f"{res['seconds'] / 60:.0f} min" if res["seconds"] >= 600 else f"{res['seconds']:.0f} s"
+    top.set_title(f"Soak: {res['concurrency']} clients for {span} through the sidecar (Redis, vLLM)")
+    return _save(fig, "soak.png")

@@ -473,6 +473,49 @@ def planner(r: Result) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------- 8 soak
+
+SOAK_DECISIONS = ("hit-exact", "hit-semantic", "miss", "bypass")
+
+
+def _soak_window(samples: list[Result], decision: str, q: str) -> str:
+    """The smallest and largest per-window value of one percentile, for the windows with that decision."""
+    vals = [s["decisions"][decision][f"{q}_ms"] for s in samples if decision in s["decisions"]]
+    return f"{ms(min(vals))} to {ms(max(vals))}" if vals else NA
+
+
+def soak(r: Result) -> list[str]:
+    res = r["result"]
+    rss, fds = res["rss_after_warmup_mib"], res["fds"] or {}
+    samples = res.get("samples") or []
+    lines = ["", res.get("setup", ""), ""]
+    lines += table(
+        ["", "measured"],
+        [
+            ["requests", f"{res['requests']:,} ({res['requests_per_second']:.1f}/s), {res['abandoned_streams']:,} streams abandoned after the first chunk"],
+            [f"sidecar RSS after warm-up (first {pct(res['warmup_share'])} excluded)",
+             f"{rss['min']:.1f} to {rss['max']:.1f} MiB, spread **{rss['spread_pct']:.1f}%** "
+             f"(start {res['start']['rss_kib'] / 1024:.1f} MiB, end {res['end']['rss_kib'] / 1024:.1f} MiB)"],
+            ["sidecar open file descriptors", f"{fds.get('min', NA)} to {fds.get('max', NA)} (start {res['start']['fds']}, end {res['end']['fds']})"],
+            ["errors (connection errors, 5xx, other non-200)",
+             f"**{res['errors']}**" + (f": {', '.join(f'{k} x {v}' for k, v in res['errors_by_kind'].items())}" if res["errors"] else "")],
+            ["tracebacks in the sidecar's log", res.get("sidecar_log_tracebacks", NA)],
+            ["generation switch", f"at {res['switch_at_s']:.0f} s (`{res['generations'][0]}` → `{res['generations'][1]}`)"],
+        ],
+    )  # fmt: skip
+    lines += ["", "Latency per decision (`x-hermes-cache`), client-observed, to the end of the body (streams included, "
+              "abandoned streams not); the last two columns are the range of the per-window values over the run:", ""]  # fmt: skip
+    lat = res["latency"]
+    keys = [k for k in SOAK_DECISIONS if k in lat] + [k for k in lat if k not in SOAK_DECISIONS]
+    lines += table(
+        ["decision", "n", "p50", "p99", "max", "per-window p50", "per-window p99"],
+        [[k, f"{lat[k]['n']:,}", ms(lat[k]["p50_ms"]), ms(lat[k]["p99_ms"]), ms(lat[k]["max_ms"]),
+          _soak_window(samples, k, "p50"), _soak_window(samples, k, "p99")] for k in keys],
+    )  # fmt: skip
+    plot = plots.soak(res)
+    return lines + (["", f"![soak: RSS, fds and latency over time]({plot})"] if plot else [])
+
+
 # ---------------------------------------------------------------------------------------------- the order
 
 SECTIONS = (
@@ -484,4 +527,5 @@ SECTIONS = (
     Section("switch", "5. Generation switch at scale", switch),
     Section("operator", "6. Operator scale on the real control plane", operator, operator_facts),
     Section("planner", "7. Capacity planner against vLLM", planner),
+    Section("soak", "8. Soak: memory, descriptors and latency under a long mixed load", soak),
 )

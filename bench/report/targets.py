@@ -305,6 +305,29 @@ def _planner(t: Target, m: Measured) -> list[Row]:
     return [(t.name, f"{pl['error_pct']:+.3f}%", t["error"].met(abs(pl["error_pct"])), "")]
 
 
+def _soak(t: Target, m: Measured) -> list[Row]:
+    sk = m("soak")
+    if not sk:
+        return [(t.name, NA, None, "")]
+    rss, errors = sk["rss_after_warmup_mib"], sk["errors"]
+    minutes = sk["seconds"] / 60
+    ok = t["rss"].met(rss["spread_pct"]) and t["errors"].met(errors)
+    why = ""
+    if t["rss"].missed(rss["spread_pct"]):
+        why += (
+            f"the sidecar's RSS moved from {rss['min']:.1f} to {rss['max']:.1f} MiB after warm-up; the plot in section 8 "
+            "shows whether it climbs steadily (a leak to find with tracemalloc) or steps once (a cache or pool filling up). "
+        )
+    if t["errors"].missed(errors):
+        kinds = ", ".join(f"{k} x {v}" for k, v in sk["errors_by_kind"].items())
+        why += f"{errors} requests failed ({kinds}); the sidecar's log is under bench/out/soak-run/. "
+    measured = (
+        f"RSS spread {rss['spread_pct']:.1f}% ({rss['min']:.0f}-{rss['max']:.0f} MiB), fds {sk['fds']['min']}-{sk['fds']['max']}, "
+        f"{errors} errors in {sk['requests']:,} requests over {minutes:.1f} min"
+    )
+    return [(t.name, measured, ok, why)]
+
+
 # ---------------------------------------------------------------------------------------------- the data
 
 TARGETS = (
@@ -323,6 +346,8 @@ TARGETS = (
            {"policies": Threshold(1000, "policies", "≥"), "ready": Threshold(120, "s", "≤"), "memory": Threshold(200, "MB", "≤")},
            _operator),
     Target("Planner within 3% of vLLM", {"error": Threshold(3, "% (absolute)", "≤")}, _planner),
+    Target("Soak: RSS flat within 10% after warm-up, zero errors",
+           {"rss": Threshold(10, "% (max - min) / min", "≤"), "errors": Threshold(0, "errors", "≤")}, _soak),
 )  # fmt: skip
 
 
