@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
+
+# bench/ is not an installed package: import it from the repository root, as `python -m bench.run` does.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench import soak
 from bench.soak import Done, after_warmup, error_kind, spread, summarise, window_stats
 
