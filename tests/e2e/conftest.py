@@ -232,3 +232,22 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+CRD_RELEASE, CRD_RELEASE_NS = "hermes-cache", "hermes-system"
+
+
+@pytest.fixture(scope="session")
+def crd_release(kube: Kube) -> tuple[str, str]:
+    """The chart installed without the operator: the CRD, the ServiceAccount and RBAC.
+
+    Every test module that needs the CRD shares this release (the CRD can have one owner), and a
+    module that runs an operator in the cluster installs a second release with ``crds.enabled=false``.
+    """
+    kube.helm("upgrade", "--install", CRD_RELEASE, str(REPO_ROOT / "charts/hermes-cache"),
+              "-n", CRD_RELEASE_NS, "--create-namespace", "--set", "operator.enabled=false",
+              "--wait", "--timeout", "2m")  # fmt: skip
+    kube.kubectl(
+        "wait", "--for=condition=Established", "crd/hermescachepolicies.hermes-cache.dev", "--timeout=60s"
+    )
+    return CRD_RELEASE, CRD_RELEASE_NS

@@ -133,24 +133,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    kube.helm(
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(ROOT / "charts/hermes-cache"),
-        "-n",
-        SYSTEM_NS,
-        "--create-namespace",
-        "--set",
-        "operator.enabled=false",
-        "--wait",
-        "--timeout",
-        "2m",
-    )
-    kube.kubectl(
-        "wait", "--for=condition=Established", "crd/hermescachepolicies.hermes-cache.dev", "--timeout=60s"
-    )
+def operator(
+    kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     tmp = tmp_path_factory.mktemp("operator")
     _sa_kubeconfig(kube, tmp / "kubeconfig")
     op = Operator(tmp / "kubeconfig", tmp / "operator.log")

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "hermes-node-0"
-SYSTEM_RELEASE, SYSTEM_NS = "hermes-cache", "hermes-system"  # owns the CRD (as in test_operator)
 RELEASE = "hermes-real"
 POLICY = "hermes-cpu"
 CACHE = Path(os.environ.get("HERMES_CACHE_DIR") or Path.home() / ".cache" / "hermes-cache")
@@ -165,7 +164,9 @@ def _port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def served(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("real-pods")
     images = _assignments(_run("bash", str(ROOT / "scripts/image/build.sh"), "all"))
     hermes, vllm = images["HERMES_IMAGE"], images["VLLM_IMAGE"]
@@ -193,26 +194,12 @@ def served(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     kube.kubectl("create", "namespace", ns)
     kube.apply(json.dumps(_volume(pv, ns, str(models))))
 
-    kube.helm(
-        "upgrade",
-        "--install",
-        SYSTEM_RELEASE,
-        str(ROOT / "charts/hermes-cache"),
-        "-n",
-        SYSTEM_NS,
-        "--create-namespace",
-        "--set",
-        "operator.enabled=false",
-        "--wait",
-        "--timeout",
-        "2m",
-    )
     repo, tag = hermes.rsplit(":", 1)
     values = tmp / "values.yaml"
     values.write_text(
         yaml.safe_dump(
             {
-                "crds": {"enabled": False},  # owned by the release above
+                "crds": {"enabled": False},  # owned by conftest's crd_release
                 "operator": {
                     "enabled": True,
                     "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
@@ -312,6 +299,14 @@ def _volume(pv: str, ns: str, path: str) -> dict[str, Any]:
     }
 
 
+def _sidecar_python(served: Served, pod: dict[str, Any], code: str) -> str:
+    """Run python in the pod's sidecar container (kubectl exec) and return what it printed."""
+    name = pod["metadata"]["name"]
+    return served.kube.kubectl(
+        "-n", served.namespace, "exec", name, "-c", "sidecar", "--", "python3", "-c", code
+    ).stdout
+
+
 def _container_ids(pod: dict[str, Any]) -> dict[str, tuple[str, int]]:
     return {
         c["name"]: (c.get("containerID", ""), int(c.get("restartCount", 0)))
@@ -339,31 +334,13 @@ def test_the_policys_pod_runs_vllm_and_the_sidecar_as_rendered(served: Served) -
     statuses = {c["name"]: c for c in pod["status"]["containerStatuses"]}
     assert statuses["vllm"]["ready"] and statuses["sidecar"]["ready"]
     # Processes really run: the sidecar as the image's non-root user, vLLM on the pod's loopback.
-    uid = served.kube.kubectl(
-        "-n",
-        served.namespace,
-        "exec",
-        pod["metadata"]["name"],
-        "-c",
-        "sidecar",
-        "--",
-        "python3",
-        "-c",
-        "import os; print(os.getuid())",
-    ).stdout
+    uid = _sidecar_python(served, pod, "import os; print(os.getuid())")
     assert uid.strip() == "65532"
-    health = served.kube.kubectl(
-        "-n",
-        served.namespace,
-        "exec",
-        pod["metadata"]["name"],
-        "-c",
-        "sidecar",
-        "--",
-        "python3",
-        "-c",
+    health = _sidecar_python(
+        served,
+        pod,
         "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/v1/models').read().decode())",
-    ).stdout
+    )
     assert '"tiny-llama"' in health
     logs = served.kube.kubectl("-n", served.namespace, "logs", pod["metadata"]["name"], "-c", "vllm").stdout
     assert "KV cache size: 2,097,152 tokens" in logs  # the planner's figure, from vLLM itself
