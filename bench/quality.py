@@ -1,42 +1,143 @@
-"""1. Quality on the fow-cache pairs: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
+"""1. Quality on every labelled set, holdout halves: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
+
+The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the two sets in
+bench/data/ nobody tuned on (devops, business). Each is split into a tune and a holdout half by the rule
+of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
-- Hermes: `hermes-sidecar evaluate` at its defaults, the decision path of live requests (partitions,
-  guard, threshold); the threshold sweep runs the same evaluation in-process with the shared embedder.
+- Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
+  of live requests (partitions, guard, threshold); the threshold sweep runs the same evaluation
+  in-process with the shared embedder, and must reproduce the CLI at the default threshold.
 - RedisVL: `SemanticCache` on the same Redis, through fow-cache's own adapter (store the cached side,
-  `check` the new side, cleared between pairs), at its default `distance_threshold` (0.1) and at the
-  best threshold a sweep finds on this very data (optimistic by construction: it is fitted on the test).
+  `check` the new side, cleared between pairs), at its default `distance_threshold` (0.1).
 - GPTCache: `init_similar_cache` with its default data manager (sqlite + faiss), its default similarity
   evaluation (`SearchDistanceEvaluation`) and threshold (`Config().similarity_threshold`), a fresh cache
   per pair; the rank its evaluation computes is recorded so its threshold can be swept too.
 Conversations are keyed on the last user message for RedisVL and GPTCache, as they do by default.
+
+    scripts/bench.sh full quality    every set at full size, into docs/benchmarks.md (section 1)
+    python -m bench.quality          quick sizes into bench/out/quality.json (Redis at HERMES_BENCH_REDIS_URL)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 from bench.common import OUT, ROOT, Context, Skip, Timer, write_json
 from bench.embedding import MemoEmbedder, gptcache_embedding, hermes_embedder, redisvl_vectorizer
+from hermes_sidecar.evaluate import _in_split as in_split
+from hermes_sidecar.evaluate import load_pairs
 
 GPTCACHE_DIR = OUT / "gptcache-data"
 MAX_WRONG = 0.02  # the issue's target: >= 85% served with <= 2% wrong
+SPLIT = "holdout"  # the half every reported figure is on
+FIT = "tune"  # the half the fitted thresholds are chosen on
+DATA = ROOT / "bench" / "data"
+Point = dict[str, float]
+Item = dict[str, Any]
 
 
-def _load(dataset: str) -> list[dict[str, Any]]:
-    from fow_cache.data import load_conversations, load_questions
-
-    return list(load_questions() if dataset == "questions" else load_conversations())
+# ---------------------------------------------------------------------------------------------- the sets
 
 
-def _curve(scores: list[float], labels: list[bool], thresholds: list[float]) -> list[dict[str, float]]:
+def _fow_data() -> Path:
+    return Path(str(resources.files("fow_cache") / "data"))
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """One labelled set: the JSONL files `hermes-sidecar evaluate --pairs` reads, and how to name them."""
+
+    name: str  # the key in the result and the plot's file name
+    title: str
+    questions: bool  # single questions, or conversations (keyed on the last turn by RedisVL and GPTCache)
+    fow_cache: bool  # fow-cache's own data (the <= 1% wrong target applies)
+    files: Callable[[], list[Path]]
+    shown: str  # the --pairs arguments as a reader types them (FOW = fow-cache's data folder)
+
+
+SETS: dict[str, PairSet] = {
+    s.name: s
+    for s in (
+        PairSet("questions", "fow-cache questions", True, True,
+                lambda: [_fow_data() / "pairs.jsonl"], '--pairs "$FOW/pairs.jsonl"'),
+        PairSet("conversations", "fow-cache conversations", False, True,
+                lambda: sorted((_fow_data() / "conv-parts").glob("*.jsonl"))
+                + sorted((_fow_data() / "conv-long").glob("*.jsonl")),
+                "$(printf -- '--pairs %s ' \"$FOW\"/conv-*/*.jsonl)"),
+        PairSet("devops", "DevOps and programming (bench/data)", True, False,
+                lambda: [DATA / "devops.jsonl"], "--pairs bench/data/devops.jsonl"),
+        PairSet("business", "finance, HR, health, travel (bench/data)", True, False,
+                lambda: [DATA / "business.jsonl"], "--pairs bench/data/business.jsonl"),
+    )
+}  # fmt: skip
+FOW_DIR_COMMAND = (
+    "FOW=$(.venv/bin/python -c 'import fow_cache, os; print(os.path.dirname(fow_cache.__file__))')/data"
+)
+
+
+def command(pset: PairSet, split: str = SPLIT) -> str:
+    """The command that reproduces Hermes Cache's row for one set."""
+    return f"hermes-sidecar evaluate {pset.shown} --split {split}"
+
+
+def load(pset: PairSet) -> list[Item]:
+    """The pairs exactly as `hermes-sidecar evaluate` reads them (its own loader)."""
+    return [p for f in pset.files() for p in load_pairs(f)]
+
+
+def category(item: Item) -> str:
+    """The key `hermes-sidecar evaluate` groups a pair by."""
+    return str(item.get("category") or item.get("subtype") or "uncategorised")
+
+
+def split(items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+    """(tune, holdout) by the rule of `hermes-sidecar evaluate --split`."""
+    return (
+        [i for i in items if in_split(str(i["id"]), FIT)],
+        [i for i in items if in_split(str(i["id"]), SPLIT)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- rates
+
+
+def rates(labels: Sequence[bool], served: Sequence[bool]) -> dict[str, float | None]:
+    """served = share of should-hit pairs served; wrong = share of traps served (None: there are none)."""
+    pos = [s for s, y in zip(served, labels, strict=True) if y]
+    neg = [s for s, y in zip(served, labels, strict=True) if not y]
+    return {
+        "served": sum(pos) / len(pos) if pos else None,
+        "wrong": sum(neg) / len(neg) if neg else None,
+    }
+
+
+def by_category(items: Sequence[Item], served: Sequence[bool]) -> dict[str, dict[str, Any]]:
+    """Per category (evaluate's key): how many should-hit pairs and traps, and the rates over each."""
+    groups: dict[str, tuple[list[bool], list[bool]]] = {}
+    for item, s in zip(items, served, strict=True):
+        labels, hits = groups.setdefault(category(item), ([], []))
+        labels.append(bool(item["same_answer"]))
+        hits.append(s)
+    return {
+        c: {"should_hit": sum(labels), "traps": len(labels) - sum(labels), **rates(labels, hits)}
+        for c, (labels, hits) in sorted(groups.items())
+    }
+
+
+def _curve(scores: Sequence[float], labels: Sequence[bool], thresholds: Sequence[float]) -> list[Point]:
     """(threshold, served, wrong) for a score where higher means 'serve'."""
     pos = sum(labels) or 1
     neg = (len(labels) - sum(labels)) or 1
@@ -48,22 +149,39 @@ def _curve(scores: list[float], labels: list[bool], thresholds: list[float]) -> 
     return out
 
 
-def _sweep_thresholds(scores: list[float]) -> list[float]:
+def _sweep_thresholds(scores: Sequence[float]) -> list[float]:
     """Every distinct score is a threshold where the curve can change: the curve is exact, not sampled."""
     return sorted({round(s, 6) for s in scores} | {0.0, 1.0})
 
 
-def _best(curve: list[dict[str, float]]) -> dict[str, float] | None:
-    ok = [p for p in curve if p["wrong"] <= MAX_WRONG]
+def _best(curve: Sequence[Point]) -> Point | None:
+    """The point that serves most at <= 2% wrong (the higher threshold on a tie); None if none serves."""
+    ok = [p for p in curve if p["wrong"] <= MAX_WRONG and p["served"] > 0]
     return max(ok, key=lambda p: (p["served"], p["threshold"])) if ok else None
 
 
-def _by_group(items: list[dict[str, Any]], served: list[bool]) -> dict[str, float]:
-    groups: dict[str, list[bool]] = {}
-    for item, s in zip(items, served, strict=True):
-        g = item.get("ambiguous") or item.get("category") or item.get("subtype") or "?"
-        groups.setdefault(str(g), []).append(s)
-    return {g: sum(v) / len(v) for g, v in groups.items()}
+def fitted(tune_curve: Sequence[Point], holdout_at: Callable[[float], Point]) -> Point | None:
+    """The threshold that serves most on the tune half at <= 2% wrong, scored on the holdout half."""
+    best = _best(tune_curve)
+    if best is None:
+        return None
+    return {**holdout_at(best["threshold"]), "tune_served": best["served"], "tune_wrong": best["wrong"]}
+
+
+def score_system(scores: Sequence[float], items: Sequence[Item], hold: Sequence[bool]) -> dict[str, Any]:
+    """Curves of a score over the two halves of `items` (hold[i]: item i is in the holdout half)."""
+    labels = [bool(i["same_answer"]) for i in items]
+    h_scores = [s for s, h in zip(scores, hold, strict=True) if h]
+    h_labels = [y for y, h in zip(labels, hold, strict=True) if h]
+    t_scores = [s for s, h in zip(scores, hold, strict=True) if not h]
+    t_labels = [y for y, h in zip(labels, hold, strict=True) if not h]
+    return {
+        "curve": _curve(h_scores, h_labels, _sweep_thresholds(h_scores)),
+        "fitted": fitted(
+            _curve(t_scores, t_labels, _sweep_thresholds(t_scores)),
+            lambda t: _curve(h_scores, h_labels, [t])[0],
+        ),
+    }
 
 
 def _text(x: Any) -> str:
@@ -73,7 +191,7 @@ def _text(x: Any) -> str:
 # ---------------------------------------------------------------------------------------------- RedisVL
 
 
-def redisvl_scores(ctx: Context, embedder: MemoEmbedder, items: list[dict[str, Any]]) -> dict[str, Any]:
+def redisvl_scores(ctx: Context, embedder: MemoEmbedder, items: list[Item]) -> dict[str, Any]:
     from fow_cache.adapters import redisvl_check
     from redisvl.extensions.cache.llm import SemanticCache
 
@@ -99,7 +217,7 @@ def redisvl_scores(ctx: Context, embedder: MemoEmbedder, items: list[dict[str, A
 # ---------------------------------------------------------------------------------------------- GPTCache
 
 
-def gptcache_scores(embedder: MemoEmbedder, items: list[dict[str, Any]]) -> dict[str, Any]:
+def gptcache_scores(embedder: MemoEmbedder, items: list[Item]) -> dict[str, Any]:
     try:
         from gptcache import Cache, Config
         from gptcache.adapter.api import get, init_similar_cache, put
@@ -152,15 +270,13 @@ def gptcache_scores(embedder: MemoEmbedder, items: list[dict[str, Any]]) -> dict
 # ---------------------------------------------------------------------------------------------- Hermes
 
 
-def hermes_cli(pairs: Path) -> dict[str, Any]:
-    """`hermes-sidecar evaluate --pairs FILE` at the sidecar's defaults: the number a user reproduces."""
-    cmd = [
-        str(Path(sys.executable).with_name("hermes-sidecar")),
-        "evaluate",
-        "--pairs",
-        str(pairs),
-        "--details",
-    ]
+def hermes_cli(files: Sequence[Path], split_name: str = SPLIT) -> dict[str, Any]:
+    """`hermes-sidecar evaluate --pairs FILE... --split holdout` at the sidecar's defaults: the number a
+    user reproduces."""
+    cmd = [str(Path(sys.executable).with_name("hermes-sidecar")), "evaluate"]
+    for f in files:
+        cmd += ["--pairs", str(f)]
+    cmd += ["--split", split_name, "--details"]
     with Timer() as t:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0:
@@ -181,6 +297,19 @@ def _reasons(rows: Any, key: str = "reason") -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def cli_categories(cli: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The CLI's per-category report in by_category's shape."""
+    return {
+        c: {
+            "should_hit": v["should_hit"],
+            "traps": v["traps"],
+            "served": v["served_rate"],
+            "wrong": v["wrong_rate"],
+        }
+        for c, v in sorted((cli.get("categories") or {}).items())
+    }
+
+
 class _SidecarEmbedder:
     """The memoised embedder behind the sidecar's Embedder protocol, for the in-process sweep."""
 
@@ -196,36 +325,33 @@ class _SidecarEmbedder:
         return None
 
 
-def hermes_results(
-    embedder: MemoEmbedder, dataset: str, items: list[dict[str, Any]], tmp: Path, points: int
-) -> dict[str, Any]:
-    pairs = tmp / f"{dataset}.jsonl"
-    pairs.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "id": i["id"],
-                    "category": i.get("ambiguous") or i.get("category") or i.get("subtype"),
-                    "a": i["a"],
-                    "b": i["b"],
-                    "same_answer": i["same_answer"],
-                }
-            )
-            + "\n"
-            for i in items
-        )
+def _write_pairs(items: Sequence[Item], path: Path) -> Path:
+    """A subsample (quick mode) as a pairs file; the loader's own fields (`_file`) are left out."""
+    path.write_text(
+        "".join(json.dumps({k: v for k, v in i.items() if not k.startswith("_")}) + "\n" for i in items)
     )
-    cli = hermes_cli(pairs)
+    return path
+
+
+def hermes_results(
+    embedder: MemoEmbedder, files: Sequence[Path], tune: list[Item], holdout: list[Item], points: int
+) -> dict[str, Any]:
+    cli = hermes_cli(files)
+    d: Point = {
+        "served": float(cli["served_rate"]),
+        "wrong": float(cli["wrong_rate"]),
+        "threshold": float(cli["threshold"]),
+    }
+    mine = by_category(holdout, [False] * len(holdout))
+    theirs = cli_categories(cli)
     out: dict[str, Any] = {
-        "default": {
-            "served": float(cli["served_rate"]),
-            "wrong": float(cli["wrong_rate"]),
-            "threshold": float(cli["threshold"]),
-        },
-        "by_group_default": {
-            c: (v["served_rate"] if v["served_rate"] is not None else v["wrong_rate"])
-            for c, v in cli.get("categories", {}).items()
-        },
+        "default": d,
+        "pairs": cli["pairs"],
+        # the CLI's split and grouping must be the one the other systems were scored on
+        "split_matches": cli["pairs"] == len(holdout)
+        and {c: (v["should_hit"], v["traps"]) for c, v in mine.items()}
+        == {c: (v["should_hit"], v["traps"]) for c, v in theirs.items()},
+        "by_category": theirs,
         "decisions": cli.get("decisions"),
         "refusals": cli.get("refusals"),
         # why should-hit pairs were not served, from --details (the decision's reason, or the threshold)
@@ -238,32 +364,40 @@ def hermes_results(
         "seconds": cli["_seconds"],
     }
     # The sweep calls the same evaluation in-process (hermes_sidecar.evaluate.evaluate_pairs, the live
-    # decision path) with the memoised embedder, so 30 thresholds cost one embedding pass.
-    try:
-        import asyncio
+    # decision path) with the memoised embedder, so every threshold costs no embedding.
+    import asyncio
 
-        from hermes_sidecar.config import SidecarConfig
-        from hermes_sidecar.evaluate import evaluate_pairs, load_pairs
-    except ImportError as exc:
-        out["curve_error"] = f"hermes_sidecar.evaluate not importable: {exc}"
-        return out
-    loaded = load_pairs(pairs)
+    from hermes_sidecar.config import SidecarConfig
+    from hermes_sidecar.evaluate import evaluate_pairs
+
     emb = _SidecarEmbedder(embedder)
     thresholds = sorted(
-        {round(0.60 + 0.39 * k / max(1, points - 1), 3) for k in range(points)}
-        | {out["default"]["threshold"]}
+        {round(0.60 + 0.39 * k / max(1, points - 1), 3) for k in range(points)} | {d["threshold"]}
     )
-    curve = []
-    for t in thresholds:
-        rep = asyncio.run(evaluate_pairs(loaded, SidecarConfig(), embedder=emb, threshold=t))
-        curve.append({"threshold": t, "served": float(rep["served_rate"]), "wrong": float(rep["wrong_rate"])})
+
+    def sweep(pairs: list[Item]) -> list[Point]:
+        curve = []
+        for t in thresholds:
+            rep = asyncio.run(evaluate_pairs(pairs, SidecarConfig(), embedder=emb, threshold=t))
+            curve.append(
+                {
+                    "threshold": t,
+                    "served": float(rep["served_rate"] or 0.0),
+                    "wrong": float(rep["wrong_rate"] or 0.0),
+                }
+            )
+        return curve
+
+    with Timer() as t:
+        curve = sweep(holdout)
+        at = {p["threshold"]: p for p in curve}
+        out["fitted"] = fitted(sweep(tune), lambda th: at[th])
     out["curve"] = curve
-    out["best"] = _best(curve)
-    at_default = next(p for p in curve if p["threshold"] == out["default"]["threshold"])
+    out["sweep_seconds"] = t.seconds
     # The in-process sweep must reproduce the CLI at the default threshold, or the curve is not ours.
     out["sweep_matches_cli"] = (
-        abs(at_default["served"] - out["default"]["served"]) < 1e-3
-        and abs(at_default["wrong"] - out["default"]["wrong"]) < 1e-3
+        abs(at[d["threshold"]]["served"] - d["served"]) < 1e-3
+        and abs(at[d["threshold"]]["wrong"] - d["wrong"]) < 1e-3
     )
     return out
 
@@ -271,8 +405,102 @@ def hermes_results(
 # ---------------------------------------------------------------------------------------------- run
 
 
+def sidecar_digest() -> str:
+    """A digest of the sidecar's code and data files: if it changes during a run, the Hermes figures of
+    the sets may come from different code (another change landing meanwhile)."""
+    import hermes_sidecar
+
+    root = Path(hermes_sidecar.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One set, loaded and split, with the files `hermes-sidecar evaluate` reads for it."""
+
+    pset: PairSet
+    items: list[Item]
+    tune: list[Item]
+    holdout: list[Item]
+    hold: list[bool]  # hold[i]: items[i] is in the holdout half
+    files: list[Path]
+
+    @property
+    def labels(self) -> list[bool]:
+        """The holdout half's labels."""
+        return [bool(i["same_answer"]) for i in self.holdout]
+
+
+def prepare(pset: PairSet, stride: int, tmp: Path) -> Prepared:
+    items = load(pset)[::stride]
+    tune, holdout = split(items)
+    files = pset.files() if stride == 1 else [_write_pairs(items, tmp / f"{pset.name}.jsonl")]
+    return Prepared(pset, items, tune, holdout, [in_split(str(i["id"]), SPLIT) for i in items], files)
+
+
+def describe(p: Prepared, stride: int) -> dict[str, Any]:
+    labels = p.labels
+    return {
+        "title": p.pset.title,
+        "questions": p.pset.questions,
+        "fow_cache": p.pset.fow_cache,
+        "command": command(p.pset),
+        "split": SPLIT,
+        "stride": stride,
+        "n": len(p.holdout),
+        "should_hit": sum(labels),
+        "traps": len(labels) - sum(labels),
+        "n_tune": len(p.tune),
+        "categories": {
+            c: {"should_hit": v["should_hit"], "traps": v["traps"]}
+            for c, v in by_category(p.holdout, labels).items()
+        },
+    }
+
+
+def others(ctx: Context, embedder: MemoEmbedder, p: Prepared) -> dict[str, Any]:
+    """RedisVL and GPTCache on every pair of the set, reported on the holdout half."""
+    labels, out = p.labels, {}
+    rv = redisvl_scores(ctx, embedder, p.items)
+    rv_served = [s >= rv["default_threshold"] for s, h in zip(rv["scores"], p.hold, strict=True) if h]
+    out["redisvl"] = {
+        "default": {
+            **rates(labels, rv_served),
+            "threshold": rv["default_threshold"],
+            "distance_threshold": rv["default_distance_threshold"],
+        },
+        **score_system(rv["scores"], p.items, p.hold),
+        "by_category": by_category(p.holdout, rv_served),
+        "seconds": rv["seconds"],
+    }
+    if out["redisvl"]["fitted"]:
+        out["redisvl"]["fitted"]["distance_threshold"] = round(1 - out["redisvl"]["fitted"]["threshold"], 6)
+
+    gc = gptcache_scores(embedder, p.items)
+    if "error" in gc:
+        out["gptcache"] = {"error": gc["error"]}
+    else:
+        gc_served = [s for s, h in zip(gc["hits_at_default"], p.hold, strict=True) if h]
+        out["gptcache"] = {
+            "default": {**rates(labels, gc_served), "threshold": gc["default_threshold"]},
+            **score_system(gc["scores"], p.items, p.hold),
+            "by_category": by_category(p.holdout, gc_served),
+            "evaluation": gc["evaluation"],
+            "data_manager": gc["data_manager"],
+            "seconds": gc["seconds"],
+        }
+    return out
+
+
 def run(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(GPTCACHE_DIR, ignore_errors=True)
+    unknown = [s for s in ctx.sizes.quality_datasets if s not in SETS]
+    if unknown:
+        raise ValueError(f"quality_datasets {unknown}: unknown set; choose from {', '.join(SETS)}")
+    code = sidecar_digest()  # the code imported here (bench.quality imports hermes_sidecar.evaluate)
     embedder = hermes_embedder()
     versions: dict[str, str | None] = {}
     for dist in ("redisvl", "gptcache", "faiss-cpu", "sqlalchemy", "fow-cache"):
@@ -285,57 +513,37 @@ def run(ctx: Context) -> dict[str, Any]:
         "embedder": embedder.name,
         "dims": embedder.dims,
         "max_wrong": MAX_WRONG,
+        "split": SPLIT,
+        "fow_dir_command": FOW_DIR_COMMAND,
         "datasets": {},
     }
-    for dataset in ctx.sizes.quality_datasets:
-        items = _load(dataset)[:: ctx.sizes.quality_stride]
-        labels = [bool(i["same_answer"]) for i in items]
+    stride = ctx.sizes.quality_stride
+    sets = result["datasets"]
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        prepared = {name: prepare(SETS[name], stride, Path(tmp)) for name in ctx.sizes.quality_datasets}
         # Embed every text once, up front, so no cache's timing includes first-time embedding.
-        embedder.batch([_text(i["a"]) for i in items] + [_text(i["b"]) for i in items])
-        ds: dict[str, Any] = {"n": len(items), "should_hit": sum(labels), "traps": len(labels) - sum(labels)}
-
-        rv = redisvl_scores(ctx, embedder, items)
-        rv_curve = _curve(rv["scores"], labels, _sweep_thresholds(rv["scores"]))
-        rv_default = _curve(rv["scores"], labels, [rv["default_threshold"]])[0]
-        best = _best(rv_curve)
-        ds["redisvl"] = {
-            "default": rv_default | {"distance_threshold": rv["default_distance_threshold"]},
-            "best": None if best is None else best | {"distance_threshold": round(1 - best["threshold"], 6)},
-            "curve": rv_curve,
-            "by_group_default": _by_group(items, [s >= rv["default_threshold"] for s in rv["scores"]]),
-            "seconds": rv["seconds"],
-        }
-
-        gc = gptcache_scores(embedder, items)
-        if "error" in gc:
-            ds["gptcache"] = {"error": gc["error"]}
-        else:
-            gc_curve = _curve(gc["scores"], labels, _sweep_thresholds(gc["scores"]))
-            hits = gc["hits_at_default"]
-            pos = [h for h, y in zip(hits, labels, strict=True) if y]
-            neg = [h for h, y in zip(hits, labels, strict=True) if not y]
-            ds["gptcache"] = {
-                "default": {
-                    "threshold": gc["default_threshold"],
-                    "served": sum(pos) / len(pos),
-                    "wrong": sum(neg) / len(neg),
-                },
-                "best": _best(gc_curve),
-                "curve": gc_curve,
-                "by_group_default": _by_group(items, hits),
-                "evaluation": gc["evaluation"],
-                "data_manager": gc["data_manager"],
-                "seconds": gc["seconds"],
-            }
-
-        with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        embedder.batch([_text(i[side]) for p in prepared.values() for i in p.items for side in ("a", "b")])
+        # Hermes first, every set back to back: the sidecar's code is read at import and by each CLI run,
+        # so the time in which a change to it can split one run's figures is kept short (and detected).
+        for name, p in prepared.items():
+            sets[name] = describe(p, stride)
             try:
-                ds["hermes"] = hermes_results(
-                    embedder, dataset, items, Path(tmp), ctx.sizes.quality_sweep_points
+                sets[name]["hermes"] = hermes_results(
+                    embedder, p.files, p.tune, p.holdout, ctx.sizes.quality_sweep_points
                 )
             except Skip as exc:
-                ds["hermes"] = {"skipped": str(exc)}
-        result["datasets"][dataset] = ds
+                sets[name]["hermes"] = {"skipped": str(exc)}
+            print(f"[bench] quality: Hermes Cache on {name}", file=sys.stderr, flush=True)
+        result["sidecar_code"] = code
+        result["sidecar_code_changed"] = sidecar_digest() != code
+        for name, p in prepared.items():
+            with Timer() as t:
+                sets[name].update(others(ctx, embedder, p))
+            print(
+                f"[bench] quality: RedisVL, GPTCache on {name} in {t.seconds:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     result["texts_embedded"] = embedder.texts_embedded
     result["embedding_seconds"] = embedder.seconds_embedding
     return result

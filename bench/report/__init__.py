@@ -8,6 +8,7 @@ that was skipped or failed is shown as such, with its reason, instead of a figur
     targets.py   the targets: thresholds as data, and the prose that explains a miss
     plots.py     the PNGs (matplotlib, from the bench extra)
     document.py  the document: head, targets table, sections
+    summary.py   `python -m bench.report.summary`: the README's every-set quality table
 """
 
 from bench.report.document import render

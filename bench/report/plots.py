@@ -60,7 +60,7 @@ def quality(dataset: str, ds: Result) -> str:
                     label=f"{label}, threshold swept",
                 )
             for point, marker, size, what in (("default", "o", 9, "default"),
-                                              ("best", "s", 7, "best threshold (wrong ≤ 2%)")):  # fmt: skip
+                                              ("fitted", "s", 7, "fitted on the tune half")):  # fmt: skip
                 p = s.get(point)
                 if p:
                     ax.plot(p["wrong"], p["served"], marker, color=color, markersize=size,
@@ -70,7 +70,8 @@ def quality(dataset: str, ds: Result) -> str:
         ax.set_xlim(-0.005 * xmax * 4, xmax * 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_title(f"fow-cache {dataset}: served vs wrong as the threshold sweeps")
+    fig.suptitle(f"{ds.get('title', dataset)}, holdout half: served vs wrong as the threshold sweeps")
+    axes[0].set_title("every threshold")
     axes[1].set_title("the same, wrong ≤ 10%")
     axes[1].legend(fontsize=7, loc="lower right")
     return _save(fig, f"quality-{dataset}.png")

@@ -168,17 +168,27 @@ def _quality_why(t: Target, dataset: str, d: Facts) -> str:
     if total:
         why = (
             f"of the {total} should-hit pairs not served, {below} scored below the similarity threshold "
-            f"({d['threshold']:g}) and {total - below} were refused by a rule ("
-            + ", ".join(f"{k} {v}" for k, v in un.items() if k != "below-threshold")
-            + "). "
+            f"({d['threshold']:g}) and {total - below} were refused by a rule"
+            + (
+                " (" + ", ".join(f"{k} {v}" for k, v in un.items() if k != "below-threshold") + ")"
+                if below < total
+                else ""
+            )
+            + ". "
         )
-    if d.get("best"):
+    fit = d.get("fitted")
+    if fit:
         why += (
-            f"Lowering the threshold to {d['best']['threshold']:g} serves {pct(d['best']['served'])} "
-            f"at {pct(d['best']['wrong'])} wrong (fitted on this data). "
+            f"The threshold fitted on the tune half ({fit['threshold']:g}: {pct(fit['tune_served'])} served at "
+            f"{pct(fit['tune_wrong'])} wrong there) serves {pct(fit['served'])} at {pct(fit['wrong'])} wrong on this "
+            "holdout half. "
         )
-    if t["wrong"].missed(d["wrong"]) and d["traps"]:
-        why += "Traps served: " + ", ".join(f"{k} {v}" for k, v in d["traps"].items()) + ". "
+    wrong_limit = t["fow_wrong"] if d["fow_cache"] else t["wrong"]
+    scope_missed = d.get("scope") is not None and t["scope"].missed(d["scope"])
+    if (wrong_limit.missed(d["wrong"]) or scope_missed) and d["traps"]:
+        why += "Traps served, by category: " + ", ".join(f"{k} {v}" for k, v in d["traps"].items()) + ". "
+    if not t["served"].missed(d["served"]):
+        return why
     if dataset == "questions":
         return why + (
             "The embedder ranks many paraphrases below traps (see RedisVL's curve: no threshold "
@@ -186,30 +196,39 @@ def _quality_why(t: Target, dataset: str, d: Facts) -> str:
             "pairwise model on the candidates, which `cache.guard.verifier` plugs in (no licensed one "
             "could be had here to ship or measure; its ceiling is in section 1b)."
         )
-    return why + (
-        "Most last turns here lean on the conversation ('cancel it'): they are reused only on an "
-        "exact match of the whole conversation, by design, as the traps differ only in the "
-        "earlier turns; a verifier sees last turns only, so it does not change this."
-    )
+    if not d["questions"]:
+        return why + (
+            "Most last turns here lean on the conversation ('cancel it'): they are reused only on an "
+            "exact match of the whole conversation, by design, as the traps differ only in the "
+            "earlier turns; a verifier sees last turns only, so it does not change this."
+        )
+    return why
+
+
+def _quality_name(t: Target, d: Facts) -> str:
+    def limit(key: str, what: str) -> str:
+        th = t[key]
+        return f"{th.comparison} {100 * th.value:g}% {what}"
+
+    parts = [limit("served", "served"), limit("fow_wrong" if d["fow_cache"] else "wrong", "wrong")]
+    if d.get("scope") is not None:
+        parts.append(limit("scope", "wrong on scope traps"))
+    return t.name.format(dataset=d["title"]) + ", ".join(parts)
 
 
 def _quality(t: Target, m: Measured) -> list[Row]:
+    facts = m("quality")
+    if not facts:
+        return [(t.name.format(dataset="every set") + "see section 1", NA, None, "")]
     out: list[Row] = []
-    for dataset in ("questions", "conversations"):
-        d = m("quality").get(dataset)
-        name = t.name.format(dataset=dataset)
-        if not d:
-            out.append((name, NA, None, ""))
-            continue
-        ok = t["served"].met(d["served"]) and t["wrong"].met(d["wrong"])
-        out.append(
-            (
-                name,
-                f"served {pct(d['served'])}, wrong {pct(d['wrong'])}",
-                ok,
-                "" if ok else _quality_why(t, dataset, d),
-            )
-        )
+    for dataset, d in facts.items():
+        wrong_limit = t["fow_wrong"] if d["fow_cache"] else t["wrong"]
+        scope_ok = d.get("scope") is None or t["scope"].met(d["scope"])
+        ok = t["served"].met(d["served"]) and wrong_limit.met(d["wrong"]) and scope_ok
+        measured = f"served {pct(d['served'])}, wrong {pct(d['wrong'])}"
+        if d.get("scope") is not None:
+            measured += f", scope traps {pct(d['scope'])}"
+        out.append((_quality_name(t, d), measured, ok, "" if ok else _quality_why(t, dataset, d).strip()))
     return out
 
 
@@ -338,8 +357,11 @@ TARGETS = (
     Target("Miss-path TTFT ratio ≤ 1.10", {"ratio": Threshold(1.10, "sidecar / direct, worse of short and long", "≤")}, _miss_ttft),
     # the target is stated for the 2-core machine it was set on: a name, not the machine measured
     Target("≥ 300 semantic hits/s (2 cores)", {"rate": Threshold(300, "hits/s", "≥")}, _throughput),
-    Target("≥ 85% served with ≤ 2% wrong (fow-cache {dataset})",
-           {"served": Threshold(0.85, "share", "≥"), "wrong": Threshold(0.02, "share", "≤")}, _quality),
+    # one row per set, on its holdout half: every set's own limits (fow-cache's wrong stays at 1%)
+    Target("{dataset}, holdout half: ",
+           {"served": Threshold(0.85, "share", "≥"), "wrong": Threshold(0.02, "share", "≤"),
+            "fow_wrong": Threshold(0.01, "share", "≤"), "scope": Threshold(0.02, "share of scope traps", "≤")},
+           _quality),
     Target("Switch ≤ 1 s, no Redis stall > 10 ms",
            {"stop": Threshold(1000, "ms", "≤"), "stall": Threshold(10, "ms", "≤")}, _switch),
     Target("1,000 policies Ready ≤ 120 s, operator memory ≤ 200 MB",

@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument(
         "--sequential", action="store_true", help="one pair at a time (no batching): a lone request's latency"
     )
+    p_eval.add_argument(
+        "--age",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="decide every b this long after its a was stored (a fake clock: cache.decay and TTLs see it)",
+    )
     p_check = sub.add_parser("check-config", help="validate a config file and print it with defaults")
     p_check.add_argument("config")
     args = parser.parse_args(argv)
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 split=args.split,
                 details=args.details,
                 sequential=args.sequential,
+                age_seconds=args.age,
             )
         )
     except EvaluationError as exc:

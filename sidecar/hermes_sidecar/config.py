@@ -71,26 +71,43 @@ class ConversationConfig(_Strict):
     minStandaloneWords: int = Field(default=3, ge=0)
 
 
-# The guard's rules, by the name guard.compare returns (and guard_rejections counts).
+# The guard's rules, by the name guard.compare returns (and guard_rejections counts): the names of
+# hermes_sidecar.guard.rules.REGISTRY, in its order (config sits below the guard in the layers, so the
+# list is spelled out here; tests/unit/test_guard_rules.py holds the two equal). An unknown name in
+# cache.guard.verifier.overrule is refused with the list of valid ones ("Input should be 'negation', ...").
+# Units and versions are checked by "number" and "entity", quantifiers, depth and format by "scope",
+# comparison direction by "direction": new checks join a rule, so policies and dashboards keep their names.
 GuardRule = Literal["negation", "number", "date", "direction", "entity", "scope", "edit"]
 
 
 class VerifierConfig(_Strict):
-    """A pairwise model asked to confirm each semantic candidate (docs/sidecar.md, "Verifier").
+    """A pairwise judge asked to confirm semantic candidates (docs/sidecar.md, "Verifier").
 
-    Spoken to over the rerank wire format (``POST {url}/rerank`` with ``query`` and ``documents``,
-    answered with ``results[].relevance_score``) that vLLM serves for cross-encoder models, as do
-    Jina-, Cohere- and Infinity-compatible servers.
+    ``kind: rerank`` speaks the rerank wire format (``POST {url}/rerank`` with ``query`` and
+    ``documents``, answered with ``results[].relevance_score``) that vLLM serves for cross-encoder
+    models, as do Jina-, Cohere- and Infinity-compatible servers. ``kind: served-model`` asks the
+    chat model the sidecar already serves (``POST {url}/v1/chat/completions``, ``url`` defaulting to
+    ``upstream.url``) one yes/no question per candidate and scores it from the answer's logprobs.
     """
 
-    url: str
-    model: str = Field(min_length=1)
-    # a candidate is served only at or above this relevance_score (the model's own scale: a sigmoid
-    # probability for single-label cross-encoders)
+    kind: Literal["rerank", "served-model"] = "rerank"
+    # rerank: base URL of the rerank endpoint (required); served-model: base URL of an OpenAI-compatible
+    # server without /v1 (default: upstream.url, the model this sidecar serves)
+    url: str | None = None
+    # rerank: required; served-model: default the first model the server's GET /v1/models lists
+    model: str | None = Field(default=None, min_length=1)
+    # a candidate is served only at or above this score: rerank, the model's relevance_score (a
+    # sigmoid probability for single-label cross-encoders); served-model, P(yes) / (P(yes) + P(no))
     minScore: float = 0.5
     # candidates from this cosine similarity up are sent to the verifier (at most
     # cache.similarityThreshold): the verifier lets the sidecar look further down than cosine alone
     minSimilarity: float = Field(default=0.7, gt=0, le=1)
+    # which candidates are asked about: "all" (every one that passes the rules from minSimilarity up,
+    # so the verifier may also refuse what cosine alone would serve) or "uncertain" (only when no
+    # candidate is served by cosine and the rules alone, i.e. those between minSimilarity and
+    # similarityThreshold and those an overruled rule refused). Default: all for rerank, uncertain
+    # for served-model (each question costs the served model a prefill).
+    scope: Literal["uncertain", "all"] = "all"
     timeoutSeconds: float = Field(default=1.0, gt=0)
     apiKeyFile: str | None = None
     # when the verifier fails: "threshold" decides as without it (similarityThreshold + rules);
@@ -101,15 +118,32 @@ class VerifierConfig(_Strict):
     # any verifier can serve at 84.7%; a strong pairwise model can take over the less certain ones.
     overrule: list[GuardRule] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scope_by_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("scope") is None:
+            data = {**data, "scope": "uncertain" if data.get("kind") == "served-model" else "all"}
+        return data
+
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError(
-                f"cache.guard.verifier.url {v!r} must be an http:// or https:// base URL of a "
-                "rerank endpoint, for example http://verifier:8000"
+                f"cache.guard.verifier.url {v!r} must be an http:// or https:// base URL, for example "
+                "http://verifier:8000 (kind rerank) or http://127.0.0.1:8000 (kind served-model, no /v1)"
             )
-        return v.rstrip("/")
+        return v.rstrip("/") if v is not None else None
+
+    @model_validator(mode="after")
+    def _rerank_needs(self) -> VerifierConfig:
+        if self.kind == "rerank" and (self.url is None or self.model is None):
+            raise ValueError(
+                "cache.guard.verifier.kind 'rerank' needs url (the base URL of a rerank endpoint, for "
+                f"example http://verifier:8000) and model (got url={self.url!r}, model={self.model!r}); "
+                "or set kind: served-model to ask the model this sidecar serves"
+            )
+        return self
 
 
 class GuardConfig(_Strict):
@@ -140,6 +174,86 @@ class TagsConfig(_Strict):
     header: str = "x-hermes-cache-tags"
     # tag an entry when the last user turn matches the pattern (case-insensitive)
     rules: list[TagRule] = Field(default_factory=list)
+
+
+class DecayConfig(_Strict):
+    """Similarity decay (docs/sidecar.md, "Similarity decay"): the similarity an entry needs rises with
+    its age, from cache.similarityThreshold towards ``ceiling``, so an old answer is served only to ever
+    closer questions and is refreshed through misses, spread out, instead of all at its TTL."""
+
+    # off: every entry needs cache.similarityThreshold until its TTL; halfLife: the gap between the
+    # required similarity and the ceiling halves every halfLifeSeconds; linear: the required similarity
+    # climbs in a straight line and reaches the ceiling after rampSeconds
+    mode: Literal["off", "halfLife", "linear"] = "off"
+    halfLifeSeconds: float | None = Field(default=None, gt=0)
+    rampSeconds: float | None = Field(default=None, gt=0)
+    # the highest similarity an entry ever needs (above cache.similarityThreshold)
+    ceiling: float = Field(default=0.98, gt=0, le=1)
+    # exact repeats too: each entry is refused to its own exact repeat once its progress on the ramp
+    # passes a point drawn from its key, so exact refreshes are spread over the ramp
+    exact: bool = False
+
+    @model_validator(mode="after")
+    def _mode_needs_its_length(self) -> DecayConfig:
+        wanted = {"halfLife": "halfLifeSeconds", "linear": "rampSeconds"}.get(self.mode)
+        for name in ("halfLifeSeconds", "rampSeconds"):
+            value = getattr(self, name)
+            if name == wanted and value is None:
+                raise ValueError(
+                    f"cache.decay.mode {self.mode!r} needs cache.decay.{name} (seconds, for example 3600)"
+                )
+            if name != wanted and value is not None:
+                raise ValueError(
+                    f"cache.decay.{name} ({value:g}) does nothing with cache.decay.mode {self.mode!r}; "
+                    f"remove it, or set mode to {'halfLife' if name == 'halfLifeSeconds' else 'linear'}"
+                )
+        return self
+
+
+# Absolute dates and times of day, epoch timestamps and relative-time words in tool-call arguments:
+# a plan holding one was made for the moment it was asked (docs/sidecar.md, "Tool plans").
+DEFAULT_TIME_PATTERNS = [
+    r"\b\d{4}-\d{1,2}-\d{1,2}",
+    r"\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b",
+    r"\b\d{1,2}:\d{2}\b",
+    r"\b1[5-9]\d{8}(\d{3})?\b",
+    r"\b(jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}\b",
+    r"\b\d{1,2}(st|nd|rd|th)? (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+    r"\b(today|tonight|tomorrow|yesterday|now|this (morning|afternoon|evening|week|month|year)|"
+    r"(next|last|past) (\d+ )?(hours?|days?|weeks?|months?|years?|monday|tuesday|wednesday|thursday|"
+    r"friday|saturday|sunday|weekend)|\d+ (minutes?|hours?|days?|weeks?) ago)\b",
+]
+
+
+class ToolPlansConfig(_Strict):
+    """Partial caching for tool-using agents (docs/sidecar.md, "Tool plans"). A question about live data
+    (a cache.bypass.patterns match) that offers tools is not passed through: the model's plan (an
+    answer that calls tools) is reused when no argument depends on time, and the answer given from
+    tool results is reused only for identical results."""
+
+    enabled: bool = False
+    # also reuse plans and answers for paraphrased questions (the guard checks them); false: exact only
+    semantic: bool = True
+    # the cosine similarity a paraphrase needs to be served a plan (unset: cache.similarityThreshold).
+    # Unset is the choice of the tune half of bench/data/agent_trace.jsonl (docs/benchmarks.md 9): with
+    # the rule that a paraphrase names every string argument of the plan, no threshold from 0.85 to 0.97
+    # served a wrong plan there, and 0.85 served the most.
+    similarityThreshold: float | None = Field(default=None, gt=0, le=1)
+    # regular expressions (case-insensitive) on every string or number in a tool call's arguments;
+    # with tool plans on, a plan that matches one is never stored or served, live-data question or not
+    timePatterns: list[str] = Field(default_factory=lambda: list(DEFAULT_TIME_PATTERNS))
+
+    @field_validator("timePatterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(
+                    f"cache.toolPlans.timePatterns: {p!r} is not a valid regular expression: {exc}"
+                ) from None
+        return v
 
 
 class WarmupRequest(_Strict):
@@ -176,6 +290,8 @@ class CacheConfig(_Strict):
     conversation: ConversationConfig = ConversationConfig()
     guard: GuardConfig = GuardConfig()
     tags: TagsConfig = TagsConfig()
+    decay: DecayConfig = DecayConfig()
+    toolPlans: ToolPlansConfig = ToolPlansConfig()
     # sent upstream after a generation switch so the new generation starts warm
     warmup: list[WarmupRequest] = Field(default_factory=list)
 
@@ -185,6 +301,16 @@ class CacheConfig(_Strict):
         if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"cache.redisUrl {v!r} must start with redis://, rediss:// or unix://")
         return v
+
+    @model_validator(mode="after")
+    def _decay_ceiling_above_threshold(self) -> CacheConfig:
+        if self.decay.mode != "off" and self.decay.ceiling <= self.similarityThreshold:
+            raise ValueError(
+                f"cache.decay.ceiling {self.decay.ceiling:g} must be above cache.similarityThreshold "
+                f"{self.similarityThreshold:g}: it is where the required similarity climbs to; for "
+                "example 0.98"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backend_needs_url(self) -> CacheConfig:
@@ -330,6 +456,93 @@ class LimitsConfig(_Strict):
     maxJsonDepth: int = Field(default=128, ge=8, le=512)
 
 
+# A tenant id as tenants.tenant_of makes it (and the ``tenant`` metric label shows it).
+TENANT_ID_PATTERN = r"^(h:.+|c:.+|anonymous)$"
+# A variant name: a metric label value; "default" is what requests without a variant are counted as.
+VARIANT_PATTERN = r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$"
+RESERVED_VARIANTS = frozenset({"default", "unknown"})
+
+
+def _tenant_ids(where: str, ids: list[str]) -> None:
+    for t in ids:
+        if not re.fullmatch(TENANT_ID_PATTERN, t):
+            raise ValueError(
+                f"{where}: {t!r} is not a tenant id; write it as the sidecar sees it: h:<tenant header "
+                "value>, c:<credential hash> or anonymous, for example h:acme"
+            )
+
+
+class TrustGroupConfig(_Strict):
+    name: str = Field(min_length=1, max_length=63)
+    tenants: list[str] = Field(min_length=1)
+
+    @field_validator("tenants")
+    @classmethod
+    def _members(cls, v: list[str]) -> list[str]:
+        _tenant_ids("tenancy.trustGroups[].tenants", v)
+        return v
+
+
+class TenancyConfig(_Strict):
+    """Tenants that trust each other (docs/sidecar.md, "Trust groups"): the members of one group share
+    vLLM's ``cache_salt``, so one member's request reuses the prefix blocks another member's request
+    filled. Only the salt: exact and semantic entries stay per tenant."""
+
+    trustGroups: list[TrustGroupConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_group_each(self) -> TenancyConfig:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for g in self.trustGroups:
+            if g.name in names:
+                raise ValueError(
+                    f"tenancy.trustGroups: the name {g.name!r} is used twice; give each group its own"
+                )
+            names.add(g.name)
+            for t in g.tenants:
+                if t in seen and seen[t] != g.name:
+                    raise ValueError(
+                        f"tenancy.trustGroups: tenant {t!r} is in groups {seen[t]!r} and {g.name!r}; a "
+                        "tenant may be in one group at most (merge the groups if they all trust each other)"
+                    )
+                seen[t] = g.name
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """A/B variants (docs/sidecar.md, "Partitions"): each variant has its own cache partition and salt."""
+
+    # request header naming the variant (set by the gateway, as tenantHeader); empty: no header
+    header: str = ""
+    # the variant names requests may carry; a header value outside this list is passed through uncached
+    variants: list[str] = Field(default_factory=list)
+    # tenant id -> variant, for requests without the header
+    tenantVariants: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> ExperimentConfig:
+        for v in self.variants:
+            if not re.fullmatch(VARIANT_PATTERN, v) or v in RESERVED_VARIANTS:
+                raise ValueError(
+                    f"experiment.variants: {v!r} is not a variant name; use lower-case letters, digits, "
+                    "'-', '_' or '.', at most 63 characters, not 'default' or 'unknown', for example "
+                    "candidate"
+                )
+        if self.header and not self.variants:
+            raise ValueError(
+                f"experiment.header {self.header!r} needs experiment.variants: the names its values may take"
+            )
+        _tenant_ids("experiment.tenantVariants", list(self.tenantVariants))
+        for tenant, v in self.tenantVariants.items():
+            if v not in self.variants:
+                raise ValueError(
+                    f"experiment.tenantVariants[{tenant!r}]: {v!r} is not in experiment.variants "
+                    f"{self.variants}; add it there or map the tenant to one of them"
+                )
+        return self
+
+
 class SidecarConfig(_Strict):
     listen: str = "0.0.0.0:8080"
     upstream: UpstreamConfig = UpstreamConfig()
@@ -347,6 +560,12 @@ class SidecarConfig(_Strict):
     promptCache: PromptCacheConfig = PromptCacheConfig()
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
+    tenancy: TenancyConfig = TenancyConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    # What produces the answers (model, revision, engine image and output-changing engine settings):
+    # entries and cache_salt are partitioned by it. The operator passes it per pod in the environment
+    # variable HERMES_PRODUCER, which wins over this key (tenants.PRODUCER_ENV).
+    producer: str = Field(default="", max_length=128)
 
     @field_validator("listen")
     @classmethod
@@ -355,6 +574,18 @@ class SidecarConfig(_Strict):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen {v!r} must be host:port, for example 0.0.0.0:8080")
         return v
+
+    @model_validator(mode="after")
+    def _served_model_verifier_needs_logprobs(self) -> SidecarConfig:
+        verifier = self.cache.guard.verifier
+        served = verifier is not None and verifier.kind == "served-model" and verifier.url is None
+        if served and self.upstream.kind != "openai":
+            raise ValueError(
+                "cache.guard.verifier.kind 'served-model' asks upstream.url by default, but "
+                f"upstream.kind is {self.upstream.kind!r}, which answers no logprobs; set "
+                "cache.guard.verifier.url to an OpenAI-compatible server (vLLM), or use kind: rerank"
+            )
+        return self
 
 
 def parse_config(data: dict[str, Any] | None) -> SidecarConfig:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hermes_sidecar.cache import HIT_EXACT, HIT_SEMANTIC, CacheService
+from hermes_sidecar.cache import HIT_EXACT, HIT_SEMANTIC, CacheService, Decision
 from hermes_sidecar.config import SidecarConfig
 from hermes_sidecar.dialects.base import CachedAnswer
 from hermes_sidecar.dialects.openai import CHAT, OpenAIDialect
@@ -92,6 +92,16 @@ def _answer(pair_id: str) -> CachedAnswer:
     )
 
 
+class _Clock:
+    """The evaluation's clock: moved forward by hand between storing and deciding."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
     same = [r for r in rows if r["same_answer"]]
     other = [r for r in rows if not r["same_answer"]]
@@ -111,7 +121,12 @@ async def evaluate_pairs(
     threshold: float | None = None,
     details: bool = False,
     sequential: bool = False,
+    age_seconds: float = 0.0,
 ) -> dict[str, Any]:
+    """``age_seconds``: how old every ``a`` entry is when ``b`` is decided (a fake clock moved forward
+    between the two: cache.decay and the TTL see that age)."""
+    if age_seconds < 0:
+        raise EvaluationError(f"--age {age_seconds:g} must be >= 0 seconds")
     cache_cfg = cfg.cache
     if threshold is not None:
         cache_cfg = cache_cfg.model_copy(update={"similarityThreshold": threshold})
@@ -123,6 +138,9 @@ async def evaluate_pairs(
         except EmbedderError as exc:
             raise EvaluationError(str(exc)) from None
     metrics = Metrics()
+    # Every a is stored at t0, every b decided at t0 + age_seconds (pairs have their own tenants, so
+    # storing all of them first changes nothing else).
+    clock = _Clock(time.time())
     # The verifier, when configured, is part of the live decision path: it is asked here too.
     cache = CacheService(
         cache_cfg,
@@ -130,17 +148,22 @@ async def evaluate_pairs(
         embedder,
         metrics,
         generation=LOCAL,
-        verifier=build_verifier(cache_cfg.guard.verifier),
+        verifier=build_verifier(cache_cfg.guard.verifier, cfg.upstream),
+        clock=clock,
     )
     dialect = OpenAIDialect()
     latencies: list[float] = []
 
-    async def one(pair: dict[str, Any]) -> dict[str, Any]:
+    async def store_a(pair: dict[str, Any]) -> Decision:
         tenant = "eval:" + str(pair["id"])
         req_a = dialect.parse_request(CHAT, _body(pair["a"], "eval-model"))
-        req_b = dialect.parse_request(CHAT, _body(pair["b"], "eval-model"))
         first = await cache.decide(req_a, {}, tenant)
         await cache.store_answer(first, _answer(str(pair["id"])))
+        return first
+
+    async def one(pair: dict[str, Any], first: Decision) -> dict[str, Any]:
+        tenant = "eval:" + str(pair["id"])
+        req_b = dialect.parse_request(CHAT, _body(pair["b"], "eval-model"))
         started = time.perf_counter()
         second = await cache.decide(req_b, {}, tenant)
         elapsed = time.perf_counter() - started
@@ -161,26 +184,46 @@ async def evaluate_pairs(
 
     try:
         if sequential:
-            rows = [await one(p) for p in pairs]
+            firsts = [await store_a(p) for p in pairs]
+            clock.now += age_seconds
+            rows = [await one(p, f) for p, f in zip(pairs, firsts, strict=True)]
         else:
-            rows = list(await asyncio.gather(*(one(p) for p in pairs)))
+            firsts = list(await asyncio.gather(*(store_a(p) for p in pairs)))
+            clock.now += age_seconds
+            rows = list(await asyncio.gather(*(one(p, f) for p, f in zip(pairs, firsts, strict=True))))
     finally:
         await cache.aclose()
         if own_embedder:
             await embedder.aclose()
     report: dict[str, Any] = _rates(list(rows))
     report["threshold"] = cache_cfg.similarityThreshold
+    if age_seconds or cache_cfg.decay.mode != "off":
+        decay = cache_cfg.decay
+        report["age_seconds"] = age_seconds
+        report["decay"] = {"mode": decay.mode, "ceiling": decay.ceiling, "exact": decay.exact}
+        report["decay"]["required_similarity"] = round(cache.decay.required(age_seconds), 4)
     report["embedder"] = embedder.name
     report["guard"] = cache_cfg.guard.enabled
     verifier = cache_cfg.guard.verifier
     if verifier is not None:
+        sample = metrics.registry.get_sample_value
+        kind: dict[str, str] = {"kind": verifier.kind}
+        tokens = "hermes_cache_verifier_tokens_total"
         report["verifier"] = {
+            "kind": verifier.kind,
+            "scope": verifier.scope,
             "model": verifier.model,
             "minScore": verifier.minScore,
             "minSimilarity": verifier.minSimilarity,
-            "errors": int(
-                metrics.registry.get_sample_value("hermes_cache_errors_total", {"component": "verifier"}) or 0
-            ),
+            "errors": int(sample("hermes_cache_errors_total", {"component": "verifier"}) or 0),
+            # what it cost: lookups that asked it, HTTP requests, tokens (from the answers' usage)
+            "calls": int(sample("hermes_cache_verifier_calls_total", {**kind, "outcome": "ok"}) or 0),
+            "requests": int(sample("hermes_cache_verifier_request_seconds_count", kind) or 0),
+            "request_seconds": round(sample("hermes_cache_verifier_request_seconds_sum", kind) or 0.0, 4),
+            "prompt_tokens": int(sample(tokens, {**kind, "type": "prompt"}) or 0),
+            "completion_tokens": int(sample(tokens, {**kind, "type": "completion"}) or 0),
+            "skipped": int(sample("hermes_cache_verifier_skipped_total") or 0),
+            "unjudged": int(sample("hermes_cache_verifier_unjudged_total") or 0),
         }
     by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -213,6 +256,7 @@ async def evaluate_files(
     split: str = "all",
     details: bool = False,
     sequential: bool = False,
+    age_seconds: float = 0.0,
 ) -> dict[str, Any]:
     pairs: list[dict[str, Any]] = []
     for f in files:
@@ -224,15 +268,25 @@ async def evaluate_files(
     embedder = build_embedder(cfg.embedding)
     try:
         report = await evaluate_pairs(
-            pairs, cfg, embedder=embedder, threshold=threshold, details=details, sequential=sequential
+            pairs,
+            cfg,
+            embedder=embedder,
+            threshold=threshold,
+            details=details,
+            sequential=sequential,
+            age_seconds=age_seconds,
         )
         report["split"] = split
         if single and conv:
             report["single_turn"] = _summary(
-                await evaluate_pairs(single, cfg, embedder=embedder, threshold=threshold)
+                await evaluate_pairs(
+                    single, cfg, embedder=embedder, threshold=threshold, age_seconds=age_seconds
+                )
             )
             report["conversations"] = _summary(
-                await evaluate_pairs(conv, cfg, embedder=embedder, threshold=threshold)
+                await evaluate_pairs(
+                    conv, cfg, embedder=embedder, threshold=threshold, age_seconds=age_seconds
+                )
             )
     finally:
         await embedder.aclose()

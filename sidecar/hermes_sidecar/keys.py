@@ -1,9 +1,10 @@
 """Request normalisation, partition key, exact key, and the text that is embedded.
 
-A partition is the set of entries a request may reuse at all: same generation, tenant, dialect and
-route, model, system prompt, tools/response format and answer-changing sampling parameters. Exact
-and semantic lookups never leave the partition. The stream flag is not part of it: a hit is replayed
-in the form the client asked for.
+A partition is the set of entries a request may reuse at all: same generation, tenant, producer (what
+produced the answer: model, revision, engine), experiment variant, dialect and route, model, system
+prompt, tools/response format and answer-changing sampling parameters. Exact and semantic lookups
+never leave the partition. The stream flag is not part of it: a hit is replayed in the form the client
+asked for.
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
-def cache_salt(generation: str, tenant: str) -> str:
-    """vLLM ``cache_salt``: prefix-cache blocks are shared only within one generation and tenant."""
-    return _sha(f"hermes-salt\0{generation}\0{tenant}")[:32]
+def cache_salt(generation: str, tenant: str, *, producer: str = "", variant: str = "") -> str:
+    """vLLM ``cache_salt``: prefix-cache blocks are shared only within one generation, tenant (or the
+    tenant's trust group: ``tenants.Tenancy.salt_identity``), producer and experiment variant. An empty
+    producer or variant adds nothing, so salts stay what they were for configs without them."""
+    extra = (f"\0p:{producer}" if producer else "") + (f"\0v:{variant}" if variant else "")
+    return _sha(f"hermes-salt\0{generation}\0{tenant}{extra}")[:32]
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,9 @@ class ConversationLimits:
     min_standalone_words: int = 3
 
 
-def partition_key(req: CacheableRequest, generation: str, tenant: str) -> str:
+def partition_key(
+    req: CacheableRequest, generation: str, tenant: str, *, producer: str = "", variant: str = ""
+) -> str:
     parts = {
         "g": generation,
         "t": tenant,
@@ -104,6 +110,12 @@ def partition_key(req: CacheableRequest, generation: str, tenant: str) -> str:
         "shape": _sha(req.shape),
         "s": canonical_json(dict(req.sampling)),
     }
+    # What produced the answer and the experiment variant; absent when empty, so the keys of configs
+    # without them do not move.
+    if producer:
+        parts["p"] = producer
+    if variant:
+        parts["v"] = variant
     return _sha(canonical_json(parts))[:32]
 
 
@@ -116,8 +128,16 @@ def standalone(text: str, min_words: int) -> bool:
     return len(content) >= min_words
 
 
-def keys_for(req: CacheableRequest, generation: str, tenant: str, limits: ConversationLimits) -> Keys:
-    partition = partition_key(req, generation, tenant)
+def keys_for(
+    req: CacheableRequest,
+    generation: str,
+    tenant: str,
+    limits: ConversationLimits,
+    *,
+    producer: str = "",
+    variant: str = "",
+) -> Keys:
+    partition = partition_key(req, generation, tenant, producer=producer, variant=variant)
     turns = [(t.role, normalise(t.text), t.structured, t.is_tool_result) for t in req.turns]
     exact = _sha(partition + "\0" + canonical_json(turns))[:40]
     last = normalise(req.last_user_text)

@@ -35,10 +35,12 @@ class Metrics:
         self.max_tenants = max_tenants
         self._hash_header = tenant_header.lower() in _CREDENTIAL_HEADERS
         self._tenant_labels: dict[str, str] = {}  # admitted tenant id -> its label value
+        self._series: set[tuple[str, str]] = set()  # (tenant label, variant) with every result created
         self.requests = Counter(
             "hermes_cache_requests",
-            "Cacheable requests by cache result and tenant (beyond metrics.maxTenants tenants: 'other')",
-            ["result", "tenant"],
+            "Cacheable requests by cache result, tenant (beyond metrics.maxTenants tenants: 'other') and "
+            "experiment variant ('default' without one, 'unknown' for a value outside experiment.variants)",
+            ["result", "tenant", "variant"],
             registry=r,
         )
         self.tenant_overflow = Counter(
@@ -101,6 +103,60 @@ class Metrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
             registry=r,
         )
+        # What the verifier costs (cache.guard.verifier.kind: rerank | served-model).
+        self.verifier_calls = Counter(
+            "hermes_cache_verifier_calls",
+            "Lookups that asked the verifier, by kind and outcome (ok; error: decided by onError)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.verifier_request_seconds = Histogram(
+            "hermes_cache_verifier_request_seconds",
+            "One HTTP request to the verifier (served-model: one per candidate, sent together; rerank: "
+            "one per lookup)",
+            ["kind"],
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.verifier_tokens = Counter(
+            "hermes_cache_verifier_tokens",
+            "Tokens the verifier's answers report in usage, by kind and type (prompt, completion; "
+            "cached: prompt tokens vLLM took from its prefix cache, when it reports them)",
+            ["kind", "type"],
+            registry=r,
+        )
+        self.verifier_unjudged = Counter(
+            "hermes_cache_verifier_unjudged",
+            "served-model answers whose top logprobs held neither yes nor no (scored 0: not served)",
+            registry=r,
+        )
+        self.verifier_skipped = Counter(
+            "hermes_cache_verifier_skipped",
+            "Semantic hits served without asking the verifier (scope uncertain: cosine and the rules "
+            "alone serve them)",
+            registry=r,
+        )
+        # Similarity decay (cache.decay) and tool plans (cache.toolPlans).
+        self.served_age = Histogram(
+            "hermes_cache_served_age_seconds",
+            "Age of the entries served (exact and semantic hits): how old the answers users get are",
+            buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800),
+            registry=r,
+        )
+        self.decay_refreshes = Counter(
+            "hermes_cache_decay_refreshes",
+            "Fresh answers stored after a miss that similarity decay caused (kind semantic: a candidate "
+            "too old for the question's similarity; exact: an exact repeat refused by cache.decay.exact)",
+            ["kind"],
+            registry=r,
+        )
+        self.tool_plan_requests = Counter(
+            "hermes_cache_tool_plan_requests",
+            "Live-data questions of tool-using agents decided by cache.toolPlans instead of passed "
+            "through, by stage (plan: ends with the question; results: ends with tool results) and result",
+            ["stage", "result"],
+            registry=r,
+        )
         self.semantic_refusals = Counter(
             "hermes_cache_semantic_refusals",
             "Requests limited to exact reuse, by reason",
@@ -152,17 +208,21 @@ class Metrics:
         label = OTHER_TENANT if len(self._tenant_labels) >= self.max_tenants else self._label_value(tenant)
         if label != OTHER_TENANT:
             self._tenant_labels[tenant] = label
-        # every result at 0 from the first request on, so a tenant's hit ratio is 0 rather than absent
-        for result in RESULTS:
-            self.requests.labels(result, label)
         return label
 
-    def count_request(self, result: str, tenant: str) -> None:
-        """One cacheable request answered with ``result`` (one of RESULTS) for ``tenant``."""
+    def count_request(self, result: str, tenant: str, variant: str = "default") -> None:
+        """One cacheable request answered with ``result`` (one of RESULTS) for ``tenant`` in the
+        experiment ``variant`` (a label value from a bounded set: the configured names, ``default``,
+        ``unknown``)."""
         label = self.tenant_label(tenant)
         if label == OTHER_TENANT:
             self.tenant_overflow.inc()
-        self.requests.labels(result, label).inc()
+        if (label, variant) not in self._series:
+            self._series.add((label, variant))
+            # every result at 0 from the first request on, so a hit ratio is 0 rather than absent
+            for r in RESULTS:
+                self.requests.labels(r, label, variant)
+        self.requests.labels(result, label, variant).inc()
 
     # -- generation --------------------------------------------------------------------------------
 

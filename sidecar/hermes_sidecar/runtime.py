@@ -29,6 +29,7 @@ from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.proxy import Pipeline
 from hermes_sidecar.store import Store, StoreError
 from hermes_sidecar.store.memory import MemoryStore
+from hermes_sidecar.tenants import Tenancy
 from hermes_sidecar.verify import build_verifier
 
 __all__ = ["Sidecar"]
@@ -116,7 +117,8 @@ class Sidecar:
             generation=LOCAL,
             tenant_header=cfg.tenantHeader,
             tenant_source=cfg.tenantSource,
-            verifier=build_verifier(cfg.cache.guard.verifier),
+            verifier=build_verifier(cfg.cache.guard.verifier, cfg.upstream),
+            tenancy=Tenancy.from_config(cfg),
         )
         # The Redis store keeps one index per generation: lookups go to the one this sidecar serves.
         store.follow(lambda: cache.generation.id)

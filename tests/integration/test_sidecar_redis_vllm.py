@@ -206,7 +206,7 @@ def test_fail_open_when_redis_is_down_and_caching_resumes(
         assert ready.status_code == 200
         assert ready.json()["cache"] == "degraded" and "store" in ready.json()["degraded"]
         metrics = client.get("/metrics").text
-        assert 'hermes_cache_requests_total{result="error",tenant="h:acme"} 3.0' in metrics
+        assert 'hermes_cache_requests_total{result="error",tenant="h:acme",variant="default"} 3.0' in metrics
     finally:
         redis_server.start()
     until(lambda: client.get("/readyz").json()["cache"] == "ok", 10)
@@ -339,7 +339,7 @@ def test_openai_embedder_on_a_vllm_embedding_endpoint(
         until(lambda: ask(client, q).headers["x-hermes-cache"] == "hit-exact", 5)
         assert ask(client, "Which documents does a passport renewal need?").status_code == 200
         metrics = client.get("/metrics").text
-        assert 'hermes_cache_requests_total{result="error",tenant="h:acme"} 0.0' in metrics
+        assert 'hermes_cache_requests_total{result="error",tenant="h:acme",variant="default"} 0.0' in metrics
         assert client.get("/readyz").json()["cache"] == "ok"
         # the index took the endpoint's dimension: stored vectors are searchable, not silently dropped
         dims = {

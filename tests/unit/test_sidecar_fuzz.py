@@ -573,14 +573,18 @@ def test_wrong_types_pass_through_uncached_and_upstream_answers(
 def test_unreadable_body_is_a_4xx_in_openai_format(
     openai_sidecar: Sidecar, route: str, body: bytes, says: str
 ) -> None:
-    before = openai_sidecar.metric("hermes_cache_requests_total", result="bypass", tenant="anonymous")
+    before = openai_sidecar.metric(
+        "hermes_cache_requests_total", result="bypass", tenant="anonymous", variant="default"
+    )
     resp = openai_sidecar.send("POST", route, body)
     assert resp.status_code == (413 if "larger" in says else 400)
     assert "x-fake-upstream" not in resp.headers  # answered by the sidecar, never forwarded
     openai_error(resp.json())
     assert says in resp.json()["error"]["message"]
     assert (
-        openai_sidecar.metric("hermes_cache_requests_total", result="bypass", tenant="anonymous")
+        openai_sidecar.metric(
+            "hermes_cache_requests_total", result="bypass", tenant="anonymous", variant="default"
+        )
         == before + 1
     )
 

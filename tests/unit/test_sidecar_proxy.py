@@ -368,7 +368,7 @@ def test_embedder_down_fails_open_and_readyz_reports_it(upstream: tuple[FakeOpen
         assert ready.status_code == 200
         assert ready.json()["cache"] == "degraded" and "embedder" in ready.json()["degraded"]
         metrics = client.get("/metrics").text
-        assert 'hermes_cache_requests_total{result="error",tenant="h:acme"} 1.0' in metrics
+        assert 'hermes_cache_requests_total{result="error",tenant="h:acme",variant="default"} 1.0' in metrics
 
 
 def test_readyz_fails_when_upstream_is_down_while_healthz_stays_up(embedder: LocalEmbedder) -> None:

@@ -26,6 +26,10 @@ class Decision:
     reason: str | None = None  # bypass reason, error component, guard rule of the best refused candidate
     vector: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
+    # cache.toolPlans: the request's stage (plan | results, None without tools), and whether it is a
+    # live-data question that went through the cache instead of being passed through
+    stage: str | None = None
+    live: bool = False
 
     @property
     def header(self) -> str:

@@ -14,11 +14,13 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from hermes_sidecar import guard
 from hermes_sidecar.cache.breaker import Breakers, Probe
+from hermes_sidecar.cache.decay import DECAYED, DECAYED_EXACT, Decay
 from hermes_sidecar.cache.decision import BYPASS, ERROR, HIT_EXACT, HIT_SEMANTIC, MISS, Decision
+from hermes_sidecar.cache.plans import PLAN, ToolPlans
 from hermes_sidecar.config import CacheConfig
 from hermes_sidecar.dialects.base import CacheableRequest, CachedAnswer
 from hermes_sidecar.embed import Embedder, EmbedderError
@@ -26,7 +28,8 @@ from hermes_sidecar.generations import Generation
 from hermes_sidecar.keys import ConversationLimits, Keys, keys_for
 from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.store import Entry, Store, StoreError
-from hermes_sidecar.verify import RerankVerifier, VerifierError
+from hermes_sidecar.tenants import Tenancy
+from hermes_sidecar.verify import Judgement, Verifier, VerifierError
 
 __all__ = ["CacheService"]
 
@@ -49,7 +52,9 @@ class CacheService:
         tenant_header: str = "x-tenant-id",
         tenant_source: str = "header-or-credential",
         retry_seconds: float = 1.0,
-        verifier: RerankVerifier | None = None,
+        verifier: Verifier | None = None,
+        tenancy: Tenancy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -59,16 +64,22 @@ class CacheService:
         self.generation = generation
         self.tenant_header = tenant_header
         self.tenant_source = tenant_source
+        # trust groups (the salt), experiment variants and the producer (partitions and salt)
+        self.tenancy = tenancy or Tenancy(tenant_header, tenant_source)
         self.limits = ConversationLimits(
             cfg.conversation.semantic, cfg.conversation.maxTurns, cfg.conversation.minStandaloneWords
         )
         self._bypass = [re.compile(p, re.IGNORECASE) for p in cfg.bypass.patterns]
+        # unix time of lookups and stores: entry ages (decay) and TTLs; tests pass a fake clock
+        self.clock = clock
+        self.decay = Decay(cfg.decay, cfg.similarityThreshold)
+        self.plans = ToolPlans(cfg.toolPlans) if cfg.toolPlans.enabled else None
         self._tag_rules = [(re.compile(r.pattern, re.IGNORECASE), r.tag) for r in cfg.tags.rules]
         probes: dict[str, Probe] = {"store": store.ping, "embedder": None, "verifier": None}
         if embedder is not None:
             probes["embedder"] = functools.partial(embedder.embed, ["ping"])
         if self.verifier is not None:
-            probes["verifier"] = functools.partial(self.verifier.scores, "ping", ["ping"])
+            probes["verifier"] = functools.partial(self.verifier.judge, "ping", ["ping"])
         self.breakers = Breakers(metrics, probes, retry_seconds)
         self._background: set[asyncio.Task[bool]] = set()
 
@@ -99,39 +110,62 @@ class CacheService:
         tags.update(tag for pattern, tag in self._tag_rules if pattern.search(last))
         return tuple(sorted(t.replace(",", "_") for t in tags))
 
-    async def decide(self, req: CacheableRequest, headers: Mapping[str, str], tenant: str) -> Decision:
+    async def decide(
+        self, req: CacheableRequest, headers: Mapping[str, str], tenant: str, variant: str = ""
+    ) -> Decision:
         gen = self.generation
         reason = self.bypass_reason(req, headers)
-        if reason is not None:
+        # cache.toolPlans: a live-data question of a tool-using agent is cached by stage (plans.py)
+        stage = self.plans.stage(req) if self.plans is not None else None
+        live = reason == "volatile" and stage is not None
+        if reason is not None and not live:
             self.metrics.bypass.labels(reason).inc()
             return Decision(BYPASS, gen, reason=reason)
-        keys = keys_for(req, gen.id, tenant, self.limits)
+        keys = keys_for(req, gen.id, tenant, self.limits, producer=self.tenancy.producer, variant=variant)
+        if live and self.plans is not None and stage is not None:
+            keys = self.plans.keys(stage, req, keys, self.limits)
         tags = self.tags_for(req, headers)
         if not self.breakers.up("store"):
             self.metrics.errors.labels("store").inc()
-            return Decision(ERROR, gen, keys, reason="store", tags=tags)
-        started = time.perf_counter()
-        try:
-            return await self._lookup(req, keys, gen, tags)
-        finally:
-            self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+            decision = Decision(ERROR, gen, keys, reason="store", tags=tags)
+        else:
+            started = time.perf_counter()
+            try:
+                decision = await self._lookup(req, keys, gen, tags, plan=live and stage == PLAN)
+            finally:
+                self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+        decision.stage, decision.live = stage, live
+        if live and stage is not None:
+            self.metrics.tool_plan_requests.labels(stage, decision.metric).inc()
+        if decision.result in (HIT_EXACT, HIT_SEMANTIC) and decision.entry is not None:
+            self.metrics.served_age.observe(max(0.0, self.clock() - decision.entry.created))
+        return decision
 
     async def _lookup(
-        self, req: CacheableRequest, keys: Keys, gen: Generation, tags: tuple[str, ...]
+        self, req: CacheableRequest, keys: Keys, gen: Generation, tags: tuple[str, ...], *, plan: bool = False
     ) -> Decision:
-        now = time.time()
+        """``plan``: a live-data question (cache.toolPlans), served only plans that hold today."""
+        now = self.clock()
         try:
             entry = await self.store.get_exact(keys.exact, now)
         except StoreError as exc:
             self.breakers.failed("store", exc)
             self.metrics.errors.labels("store").inc()
             return Decision(ERROR, gen, keys, reason="store", tags=tags)
+        skip: str | None = None  # the exact entry, refused: not offered again as a semantic candidate
+        exact_decayed = False
         if entry is not None:
-            return Decision(HIT_EXACT, gen, keys, entry, 1.0, tags=tags)
+            exact_decayed = self.decay.exact_refused(entry.key, now - entry.created)
+            if not exact_decayed and not (
+                plan and self.plans is not None and not self.plans.servable(entry.answer)
+            ):
+                return Decision(HIT_EXACT, gen, keys, entry, 1.0, tags=tags)
+            skip = entry.key
         if keys.semantic_text is None or self.embedder is None:
             if keys.refusal:
                 self.metrics.semantic_refusals.labels(keys.refusal).inc()
-            return Decision(MISS, gen, keys, reason=keys.refusal, tags=tags)
+            reason = DECAYED_EXACT if exact_decayed else keys.refusal
+            return Decision(MISS, gen, keys, reason=reason, tags=tags)
         if not self.breakers.up("embedder"):
             self.metrics.errors.labels("embedder").inc()
             return Decision(ERROR, gen, keys, reason="embedder", tags=tags)
@@ -151,17 +185,28 @@ class CacheService:
         mine = guard.features(keys.semantic_text)
         mine_ctx = guard.features(keys.context_text) if keys.context_text else None
         threshold = self.cfg.similarityThreshold
+        if plan and self.cfg.toolPlans.similarityThreshold is not None:
+            threshold = self.cfg.toolPlans.similarityThreshold  # a wrong plan fetches the wrong live data
         verifier = self.verifier
         # While the verifier is down, candidates are chosen as without it (onError decides the rest).
         verifying = verifier is not None and self.breakers.up("verifier")
         gate = min(verifier.cfg.minSimilarity, threshold) if verifier is not None and verifying else threshold
         passed: list[tuple[Entry, float, bool]] = []  # (candidate, similarity, cosine alone serves it)
+        decayed = False  # a candidate that only its age kept from being served
         for cand, sim in candidates:
-            if cand.text is None:
-                continue  # stored for exact reuse only
+            if cand.text is None or cand.key == skip:
+                continue  # stored for exact reuse only, or the refused exact entry
+            if (
+                plan
+                and self.plans is not None
+                and not self.plans.servable(cand.answer, keys.semantic_text, cand.text)
+            ):
+                continue
             near = self.cfg.guard.enabled and guard.near_duplicate(keys.semantic_text, cand.text)
             if sim < gate and not near:
                 continue
+            # decay: the bar (threshold and verifier gate alike) rises with the candidate's age
+            shift = self.decay.shift(now - cand.created)
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
             if rule is not None:
                 if verifying and verifier is not None and rule in verifier.cfg.overrule:
@@ -170,10 +215,17 @@ class CacheService:
                 self.metrics.guard_rejections.labels(rule).inc()
                 refused = refused or rule
                 continue
-            if verifier is None:
+            if sim < gate + shift and not near:
+                decayed = True
+                continue
+            alone = sim >= threshold + shift or near
+            # scope "uncertain": what cosine and the rules alone serve is not asked about
+            if verifier is None or (alone and verifier.cfg.scope == "uncertain"):
+                if verifier is not None:
+                    self.metrics.verifier_skipped.inc()
                 self.metrics.hit_similarity.observe(sim)
                 return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
-            passed.append((cand, sim, sim >= threshold or near))
+            passed.append((cand, sim, alone))
         if passed and verifier is not None:
             chosen, reason = await self._verify(verifier, keys.semantic_text, passed)
             if chosen is not None:
@@ -181,10 +233,12 @@ class CacheService:
                 self.metrics.hit_similarity.observe(sim)
                 return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
             refused = refused or reason
+        if exact_decayed or decayed:
+            refused = DECAYED_EXACT if exact_decayed else DECAYED
         return Decision(MISS, gen, keys, reason=refused, vector=vector, tags=tags)
 
     async def _verify(
-        self, verifier: RerankVerifier, text: str, passed: list[tuple[Entry, float, bool]]
+        self, verifier: Verifier, text: str, passed: list[tuple[Entry, float, bool]]
     ) -> tuple[tuple[Entry, float] | None, str]:
         """The best candidate the verifier confirms (candidates come best-first by similarity), or
         None and the reason. When the verifier fails, ``onError`` decides: as without it, or no hit."""
@@ -192,12 +246,16 @@ class CacheService:
         if self.breakers.up("verifier"):
             started = time.perf_counter()
             try:
-                scores = await verifier.scores(text, [c.text or "" for c, _, _ in passed])
+                judged = await verifier.judge(
+                    text, [c.text or "" for c, _, _ in passed], generation=self.generation.id
+                )
             except VerifierError as exc:
                 self.breakers.failed("verifier", exc)
+                self.metrics.verifier_calls.labels(verifier.kind, "error").inc()
             else:
                 self.metrics.verifier_seconds.observe(time.perf_counter() - started)
-                for (cand, sim, _), score in zip(passed, scores, strict=True):
+                self._count_verifier_cost(verifier.kind, judged)
+                for (cand, sim, _), score in zip(passed, judged.scores, strict=True):
                     self.metrics.verifier_scores.observe(score)
                     if score >= verifier.cfg.minScore:
                         return (cand, sim), "verifier"
@@ -209,6 +267,16 @@ class CacheService:
                 if alone:
                     return (cand, sim), "verifier-error"
         return None, "verifier-error"
+
+    def _count_verifier_cost(self, kind: str, judged: Judgement) -> None:
+        m = self.metrics
+        m.verifier_calls.labels(kind, "ok").inc()
+        m.verifier_unjudged.inc(judged.unjudged)
+        for cost in judged.requests:
+            m.verifier_request_seconds.labels(kind).observe(cost.seconds)
+            m.verifier_tokens.labels(kind, "prompt").inc(cost.prompt_tokens)
+            m.verifier_tokens.labels(kind, "completion").inc(cost.completion_tokens)
+            m.verifier_tokens.labels(kind, "cached").inc(cost.cached_tokens)
 
     @staticmethod
     def check(mine: guard.Features, mine_ctx: guard.Features | None, cand: Entry) -> str | None:
@@ -240,8 +308,13 @@ class CacheService:
             # the generation switched while upstream was answering: the answer belongs to the old one
             self.metrics.not_stored.labels("generation-switched").inc()
             return False
+        if self.plans is not None:
+            why = self.plans.refusal(decision.stage, decision.live, answer)
+            if why is not None:
+                self.metrics.not_stored.labels(why).inc()
+                return False
         keys = decision.keys
-        now = time.time()
+        now = self.clock()
         entry = Entry(
             key=keys.exact,
             partition=keys.partition,
@@ -261,6 +334,10 @@ class CacheService:
             self.metrics.not_stored.labels("store-error").inc()
             return False
         self.metrics.stored.inc()
+        if decision.reason in (DECAYED, DECAYED_EXACT):
+            self.metrics.decay_refreshes.labels(
+                "exact" if decision.reason == DECAYED_EXACT else "semantic"
+            ).inc()
         return True
 
     def store_in_background(self, decision: Decision, answer: CachedAnswer) -> None:

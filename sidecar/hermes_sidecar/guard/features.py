@@ -1,0 +1,439 @@
+"""What the rules compare, extracted once per question (pure, cached).
+
+Words are compared by a *key*, one normalisation for every rule: lower case, apostrophes and a
+possessive 's removed, then inflections cut (plural -s/-es/-ies, -ing, -ed, a final -e, a doubled final
+consonant). So "keep"/"keeping", "GPU's"/"GPUs"/"gpu", "commit"/"committing" have one key; irregular
+forms ("kept") are not normalised. Negation, edit, direction, scope and entity all use this key.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+from hermes_sidecar.guard.lexicon import LEXICON, stopwords
+
+LEX = LEXICON
+STOPWORDS = stopwords(LEX)
+IGNORABLE = STOPWORDS  # function words, fillers, quantifiers, the modal "may"
+
+WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*", re.IGNORECASE)
+_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*")
+_TOKEN_WITH_PUNCT = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?\u2014\u2013-]")
+
+_CTX = LEX.contexts
+_DATE_LEFT, _PERIOD_LEFT, _PICK_ONE = _CTX["date-left"], _CTX["period-left"], _CTX["pick-one"]
+_HIGH, _LOW = _CTX["compare-high"], _CTX["compare-low"]
+_TRANSFER, _STOP_LEFT, _CONTRAST = _CTX["transfer"], _CTX["transfer-stop"], _CTX["contrast"]
+
+
+def fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+
+
+def norm_word(w: str) -> str:
+    w = w.lower()
+    if w.endswith("'s") and w not in STOPWORDS:
+        w = w[:-2]  # a possessive: "the children's dose" is about children
+    return w.replace("'", "")
+
+
+@functools.lru_cache(maxsize=16384)
+def key(w: str) -> str:
+    """One form for the inflections of a word (see the module docstring)."""
+    w = w.lower()
+    if w.endswith("'s"):
+        w = w[:-2]
+    w = w.replace("'", "")
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    for suf, repl in (
+        ("ies", "y"),
+        ("ied", "y"),
+        ("sses", "ss"),
+        ("ches", "ch"),
+        ("shes", "sh"),
+        ("xes", "x"),
+    ):
+        if w.endswith(suf) and len(w) - len(suf) >= 2:
+            return w[: -len(suf)] + repl
+    for suf in ("ing", "ed", "es", "s"):
+        if w.endswith(suf) and len(w) - len(suf) >= 3 and not w.endswith(("ss", "us", "is")):
+            w = w[: -len(suf)]
+            break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiouls":
+        w = w[:-1]
+    return w
+
+
+def entity_key(token: str) -> str:
+    """An entity compared without case, possessive or plural: "GPU's", "GPUs" and "gpu" are one."""
+    token = token.replace("\u2019", "'")
+    if token.lower().endswith("'s"):
+        token = token[:-2]
+    token = token.replace("'", "")
+    if len(token) >= 3 and token.endswith("s") and token[:-1].isupper():
+        token = token[:-1]  # an acronym's plural: GPUs, APIs (NFS stays NFS)
+    return token.lower()
+
+
+@dataclass(frozen=True)
+class Features:
+    words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
+    negations: int  # negators that are not contrastive ("a local branch (not the remote)")
+    quantities: tuple[tuple[float, str, str], ...]  # (value, unit as written, canonical value+unit)
+    times: tuple[str, ...]  # dates: weekdays, months used as dates, relative days, seasons
+    entities: tuple[str, ...]  # entity keys
+    people: tuple[str, ...]
+    content: tuple[str, ...]  # content words, in order
+    spelled: tuple[str, ...] = ()  # words with hyphenated compounds split, for acronyms (2FA)
+    sources: tuple[str, ...] = ()  # the first content word after each "from"
+    targets: tuple[str, ...] = ()  # the first content word after each "to", "into", "onto"
+    keys: tuple[str, ...] = ()  # key() of every word, in order
+    negated: tuple[tuple[str, str], ...] = ()  # (word, key of its base): unlock, passwordless
+    units: tuple[str, ...] = ()  # canonical units named, with or without a number (not durations)
+    periods: tuple[str, ...] = ()  # "this month", "per year", "annual"
+    quantified: tuple[tuple[str, str], ...] = ()  # (universal|single|article, key of the noun after it)
+    depth: tuple[str, ...] = ()  # brief | deep
+    formats: tuple[str, ...] = ()  # list | table | prose | code | diagram
+    scales: tuple[tuple[str, int], ...] = ()  # (scale, end) of comparisons: ("speed", 1) for "faster"
+    transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
+    raw: str = field(default="", compare=False)
+
+
+def is_number(w: str) -> bool:
+    return w[:1].isdigit() or (w in LEX.numbers and w not in LEX.weak_numbers)
+
+
+def _duration(w: str) -> float | None:
+    unit = LEX.units.get(w)
+    return unit[1] if unit and unit[0] == "day" else None
+
+
+def quantities(words: list[str]) -> list[tuple[float, str, str]]:
+    """Quantities as (value as written, unit as written, canonical value+unit; durations in days)."""
+    out: list[tuple[float, str, str]] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        nxt_w = words[i + 1] if i + 1 < len(words) else ""
+        value: float | None = None
+        unit = ""
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]+)?", w)
+        if m and (
+            not m.group(2) or m.group(2) in ("st", "nd", "rd", "th", "k", "p") or m.group(2) in LEX.units
+        ):
+            value = float(m.group(1))
+            suffix = m.group(2) or ""
+            unit = "" if suffix in ("st", "nd", "rd", "th") else LEX.units.get(suffix, (suffix, 1.0))[0]
+        elif w in ("a", "an", "per") and out and i > 0 and is_number(words[i - 1]):
+            i += 2  # "£30 a month", "£30 per month": a rate, not a second quantity
+            continue
+        elif w in LEX.numbers and (w not in LEX.weak_numbers or nxt_w in LEX.units):
+            value = float(LEX.numbers[w])
+            # "two hundred", "fifty five"
+            while i + 1 < len(words) and words[i + 1] in LEX.numbers and words[i + 1] not in LEX.weak_numbers:
+                nxt = LEX.numbers[words[i + 1]]
+                value = value * nxt if nxt >= 100 else value + nxt
+                i += 1
+            nxt_w = words[i + 1] if i + 1 < len(words) else ""
+        if value is None:
+            i += 1
+            continue
+        days = _duration(nxt_w)
+        if not unit and days is not None:
+            out.append((value, nxt_w.rstrip("s"), f"{value * days:g}days"))
+            i += 1
+        elif not unit and nxt_w in LEX.units:
+            canon = LEX.units[nxt_w][0]
+            out.append((value, canon, f"{value:g}{canon}"))
+            i += 1
+        else:
+            out.append((value, unit, f"{value:g}{unit}"))
+        i += 1
+    return sorted(out)
+
+
+# "two-factor", "one-off", "3-pin": a number fused to a word that is not a unit is part of a name.
+_FUSED_NUMBER = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)-(?!(?:day|week|month|year|hour|minute|mile|"
+    r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
+    re.IGNORECASE,
+)
+# "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
+_QUANTITY_TOKEN = re.compile(
+    r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|mi|gi|ki|mib|gib|ms|s|h|d)?"
+    r"(-(day|week|month|year|hour|minute|night|mile|kg|km|gb|mb|person|people)s?)?(-old)?"
+)
+
+
+_FUZZY_TIMES: dict[str, tuple[str, ...]] = {}
+for _t in sorted({*LEX.weekdays, *LEX.times, *LEX.months.values()} - set(LEX.ambiguous)):
+    if len(_t) >= 6:
+        _FUZZY_TIMES[_t[0]] = (*_FUZZY_TIMES.get(_t[0], ()), _t)
+
+
+@functools.lru_cache(maxsize=16384)
+def time_word(w: str) -> str | None:
+    """A weekday, a relative day or a part of the day, by its canonical name (typos tolerated).
+    Months and seasons are read in context by :func:`_times`."""
+    if w.endswith("s") and (w[:-1] in LEX.weekdays or w[:-1] in LEX.times):
+        w = w[:-1]
+    if w in LEX.weekdays or (w in LEX.times and w not in LEX.ambiguous):
+        return w
+    if len(w) >= 5:  # a misspelt weekday or month ("Mondys") is still that day
+        for t in _FUZZY_TIMES.get(w[0], ()):
+            if abs(len(t) - len(w)) <= 3 and SequenceMatcher(None, w, t).ratio() >= 0.8:
+                return t
+    return None
+
+
+def _times(words: list[str], capitalised: set[str]) -> set[str]:
+    out: set[str] = set()
+    for i, w in enumerate(words):
+        left = words[i - 1] if i else ""
+        right = words[i + 1] if i + 1 < len(words) else ""
+        if w in LEX.months or (w in LEX.ambiguous and w in LEX.times):
+            name = LEX.months.get(w, w)
+            if w not in LEX.ambiguous and len(w) > 3:
+                out.add(name)
+            elif w in capitalised or left[:1].isdigit() or right[:1].isdigit():
+                out.add(name)  # "the May pay run", "March 3": the modal and the verb are lower case
+            elif left in _DATE_LEFT and (left != "the" or (i >= 2 and words[i - 2] in _DATE_LEFT)):
+                out.add(name)  # "the" only in "in the fall": "the march of progress" is no date
+            continue
+        t = time_word(w)
+        if t:
+            out.add(t)
+    return out
+
+
+def _periods(words: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i, w in enumerate(words):
+        if w in LEX.periods:
+            out.add(LEX.periods[w])
+        elif i and words[i - 1] in _PERIOD_LEFT and _duration(w) is not None:
+            out.add(key(w))
+    return out
+
+
+def _negations(tokens: list[str]) -> int:
+    """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun."""
+    count = 0
+    for i, tok in enumerate(tokens):
+        w = norm_word(tok)
+        if w not in LEX.negators:
+            continue
+        prev = tokens[i - 1] if i else ""
+        nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
+        if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
+            continue
+        count += 1
+    return count
+
+
+def _negated(words: list[str]) -> list[tuple[str, str]]:
+    """Words with a negating prefix or suffix, and the key of the base they negate."""
+    out = []
+    for w in words:
+        for p in LEX.negating_prefixes:
+            if w.startswith(p) and len(w) - len(p) >= 3:
+                out.append((w, key(w[len(p) :])))
+        for s in LEX.negating_suffixes:
+            if w.endswith(s) and len(w) - len(s) >= 4:
+                out.append((w, key(w[: -len(s)])))
+    return out
+
+
+def _phrase_classes(words: list[str], table: dict[str, str]) -> set[str]:
+    text = " " + " ".join(words) + " "
+    text = text.replace(" quick question ", " question ")  # a filler phrase, not a request for brevity
+    return {cls for phrase, cls in table.items() if f" {phrase} " in text}
+
+
+def _noun_after(words: list[str], i: int) -> str:
+    """The key of the head noun of the phrase starting after words[i]: the last word before a
+    preposition, verb-like word or the end, within four words ("all running containers" -> container)."""
+    head = ""
+    for w in words[i + 1 : i + 5]:
+        if w in STOPWORDS or w in LEX.negators:
+            if head:
+                break
+            continue
+        head = key(w)
+        if w.endswith("s") and len(w) > 3:
+            break  # a plural noun ends the phrase
+    return head
+
+
+def _quantified(words: list[str]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for i, w in enumerate(words):
+        cls = LEX.quantifiers.get(w)
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if cls == "single" and (nxt in LEX.units or is_number(nxt)):
+            continue  # "one day" is a quantity
+        if cls is None and w in _PICK_ONE and LEX.scales.get(nxt, ("", 0))[0] == "order":
+            cls = "single"  # "the last element", "the latest tag": one member picked by its order
+        if cls is None and w == "just" and nxt in ("one", "a", "an"):
+            continue
+        if cls and _duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
+            out.add((cls, _noun_after(words, i)))
+    return out
+
+
+def _scales(words: list[str]) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    skip = False
+    for i, w in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if (w in _HIGH or w in _LOW) and nxt in LEX.scales:
+            scale, end = LEX.scales[nxt]
+            out.add((scale, end if w in _HIGH else -end))
+            skip = True
+        elif f"{w} {nxt}" in LEX.scales:
+            out.add(LEX.scales[f"{w} {nxt}"])
+            skip = True
+        elif w in LEX.scales:
+            out.add(LEX.scales[w])
+    return out
+
+
+def _transfers(words: list[str]) -> set[tuple[str, str]]:
+    """(what, where) around each "to"/"into": the content word just before it and the first content
+    word after it, "convert a date to a timestamp" -> (date, timestamp)."""
+    out: set[tuple[str, str]] = set()
+    for i, w in enumerate(words):
+        if w not in _TRANSFER:
+            continue
+        before = ""
+        for v in reversed(words[max(0, i - 3) : i]):
+            if v in _STOP_LEFT:
+                break
+            if v not in STOPWORDS:
+                before = key(v)
+                break
+        after = _noun_after(words, i)
+        if before and after:
+            out.add((before, after))
+    return out
+
+
+def _after(words: list[str], markers: tuple[str, ...]) -> tuple[str, ...]:
+    """The first content word after each marker."""
+    out: set[str] = set()
+    for i, w in enumerate(words):
+        if w in markers:
+            nxt = next((v for v in words[i + 1 : i + 4] if v not in STOPWORDS), "")
+            if nxt:
+                out.add(key(nxt))
+    return tuple(sorted(out))
+
+
+def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
+    named = {
+        LEX.units[w][0] for w in words if w in LEX.units and _duration(w) is None and w not in LEX.ambiguous
+    }
+    named -= {"am", "pm", "%", "s", "in", "m"}  # short words with other readings: only after a number
+    return named | {u for _, u, _ in quants if u and u not in ("day",)}
+
+
+_MIXED_HYPHEN = re.compile(r"\d+[a-z]+-[a-z]+$", re.IGNORECASE)  # "7B-parameter"
+
+
+def _entity(
+    core: str, sentence_start: bool, shouting: bool, entities: set[str], capitalised: set[str]
+) -> None:
+    is_cap = core[0].isupper() and core.lower() != "i" and not core.lower().startswith("i'")
+    if is_cap and not sentence_start and not shouting:
+        capitalised.add(core.lower())
+    acronym = len(core) >= 2 and core.removesuffix("s").isupper() and core.isalpha()
+    mixed = any(c.isdigit() for c in core) and any(c.isalpha() for c in core)
+    plain = entity_key(core)
+    candidate = not shouting and ((is_cap and not sentence_start) or acronym or mixed)
+    # a function word is a name only when capitalised inside a sentence ("in Go", "the May pay run")
+    candidate = (
+        candidate
+        and plain not in LEX.ambiguous
+        and (plain not in STOPWORDS or (is_cap and not sentence_start and plain not in LEX.function_words))
+    )
+    if candidate and not _QUANTITY_TOKEN.fullmatch(plain) and plain not in LEX.units:
+        entities.add(plain)
+
+
+def _title_case(raw: list[str]) -> bool:
+    """Two function words capitalised inside a sentence ("How To Reset The Router")."""
+    titled = 0
+    start = True
+    for tok in raw:
+        core = tok.strip(".'\u2019-/")
+        if core and not start and core[0].isupper() and core.lower() in LEX.function_words and core != "I":
+            titled += 1
+        start = tok.endswith((".", "?", "!", ":", ","))
+    return titled >= 2
+
+
+@functools.lru_cache(maxsize=4096)
+def features(text: str) -> Features:
+    """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
+    every lookup)."""
+    original = fold(text)
+    text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", original, flags=re.IGNORECASE)
+    text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
+    raw = _RAW_TOKEN.findall(text.replace("\n", ". "))  # a new line starts a sentence
+    words = [norm_word(w) for w in WORD.findall(text.replace("-", " ").replace("/", " "))]
+    letters = [c for c in text if c.isalpha()]
+    shouting = bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.6
+    # Title Case Questions capitalise function words too ("How To Reset The Router"): capitals then
+    # mark no names either
+    shouting = shouting or _title_case(raw)
+    entities: set[str] = set()
+    capitalised: set[str] = set()  # words written with a capital inside a sentence
+    sentence_start = True
+    for tok in raw:
+        core = tok.strip(".'\u2019-/")
+        if not core:
+            continue
+        # "7B-parameter", "Wi-Fi": the parts of a hyphenated token are judged one by one
+        hyphenated = ("-" in core and not core[:1].isdigit()) or _MIXED_HYPHEN.match(core)
+        for part in core.split("-") if hyphenated else [core]:
+            if part:
+                _entity(part, sentence_start, shouting, entities, capitalised)
+        sentence_start = tok.endswith((".", "?", "!", ":", ","))
+    quants = quantities(words)
+    content = [w for w in words if w not in STOPWORDS and w not in LEX.negators]
+    spelled = [norm_word(w) for w in WORD.findall(original.replace("-", " ").replace("/", " "))]
+    tokens = _TOKEN_WITH_PUNCT.findall(original)
+    return Features(
+        words=tuple(words),
+        negations=_negations(tokens),
+        quantities=tuple(quants),
+        times=tuple(sorted(_times(words, capitalised))),
+        entities=tuple(sorted(entities)),
+        people=tuple(
+            sorted(filter(None, (LEX.people.get(w) or LEX.people.get(w.removesuffix("s")) for w in words)))
+        ),
+        content=tuple(content),
+        spelled=tuple(spelled),
+        sources=_after(words, ("from",)),
+        targets=_after(words, ("to", "into", "onto")),
+        keys=tuple(key(w) for w in words),
+        negated=tuple(_negated(words)),
+        units=tuple(sorted(_units(words, quants))),
+        periods=tuple(sorted(_periods(words))),
+        quantified=tuple(sorted(_quantified(words))),
+        depth=tuple(sorted(_phrase_classes(words, LEX.depth))),
+        formats=tuple(sorted(_phrase_classes(words, LEX.formats))),
+        scales=tuple(sorted(_scales(words))),
+        transfers=tuple(sorted(_transfers(words))),
+        raw=original,
+    )

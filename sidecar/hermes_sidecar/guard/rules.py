@@ -1,0 +1,405 @@
+"""The guard's rules: named functions in one registry, run in order; the first that vetoes names the
+refusal (``compare``), and ``cache.guard.verifier.overrule`` may name any of them.
+
+Each rule gets the features of the cached question and of the new one and answers True when reusing
+the cached answer would change the answer. Rules are symmetric: ``rule(a, b) == rule(b, a)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from collections.abc import Callable
+from difflib import SequenceMatcher
+
+from hermes_sidecar.guard.features import (
+    LEX,
+    STOPWORDS,
+    WORD,
+    Features,
+    fold,
+    is_number,
+    key,
+    time_word,
+)
+
+Rule = Callable[[Features, Features], bool]
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        if name in REGISTRY:
+            raise ValueError(f"guard rule {name!r} is registered twice")
+        REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def _both_ways(a: Features, b: Features, check: Callable[[Features, Features], bool]) -> bool:
+    return check(a, b) or check(b, a)
+
+
+# -- negation ------------------------------------------------------------------------------------
+
+
+def _polarity(mine: Features, other: Features) -> int:
+    """Negators, plus words negated by an affix whose base the other side has ("unlock" against
+    "lock", "passwordless" against "password")."""
+    other_keys, other_words = set(other.keys), set(other.words)
+    return mine.negations + sum(1 for w, base in mine.negated if base in other_keys and w not in other_words)
+
+
+def _opposed_prefix(a: Features, b: Features) -> bool:
+    wa, wb = set(a.words), set(b.words)
+    for x in wa - wb:
+        for y in wb - wa:
+            for p, q in LEX.opposed_prefixes:
+                for u, v in ((x, y), (y, x)):
+                    if (
+                        u.startswith(p)
+                        and v.startswith(q)
+                        and u[len(p) :] == v[len(q) :]
+                        and len(u) - len(p) >= 3
+                    ):
+                        return True
+    return False
+
+
+def _antonym(a: Features, b: Features) -> bool:
+    wa, wb = set(a.words), set(b.words)
+    for left, right in LEX.antonyms:
+        if (wa & left and wb & right and not wa & right and not wb & left) or (
+            wb & left and wa & right and not wb & right and not wa & left
+        ):
+            return True
+    return False
+
+
+def _particle_flip(a: Features, b: Features) -> bool:
+    """The same phrasal verb with the opposite particle: "opt in" / "opt out", "log on" / "log off"."""
+    pa = {(v, p) for v, p in itertools.pairwise(a.words) if p in LEX.particles and v not in STOPWORDS}
+    pb = {(v, p) for v, p in itertools.pairwise(b.words) if p in LEX.particles and v not in STOPWORDS}
+    return any((v, LEX.particles[p]) in pb and (v, p) not in pb for v, p in pa) or any(
+        (v, LEX.particles[p]) in pa and (v, p) not in pa for v, p in pb
+    )
+
+
+@rule("negation")
+def negation(a: Features, b: Features) -> bool:
+    """A negation on one side only (a negator, or a negating affix on a word the other side has), an
+    opposed prefix (import/export), an antonym, or a phrasal verb with the opposite particle."""
+    if _polarity(a, b) % 2 != _polarity(b, a) % 2:
+        return True
+    return _opposed_prefix(a, b) or _antonym(a, b) or _particle_flip(a, b)
+
+
+# -- number --------------------------------------------------------------------------------------
+
+
+def same_quantities(a: Features, b: Features) -> bool:
+    """The same numbers: equal after unit conversion ("two weeks" = "14 days"), or equal as written
+    with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm")."""
+    if Counter(q[2] for q in a.quantities) == Counter(q[2] for q in b.quantities):
+        return True
+    if len(a.quantities) != len(b.quantities):
+        return False
+    return all(
+        va == vb and (ua == ub or not ua or not ub)
+        for (va, ua, _), (vb, ub, _) in zip(a.quantities, b.quantities, strict=True)
+    )
+
+
+@rule("number")
+def number(a: Features, b: Features) -> bool:
+    """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, Celsius / Fahrenheit)."""
+    if not same_quantities(a, b):
+        return True
+    return bool(a.units and b.units and set(a.units) != set(b.units))
+
+
+# -- date ----------------------------------------------------------------------------------------
+
+
+@rule("date")
+def date(a: Features, b: Features) -> bool:
+    """Other dates (weekdays, months used as dates, relative days, seasons) or another period ("this
+    month" / "this year"). A month that is a modal or a verb ("May I", "fall back") is no date."""
+    if set(a.times) != set(b.times):
+        return True
+    return bool(a.periods and b.periods and set(a.periods) != set(b.periods))
+
+
+# -- direction -----------------------------------------------------------------------------------
+
+
+def _order_flip(a: Features, b: Features) -> bool:
+    """Two names in swapped order around a direction word: "Word to PDF" / "PDF to Word"."""
+    directional = {"to", "into", "from", "for", "over", "onto", "vs", "versus"}
+    if not (directional & set(a.words) and directional & set(b.words)):
+        return False
+    shared = [e for e in a.entities if e in b.entities]
+
+    def pos(f: Features, e: str) -> int:
+        first = re.split(r"[-./ ]+", e)[0]
+        return f.words.index(first) if first in f.words else -1
+
+    for i, x in enumerate(shared):
+        for y in shared[i + 1 :]:
+            ax, ay, bx, by = pos(a, x), pos(a, y), pos(b, x), pos(b, y)
+            if min(ax, ay, bx, by) >= 0 and (ax < ay) != (bx < by):
+                return True
+    return False
+
+
+def _source_becomes_target(a: Features, b: Features) -> bool:
+    """ "from savings to current" / "from current to savings": a's source is b's target only."""
+    return any(s in b.targets and s not in b.sources for s in a.sources)
+
+
+def _transfer_flip(a: Features, b: Features) -> bool:
+    """ "convert a date to a timestamp" / "convert a timestamp to a date"."""
+    ta, tb = set(a.transfers), set(b.transfers)
+    return any((y, x) in tb and (x, y) not in tb for x, y in ta if x != y)
+
+
+def _comparison_flip(a: Features, b: Features) -> bool:
+    """Opposite ends of one comparison scale: "the fastest" / "the slowest", "most recent" / "oldest"."""
+    ends_a: dict[str, set[int]] = {}
+    ends_b: dict[str, set[int]] = {}
+    for s, e in a.scales:
+        ends_a.setdefault(s, set()).add(e)
+    for s, e in b.scales:
+        ends_b.setdefault(s, set()).add(e)
+    return any(len(ea) == 1 and ends_b.get(s, ea) == {-e for e in ea} for s, ea in ends_a.items())
+
+
+@rule("direction")
+def direction(a: Features, b: Features) -> bool:
+    """The same things in the other direction (from savings to current / from current to savings; a
+    date to a timestamp / a timestamp to a date), or the other end of a comparison (faster/slower)."""
+    return (
+        _both_ways(a, b, _source_becomes_target)
+        or _order_flip(a, b)
+        or _both_ways(a, b, _transfer_flip)
+        or _both_ways(a, b, _comparison_flip)
+    )
+
+
+# -- entity --------------------------------------------------------------------------------------
+
+_DIGITS = {w: str(int(v)) for w, v in LEX.numbers.items() if 1 <= v < 10 and v == int(v)}
+
+
+def _spelled_out(acronym: str, words: tuple[str, ...]) -> bool:
+    """An acronym written out: "2FA" = "two-factor authentication", "GP" = "general practitioner"."""
+    n = len(acronym)
+    if not 2 <= n <= 6 or not acronym.isalnum():
+        return False
+    initials = [_DIGITS.get(w, w[:1]) for w in words]
+    return any("".join(initials[i : i + n]) == acronym for i in range(len(initials) - n + 1))
+
+
+_NUMERONYM = re.compile(r"([a-z])(\d{1,2})([a-z])")
+
+
+def _numeronym(entity: str, words: set[str]) -> bool:
+    """ "k8s" = "kubernetes", "i18n" = "internationalisation": first letter, count, last letter."""
+    m = _NUMERONYM.fullmatch(entity)
+    if not m:
+        return False
+    first, count, last = m.group(1), int(m.group(2)), m.group(3)
+    return any(len(w) == count + 2 and w[0] == first and w[-1] == last for w in words)
+
+
+def _entity_present(entity: str, other: Features) -> bool:
+    # Stricter than a typo match of ordinary words: Austria is not Australia.
+    words = set(other.words) | set(other.keys) | set(other.entities)
+    if _spelled_out(entity, other.spelled) or _numeronym(entity, words):
+        return True
+    if any(_numeronym(o, {entity}) for o in other.entities):
+        return True
+    parts = [p for p in re.split(r"[-./ ]+", entity) if p]
+    return all(
+        p in words
+        or key(p) in words
+        or any(len(p) >= 6 and SequenceMatcher(None, p, w).ratio() >= 0.9 for w in words)
+        for p in parts
+    )
+
+
+@rule("entity")
+def entity(a: Features, b: Features) -> bool:
+    """A name on one side (a proper noun, an acronym, a versioned token such as v2 or 7B) that the
+    other side does not have, compared without case, possessive or plural (GPU's = GPUs = gpu)."""
+    missing_b = [e for e in a.entities if not _entity_present(e, b)]
+    missing_a = [e for e in b.entities if not _entity_present(e, a)]
+    # a name added to a question that names nothing else ("scale a deployment" / "... in k8s") is
+    # context; a name swapped or added next to another name is another question
+    return bool(missing_a and (missing_b or a.entities)) or bool(missing_b and (missing_a or b.entities))
+
+
+# -- scope ---------------------------------------------------------------------------------------
+
+
+def _quantifier_conflict(a: Features, b: Features) -> bool:
+    """a: the whole set, b: one member. "all pods" / "a pod", "every account" / "my account", "the
+    whole booking" / "one leg of it"."""
+    universal_a = {n for c, n in a.quantified if c == "universal"}
+    if not universal_a or any(c == "universal" for c, _ in b.quantified):
+        return False
+    if "" in universal_a and b.quantified:
+        return True  # "a file" / "a directory and everything in it"
+    singles_b = {n for c, n in b.quantified if c in ("single", "article")}
+    if any(c == "single" for c, _ in b.quantified) or universal_a & singles_b:
+        return True
+    # the noun itself in the singular on the other side, with no quantifier ("my checking account")
+    singular_b = {key(w) for w in b.words if not w.endswith("s")}
+    return bool(universal_a & singular_b - {""})
+
+
+@rule("scope")
+def scope(a: Features, b: Features) -> bool:
+    """Another scope: who it is about (me / my daughter), how much of a set (one / all, a namespace /
+    all namespaces), how deep (briefly / in depth, one sentence / step by step) or in what shape
+    (bullet points / an essay)."""
+    if set(a.people) != set(b.people):
+        return True
+    if _both_ways(a, b, _quantifier_conflict):
+        return True
+    depth = set(a.depth) ^ set(b.depth)
+    if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
+        return True
+    return bool(a.formats and b.formats and set(a.formats) != set(b.formats))
+
+
+# -- edit ----------------------------------------------------------------------------------------
+
+_SYNONYM_OF: dict[str, frozenset[int]] = {}
+for _i, _group in enumerate(LEX.synonyms):
+    for _w in _group:
+        _SYNONYM_OF[_w] = _SYNONYM_OF.get(_w, frozenset()) | {_i}
+_SYNONYM_PHRASES = frozenset(w for g in LEX.synonyms for w in g if " " in w)
+
+
+def _synonym_groups(w: str) -> frozenset[int]:
+    """Groups of a word or of its base form ("filing" -> file, "submitting" -> submit)."""
+    k = key(w)
+    forms = (w, k, k + "e", k + "y")
+    return frozenset().union(*(_SYNONYM_OF.get(f, frozenset()) for f in forms))
+
+
+def _synonyms(a: str, b: str) -> bool:
+    """Near-synonyms, or the same end of one comparison scale ("most" / "largest")."""
+    if a in LEX.scales and LEX.scales.get(a) == LEX.scales.get(b):
+        return True
+    return bool(_synonym_groups(a) & _synonym_groups(b))
+
+
+def _similar_word(a: str, b: str) -> bool:
+    """Spelling variant, inflection or derivation of the same word."""
+    if a == b or key(a) == key(b) or _numeronym(a, {b}) or _numeronym(b, {a}):
+        return True
+    if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
+        return True
+    ka, kb = key(a), key(b)
+    if min(len(ka), len(kb)) >= 4 and (ka.startswith(kb) or kb.startswith(ka)):
+        return True  # derivations: quote / quotation
+    return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _edit_word(w: str) -> bool:
+    """A content word for the edit rule; numbers, units and dates have their own rules."""
+    return not (
+        w in STOPWORDS
+        or w in LEX.negators
+        or is_number(w)
+        or w in LEX.numbers
+        or w in LEX.units
+        or w in LEX.months
+        or time_word(w) is not None
+    )
+
+
+def _phrases(words: list[str]) -> list[str]:
+    """Words with the known phrasal verbs joined ("sign", "up" -> "sign up")."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        pair = " ".join(words[i : i + 2])
+        if pair in _SYNONYM_PHRASES:
+            out.append(pair)
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
+@rule("edit")
+def edit(a: Features, b: Features) -> bool:
+    """A question kept word for word except for one or two swapped content words ("change my delivery
+    address" / "change my billing address"), or one added word next to a kept noun ("a gift" / "a gift
+    card"): the swap is what the asker changed on purpose. A paraphrase restructures the question; a
+    near repeat swaps no content word (typos, inflections, synonyms, fillers do not count)."""
+    wa, wb = list(a.words), list(b.words)
+    sm = SequenceMatcher(None, wa, wb, autojunk=False)
+    if sm.ratio() < 0.7:
+        return False
+    ops = sm.get_opcodes()
+    for tag, i1, i2, j1, j2 in ops:
+        if tag in ("insert", "delete") and sm.ratio() >= 0.85 and len(ops) <= 3:
+            added = [w for w in (wa[i1:i2] or wb[j1:j2]) if _edit_word(w)]
+            if len(added) == 1 and len(wa[i1:i2] or wb[j1:j2]) == 1:
+                return True
+        if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
+            continue
+        left = [w for w in _phrases(wa[i1:i2]) if _edit_word(w)]
+        right = [w for w in _phrases(wb[j1:j2]) if _edit_word(w)]
+        left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
+        right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
+        if left and right:
+            return True
+    return False
+
+
+# -- the public decisions ------------------------------------------------------------------------
+
+RULES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def compare(a: Features, b: Features, rules: tuple[str, ...] = RULES) -> str | None:
+    """None when b may reuse a's answer; otherwise the name of the first rule that refused."""
+    for name in rules:
+        if REGISTRY[name](a, b):
+            return name
+    return None
+
+
+def _people(a: Features, b: Features) -> bool:
+    return set(a.people) != set(b.people)
+
+
+def compare_context(a: Features, b: Features) -> str | None:
+    """The facts of two earlier conversations must agree before their last turns may share an answer:
+    the same quantities, dates, entities and people ("six months" = "6 months")."""
+    if not same_quantities(a, b):
+        return "number"
+    if set(a.times) != set(b.times):
+        return "date"
+    if entity(a, b):
+        return "entity"
+    if _people(a, b):
+        return "scope"
+    return None
+
+
+def near_duplicate(a: str, b: str) -> bool:
+    """The same text up to typos, case and punctuation ("chnage the email adress" / "change the email
+    address"). Subword embeddings score such typos low, so a near duplicate may be served below the
+    similarity threshold; it still has to pass :func:`compare` like any candidate."""
+    x = " ".join(WORD.findall(fold(a).lower()))
+    y = " ".join(WORD.findall(fold(b).lower()))
+    return bool(x) and SequenceMatcher(None, x, y, autojunk=False).ratio() >= 0.9

@@ -1,0 +1,104 @@
+"""What the guard reads from one question: the features every rule compares.
+
+Sentences written for these tests, not taken from an evaluation set.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hermes_sidecar.guard import features
+from hermes_sidecar.guard.features import entity_key, key
+
+
+@pytest.mark.parametrize(
+    ("text", "times"),
+    [
+        ("May I leave the meeting early?", ()),
+        ("Is the office closed in May?", ("may",)),
+        ("When is the May payroll run?", ("may",)),
+        ("Should the band march in step?", ()),
+        ("Is the report due on 3 March?", ("march",)),
+        ("Why does the job fall back to the old node?", ()),
+        ("Which plants should I prune in the fall?", ("fall",)),
+        ("Is the shop open on Sundys?", ("sunday",)),
+    ],
+)
+def test_a_month_is_a_date_only_when_used_as_one(text: str, times: tuple[str, ...]) -> None:
+    assert features(text).times == times
+
+
+@pytest.mark.parametrize(
+    ("token", "entity"),
+    [
+        ("GPU's", "gpu"),
+        ("GPUs", "gpu"),
+        ("gpu", "gpu"),
+        ("NFS", "nfs"),
+        ("Kafka's", "kafka"),
+        ("APIs", "api"),
+    ],
+)
+def test_entities_are_normalised_for_possessive_plural_and_case(token: str, entity: str) -> None:
+    assert entity_key(token) == entity
+
+
+def test_entities_of_a_sentence() -> None:
+    assert features("Does the Raspberry Pi 5 run Debian?").entities == ("debian", "pi", "raspberry")
+    # Title Case and shouting mark no names; "in Go" does, though "go" is a light word
+    assert features("How To Restart The Web Server Quickly").entities == ()
+    assert features("How do I read a file in Go?").entities == ("go",)
+    assert features("How much memory does a 7B-parameter model need?").entities == ("7b",)
+
+
+@pytest.mark.parametrize(
+    "forms",
+    [
+        ("keep", "keeps", "keeping"),
+        ("commit", "commits", "committed", "committing"),
+        ("change", "changes", "changed", "changing"),
+        ("policy", "policies"),
+        ("branch", "branches"),
+    ],
+)
+def test_one_key_for_the_inflections_of_a_word(forms: tuple[str, ...]) -> None:
+    assert len({key(w) for w in forms}) == 1
+
+
+def test_quantifiers_with_their_nouns() -> None:
+    assert features("Delete all pods in every namespace").quantified == (
+        ("universal", "namespac"),
+        ("universal", "pod"),
+    )
+    assert features("Remove the last element of the list").quantified == (("single", "element"),)
+    # a rate or a period is not a set
+    assert features("How much do I pay each month?").quantified == ()
+    assert features("Can I take one day off?").quantified == ()
+
+
+def test_depth_format_and_comparisons() -> None:
+    f = features("Briefly, as bullet points: which database is the fastest?")
+    assert f.depth == ("brief",) and f.formats == ("list",) and f.scales == (("speed", 1),)
+    assert features("Walk me through it step by step").depth == ("deep",)
+    assert features("Quick question: what is a VPN?").depth == ()  # a filler phrase
+    assert features("Which region has the least recent backups?").scales == (("order", -1),)
+
+
+def test_units_with_and_without_a_number() -> None:
+    assert features("Is 70 kg heavy?").units == ("kg",)
+    assert features("Convert the reading to Fahrenheit").units == ("f",)
+    assert features("Set the alarm for 7am").units == ("am",)
+    assert features("I am at home").units == ()  # "am" alone is the verb
+
+
+def test_negations_contrastive_and_affixed() -> None:
+    assert features("Delete the local tag (not the remote one)").negations == 0
+    assert features("Do not delete the local tag").negations == 1
+    assert ("passwordless", "password") in features("Set up passwordless login").negated
+    assert ("unlock", "lock") in features("How do I unlock it?").negated
+
+
+def test_transfers_and_periods() -> None:
+    assert ("dat", "timestamp") in features("Convert a date to a Unix timestamp").transfers
+    assert features("What is the annual fee?").periods == ("year",)
+    assert features("What did we spend this month?").periods == ("month",)

@@ -1,0 +1,186 @@
+"""Every guard rule fires on the trap it is for and stays silent on a paraphrase, both ways round.
+
+The sentences are written for these tests (none comes from an evaluation set). A trap asserts the
+rule itself fires (``REGISTRY[rule]``) and that ``compare`` refuses; a paraphrase asserts that no rule
+at all refuses it.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+from pydantic import ValidationError
+
+from hermes_sidecar.config import GuardRule, SidecarConfig
+from hermes_sidecar.guard import REGISTRY, RULES, compare, features
+
+TRAPS: dict[str, list[tuple[str, str]]] = {
+    "negation": [
+        ("How do I enable read receipts in the mail app?", "How do I disable read receipts in the mail app?"),
+        ("Can I bring a laptop on the plane?", "Can I not bring a laptop on the plane?"),
+        ("How do I lock the spreadsheet?", "How do I unlock the spreadsheet?"),
+        ("How do I opt in to the newsletter?", "How do I opt out of the newsletter?"),
+        ("Is the deposit refundable?", "Is the deposit non-refundable?"),
+        (
+            "Which drinks should I have after a tooth extraction?",
+            "Which drinks should I avoid after a tooth extraction?",
+        ),
+        ("How do I log in with a security key?", "How do I log in without a security key?"),
+    ],
+    "number": [
+        ("Can I get a refund within 30 days?", "Can I get a refund within 60 days?"),
+        ("Wake me at 5am", "Wake me at 5pm"),
+        ("Is 38 degrees Celsius a fever?", "Is 38 degrees Fahrenheit a fever?"),
+        ("Is a 10 kg suitcase allowed in the cabin?", "Is a 10 lb suitcase allowed in the cabin?"),
+        ("Give the container 512Mi of memory", "Give the container 512M of memory"),
+        ("What's a normal fasting glucose in mg/dL?", "What's a normal fasting glucose in mmol/L?"),
+        ("Is 70 mph too fast for a wet road?", "Is 70 kph too fast for a wet road?"),
+    ],
+    "date": [
+        ("Is the library open on Saturday?", "Is the library open on Sunday?"),
+        ("Is the conference in June?", "Is the conference in July?"),
+        (
+            "When is the deadline for the May billing cycle?",
+            "When is the deadline for the March billing cycle?",
+        ),
+        ("How much did we spend on cloud this quarter?", "How much did we spend on cloud this year?"),
+        ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
+    ],
+    "direction": [
+        (
+            "How do I move files from Dropbox to Google Drive?",
+            "How do I move files from Google Drive to Dropbox?",
+        ),
+        ("Convert a CSV file to a spreadsheet", "Convert a spreadsheet to a CSV file"),
+        ("How do I convert miles to kilometres?", "How do I convert kilometres to miles?"),
+        ("Which laptop has the longest battery life?", "Which laptop has the shortest battery life?"),
+        ("Show me the oldest open tickets", "Show me the most recent open tickets"),
+    ],
+    "entity": [
+        ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
+        ("What's the capital gains tax rate in Spain?", "What's the capital gains tax rate in Portugal?"),
+        ("How do I parse JSON in Java?", "How do I parse JSON in Go?"),
+        ("Does API v1 support pagination?", "Does API v2 support pagination?"),
+    ],
+    "scope": [
+        ("How do I restart a service?", "How do I restart all services on the host?"),
+        ("Delete the newest snapshot", "Delete every snapshot"),
+        ("Show the size of one table", "Show the size of every table in the database"),
+        ("List the users in this group", "List the users in every group"),
+        ("Briefly, how does OAuth work?", "Explain step by step how OAuth works"),
+        ("Summarise the release notes as bullet points", "Summarise the release notes as an essay"),
+        ("How do I renew my passport?", "How do I renew my son's passport?"),
+        ("How do I back up a file?", "How do I back up a folder and everything in it?"),
+        (
+            "How do I copy a directory to another disk?",
+            "How do I copy a directory recursively to another disk?",
+        ),
+        ("Just give me the command to list open ports", "Explain how listing open ports works"),
+    ],
+    "edit": [
+        ("How do I change my delivery address?", "How do I change my billing address?"),
+        ("Can I return a phone?", "Can I return a phone case?"),
+        ("How do I reset my router?", "How do I reset my modem?"),
+    ],
+}
+
+PARAPHRASES: dict[str, list[tuple[str, str]]] = {
+    "negation": [
+        # one lemmatisation for both rules: keep / keeping, last / most recent
+        (
+            "How do I undo my last save but keep my edits?",
+            "revert the most recent save while keeping my edits",
+        ),
+        ("How do I sign in without a password?", "how can I set up passwordless sign in"),
+        (
+            "How do I remove the staging bucket (not the production one)?",
+            "How do I remove the staging bucket?",
+        ),
+        ("How do I avoid roaming charges?", "How do I not get roaming charges?"),
+    ],
+    "number": [
+        ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
+        ("What's 15% of 80?", "work out fifteen percent of 80"),
+        ("Is a 3 kg laptop too heavy to carry daily?", "is a 3 kilogram laptop too heavy to carry daily"),
+    ],
+    "date": [
+        ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
+        ("Why do share prices fall after a rate rise?", "why do share prices drop after a rate rise"),
+        ("Why does the app fall back to SMS codes?", "why does the app fall back to sms codes"),
+        ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
+    ],
+    "direction": [
+        (
+            "What's the quickest way from the station to the museum?",
+            "fastest way from the station to the museum",
+        ),
+        ("Which plan has the most storage?", "which plan has the largest storage"),
+        ("How do I copy a folder to a USB stick?", "copy a folder onto a USB stick"),
+    ],
+    "entity": [
+        ("What does an API's rate limit protect against?", "what do APIs rate limits protect against"),
+        ("How do I restart a k8s pod?", "How do I restart a Kubernetes pod?"),
+        ("Can I set up 2FA on my account?", "can I set up two-factor authentication on my account"),
+        ("How do I mount an NFS share?", "how do i mount a nfs share"),
+        ("How do I scale a deployment?", "how do I scale a deployment in k8s"),
+    ],
+    "scope": [
+        ("How do I list all the buckets in my account?", "show me every bucket in my account"),
+        ("What's the right paracetamol dose for children?", "what paracetamol dose is right for kids"),
+        ("What is a mutex, in one sentence?", "In a sentence: what's a mutex?"),
+        ("How much do I pay each month?", "How much do I pay a month?"),
+        ("How do I stop all running jobs?", "stop the running jobs"),
+    ],
+    "edit": [
+        ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
+        ("How do I cancel my subscription?", "How do I terminate my subscription?"),
+        ("How do I delete a tag?", "How do I remove a tag?"),
+    ],
+}
+
+
+def _cases(table: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str]]:
+    return [(rule, a, b) for rule, pairs in table.items() for a, b in pairs]
+
+
+@pytest.mark.parametrize(("rule", "a", "b"), _cases(TRAPS))
+@pytest.mark.parametrize("swap", [False, True], ids=["ab", "ba"])
+def test_rule_fires_on_its_trap(rule: str, a: str, b: str, swap: bool) -> None:
+    fa, fb = (features(b), features(a)) if swap else (features(a), features(b))
+    assert REGISTRY[rule](fa, fb), f"{rule} should refuse {a!r} / {b!r}"
+    assert compare(fa, fb) is not None
+
+
+@pytest.mark.parametrize(("rule", "a", "b"), _cases(PARAPHRASES))
+@pytest.mark.parametrize("swap", [False, True], ids=["ab", "ba"])
+def test_rule_is_silent_on_a_paraphrase(rule: str, a: str, b: str, swap: bool) -> None:
+    fa, fb = (features(b), features(a)) if swap else (features(a), features(b))
+    assert not REGISTRY[rule](fa, fb)
+    assert compare(fa, fb) is None, f"{a!r} / {b!r} refused by {compare(fa, fb)}"
+
+
+def test_every_registered_rule_has_traps_and_paraphrases() -> None:
+    assert set(TRAPS) == set(PARAPHRASES) == set(REGISTRY)
+
+
+def test_compare_names_the_first_rule_in_registry_order() -> None:
+    # both a negation and a different number: negation is checked first
+    a, b = features("Can I cancel within 7 days?"), features("Can I not cancel within 10 days?")
+    assert REGISTRY["negation"](a, b) and REGISTRY["number"](a, b)
+    assert compare(a, b) == "negation"
+    assert compare(a, b, rules=("number", "negation")) == "number"
+
+
+def test_the_config_offers_exactly_the_registered_rules() -> None:
+    assert get_args(GuardRule) == RULES
+
+
+def test_overrule_rejects_an_unknown_rule_and_lists_the_valid_ones() -> None:
+    verifier = {"url": "http://verifier:8000", "model": "m", "overrule": ["edit", "tense"]}
+    with pytest.raises(ValidationError) as err:
+        SidecarConfig.model_validate({"cache": {"guard": {"verifier": verifier}}})
+    text = str(err.value)
+    assert "overrule.1" in text and "tense" in text
+    for name in RULES:
+        assert f"'{name}'" in text
