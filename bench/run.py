@@ -27,14 +27,17 @@ from bench.common import MODES, OUT, Context, Skip, context_from_env, machine_in
 # name -> (module, what it measures); the order is the order they run in (cheap and service-free first)
 MEASUREMENTS: dict[str, tuple[str, str]] = {
     "planner": ("bench.planner", "capacity planner vs vLLM's KV cache size"),
-    "quality": ("bench.quality", "served/wrong on the fow-cache pairs"),
+    "quality": ("bench.quality", "served/wrong on every labelled set, holdout halves"),
     "verifier": ("bench.verifier_ceiling", "the most a verifier can serve (an oracle through the live path)"),
+    "verifier-cost": ("bench.verifier_cost", "what the served-model verifier costs on the real vLLM"),
     "lookup": ("bench.lookup", "lookup latency vs number of entries"),
     "sidecar": ("bench.sidecar_path", "through the sidecar with real vLLM"),
     "prefix": ("bench.prefix", "prefix-cache TTFT, shared vs distinct system prompts"),
     "switch": ("bench.switch", "generation switch at scale"),
     "operator": ("bench.operator_scale", "operator scale on the real control plane"),
     "soak": ("bench.soak", "soak: a steady mixed load through the sidecar, memory and latency over time"),
+    "plans": ("bench.tool_plans", "tool plans: live-data questions of an agent trace that hit on the plan"),
+    "trust-groups": ("bench.trust_groups", "trust groups: a shared system prompt, same group vs another"),
 }
 
 

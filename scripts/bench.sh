@@ -5,7 +5,8 @@
 #   scripts/bench.sh quick                small sizes, a few minutes once everything is installed (make bench-quick)
 #   scripts/bench.sh full lookup,switch   only these measurements (the others keep their last JSON)
 #
-# Measurements: planner quality verifier lookup sidecar prefix switch operator soak (bench/run.py).
+# Measurements: planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans
+# trust-groups (bench/run.py).
 # Starts the real services the chosen measurements need through the project's own scripts, on ports
 # of its own so a test run next door is not disturbed, and stops what it started on exit:
 #   Redis with vector search   scripts/redis/start.sh  127.0.0.1:${HERMES_BENCH_REDIS_PORT:-6479}
@@ -35,13 +36,13 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
-all="planner quality verifier lookup sidecar prefix switch operator soak"
+all="planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans trust-groups"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }
 need_redis=0 need_vllm=0 need_cluster=0
-for m in quality lookup sidecar prefix switch soak; do want "$m" && need_redis=1; done
-for m in planner sidecar prefix switch soak; do want "$m" && need_vllm=1; done
+for m in quality lookup sidecar prefix switch soak trust-groups; do want "$m" && need_redis=1; done
+for m in planner verifier-cost sidecar prefix switch soak trust-groups; do want "$m" && need_vllm=1; done
 want operator && need_cluster=1
 
 STATE=$ROOT/.e2e/bench

@@ -17,6 +17,10 @@
 #
 # Env: HERMES_VLLM_ARGS          more api_server arguments (word-split), e.g. "--max-num-seqs 8"
 #      HERMES_VLLM_DEV_MODE=1    sets VLLM_SERVER_DEV_MODE=1 (enables POST /reset_prefix_cache, ...)
+#      HERMES_VLLM_TOOLS=1       llama only: tool calling on (--enable-auto-tool-choice, the pythonic
+#                                parser) and structured outputs through xgrammar without free
+#                                whitespace, so a named tool_choice gets schema-valid tool_calls from
+#                                the random model; requests without tools or tool_choice are unchanged
 #      HERMES_VLLM_KIND          llama (default) or verifier: which tiny model to build and serve
 #      HERMES_VLLM_MODEL         serve this model folder instead of the tiny one
 #      HERMES_VLLM_START_TIMEOUT seconds to wait for readiness (default 900)
@@ -41,6 +45,10 @@ llama)
     SERVED_NAME=tiny-llama
     MAKE_TINY=make_tiny_model.py TINY_DIR=$CACHE/tiny-llama-v1
     KIND_ARGS=(--enable-prefix-caching --max-model-len 2048)
+    if [[ ${HERMES_VLLM_TOOLS:-0} == 1 ]]; then
+        KIND_ARGS+=(--enable-auto-tool-choice --tool-call-parser pythonic
+            --structured-outputs-config '{"backend":"xgrammar","disable_any_whitespace":true}')
+    fi
     ;;
 verifier)
     SERVED_NAME=tiny-verifier

@@ -20,12 +20,17 @@ from dataclasses import dataclass
 
 from hermes_sidecar.errors import HermesError
 
+# The producer fingerprint (hermes_operator.fingerprint) in the sidecar container's environment: set
+# per pod by the operator, read by the sidecar (tenants.Tenancy), winning over the config's `producer`.
+PRODUCER_ENV = "HERMES_PRODUCER"
+
 
 class RecordError(HermesError, ValueError):
     """Text that is not a generation record (a ValueError, as JSON's own errors are)."""
 
 
 __all__ = [
+    "PRODUCER_ENV",
     "STAT_FIELDS",
     "GenerationRecord",
     "encode_record",

@@ -43,7 +43,7 @@ from hermes_sidecar.errors import BadRequest
 from hermes_sidecar.generations import StatsWriter
 from hermes_sidecar.keys import cache_salt
 from hermes_sidecar.metrics import Metrics
-from hermes_sidecar.tenants import tenant_of
+from hermes_sidecar.tenants import Tenancy
 
 log = logging.getLogger("hermes_sidecar.proxy")
 
@@ -197,13 +197,13 @@ class Pipeline:
         self.stats = stats
         self.limits = limits or LimitsConfig()
 
-    def _count_bypass(self, reason: str, tenant: str) -> None:
+    def _count_bypass(self, reason: str, tenant: str, variant: str | None = "") -> None:
         self.metrics.bypass.labels(reason).inc()
-        self.metrics.count_request("bypass", tenant)
+        self.metrics.count_request("bypass", tenant, Tenancy.label(variant))
         self.stats.count(self.cache.generation.version, "bypass")
 
-    def _count(self, decision: Decision, tenant: str) -> None:
-        self.metrics.count_request(decision.metric, tenant)
+    def _count(self, decision: Decision, tenant: str, variant: str = "") -> None:
+        self.metrics.count_request(decision.metric, tenant, Tenancy.label(variant))
         self.stats.count(decision.generation.version, decision.metric)
 
     async def handle(self, dialect: Dialect, route: str, request: Request) -> Response:
@@ -211,15 +211,19 @@ class Pipeline:
         try:
             body_bytes = await read_body(request, self.limits.maxBodyBytes)
         except BadRequest as exc:
-            return self.refuse(
-                dialect, exc, tenant_of(headers, self.cache.tenant_header, self.cache.tenant_source)
-            )
+            return self.refuse(dialect, exc, self.cache.tenancy.tenant(headers), headers)
         return await self.run(dialect, route, body_bytes, headers, request.url.query)
 
-    def refuse(self, dialect: Dialect, exc: BadRequest, tenant: str | None = None) -> Response:
+    def refuse(
+        self,
+        dialect: Dialect,
+        exc: BadRequest,
+        tenant: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         """The sidecar's own 4xx in the dialect's error format; a cacheable route counts it as bypass."""
         if tenant is not None:
-            self._count_bypass(exc.reason, tenant)
+            self._count_bypass(exc.reason, tenant, self.cache.tenancy.variant(headers or {}, tenant))
         return Response(
             json.dumps(dialect.error_body(str(exc), exc.status)),
             status_code=exc.status,
@@ -230,43 +234,50 @@ class Pipeline:
     async def run(
         self, dialect: Dialect, route: str, body_bytes: bytes, headers: Mapping[str, str], query: str = ""
     ) -> Response:
-        tenant = tenant_of(headers, self.cache.tenant_header, self.cache.tenant_source)
+        tenant = self.cache.tenancy.tenant(headers)
+        # None: a variant header value outside experiment.variants (passed through uncached)
+        variant = self.cache.tenancy.variant(headers, tenant)
         try:
             if len(body_bytes) > self.limits.maxBodyBytes:
                 raise _too_large(self.limits.maxBodyBytes)
             body = decode_json(body_bytes, self.limits.maxJsonDepth)
         except BadRequest as exc:
-            return self.refuse(dialect, exc, tenant)
+            return self.refuse(dialect, exc, tenant, headers)
         if not isinstance(body, dict):
             # JSON, but not a request: the upstream answers it with its own error.
-            self._count_bypass(UNPARSABLE, tenant)
+            self._count_bypass(UNPARSABLE, tenant, variant)
             return await self.passthrough("POST", route, query, headers, body_bytes)
         try:
+            if variant is None:
+                raise NotCacheable("unknown-variant")
             req = dialect.parse_request(route, body)
         except NotCacheable as exc:
-            self._count_bypass(exc.reason, tenant)
-            salted = dialect.bypass_body(body, self._salt(tenant))
+            self._count_bypass(exc.reason, tenant, variant)
+            salted = dialect.bypass_body(body, self._salt(tenant, None, variant))
             return await self._forward(
                 dialect, None, route, query, headers, salted, Decision(BYPASS, self.cache.generation)
             )
-        decision = await self.cache.decide(req, headers, tenant)
+        decision = await self.cache.decide(req, headers, tenant, variant)
         if decision.result in (HIT_EXACT, HIT_SEMANTIC) and decision.entry is not None:
             try:
                 answer = CachedAnswer.from_json(decision.entry.answer)
                 replay = self._replay(dialect, req, answer, decision, tenant)
-                self._count(decision, tenant)
+                self._count(decision, tenant, variant)
                 return replay
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable cache entry %s, answering from upstream: %s", decision.entry.key, exc)
                 decision = Decision(MISS, decision.generation, decision.keys, tags=decision.tags)
-        self._count(decision, tenant)
-        upstream_body = dialect.upstream_body(body, self._salt(tenant, decision))
+        self._count(decision, tenant, variant)
+        upstream_body = dialect.upstream_body(body, self._salt(tenant, decision, variant))
         return await self._forward(dialect, req, route, query, headers, upstream_body, decision)
 
-    def _salt(self, tenant: str, decision: Decision | None = None) -> str:
-        # every dialect is given the salt; those whose upstream has no prefix cache ignore it
+    def _salt(self, tenant: str, decision: Decision | None = None, variant: str | None = "") -> str:
+        # every dialect is given the salt; those whose upstream has no prefix cache ignore it. Trust
+        # groups share one (tenancy.salt_identity); an unknown variant gets its own, shared with nobody.
         gen = decision.generation if decision is not None else self.cache.generation
-        return cache_salt(gen.id, tenant)
+        t = self.cache.tenancy
+        v = "?" if variant is None else variant
+        return cache_salt(gen.id, t.salt_identity(tenant), producer=t.producer, variant=v)
 
     def _replay(
         self, dialect: Dialect, req: CacheableRequest, answer: CachedAnswer, decision: Decision, tenant: str

@@ -9,7 +9,8 @@ Session fixtures:
   as ``tiny-llama``, started once per session by ``scripts/vllm/start.sh`` (a minute or more; the
   first run on a machine also installs vLLM, several minutes), unless ``HERMES_TEST_VLLM_URL`` is set.
   Started with ``HERMES_VLLM_DEV_MODE=1`` (``POST /reset_prefix_cache`` works) unless the environment
-  says otherwise.
+  says otherwise, and with ``HERMES_VLLM_TOOLS=1`` (tool calling and structured outputs, for
+  test_sidecar_tool_plans.py; a server named by ``HERMES_TEST_VLLM_URL`` needs them too).
 - ``verifier_url``: base URL (no ``/v1``) of vLLM serving the tiny random cross-encoder as
   ``tiny-verifier`` (``POST /rerank``; scores are a sigmoid, about 0.49 whatever the texts), started
   once per session by ``HERMES_VLLM_KIND=verifier scripts/vllm/start.sh`` (about 45 s), unless
@@ -191,7 +192,10 @@ def _own_vllm(
 
 @pytest.fixture(scope="session")
 def _vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer | None]:
-    env = {"HERMES_VLLM_DEV_MODE": os.environ.get("HERMES_VLLM_DEV_MODE", "1")}
+    env = {
+        "HERMES_VLLM_DEV_MODE": os.environ.get("HERMES_VLLM_DEV_MODE", "1"),
+        "HERMES_VLLM_TOOLS": os.environ.get("HERMES_VLLM_TOOLS", "1"),
+    }
     yield from _own_vllm("HERMES_TEST_VLLM_URL", tmp_path_factory, "vllm", env)
 
 
