@@ -2,7 +2,8 @@
 # Stop the local test cluster "hermes-e2e" and remove its state (.e2e/kwok, .e2e/kubeconfig,
 # .e2e/kwokctl.yaml). First the real node hermes-node-0 (scripts/node/down.sh: its pods, kube-proxy,
 # kubelet, containerd, mounts, bridge, iptables chains, .e2e/node), while the API server still
-# answers. Keeps the cached binaries and the .e2e/bin links. Exits 0 when nothing runs.
+# answers; then the LeaderWorkerSet controller (.e2e/lws, started by cluster-up). Keeps the cached
+# binaries and the .e2e/bin links. Exits 0 when nothing runs.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +26,19 @@ cluster_dir=$KWOK_WORKDIR/clusters/$CLUSTER_NAME
 # The real node first: it deletes its pods and Node object through the API server.
 node_rc=0
 bash "$root/scripts/node/down.sh" || node_rc=$?
+
+# The LeaderWorkerSet controller: the process its pid file names, if it still is ours.
+lws_state=$E2E/lws
+if [[ -f $lws_state/lws.pid ]]; then
+  pid=$(tr -dc '0-9' < "$lws_state/lws.pid")
+  if [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$lws_state/config.yaml"; then
+    log "stopping the LeaderWorkerSet controller (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+fi
+rm -rf "$lws_state"
 if [[ -n $kwokctl ]] && [[ -d $cluster_dir ]]; then
   log "deleting cluster $CLUSTER_NAME"
   # --kubeconfig: only our own file has a context to remove (the default is ~/.kube/config).

@@ -6,7 +6,10 @@
 # - starts the control plane with `kwokctl --runtime binary`, every component bound to 127.0.0.1
 #   except kube-apiserver (all addresses: pods of the real node reach it through the `kubernetes`
 #   Service at the host's address), its state under .e2e/kwok/ (KWOK_WORKDIR);
-# - creates fake GPU nodes managed by kwok (2 x A100, 2 x H100 by default, 8 nvidia.com/gpu each);
+# - creates fake GPU nodes managed by kwok (4 x A100, 4 x H100 by default, 8 nvidia.com/gpu each:
+#   a 2-node LeaderWorkerSet group scaled to 2 groups needs 4 nodes of one type);
+# - runs the LeaderWorkerSet controller (sigs.k8s.io/lws, built by scripts/k8s/build.sh) as a local
+#   process with upstream's CRD and admission webhooks (see "LeaderWorkerSet" below);
 # - starts one real node, hermes-node-0 (containerd + kubelet + kube-proxy, scripts/node/up.sh),
 #   that runs real pods; kwok manages only the nodes annotated kwok.x-k8s.io/node=fake;
 # - waits for the API server and nodes, checks that a ServiceAccount token can be minted and that
@@ -14,7 +17,8 @@
 # - writes .e2e/kubeconfig and links kubectl, helm and kwokctl into .e2e/bin/.
 #
 # Safe to run twice: a running cluster is reused. Environment knobs:
-#   HERMES_E2E_NODES_PER_TYPE (default 2)   fake nodes per GPU type
+#   HERMES_E2E_NODES_PER_TYPE (default 4)   fake nodes per GPU type
+#   HERMES_LWS_WEBHOOK_PORT (default 19443) the LWS webhook's port on this host (health: port + 1)
 #   HERMES_CLUSTER_CHECK=0                  skip the Deployment/token self-check
 #   HERMES_E2E_REAL_NODE=0                  no real node (kwok's fake nodes only)
 #   HERMES_CACHE_DIR                        binary cache root (see scripts/k8s/build.sh)
@@ -30,7 +34,7 @@ CLUSTER_NAME=hermes-e2e
 E2E=$root/.e2e
 export KWOK_WORKDIR=$E2E/kwok
 KUBECONFIG_OUT=$E2E/kubeconfig
-NODES_PER_TYPE=${HERMES_E2E_NODES_PER_TYPE:-2}
+NODES_PER_TYPE=${HERMES_E2E_NODES_PER_TYPE:-4}
 REAL_NODE=${HERMES_E2E_REAL_NODE:-1}
 HOST_IP=$(node_ip) || { echo "cluster-up: cannot tell this host's IP address (no default route?)" >&2; exit 1; }
 PKI_DIR=$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pki
@@ -52,6 +56,7 @@ log "binaries ready after $(elapsed)"
 ln -sfn "$K8S_BIN/kubectl" "$E2E/bin/kubectl"
 ln -sfn "$HELM_BIN/helm" "$E2E/bin/helm"
 ln -sfn "$KWOK_BIN/kwokctl" "$E2E/bin/kwokctl"
+ln -sfn "$LWS_BIN/lws-controller" "$E2E/bin/lws-controller"
 KWOKCTL=$KWOK_BIN/kwokctl
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
@@ -134,6 +139,11 @@ componentsPatches:
   # InternalIP first. kwok's fake nodes have only Hostname=localhost, which still works.
   - key: kubelet-preferred-address-types
     value: InternalIP,Hostname
+  # Admission webhooks (LeaderWorkerSet's) are called at their Service's endpoints, not its
+  # ClusterIP: the LWS controller runs on this host, behind a Service without selector whose
+  # EndpointSlice names the host's address (no kube-proxy needed on the API server's path).
+  - key: enable-aggregator-routing
+    value: "true"
 - name: kwok-controller
   extraArgs:
   - key: cidr
@@ -250,6 +260,127 @@ nodes_manifest | kubectl apply -f - >&2
 kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >&2 ||
   { cluster_logs; die "kwok nodes did not become Ready"; }
 
+# ------------------------------------------------------------------ LeaderWorkerSet
+# The controller of sigs.k8s.io/lws runs here as a process, like kwokctl's controllers, with the
+# admin kubeconfig. Upstream's manifests come from the same module version (scripts/k8s/build.sh
+# copies its config/): the CRDs, the admission webhooks and the webhook Service and Secret, through
+# an overlay equal to upstream's config/default minus the Deployment, the RBAC and the metrics
+# Service (nothing runs in a pod), and with the Service's selector removed: its EndpointSlice points
+# at this host instead. The controller's internal cert management (open-policy-agent's
+# cert-controller, set up by upstream's main.go) creates the CA and the serving certificate for
+# lws-webhook-service.lws-system.svc, stores them in the Secret lws-webhook-server-cert and patches
+# the CA bundle into both webhook configurations; in a pod the kubelet would then mount the Secret
+# into the cert dir, which the rotator waits for: here cluster-up copies the two files over.
+LWS_STATE=$E2E/lws
+LWS_PORT=${HERMES_LWS_WEBHOOK_PORT:-19443}
+LWS_HEALTH=127.0.0.1:$((LWS_PORT + 1))
+mkdir -p "$LWS_STATE/certs"
+
+lws_alive() {
+  local pid
+  [[ -f $LWS_STATE/lws.pid ]] || return 1
+  pid=$(tr -dc '0-9' < "$LWS_STATE/lws.pid")
+  [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$LWS_STATE/config.yaml"
+}
+lws_ready() { curl -fsS --max-time 2 "http://$LWS_HEALTH/readyz" >/dev/null 2>&1; }
+
+ln -sfn "$LWS_BIN/config" "$LWS_STATE/upstream"
+cat > "$LWS_STATE/kustomization.yaml" <<EOF
+namespace: lws-system
+namePrefix: lws-
+labels:
+- pairs: {app.kubernetes.io/name: lws, app.kubernetes.io/instance: lws}
+resources:
+- upstream/crd
+- upstream/webhook
+- upstream/internalcert
+patches:
+- target: {kind: Service, name: webhook-service}
+  patch: |-
+    - op: remove
+      path: /spec/selector
+EOF
+cat > "$LWS_STATE/endpoints.yaml" <<EOF
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: lws-webhook-service-host
+  namespace: lws-system
+  labels:
+    kubernetes.io/service-name: lws-webhook-service
+    endpointslice.kubernetes.io/managed-by: hermes-cache-cluster-up
+addressType: IPv4
+ports:
+- {port: $LWS_PORT, protocol: TCP}
+endpoints:
+- addresses: ["$HOST_IP"]
+  conditions: {ready: true}
+EOF
+cat > "$LWS_STATE/config.yaml" <<EOF
+apiVersion: config.lws.x-k8s.io/v1alpha1
+kind: Configuration
+leaderElection:
+  leaderElect: false
+internalCertManagement:
+  enable: true
+webhook:
+  host: $HOST_IP
+  port: $LWS_PORT
+  certDir: $LWS_STATE/certs
+metrics:
+  bindAddress: "0"
+health:
+  healthProbeBindAddress: $LWS_HEALTH
+EOF
+log "LeaderWorkerSet $LWS_VERSION: CRDs and webhooks (upstream's config/ through $LWS_STATE/kustomization.yaml)"
+kubectl create namespace lws-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Server-side: the CRDs are too large for the last-applied annotation of a client-side apply.
+kubectl kustomize "$LWS_STATE" | kubectl apply --server-side --force-conflicts -f - >/dev/null ||
+  die "applying LeaderWorkerSet's manifests failed"
+kubectl apply -f "$LWS_STATE/endpoints.yaml" >/dev/null
+if lws_alive; then
+  log "LeaderWorkerSet controller is already running (pid $(cat "$LWS_STATE/lws.pid"))"
+else
+  log "starting the LeaderWorkerSet controller (log $LWS_STATE/lws.log)"
+  KUBECONFIG=$KUBECONFIG_OUT setsid "$LWS_BIN/lws-controller" --config "$LWS_STATE/config.yaml" \
+    >"$LWS_STATE/lws.log" 2>&1 </dev/null &
+  echo $! > "$LWS_STATE/lws.pid"
+fi
+# The Secret's tls.crt and tls.key into the cert dir, as the kubelet's Secret volume would do.
+lws_mount_certs() {
+  local key data
+  for key in tls.crt tls.key; do
+    data=$(kubectl -n lws-system get secret lws-webhook-server-cert -o jsonpath="{.data.${key//./\\.}}" 2>/dev/null) || return 1
+    [[ -n $data ]] || return 1
+    base64 -d <<<"$data" > "$LWS_STATE/certs/$key.tmp" && mv "$LWS_STATE/certs/$key.tmp" "$LWS_STATE/certs/$key"
+  done
+  chmod 600 "$LWS_STATE/certs/tls.key"
+}
+for _ in $(seq 1 60); do lws_mount_certs && break; lws_alive || break; sleep 1; done
+for _ in $(seq 1 90); do lws_ready && break; lws_alive || break; sleep 1; done
+if ! lws_ready; then
+  tail -n 40 "$LWS_STATE/lws.log" >&2 || true
+  die "the LeaderWorkerSet controller did not become ready (log $LWS_STATE/lws.log)"
+fi
+kubectl wait --for=condition=Established crd/leaderworkersets.leaderworkerset.x-k8s.io --timeout=60s >/dev/null
+# Ready once the API server gets through the webhooks: a server-side dry run passes both of them.
+lws_probe() {
+  kubectl apply --dry-run=server -f - >/dev/null 2>&1 <<EOF
+apiVersion: leaderworkerset.x-k8s.io/v1
+kind: LeaderWorkerSet
+metadata: {name: cluster-up-probe, namespace: default}
+spec:
+  leaderWorkerTemplate:
+    size: 2
+    workerTemplate:
+      spec:
+        containers: [{name: c, image: registry.invalid/none:0}]
+EOF
+}
+for _ in $(seq 1 60); do lws_probe && break; sleep 1; done
+lws_probe || { tail -n 40 "$LWS_STATE/lws.log" >&2; die "LeaderWorkerSet's webhooks do not answer (log $LWS_STATE/lws.log)"; }
+log "LeaderWorkerSet controller ready (webhook at $HOST_IP:$LWS_PORT)"
+
 # ------------------------------------------------------------------ the real node
 if [[ $REAL_NODE != 0 ]]; then
   log "starting or reusing the real node (scripts/node/up.sh)"
@@ -298,6 +429,35 @@ EOF
     -o jsonpath='{range .items[*]}{.status.phase}/{.spec.nodeName}{"\n"}{end}')
   log "test pods: $(echo "$running" | tr '\n' ' ')"
   [[ $(grep -c '^Running/kwok-h100-' <<<"$running") -eq 2 ]] || die "test pods are not Running on H100 nodes"
+
+  log "self-check: a LeaderWorkerSet group of 2 pods on fake A100 nodes"
+  kubectl -n "$CHECK_NS" apply -f - >&2 <<EOF
+apiVersion: leaderworkerset.x-k8s.io/v1
+kind: LeaderWorkerSet
+metadata:
+  name: group-check
+spec:
+  replicas: 1
+  leaderWorkerTemplate:
+    size: 2
+    restartPolicy: RecreateGroupOnPodRestart
+    workerTemplate:
+      spec:
+        nodeSelector:
+          nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB
+        tolerations:
+        - {key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}
+        containers:
+        - name: c
+          image: registry.invalid/none:0
+          resources:
+            limits: {nvidia.com/gpu: "8"}
+EOF
+  if ! kubectl -n "$CHECK_NS" wait --for=jsonpath='{.status.readyReplicas}'=1 lws/group-check --timeout=120s >&2; then
+    kubectl -n "$CHECK_NS" get lws,pods -o wide >&2 || true
+    tail -n 25 "$LWS_STATE/lws.log" >&2 || true
+    die "the test LeaderWorkerSet did not become ready"
+  fi
   kubectl delete namespace "$CHECK_NS" --wait=false >/dev/null
 fi
 

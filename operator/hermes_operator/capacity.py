@@ -28,6 +28,19 @@ planner counts whole blocks: ``blocks = kv // (blockSize x bytes per token per G
 blocks x blockSize``, and sequences of ``maxModelLen`` that fit at once = ``blocks /
 ceil(maxModelLen / blockSize)``. A replica *fits* when at least one such sequence fits.
 
+Pipeline parallelism (``pipelineParallelSize`` stages of ``tensorParallelSize`` GPUs each) splits the
+layers over the stages as vLLM does (``vllm/distributed/utils.py``, ``get_pp_indices``: the remainder
+goes one layer each to the stages before the last), so the stage with the most layers,
+``ceil(numLayers / stages)``, is the one planned (conservatively: it is assumed to also hold the
+embedding or the LM head, which the first and last stage do): its weights are
+those layers (``(parameterCount - 2 x vocabSize x hiddenSize) / numLayers`` each) plus one of the
+embedding and the LM head (the first stage holds one, the last the other), divided over its
+``tensorParallelSize`` GPUs; its KV bytes per token per GPU count only its layers, and vLLM takes the
+smallest KV cache of all workers, which is this stage's. A replica of ``tensorParallelSize x
+pipelineParallelSize`` GPUs that fits one node (``gpu.perNode``) is one pod; a larger one is a group
+of ``GPUs / gpu.perNode`` pods on as many nodes (a LeaderWorkerSet), stages never straddling a node.
+With one stage the plan is the formula above, unchanged.
+
 With an explicit KV budget (``kv_budget_bytes``; vLLM on the CPU takes it from
 ``VLLM_CPU_KVCACHE_SPACE`` GiB) the weights and overhead are not subtracted, and the token count is
 the one vLLM prints at start-up as ``KV cache size: N tokens``.
@@ -180,10 +193,57 @@ def kv_dtype_bytes(spec: PolicySpec, arch: Preset) -> int:
 def overhead_bytes_per_gpu(spec: PolicySpec, arch: Preset) -> int:
     """Estimated non-weight, non-KV memory per GPU (model in the module docstring)."""
     tp = spec.engine.tensorParallelSize
+    distributed = tp > 1 or spec.engine.pipelineParallelSize > 1
     dtype_bytes = _DTYPE_BYTES[model_dtype(spec, arch)]
     activations = spec.engine.maxNumBatchedTokens * arch.hiddenSize * ACTIVATION_TENSORS * dtype_bytes
     logits = spec.engine.maxNumSeqs * arch.vocabSize * LOGITS_BYTES_PER_ELEMENT
-    return NON_TORCH_BYTES + (NCCL_BYTES if tp > 1 else 0) + CUDA_GRAPH_BYTES + activations + logits
+    return NON_TORCH_BYTES + (NCCL_BYTES if distributed else 0) + CUDA_GRAPH_BYTES + activations + logits
+
+
+@dataclass(frozen=True)
+class Group:
+    """How one replica lays out: ``stages`` of ``tp`` GPUs over ``nodes`` pods of ``gpus_per_node``."""
+
+    tp: int
+    stages: int
+    nodes: int
+    gpus_per_node: int
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.stages
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nodes > 1
+
+
+def replica_group(spec: PolicySpec) -> Group:
+    """The replica's group: one pod when its GPUs fit one node (``gpu.perNode``), else whole nodes."""
+    tp, pp = spec.engine.tensorParallelSize, spec.engine.pipelineParallelSize
+    if spec.device == "cpu":
+        return Group(tp, pp, 1, 0)
+    gpus, per_node = tp * pp, spec.gpu.perNode
+    if gpus <= per_node:
+        return Group(tp, pp, 1, gpus)
+    return Group(tp, pp, math.ceil(gpus / per_node), per_node)
+
+
+def stage_layers(arch: Preset, stages: int) -> int:
+    """Layers of the largest pipeline stage."""
+    return math.ceil(arch.numLayers / stages)
+
+
+def weights_bytes_per_gpu(spec: PolicySpec, arch: Preset, stages: int) -> int:
+    """Weights on one GPU of the largest stage (module docstring); one stage: parameters / TP."""
+    dtype_bytes = _DTYPE_BYTES[model_dtype(spec, arch)]
+    tp = spec.engine.tensorParallelSize
+    if stages == 1:
+        return math.ceil(arch.parameterCount * dtype_bytes / tp)
+    embedding = arch.vocabSize * arch.hiddenSize
+    per_layer = max(arch.parameterCount - 2 * embedding, 0) / arch.numLayers
+    stage = stage_layers(arch, stages) * per_layer + embedding
+    return math.ceil(stage * dtype_bytes / tp)
 
 
 def _gib(n: int) -> str:
@@ -204,10 +264,17 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
             kvCacheBytesPerGPU=0, kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0,
         )  # fmt: skip
 
+    group = replica_group(spec)
+    stages = group.stages
     kv_bytes = kv_dtype_bytes(spec, arch)
     per_token = kv_bytes_per_token(arch, kv_bytes)
     kv_heads_per_gpu = max(1, arch.numKVHeads // tp)
-    per_token_gpu = 2 * arch.numLayers * kv_heads_per_gpu * arch.headDim * kv_bytes
+    per_token_gpu = 2 * stage_layers(arch, stages) * kv_heads_per_gpu * arch.headDim * kv_bytes
+    shape = {
+        "pipelineStages": stages,
+        "nodesPerReplica": group.nodes,
+        "gpusPerNode": group.gpus_per_node,
+    }
 
     def refuse(reason: str, message: str, **numbers: int) -> Capacity:
         base = {
@@ -219,8 +286,8 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         base.update(numbers)
         return Capacity(
             fits=False, reason=reason, message=message, kvBytesPerToken=per_token,
-            kvBytesPerTokenPerGPU=per_token_gpu, gpusPerReplica=0 if spec.device == "cpu" else tp, **base,
-            kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0,
+            kvBytesPerTokenPerGPU=per_token_gpu, gpusPerReplica=0 if spec.device == "cpu" else group.gpus,
+            **base, kvCacheTokensPerReplica=0, maxConcurrentSequencesAtMaxLen=0.0, **shape,
         )  # fmt: skip
 
     if arch.numAttentionHeads % tp:
@@ -234,6 +301,12 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         return refuse(
             "TensorParallelMismatch",
             f"spec.engine.tensorParallelSize {tp} does not divide the model's {arch.numKVHeads} KV heads",
+        )
+    if stages > arch.numLayers:
+        return refuse(
+            "PipelineParallelMismatch",
+            f"spec.engine.pipelineParallelSize {stages} is more than the model's {arch.numLayers} layers: "
+            f"each stage needs at least one; use at most {arch.numLayers}",
         )
     if arch.maxPositionEmbeddings and max_len > arch.maxPositionEmbeddings:
         return refuse(
@@ -262,7 +335,7 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         budget, weights, overhead, kv = kv_budget_bytes, 0, 0, kv_budget_bytes
     else:
         budget = int(spec.gpu.memoryGiB * GiB * spec.engine.gpuMemoryUtilization)
-        weights = math.ceil(arch.parameterCount * _DTYPE_BYTES[model_dtype(spec, arch)] / tp)
+        weights = weights_bytes_per_gpu(spec, arch, stages)
         overhead = overhead_bytes_per_gpu(spec, arch)
         kv = budget - weights - overhead
 
@@ -285,17 +358,27 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
             **numbers,
         )
     if sequences < 1:
+        where = f" of stage 1 of {stages} ({stage_layers(arch, stages)} layers)" if stages > 1 else ""
         return refuse(
             "InsufficientMemory",
-            f"needs {_gib(weights + overhead + need_one)} per GPU ({_gib(weights)} weights + "
+            f"needs {_gib(weights + overhead + need_one)} per GPU{where} ({_gib(weights)} weights + "
             f"{_gib(overhead)} overhead + {_gib(need_one)} KV cache for one sequence of "
             f"spec.engine.maxModelLen {max_len} tokens) "
             f"but has {_gib(budget)} ({spec.gpu.memoryGiB:g} GiB x gpuMemoryUtilization "
-            f"{spec.engine.gpuMemoryUtilization:g}): raise spec.engine.tensorParallelSize, lower "
-            f"spec.engine.maxModelLen or set spec.engine.kvCacheDtype to fp8",
+            f"{spec.engine.gpuMemoryUtilization:g}): {_what_would_fit(spec, arch)}",
             **numbers,
         )
-    where = "in host memory (spec.device cpu)" if cpu else f"per GPU x {tp} GPU(s)"
+    if cpu:
+        where = "in host memory (spec.device cpu)"
+    elif group.multi_node:
+        where = (
+            f"per GPU x {group.gpus} GPUs: {stages} stages of {tp} GPUs on {group.nodes} nodes of "
+            f"{group.gpus_per_node} GPUs"
+        )
+    elif stages > 1:
+        where = f"per GPU x {group.gpus} GPUs: {stages} stages of {tp} GPUs on one node"
+    else:
+        where = f"per GPU x {tp} GPU(s)"
     return Capacity(
         fits=True,
         reason="Fits",
@@ -303,8 +386,59 @@ def plan_capacity(spec: PolicySpec, kv_budget_bytes: int | None = None) -> Capac
         f"({_gib(max(kv, 0))} KV cache {where})",
         kvBytesPerToken=per_token,
         kvBytesPerTokenPerGPU=per_token_gpu,
-        gpusPerReplica=0 if cpu else tp,
+        gpusPerReplica=0 if cpu else group.gpus,
         **numbers,
         kvCacheTokensPerReplica=tokens,
         maxConcurrentSequencesAtMaxLen=sequences,
+        **shape,
+    )
+
+
+def _fits_one_sequence(spec: PolicySpec, arch: Preset, tp: int, stages: int) -> bool:
+    """Whether ``tp`` GPUs x ``stages`` hold the weights and one maxModelLen sequence (per GPU)."""
+    trial = spec.model_copy(
+        update={
+            "engine": spec.engine.model_copy(
+                update={"tensorParallelSize": tp, "pipelineParallelSize": stages}
+            )
+        }
+    )
+    budget = int(spec.gpu.memoryGiB * GiB * spec.engine.gpuMemoryUtilization)
+    kv = budget - weights_bytes_per_gpu(trial, arch, stages) - overhead_bytes_per_gpu(trial, arch)
+    kv_bytes = kv_dtype_bytes(spec, arch)
+    per_token_gpu = 2 * stage_layers(arch, stages) * max(1, arch.numKVHeads // tp) * arch.headDim * kv_bytes
+    blocks_one = math.ceil(spec.engine.maxModelLen / spec.engine.blockSize)
+    return kv >= blocks_one * spec.engine.blockSize * per_token_gpu
+
+
+def _what_would_fit(spec: PolicySpec, arch: Preset) -> str:
+    """The advice of an InsufficientMemory refusal: the smallest layout that fits, in spec fields.
+
+    Tensor parallelism first (up to one node's GPUs, dividing the attention heads), then pipeline
+    stages of a whole node each: the layout vLLM's multi-node guide recommends.
+    """
+    per_node = spec.gpu.perNode
+    tps = [t for t in range(1, per_node + 1) if per_node % t == 0 and arch.numAttentionHeads % t == 0]
+    tps = [t for t in tps if arch.numKVHeads < t or arch.numKVHeads % t == 0]
+    for tp in tps:
+        if tp >= spec.engine.tensorParallelSize and _fits_one_sequence(spec, arch, tp, 1):
+            return (
+                f"raise spec.engine.tensorParallelSize to {tp}, lower spec.engine.maxModelLen or set "
+                f"spec.engine.kvCacheDtype to fp8"
+            )
+    tp = max(tps)
+    for stages in range(2, arch.numLayers + 1):
+        gpus = tp * stages
+        if gpus > per_node and gpus % per_node:
+            continue
+        if _fits_one_sequence(spec, arch, tp, stages):
+            nodes = math.ceil(gpus / per_node)
+            return (
+                f"set spec.engine.tensorParallelSize {tp} and spec.engine.pipelineParallelSize {stages} "
+                f"({gpus} GPUs on {nodes} node(s) of spec.gpu.perNode {per_node}), lower "
+                f"spec.engine.maxModelLen or set spec.engine.kvCacheDtype to fp8"
+            )
+    return (
+        f"no layout of {per_node}-GPU nodes holds it: lower spec.engine.maxModelLen, set "
+        f"spec.engine.kvCacheDtype to fp8 or use GPUs with more memory"
     )

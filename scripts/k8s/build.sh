@@ -11,15 +11,20 @@
 #   $CACHE/etcd-<v>/bin  etcd
 #   $CACHE/kwok-<v>/bin  kwok kwokctl
 #   $CACHE/helm-<v>/bin  helm
+#   $CACHE/lws-<v>/bin   lws-controller (sigs.k8s.io/lws/cmd), and lws-<v>/config: upstream's CRD and
+#                        webhook kustomizations from the same module, applied by cluster-up
+#   $CACHE/gie-epp-<v>/bin  epp (the Endpoint Picker, sigs.k8s.io/gateway-api-inference-extension/cmd/epp)
+#                        and gie-epp-<v>/bin/crds: the InferencePool CRD of the same module. Only when
+#                        asked for (`build.sh epp`): it is not part of the default set.
 #
 # with CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}. A cached binary
 # is reused when it runs and reports the pinned version (scripts/k8s/versions.env).
 #
 # stdout: only shell assignments (of the components asked for), for `eval "$(scripts/k8s/build.sh)"`:
-#   K8S_BIN=... NODE_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=...
+#   K8S_BIN=... NODE_BIN=... ETCD_BIN=... KWOK_BIN=... HELM_BIN=... LWS_BIN=... EPP_BIN=...
 # stderr: progress and timings. Options: --force (rebuild even if cached), --jobs N (components
 # built at once; default 2 when >= 8 GiB memory is free, else 1). Positional arguments pick
-# components (kubernetes node etcd kwok helm; default all), e.g. `build.sh helm` for chart tests.
+# components (kubernetes node etcd kwok helm lws; default all), e.g. `build.sh helm` for chart tests.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,12 +39,12 @@ while (($#)); do
     --force) force=1 ;;
     --jobs) jobs=$2; shift ;;
     -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    kubernetes|node|etcd|kwok|helm) want+=("$1") ;;
-    *) echo "build.sh: unknown argument $1 (components: kubernetes node etcd kwok helm)" >&2; exit 2 ;;
+    kubernetes|node|etcd|kwok|helm|lws|epp) want+=("$1") ;;
+    *) echo "build.sh: unknown argument $1 (components: kubernetes node etcd kwok helm lws epp)" >&2; exit 2 ;;
   esac
   shift
 done
-((${#want[@]})) || want=(kubernetes node etcd kwok helm)
+((${#want[@]})) || want=(kubernetes node etcd kwok helm lws)
 wanted() { [[ " ${want[*]} " == *" $1 "* ]]; }
 
 CACHE=${HERMES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hermes-cache}
@@ -48,6 +53,8 @@ NODE_DIR=$CACHE/k8s-node-$KUBE_VERSION
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
+LWS_DIR=$CACHE/lws-$LWS_VERSION
+EPP_DIR=$CACHE/gie-epp-$GIE_VERSION
 mkdir -p "$CACHE"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
@@ -94,6 +101,20 @@ kwok_ok() {
 helm_ok() {
   reports "$HELM_DIR/bin/helm" "<$HELM_VERSION>" version --template '<{{.Version}}>' &&
     [[ -f $HELM_DIR/bin/.k8s-stamped ]]
+}
+
+lws_ok() {
+  reports "$LWS_DIR/bin/lws-controller" "Version: $LWS_VERSION"$'\n' --version &&
+    [[ -f $LWS_DIR/bin/config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml ]]
+}
+
+# The EPP has no --version flag: the module version Go recorded in the binary, and the CRD beside it.
+epp_ok() {
+  local out
+  [[ -x $EPP_DIR/bin/epp ]] || return 1
+  out=$(go version -m "$EPP_DIR/bin/epp" 2>/dev/null) || return 1
+  [[ $out == *$'\tsigs.k8s.io/gateway-api-inference-extension\t'"$GIE_VERSION"* ]] &&
+    [[ -f $EPP_DIR/bin/crds/inference.networking.k8s.io_inferencepools.yaml ]]
 }
 
 # ---------------------------------------------------------------- builders
@@ -198,6 +219,53 @@ build_helm() {
   finish "$dir" helm_ok
 }
 
+build_lws() {
+  local dir=$LWS_DIR src=$LWS_DIR/src moddir
+  mkdir -p "$src"; rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp"
+  (
+    cd "$src"
+    # A wrapper module, as for etcd: `go install sigs.k8s.io/lws/cmd@v` asks the proxy for the
+    # module's version list (deprecation check), which the proxy refuses here; a pinned require
+    # needs only the tagged module.
+    printf 'module hermes-cache.local/lws-build\n\ngo 1.26.0\n\nrequire sigs.k8s.io/lws %s\n' "$LWS_VERSION" > go.mod
+    rm -f go.sum
+    go build -mod=mod -p "$GO_P" -trimpath \
+      -ldflags "-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" \
+      -o "$dir/bin.tmp/lws-controller" sigs.k8s.io/lws/cmd
+    # The CRD and webhook manifests of the same tag (kustomizations), for scripts/cluster-up.sh.
+    moddir=$(go mod download -json "sigs.k8s.io/lws@$LWS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -d $moddir/config ]] || { log "ERROR: no config/ in sigs.k8s.io/lws@$LWS_VERSION ($moddir)"; exit 1; }
+    cp -r "$moddir/config" "$dir/bin.tmp/config"
+    chmod -R u+w "$dir/bin.tmp/config"
+  )
+  finish "$dir" lws_ok
+}
+
+build_epp() {
+  local dir=$EPP_DIR src=$EPP_DIR/src moddir sha
+  mkdir -p "$src"; rm -rf "$dir/bin.tmp"; mkdir -p "$dir/bin.tmp/crds"
+  (
+    cd "$src"
+    # A wrapper module, as for lws (the proxy refuses the version list `go install m@v` asks for).
+    printf 'module hermes-cache.local/epp-build\n\ngo 1.26.0\n\nrequire sigs.k8s.io/gateway-api-inference-extension %s\n' \
+      "$GIE_VERSION" > go.mod
+    rm -f go.sum
+    # The commit of the tag, as upstream's Dockerfile stamps it (the binary logs it at start).
+    sha=$(go mod download -json "sigs.k8s.io/gateway-api-inference-extension@$GIE_VERSION" |
+      sed -n 's/^[[:space:]]*"Hash": "\(.*\)",\{0,1\}$/\1/p' | head -n 1)
+    moddir=$(go mod download -json "sigs.k8s.io/gateway-api-inference-extension@$GIE_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    local v=sigs.k8s.io/gateway-api-inference-extension/version
+    go build -mod=mod -p "$GO_P" -trimpath \
+      -ldflags "-s -w -X $v.CommitSHA=$sha -X $v.BuildRef=$GIE_VERSION" \
+      -o "$dir/bin.tmp/epp" sigs.k8s.io/gateway-api-inference-extension/cmd/epp
+    # The InferencePool CRD of the same tag (scripts/k8s/gie-crds.sh and the chart's copy).
+    cp "$moddir/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml" "$dir/bin.tmp/crds/"
+    chmod -R u+w "$dir/bin.tmp/crds"
+  )
+  finish "$dir" epp_ok
+}
+
 # Runs one component: reuse if cached, else build under a lock, with timing.
 run_component() { # name okfn buildfn dir
   local name=$1 okfn=$2 buildfn=$3 dir=$4 t0 rc=0
@@ -219,7 +287,7 @@ run_component() { # name okfn buildfn dir
 }
 
 t_start=$(now)
-log "versions: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION; cache $CACHE; jobs $jobs; go -p $GO_P; $(go version)"
+log "versions: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION, lws $LWS_VERSION; cache $CACHE; jobs $jobs; go -p $GO_P; $(go version)"
 
 rc=0
 comp() { # name: run_component with its check, builder and dir, if wanted
@@ -230,17 +298,19 @@ comp() { # name: run_component with its check, builder and dir, if wanted
     etcd) run_component etcd etcd_ok build_etcd "$ETCD_DIR" ;;
     kwok) run_component kwok kwok_ok build_kwok "$KWOK_DIR" ;;
     helm) run_component helm helm_ok build_helm "$HELM_DIR" ;;
+    lws) run_component lws lws_ok build_lws "$LWS_DIR" ;;
+    epp) run_component epp epp_ok build_epp "$EPP_DIR" ;;
   esac
 }
 if ((jobs >= 2)); then
   # Kubernetes is the long pole; the node follows it (its packages are then mostly in Go's build
   # cache); etcd, kwok and helm share the other slot.
   ( comp kubernetes && comp node ) & pid_k8s=$!
-  ( comp etcd && comp kwok && comp helm ) & pid_rest=$!
+  ( comp etcd && comp kwok && comp helm && comp lws && comp epp ) & pid_rest=$!
   wait "$pid_k8s" || rc=1
   wait "$pid_rest" || rc=1
 else
-  for c in kubernetes node etcd kwok helm; do comp "$c" || rc=1; done
+  for c in kubernetes node etcd kwok helm lws epp; do comp "$c" || rc=1; done
 fi
 
 if ((rc != 0)); then
@@ -253,3 +323,5 @@ log "all components ready in $(($(now) - t_start))s"
 ! wanted etcd || printf 'ETCD_BIN=%q\n' "$ETCD_DIR/bin"
 ! wanted kwok || printf 'KWOK_BIN=%q\n' "$KWOK_DIR/bin"
 ! wanted helm || printf 'HELM_BIN=%q\n' "$HELM_DIR/bin"
+! wanted lws || printf 'LWS_BIN=%q\n' "$LWS_DIR/bin"
+! wanted epp || printf 'EPP_BIN=%q\n' "$EPP_DIR/bin"
