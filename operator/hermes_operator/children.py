@@ -19,7 +19,8 @@ from typing import Any
 
 from .capacity import Capacity
 from .kube import Kube
-from .render import Manifest, render_all, render_hpa
+from .render import LWS_API_VERSION, LWS_KIND, WORKLOAD_KINDS, Manifest, lws_name, render_all, render_hpa
+from .routing import HTTPROUTE_API_VERSION, POOL_KIND, ROUTING_KINDS, epp_name, pool_name
 from .spec import Policy, SpecError
 from .status import Refusal
 
@@ -64,7 +65,9 @@ def _children_unchanged(
     """
     if memo is None or memo.policy_uid != uid or memo.digest != digest:
         return None
-    live = kube.get("apps/v1", "Deployment", *key)
+    live = kube.get(
+        rendered_deploy["apiVersion"], rendered_deploy["kind"], key[0], rendered_deploy["metadata"]["name"]
+    )
     if not live:
         return None
     meta = live.get("metadata") or {}
@@ -83,10 +86,32 @@ def _children_unchanged(
     return live
 
 
+def _remove_other_workload(kube: Kube, policy: Policy, workload: Manifest, was_group: bool) -> None:
+    """A policy that moved between one node and several (pipelineParallelSize or gpu.perNode changed)
+    leaves the other kind of workload behind: delete it, so its pods free their GPUs. A Deployment is
+    looked for whenever a LeaderWorkerSet is applied; a LeaderWorkerSet only when the last status said
+    the replicas were groups (no request for the LWS API, which may not be installed, otherwise)."""
+    ns, name = policy.namespace, policy.name
+    if workload["kind"] == LWS_KIND:
+        if kube.get("apps/v1", "Deployment", ns, name):
+            kube.delete("apps/v1", "Deployment", ns, name)
+    elif was_group:
+        try:
+            kube.delete(LWS_API_VERSION, LWS_KIND, ns, lws_name(policy))
+        except Exception as exc:  # the LWS API gone with its controller: nothing to delete
+            log.warning("%s/%s: could not delete the LeaderWorkerSet: %s", ns, name, exc)
+
+
 def _apply(
-    kube: Kube, policy: Policy, manifests: list[Manifest], deploy_manifest: Manifest
+    kube: Kube,
+    policy: Policy,
+    manifests: list[Manifest],
+    deploy_manifest: Manifest,
+    was_group: bool = False,
+    was_routed: bool = False,
 ) -> Manifest | None:
-    """Apply every child (and remove an HPA autoscaling no longer asks for); the Deployment as stored."""
+    """Apply every child (and remove an HPA autoscaling no longer asks for); the workload as stored."""
+    _remove_other_workload(kube, policy, deploy_manifest, was_group)
     live = None
     for manifest in manifests:
         out = kube.apply(manifest)
@@ -98,7 +123,27 @@ def _apply(
         hpa = render_hpa(policy)
         if kube.get(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name):
             kube.delete(hpa["apiVersion"], hpa["kind"], policy.namespace, policy.name)
+    if was_routed and not policy.spec.routing.enabled:
+        _remove_routing(kube, policy)
+    elif policy.spec.routing.enabled and policy.spec.routing.gateway is None and was_routed:
+        _remove_kind(kube, policy, HTTPROUTE_API_VERSION, "HTTPRoute", pool_name(policy))
     return live
+
+
+def _remove_kind(kube: Kube, policy: Policy, api_version: str, kind: str, name: str) -> None:
+    try:
+        if kube.get(api_version, kind, policy.namespace, name):
+            kube.delete(api_version, kind, policy.namespace, name)
+    except Exception as exc:  # the GIE or Gateway API CRDs gone: nothing of that kind to delete
+        log.warning("%s/%s: could not delete %s %s: %s", policy.namespace, policy.name, kind, name, exc)
+
+
+def _remove_routing(kube: Kube, policy: Policy) -> None:
+    """spec.routing turned off: delete the pool, the route and the endpoint picker (looked for only
+    when the last status carried the Routing condition, so unrouted policies cost no request)."""
+    for api_version, kind in reversed(ROUTING_KINDS):
+        name = pool_name(policy) if kind in (POOL_KIND, "HTTPRoute") else epp_name(policy)
+        _remove_kind(kube, policy, api_version, kind, name)
 
 
 def ensure_children(
@@ -109,11 +154,15 @@ def ensure_children(
     sidecar_image: str,
     *,
     after_child_event: bool,
+    was_group: bool = False,
+    was_routed: bool = False,
 ) -> tuple[Manifest | None, Refusal | None]:
     """Render and apply ``policy``'s children: the live Deployment when known, or why nothing was applied.
 
     ``after_child_event``: called because a child Deployment changed; the children are applied only
-    when :func:`_children_unchanged` cannot vouch that applying would be a no-op.
+    when :func:`_children_unchanged` cannot vouch that applying would be a no-op. ``was_group``: the
+    last status planned groups (a LeaderWorkerSet), which a Deployment now replaces. ``was_routed``:
+    the last status carried the Routing condition, so routing objects may be left to delete.
     """
     try:
         manifests = render_all(policy, capacity, sidecar_image)
@@ -122,16 +171,21 @@ def ensure_children(
         return None, Refusal("InvalidSpec", "; ".join(exc.problems))
     key = (policy.namespace, policy.name)
     digest = _digest(manifests)
-    deploy_manifest = next(m for m in manifests if m["kind"] == "Deployment")
+    deploy_manifest = next(m for m in manifests if m["kind"] in WORKLOAD_KINDS)
     if after_child_event:
         live = _children_unchanged(kube, applied.get(key), key, policy.uid, digest, deploy_manifest)
         if live is not None:
             return live, None
     applied.pop(key, None)
     try:
-        live = _apply(kube, policy, manifests, deploy_manifest)
+        live = _apply(kube, policy, manifests, deploy_manifest, was_group, was_routed)
     except Exception as exc:  # the API server's answer (KubeError) is the message the user needs
         message = f"applying the rendered objects failed: {exc}"
+        if deploy_manifest["kind"] == LWS_KIND:
+            message += (
+                " (a replica spanning nodes is a LeaderWorkerSet group: the cluster needs the LWS "
+                "controller and its CRD, kubernetes-sigs/lws)"
+            )
         log.warning("%s/%s: %s", policy.namespace, policy.name, message)
         return None, Refusal("ApplyFailed", message)
     dmeta = (live or {}).get("metadata") or {}

@@ -12,8 +12,18 @@ from typing import Any
 
 import yaml
 
-from .capacity import Capacity, GiB, plan_capacity
-from .render import DEFAULT_SIDECAR_IMAGE_REF, gpus_requested, model_path, render_all, served_name, vllm_args
+from .capacity import Capacity, GiB, plan_capacity, replica_group
+from .fingerprint import producer_fingerprint
+from .render import (
+    DEFAULT_SIDECAR_IMAGE_REF,
+    gpus_requested,
+    group_vllm_args,
+    model_path,
+    render_all,
+    served_name,
+    vllm_args,
+)
+from .routing import routing_summary, routing_warning
 from .spec import Policy, SpecError, parse_policy, redact
 
 
@@ -53,7 +63,11 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
         ("policy", f"{policy.namespace}/{policy.name}"),
         ("model", f"{s.model.name} (served as {served_name(policy)})"),
         *([("GPUs per replica",
-             f"{s.engine.tensorParallelSize} x {s.gpu.resource} ({s.gpu.memoryGiB:g} GiB)")]
+             f"{capacity.gpusPerReplica or s.engine.tensorParallelSize} x {s.gpu.resource} "
+             f"({s.gpu.memoryGiB:g} GiB)"),
+           ("group", f"{capacity.nodesPerReplica} node(s) x {capacity.gpusPerNode} GPUs, "
+                     f"{capacity.pipelineStages} pipeline stage(s) of {s.engine.tensorParallelSize} GPUs"
+                     + (" (a LeaderWorkerSet group)" if capacity.nodesPerReplica > 1 else ""))]
           if s.device == "gpu" else
           [("CPU per replica", f"{s.cpu.cores:g} cores, {s.cpu.memoryGiB:g} GiB memory limit, "
                                f"{s.cpu.kvCacheGiB} GiB KV cache (no GPU)")]),
@@ -73,9 +87,23 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
         ("semantic cache", ("off" if not s.semanticCache.enabled else
                             f"{'redis' if s.semanticCache.redis else 'in-pod memory'}, threshold "
                             f"{s.semanticCache.similarityThreshold:g}, generation {s.cacheVersion}")),
-        *([("verifier", f"{v.model} at {redact(v.url)}: candidates from cosine {v.minSimilarity:g}, served "
-                        f"at score >= {v.minScore:g}, {v.timeoutSeconds:g} s timeout, on error {v.onError}")]
+        *([("verifier", f"{v.kind}: {v.model or served_name(policy)} at "
+                        f"{redact(v.url) if v.url else 'vLLM in the pod (loopback)'}: candidates from "
+                        f"cosine {v.minSimilarity:g} (scope "
+                        f"{v.scope or ('uncertain' if v.kind == 'served-model' else 'all')}), served at "
+                        f"score >= {v.minScore:g}, {v.timeoutSeconds:g} s timeout, on error {v.onError}")]
           if (v := s.semanticCache.verifier) is not None and s.semanticCache.enabled else []),
+        ("producer", f"{producer_fingerprint(s)} (partitions entries and cache_salt: model, image, "
+                     "output-changing engine settings)"),
+        ("trust groups", "; ".join(f"{g.name}: {', '.join(g.tenants)} share a cache_salt"
+                                   for g in s.tenancy.trustGroups) or "none (every tenant has its own salt)"),
+        *([("experiment", f"variants {', '.join(s.experiment.variants)}"
+                          + (f" from header {s.experiment.header}" if s.experiment.header else "")
+                          + (f", {len(s.experiment.assignments)} tenants assigned"
+                             if s.experiment.assignments else ""))]
+          if s.experiment.variants else []),
+        ("routing", routing_summary(policy)),
+        *([("warning", warning)] if (warning := routing_warning(policy)) else []),
         ("resources", ", ".join(f"{r['kind']}/{r['metadata']['name']}" for r in resources) or "none"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
@@ -83,7 +111,14 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
     if not capacity.fits:
         lines.append(f"{'why':<{width}}  {capacity.message}")
     else:
-        lines.append(f"{'vllm args':<{width}}  {' '.join(vllm_args(policy))}")
+        group = replica_group(policy.spec)
+        if group.multi_node:
+            for role in ("leader", "worker"):
+                lines.append(
+                    f"{role + ' args':<{width}}  vllm serve {' '.join(group_vllm_args(policy, group, role))}"
+                )
+        else:
+            lines.append(f"{'vllm args':<{width}}  {' '.join(vllm_args(policy))}")
     return "\n".join(lines)
 
 

@@ -120,6 +120,47 @@ def diagnose(pods: Iterable[Mapping[str, Any]]) -> PodProblem | None:
     )
 
 
+# Labels the LeaderWorkerSet controller puts on every pod of a group (sigs.k8s.io/lws api/leaderworkerset/v1).
+GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def diagnose_groups(pods: Iterable[Mapping[str, Any]], size: int) -> PodProblem | None:
+    """The first LeaderWorkerSet group (by index) that is not whole and ready, named with its pods.
+
+    A group is ``size`` pods (leader + workers); it serves only when all of them are ready, so the
+    condition names the group, how many of its pods are ready, and why the others are not.
+    """
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        index = (meta.get("labels") or {}).get(GROUP_INDEX_LABEL)
+        if index is not None and str(index).isdigit():
+            groups.setdefault(int(index), []).append(pod)
+    for index in sorted(groups):
+        members = groups[index]
+        ready = sum(_ready(p) for p in members)
+        if ready >= size:
+            continue
+        names = ", ".join(sorted(_name(p) for p in members))
+        what = f"group {index} ({names}): {ready}/{size} pods ready"
+        problem = diagnose(members)
+        if problem is None:
+            missing = f"; {size - len(members)} pod(s) not created yet" if len(members) < size else ""
+            return PodProblem("GroupNotReady", _short(what + missing))
+        return PodProblem(problem.reason, _short(f"{what}; {problem.message}"))
+    return None
+
+
 def restarts(pods: Iterable[Mapping[str, Any]]) -> str:
     """``vllm restarted 1 time(s) in pod x, last: Error (exit code 137)``, or '' when none did."""
     seen = []

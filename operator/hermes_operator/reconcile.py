@@ -20,17 +20,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from .cachegen import reconcile_generation
-from .capacity import plan_capacity
+from .capacity import plan_capacity, replica_group
 from .children import ensure_children
 from .env import Env
-from .events import Subject, warn_if_new
-from .podstatus import PodProblem, diagnose
-from .render import gpus_requested, selector_string
+from .events import Subject, post, warn_if_new
+from .podstatus import PodProblem, diagnose, diagnose_groups
+from .render import gpus_requested, pods_selector_string, selector_string, workload_ref
+from .routing import ROUTING, routing_condition
 from .spec import API_VERSION, GROUP, KIND, Policy, SpecError, parse_policy
 from .status import (
     Replicas,
     Status,
     capacity_condition,
+    find,
     invalid_spec_conditions,
     invalid_status,
     observed_status,
@@ -70,36 +72,68 @@ def reconcile(
         return _finish(env, subject, old, invalid_status(old, generation, refused, now), 0)
 
     capacity = plan_capacity(policy.spec)
+    group = replica_group(policy.spec)
+    was_group = int((old.get("capacity") or {}).get("nodesPerReplica") or 1) > 1
     live_deploy, refusal = None, None
     if capacity.fits:
         live_deploy, refusal = ensure_children(
-            env.kube, env.applied, policy, capacity, env.sidecar_image, after_child_event=after_child_event
+            env.kube,
+            env.applied,
+            policy,
+            capacity,
+            env.sidecar_image,
+            after_child_event=after_child_event,
+            was_group=was_group,
+            was_routed=find(old_conds, ROUTING) is not None,
         )
     else:
         # Nothing is deployed for a policy that cannot fit; an existing Deployment is left as it is.
         warn_if_new(env, subject, old_conds, capacity_condition(capacity), "CapacityExceeded")
     if live_deploy is None:
-        live_deploy = env.kube.get("apps/v1", "Deployment", policy.namespace, policy.name)
+        live_deploy = _get_workload(env, policy)
     dep = Replicas.of(live_deploy)
     want = policy.spec.replicas
-    ready = ready_condition(capacity, refusal, want, dep, lambda: _pod_problem(env, policy))
+    unit = "groups" if group.multi_node else "replicas"
+    ready = ready_condition(capacity, refusal, want, dep, lambda: _pod_problem(env, policy), unit=unit)
     if refusal is not None:
         warn_if_new(env, subject, old_conds, ready, refusal.reason)
     cache = reconcile_generation(policy, env, old, now, read_stats)
 
-    progressing = progressing_condition(capacity, refusal, want, dep, ready)
+    progressing = progressing_condition(capacity, refusal, want, dep, ready, unit=unit)
     conds = [ready, capacity_condition(capacity), cache.condition, progressing]  # as CONDITION_TYPES
+    routed = routing_condition(policy)
+    if routed is not None:  # spec.routing on: a warning when there is never a second pod to pick
+        conds.append(routed)
+        if routed.status == "False" and not routed.same_as(find(old_conds, ROUTING)):
+            post(env, subject, "Warning", routed.reason, routed.message)
     status = observed_status(old, generation, conds, now, dep, selector_string(policy), capacity, cache)
     return _finish(env, subject, old, status, gpus_requested(policy, capacity))
 
 
-def _pod_problem(env: Env, policy: Policy) -> PodProblem | None:
-    """What the policy's pods say about why replicas are missing (podstatus.diagnose)."""
+def _get_workload(env: Env, policy: Policy) -> dict[str, Any] | None:
+    """The live Deployment or LeaderWorkerSet (None when absent, or when the LWS API is not installed)."""
+    api_version, kind, name = workload_ref(policy)
     try:
-        pods = env.kube.list_pods(policy.namespace, selector_string(policy))
+        return env.kube.get(api_version, kind, policy.namespace, name)
+    except Exception as exc:
+        if kind == "Deployment":
+            raise
+        log.warning("%s/%s: could not read the %s: %s", policy.namespace, policy.name, kind, exc)
+        return None
+
+
+def _pod_problem(env: Env, policy: Policy) -> PodProblem | None:
+    """What the policy's pods say about why replicas (or groups) are missing (podstatus.diagnose)."""
+    group = replica_group(policy.spec)
+    try:
+        pods = env.kube.list_pods(
+            policy.namespace, pods_selector_string(policy) if group.multi_node else selector_string(policy)
+        )
     except Exception as exc:  # the reason is a courtesy: never let it fail the reconcile
         log.warning("%s/%s: could not list pods: %s", policy.namespace, policy.name, exc)
         pods = []
+    if group.multi_node:
+        return diagnose_groups(pods, group.nodes)
     return diagnose(pods)
 
 

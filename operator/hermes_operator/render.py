@@ -3,6 +3,10 @@
 Every function here is deterministic (same policy in, same bytes out) and does no I/O, so
 ``hermes-cache plan`` shows exactly what the operator will apply. ``spec.cacheVersion`` is read by
 nothing in this module: a generation switch must never change the pod template (a test holds it).
+The producer fingerprint (``fingerprint.py``) is in the pod template, not the ConfigMap, so each pod
+of a rolling update keeps its own model's partition. It changes only with the model or the engine,
+which change vLLM's arguments or image anyway, but for one case: a new ``spec.model.name`` over the
+same ``spec.model.storage.path`` rolls the pods for the fingerprint alone (a new model, by its name).
 
 Pod layout: vLLM listens on ``127.0.0.1:8000`` inside the pod; the sidecar is the only exposed port,
 so no request reaches vLLM without the cache and its per-generation ``cache_salt``. Because kubelet
@@ -21,10 +25,11 @@ from typing import Any
 import yaml
 
 from hermes_sidecar.config import ConfigError, parse_config
-from hermes_sidecar.contract import policy_scope
+from hermes_sidecar.contract import PRODUCER_ENV, policy_scope
 from hermes_sidecar.errors import ConfigProblem
 
-from .capacity import Capacity
+from .capacity import Capacity, Group, replica_group
+from .fingerprint import producer_fingerprint
 from .spec import API_VERSION, KIND, ApiKeySecretRef, Policy, SecretKeyRef, SpecError
 
 Manifest = dict[str, Any]
@@ -55,6 +60,18 @@ MODEL_MOUNT = "/models"
 # Writable scratch for containers whose root filesystem is read-only.
 TMP_DIR = "/tmp"
 SIDECAR_UID = 65532  # the image's non-root user (Dockerfile)
+# The producer fingerprint (fingerprint.py) on the pod template, for people; the sidecar reads the env.
+PRODUCER_ANNOTATION = "hermes-cache.dev/producer"
+# LeaderWorkerSet (kubernetes-sigs/lws, API leaderworkerset.x-k8s.io/v1): a replica whose GPUs span
+# nodes is one group of pods, its leader (vLLM's API server + the sidecar) and workers (headless vLLM).
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_KIND = "LeaderWorkerSet"
+# The kinds that run a policy's replicas: exactly one of them is rendered.
+WORKLOAD_KINDS = ("Deployment", LWS_KIND)
+ROLE_LABEL = "hermes-cache.dev/role"
+# vLLM's native multi-node mode (torch.distributed rendezvous at the leader): the port every group's
+# leader listens on for its workers (vLLM's default --master-port).
+MASTER_PORT = 29501
 QUEUE_METRIC = "vllm_num_requests_waiting"
 KV_USAGE_METRIC = "vllm_kv_cache_usage_perc"
 
@@ -73,8 +90,21 @@ def selector_labels(policy: Policy) -> dict[str, str]:
     return {"app.kubernetes.io/name": "hermes-cache", "app.kubernetes.io/instance": policy.name}
 
 
+def serving_selector(policy: Policy) -> dict[str, str]:
+    """The pods that serve requests: every pod of a Deployment, the leaders of a LeaderWorkerSet."""
+    if replica_group(policy.spec).multi_node:
+        return {**selector_labels(policy), ROLE_LABEL: "leader"}
+    return selector_labels(policy)
+
+
 def selector_string(policy: Policy) -> str:
-    """The label selector the scale subresource reports (``status.selector``)."""
+    """The label selector the scale subresource reports (``status.selector``): one pod per replica, so
+    an HPA on the policy averages over replicas (the leaders, when a replica is a group)."""
+    return ",".join(f"{k}={v}" for k, v in serving_selector(policy).items())
+
+
+def pods_selector_string(policy: Policy) -> str:
+    """Every pod of the policy (leaders and workers): what the status reads to say why one is stuck."""
     return ",".join(f"{k}={v}" for k, v in selector_labels(policy).items())
 
 
@@ -126,18 +156,38 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         cache["redisPasswordFile"] = REDIS_PASSWORD_FILE
     if sc.verifier is not None:
         v = sc.verifier
+        # served-model asks the pod's own vLLM (on loopback, as the sidecar's upstream) for the
+        # policy's served model unless the policy names another server or model
         verifier: dict[str, Any] = {
-            "url": v.url,
-            "model": v.model,
+            "kind": v.kind,
+            "url": v.url or (f"http://{VLLM_HOST}:{VLLM_PORT}" if v.kind == "served-model" else None),
+            "model": v.model or (served_name(policy) if v.kind == "served-model" else None),
             "minScore": v.minScore,
             "minSimilarity": v.minSimilarity,
             "timeoutSeconds": v.timeoutSeconds,
             "onError": v.onError,
             "overrule": list(v.overrule),
         }
+        if v.scope is not None:
+            verifier["scope"] = v.scope
         if v.apiKeySecretRef is not None:
             verifier["apiKeyFile"] = VERIFIER_KEY_FILE
         cache["guard"] = {"verifier": verifier}
+    if sc.decay is not None:
+        d = sc.decay
+        decay: dict[str, Any] = {"mode": d.mode, "ceiling": d.ceiling, "exact": d.exact}
+        # only the length the mode reads: a policy switched to off or to the other mode keeps its
+        # former setting without the sidecar refusing it
+        if d.mode == "halfLife":
+            decay["halfLifeSeconds"] = d.halfLifeSeconds
+        if d.mode == "linear":
+            decay["rampSeconds"] = d.rampSeconds
+        cache["decay"] = decay
+    if sc.toolPlans is not None:
+        plans: dict[str, Any] = {"enabled": sc.toolPlans.enabled, "semantic": sc.toolPlans.semantic}
+        if sc.toolPlans.similarityThreshold is not None:
+            plans["similarityThreshold"] = sc.toolPlans.similarityThreshold
+        cache["toolPlans"] = plans
     embedding: dict[str, Any] = {"provider": sc.embedding.provider}
     if sc.embedding.model:
         embedding["model"] = sc.embedding.model
@@ -150,6 +200,7 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         "tenantHeader": sc.tenantHeader,
         "embedding": embedding,
     }
+    config.update(_partition_config(policy))
     try:
         parse_config(config)
     except ConfigError as exc:
@@ -168,6 +219,8 @@ _CONFIG_SOURCES = {
     "cache.maxEntries": "spec.semanticCache.maxEntries",
     "cache.storeTruncated": "spec.semanticCache.storeTruncated",
     "cache.guard.verifier": "spec.semanticCache.verifier",
+    "cache.guard.verifier.kind": "spec.semanticCache.verifier.kind",
+    "cache.guard.verifier.scope": "spec.semanticCache.verifier.scope",
     "cache.guard.verifier.url": "spec.semanticCache.verifier.url",
     "cache.guard.verifier.model": "spec.semanticCache.verifier.model",
     "cache.guard.verifier.minScore": "spec.semanticCache.verifier.minScore",
@@ -176,9 +229,15 @@ _CONFIG_SOURCES = {
     "cache.guard.verifier.apiKeyFile": "spec.semanticCache.verifier.apiKeySecretRef",
     "cache.guard.verifier.onError": "spec.semanticCache.verifier.onError",
     "cache.guard.verifier.overrule": "spec.semanticCache.verifier.overrule",
+    "cache.decay": "spec.semanticCache.decay",
+    "cache.toolPlans": "spec.semanticCache.toolPlans",
     "cache": "spec.semanticCache",
     "embedding": "spec.semanticCache.embedding",
     "tenantHeader": "spec.semanticCache.tenantHeader",
+    "tenancy": "spec.tenancy",
+    "tenancy.trustGroups": "spec.tenancy.trustGroups",
+    "experiment": "spec.experiment",
+    "experiment.tenantVariants": "spec.experiment.assignments",
     "listen": "spec.sidecar.port",
 }
 
@@ -200,6 +259,24 @@ def _sidecar_refusals(problems: tuple[ConfigProblem, ...]) -> list[str]:
             f"{field}: the bundled hermes-sidecar refuses the config rendered from it: "
             f"{p.loc}: {p.message}{hint}"
         )
+    return out
+
+
+def _partition_config(policy: Policy) -> dict[str, Any]:
+    """The sidecar's ``tenancy`` and ``experiment`` (only when set, so other configs stay as they were).
+
+    The producer fingerprint is not here but in the pod template (``render_pod_template``)."""
+    out: dict[str, Any] = {}
+    groups = policy.spec.tenancy.trustGroups
+    if groups:
+        out["tenancy"] = {"trustGroups": [{"name": g.name, "tenants": list(g.tenants)} for g in groups]}
+    ex = policy.spec.experiment
+    if ex.header or ex.variants:
+        out["experiment"] = {
+            "header": ex.header,
+            "variants": list(ex.variants),
+            "tenantVariants": {a.tenant: a.variant for a in ex.assignments},
+        }
     return out
 
 
@@ -229,6 +306,7 @@ def vllm_args(policy: Policy) -> list[str]:
         "--host", VLLM_HOST,
         "--port", str(VLLM_PORT),
         "--tensor-parallel-size", str(e.tensorParallelSize),
+        *(["--pipeline-parallel-size", str(e.pipelineParallelSize)] if e.pipelineParallelSize > 1 else []),
         "--gpu-memory-utilization", f"{e.gpuMemoryUtilization:g}",
         "--max-model-len", str(e.maxModelLen),
         "--max-num-seqs", str(e.maxNumSeqs),
@@ -295,7 +373,8 @@ def vllm_resources(policy: Policy) -> dict[str, Any]:
             "requests": {"cpu": f"{round(spec.cpu.cores * 1000)}m", "memory": memory},
             "limits": {"memory": memory},
         }
-    gpus = str(spec.engine.tensorParallelSize)
+    # one node's share of the replica: tensorParallelSize x pipelineParallelSize GPUs up to gpu.perNode
+    gpus = str(replica_group(spec).gpus_per_node)
     return {"requests": {spec.gpu.resource: gpus}, "limits": {spec.gpu.resource: gpus}}
 
 
@@ -327,7 +406,7 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
                 "persistentVolumeClaim": {"claimName": storage.claimName, "readOnly": True},
             },
         )
-    if e.tensorParallelSize > 1 or spec.device == "cpu":
+    if e.tensorParallelSize * e.pipelineParallelSize > 1 or spec.device == "cpu":
         # NCCL exchanges tensors between the GPU worker processes through /dev/shm; the container
         # runtime's 64 MiB default makes TP > 1 fail or crawl. vLLM's CPU backend refuses to start
         # below 160 MiB of /dev/shm (its engine and worker processes share buffers there). Memory-
@@ -408,6 +487,9 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": sidecar_mounts,
+        # Per pod, not in the shared ConfigMap: during a rolling update an old pod (even one whose
+        # sidecar restarts) keeps its old model's partition, a new pod starts in the new one.
+        "env": [{"name": PRODUCER_ENV, "value": producer_fingerprint(spec)}],
     }
     pod_spec: dict[str, Any] = {
         "containers": [vllm, sidecar],
@@ -427,7 +509,10 @@ def render_pod_template(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMA
     return {
         "metadata": {
             "labels": labels(policy),
-            "annotations": {"hermes-cache.dev/sidecar-config-hash": config_hash(policy)},
+            "annotations": {
+                "hermes-cache.dev/sidecar-config-hash": config_hash(policy),
+                PRODUCER_ANNOTATION: producer_fingerprint(spec),
+            },
         },
         "spec": pod_spec,
     }
@@ -448,6 +533,105 @@ def render_deployment(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMAGE
     }
 
 
+def group_vllm_args(policy: Policy, group: Group, role: str) -> list[str]:
+    """vLLM's native multi-node mode (``--nnodes``/``--node-rank``/``--master-addr``, ``--headless`` on
+    the workers): every pod of a group runs ``vllm serve`` with the same engine flags; the leader's
+    engine holds the first stages and its API server, the workers join it through torch.distributed.
+    ``$(VAR)`` is expanded by the kubelet from the variables the LWS webhook puts into each container.
+    The model is ``vllm serve``'s positional argument (its ``--model`` option is deprecated there)."""
+    base = vllm_args(policy)[: -len(policy.spec.engine.extraArgs) or None]
+    args = [
+        model_path(policy),
+        *base[2:],  # vllm_args starts with "--model", model_path(policy)
+        "--distributed-executor-backend", "mp",
+        "--nnodes", str(group.nodes),
+        "--node-rank", "$(LWS_WORKER_INDEX)",
+        "--master-addr", "$(LWS_LEADER_ADDRESS)",
+        "--master-port", str(MASTER_PORT),
+    ]  # fmt: skip
+    if role == "worker":
+        args.append("--headless")
+    return args + list(policy.spec.engine.extraArgs)
+
+
+def render_group_pod_template(
+    policy: Policy, group: Group, role: str, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF
+) -> Manifest:
+    """The leader's or a worker's pod of a group: the Deployment's pod with the group's vLLM command.
+
+    The leader keeps the sidecar and the probes (its API server's /health fails when the engine,
+    workers included, is gone). A worker runs headless vLLM only: no sidecar, no HTTP probes, and
+    nothing to read the sidecar's config, so a config change rolls the group through the leader's
+    template alone.
+    """
+    template = render_pod_template(policy, sidecar_image)
+    template["metadata"]["labels"] = {**template["metadata"]["labels"], ROLE_LABEL: role}
+    pod = template["spec"]
+    vllm = next(c for c in pod["containers"] if c["name"] == "vllm")
+    vllm["command"] = ["vllm", "serve"]
+    vllm["args"] = group_vllm_args(policy, group, role)
+    vllm["ports"] = [{"name": "dist", "containerPort": MASTER_PORT, "protocol": "TCP"}]
+    if role == "worker":
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            vllm.pop(probe, None)
+        pod["containers"] = [vllm]
+        used = {m["name"] for m in vllm["volumeMounts"]}
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] in used]
+        template["metadata"].pop("annotations", None)
+    return template
+
+
+def render_leaderworkerset(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF) -> Manifest:
+    """A replica of more GPUs than one node has: ``spec.replicas`` groups of ``nodesPerReplica`` pods.
+
+    ``RecreateGroupOnPodRestart``: a pod of a group that restarts (or is deleted) takes the whole
+    group down and up again, since vLLM's torch.distributed ranks cannot rejoin a running engine.
+    ``LeaderCreated``: workers start with their leader, which waits for them to rendezvous (with
+    ``LeaderReady`` the leader could never become ready).
+    """
+    group = replica_group(policy.spec)
+    return {
+        "apiVersion": LWS_API_VERSION,
+        "kind": LWS_KIND,
+        "metadata": _metadata(policy, lws_name(policy)),
+        "spec": {
+            "replicas": policy.spec.replicas,
+            "startupPolicy": "LeaderCreated",
+            # A group holds several nodes' GPUs: no surge, replace one group at a time.
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
+            },
+            "leaderWorkerTemplate": {
+                "size": group.nodes,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": render_group_pod_template(policy, group, "leader", sidecar_image),
+                "workerTemplate": render_group_pod_template(policy, group, "worker", sidecar_image),
+            },
+        },
+    }
+
+
+def workload_ref(policy: Policy) -> tuple[str, str, str]:
+    """``(apiVersion, kind, name)`` of the object :func:`render_workload` renders for ``policy``."""
+    if replica_group(policy.spec).multi_node:
+        return LWS_API_VERSION, LWS_KIND, lws_name(policy)
+    return "apps/v1", "Deployment", policy.name
+
+
+def lws_name(policy: Policy) -> str:
+    """``<policy>-group``: the LWS controller creates a headless Service named after the
+    LeaderWorkerSet (its pods' DNS subdomain), which must not take the policy's own Service name."""
+    return f"{policy.name}-group"
+
+
+def render_workload(policy: Policy, sidecar_image: str = DEFAULT_SIDECAR_IMAGE_REF) -> Manifest:
+    """The object that runs the replicas: a LeaderWorkerSet when one spans nodes, else a Deployment."""
+    if replica_group(policy.spec).multi_node:
+        return render_leaderworkerset(policy, sidecar_image)
+    return render_deployment(policy, sidecar_image)
+
+
 def render_service(policy: Policy) -> Manifest:
     return {
         "apiVersion": "v1",
@@ -455,7 +639,7 @@ def render_service(policy: Policy) -> Manifest:
         "metadata": _metadata(policy, policy.name),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(policy),
+            "selector": serving_selector(policy),
             "ports": [
                 {"name": "http", "port": policy.spec.sidecar.port, "targetPort": "http", "protocol": "TCP"}
             ],
@@ -513,16 +697,19 @@ def render_all(
         return []
     objs = [
         render_configmap(policy),
-        render_deployment(policy, sidecar_image),
+        render_workload(policy, sidecar_image),
         render_service(policy),
         render_pdb(policy),
     ]
     if policy.spec.autoscaling.enabled:
         objs.append(render_hpa(policy))
-    return objs
+    # spec.routing: the InferencePool and its Endpoint Picker (routing.py builds on this module).
+    from .routing import render_routing
+
+    return objs + render_routing(policy)
 
 
 def gpus_requested(policy: Policy, capacity: Capacity) -> int:
     if not capacity.fits or policy.spec.device == "cpu":
         return 0
-    return policy.spec.replicas * policy.spec.engine.tensorParallelSize
+    return policy.spec.replicas * replica_group(policy.spec).gpus

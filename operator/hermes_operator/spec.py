@@ -50,6 +50,14 @@ OWNED_FLAGS: dict[str, str] = {
     "--uds": "(vLLM listens on the pod's loopback, behind the sidecar)",
     "--tensor-parallel-size": "spec.engine.tensorParallelSize",
     "-tp": "spec.engine.tensorParallelSize",
+    "--pipeline-parallel-size": "spec.engine.pipelineParallelSize",
+    "-pp": "spec.engine.pipelineParallelSize",
+    "--distributed-executor-backend": "(mp: vLLM's native multi-node mode, spec.engine.pipelineParallelSize)",
+    "--nnodes": "(the nodes of a group, from spec.engine.pipelineParallelSize and spec.gpu.perNode)",
+    "--node-rank": "(each pod's LWS_WORKER_INDEX in a LeaderWorkerSet group)",
+    "--master-addr": "(the group leader's LWS_LEADER_ADDRESS)",
+    "--master-port": "(fixed for a LeaderWorkerSet group)",
+    "--headless": "(set on the workers of a LeaderWorkerSet group)",
     "--gpu-memory-utilization": "spec.engine.gpuMemoryUtilization",
     "--max-model-len": "spec.engine.maxModelLen",
     "--max-num-seqs": "spec.engine.maxNumSeqs",
@@ -126,6 +134,9 @@ class ModelSpec(_Spec):
 class EngineSpec(_Spec):
     image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512)
     tensorParallelSize: int = 1
+    # Stages of tensorParallelSize GPUs each; stages beyond one node (spec.gpu.perNode) run on further
+    # nodes of a LeaderWorkerSet group.
+    pipelineParallelSize: int = Field(default=1, ge=1, le=64)
     gpuMemoryUtilization: float = 0.9
     maxModelLen: int = Field(default=8192, ge=1)
     maxNumSeqs: int = Field(default=256, ge=1)
@@ -149,6 +160,8 @@ class Toleration(_Spec):
 class GPUSpec(_Spec):
     resource: str = Field(default="nvidia.com/gpu", min_length=1, max_length=253)
     memoryGiB: float = 80.0
+    # GPUs of one node: tensor parallelism stays within it, a group of more GPUs spans whole nodes.
+    perNode: int = Field(default=8, ge=1, le=64)
     nodeSelector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
 
@@ -196,20 +209,44 @@ GuardRuleName = Literal["negation", "number", "date", "direction", "entity", "sc
 
 
 class VerifierSpec(_Spec):
-    """A pairwise model (cross-encoder behind a rerank endpoint) that confirms each semantic candidate.
+    """A pairwise model that confirms semantic candidates: a cross-encoder behind a rerank endpoint
+    (kind rerank), or the policy's own model asked a yes/no question (kind served-model).
 
     Rendered into the sidecar's ``cache.guard.verifier``; the fields keep the sidecar's names.
     """
 
-    url: str = Field(min_length=1, max_length=512)
-    model: str = Field(min_length=1, max_length=253)
+    kind: Literal["rerank", "served-model"] = "rerank"
+    # rerank: required; served-model: default the pod's own vLLM on loopback
+    url: str | None = Field(default=None, min_length=1, max_length=512)
+    # rerank: required; served-model: default the policy's served model name
+    model: str | None = Field(default=None, min_length=1, max_length=253)
     minScore: float = 0.5
     minSimilarity: float = 0.7
+    # uncertain | all; unset: the sidecar's default for the kind (rerank all, served-model uncertain)
+    scope: Literal["uncertain", "all"] | None = None
     timeoutSeconds: float = 1.0
     onError: Literal["threshold", "miss"] = "threshold"
     # guard rules whose veto the verifier may overturn (the sidecar's GuardRule names)
     overrule: list[GuardRuleName] = Field(default_factory=list, max_length=7)
     apiKeySecretRef: ApiKeySecretRef | None = None
+
+
+class DecaySpec(_Spec):
+    """Similarity decay: the similarity an entry needs rises with its age (the sidecar's cache.decay)."""
+
+    mode: Literal["off", "halfLife", "linear"]
+    halfLifeSeconds: int | None = Field(default=None, ge=1)
+    rampSeconds: int | None = Field(default=None, ge=1)
+    ceiling: float = 0.98
+    exact: bool = False
+
+
+class ToolPlansSpec(_Spec):
+    """Partial caching of live-data questions for tool-using agents (the sidecar's cache.toolPlans)."""
+
+    enabled: bool = True
+    semantic: bool = True
+    similarityThreshold: float | None = None
 
 
 class SemanticCacheSpec(_Spec):
@@ -222,11 +259,82 @@ class SemanticCacheSpec(_Spec):
     tenantHeader: str = Field(default="x-tenant-id", min_length=1, max_length=128)
     embedding: EmbeddingSpec = Field(default_factory=EmbeddingSpec)
     verifier: VerifierSpec | None = None
+    decay: DecaySpec | None = None
+    toolPlans: ToolPlansSpec | None = None
 
 
 class SidecarSpec(_Spec):
     image: str = Field(default=DEFAULT_SIDECAR_IMAGE, max_length=512)
     port: int = Field(default=8080, ge=1024, le=65535)
+
+
+TENANT_ID_RE = re.compile(r"^(h:.+|c:.+|anonymous)$")
+VARIANT_NAME_PATTERN = "^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+TRUST_GROUP_NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class TrustGroupSpec(_Spec):
+    name: str = Field(min_length=1, max_length=63, pattern=TRUST_GROUP_NAME_PATTERN)
+    # tenant ids as the sidecar sees them: h:<tenant header value>, c:<credential hash>, anonymous
+    tenants: list[str] = Field(min_length=1, max_length=64)
+
+
+class TenancySpec(_Spec):
+    """Trust groups: their members share vLLM's cache_salt (rendered into the sidecar's ``tenancy``)."""
+
+    trustGroups: list[TrustGroupSpec] = Field(default_factory=list, max_length=8)
+
+
+class VariantAssignment(_Spec):
+    tenant: str = Field(min_length=1, max_length=128)
+    variant: str = Field(min_length=1, max_length=63)
+
+
+class ExperimentSpec(_Spec):
+    """A/B variants: each has its own cache partition and salt (rendered into the sidecar's
+    ``experiment``)."""
+
+    header: str = Field(default="", max_length=128)
+    variants: list[str] = Field(default_factory=list, max_length=16)
+    assignments: list[VariantAssignment] = Field(default_factory=list, max_length=64)
+
+
+# The Endpoint Picker of the Gateway API Inference Extension, pinned with scripts/k8s/versions.env
+# (GIE_VERSION): the last release whose cmd/epp scores endpoints (docs/routing.md says why).
+DEFAULT_EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
+
+
+class RoutingWeights(_Spec):
+    """Weights of the EPP's scorers (upstream's defaults: 2/2/3, so a full prefix match outweighs
+    the shortest queue)."""
+
+    queue: int = Field(default=2, ge=0, le=100)
+    kvCacheUtilization: int = Field(default=2, ge=0, le=100)
+    prefixCache: int = Field(default=3, ge=0, le=100)
+
+
+class EndpointPickerSpec(_Spec):
+    image: str = Field(default=DEFAULT_EPP_IMAGE, min_length=1, max_length=512)
+    # How often the EPP reads each pod's vLLM metrics (through the sidecar); upstream's default 50 ms.
+    metricsIntervalMilliseconds: int = Field(default=50, ge=10, le=10000)
+
+
+class GatewayRef(_Spec):
+    """The Gateway (gateway.networking.k8s.io) whose HTTPRoute sends requests to the InferencePool."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    namespace: str = Field(default="", max_length=63)
+    sectionName: str = Field(default="", max_length=253)
+
+
+class RoutingSpec(_Spec):
+    """Prefix-aware routing across replicas: an InferencePool and its Endpoint Picker (docs/routing.md)."""
+
+    enabled: bool = False
+    failureMode: Literal["FailOpen", "FailClose"] = "FailOpen"
+    endpointPicker: EndpointPickerSpec = Field(default_factory=EndpointPickerSpec)
+    weights: RoutingWeights = Field(default_factory=RoutingWeights)
+    gateway: GatewayRef | None = None
 
 
 class PolicySpec(_Spec):
@@ -239,7 +347,10 @@ class PolicySpec(_Spec):
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     semanticCache: SemanticCacheSpec = Field(default_factory=SemanticCacheSpec)
     sidecar: SidecarSpec = Field(default_factory=SidecarSpec)
+    tenancy: TenancySpec = Field(default_factory=TenancySpec)
+    experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
     cacheVersion: str = Field(default="v1", min_length=1, max_length=63)
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
 
 # Status models: what the operator writes (kept equal to the CRD's status schema by the same test).
@@ -266,6 +377,10 @@ class CapacityStatus(_Spec):
     kvCacheBytesPerGPU: int
     kvCacheTokensPerReplica: int
     maxConcurrentSequencesAtMaxLen: float
+    # The group one replica is: pipeline stages over nodes of gpusPerNode GPUs (1 node: a Deployment).
+    pipelineStages: int = 1
+    nodesPerReplica: int = 1
+    gpusPerNode: int = 0
 
 
 class SemanticCacheStatus(_Spec):
@@ -311,11 +426,26 @@ def _owned_flags_in(args: list[str]) -> list[str]:
     return [a for a in args if _OWNED_RE.match(a)]
 
 
+def _tenants_in_two_groups(s: PolicySpec) -> list[str]:
+    seen: dict[str, str] = {}
+    twice: list[str] = []
+    for g in s.tenancy.trustGroups:
+        for t in dict.fromkeys(g.tenants):
+            if t in seen and seen[t] != g.name and t not in twice:
+                twice.append(t)
+            seen.setdefault(t, g.name)
+    return twice
+
+
+def _variant_name_ok(v: str) -> bool:
+    return re.fullmatch(VARIANT_NAME_PATTERN, v) is not None and v not in ("default", "unknown")
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "spec.engine.tensorParallelSize",
-        "spec.engine.tensorParallelSize must be between 1 and 8 (GPUs of one node); "
-        "multi-node tensor parallelism is not supported",
+        "spec.engine.tensorParallelSize must be between 1 and 8 (GPUs of one node): tensor parallelism "
+        "stays within a node; span nodes with spec.engine.pipelineParallelSize",
         lambda s: 1 <= s.engine.tensorParallelSize <= 8,
         lambda s: s.engine.tensorParallelSize,
     ),
@@ -366,6 +496,36 @@ RULES: tuple[Rule, ...] = (
         "process; add replicas instead",
         lambda s: s.device != "cpu" or s.engine.tensorParallelSize == 1,
         lambda s: s.engine.tensorParallelSize,
+    ),
+    Rule(
+        "spec.engine.pipelineParallelSize",
+        "spec.engine.pipelineParallelSize must be 1 when spec.device is cpu: a CPU replica is one vLLM "
+        "process; add replicas instead",
+        lambda s: s.device != "cpu" or s.engine.pipelineParallelSize == 1,
+        lambda s: s.engine.pipelineParallelSize,
+    ),
+    Rule(
+        "spec.engine.tensorParallelSize",
+        "spec.engine.tensorParallelSize must divide spec.gpu.perNode when a replica spans nodes: tensor "
+        "parallelism stays within a node, and each node holds whole stages (on 8-GPU nodes: 1, 2, 4 or 8)",
+        lambda s: (
+            s.device == "cpu"
+            or s.engine.tensorParallelSize * s.engine.pipelineParallelSize <= s.gpu.perNode
+            or s.gpu.perNode % s.engine.tensorParallelSize == 0
+        ),
+        lambda s: (s.engine.tensorParallelSize, s.gpu.perNode),
+    ),
+    Rule(
+        "spec.engine.pipelineParallelSize",
+        "spec.engine.tensorParallelSize x spec.engine.pipelineParallelSize must fit one node "
+        "(spec.gpu.perNode GPUs) or fill whole nodes: a multiple of spec.gpu.perNode, for example "
+        "tensorParallelSize 8 x pipelineParallelSize 2 on 8-GPU nodes",
+        lambda s: (
+            s.device == "cpu"
+            or s.engine.tensorParallelSize * s.engine.pipelineParallelSize <= s.gpu.perNode
+            or s.engine.tensorParallelSize * s.engine.pipelineParallelSize % s.gpu.perNode == 0
+        ),
+        lambda s: (s.engine.tensorParallelSize, s.engine.pipelineParallelSize, s.gpu.perNode),
     ),
     Rule(
         "spec.engine.kvOffloadGiB",
@@ -469,9 +629,26 @@ RULES: tuple[Rule, ...] = (
         "endpoint, for example http://verifier.ml.svc:8000",
         lambda s: (
             s.semanticCache.verifier is None
+            or s.semanticCache.verifier.url is None
             or s.semanticCache.verifier.url.startswith(("http://", "https://"))
         ),
-        lambda s: redact(s.semanticCache.verifier.url) if s.semanticCache.verifier else None,
+        lambda s: redact(s.semanticCache.verifier.url or "") if s.semanticCache.verifier else None,
+    ),
+    Rule(
+        "spec.semanticCache.verifier",
+        "spec.semanticCache.verifier.kind rerank needs url and model (a rerank endpoint and the "
+        "cross-encoder it serves, for example http://verifier.ml.svc:8000 and BAAI/bge-reranker-v2-m3); "
+        "kind served-model asks the policy's own model and needs neither",
+        lambda s: (
+            s.semanticCache.verifier is None
+            or s.semanticCache.verifier.kind == "served-model"
+            or (s.semanticCache.verifier.url is not None and s.semanticCache.verifier.model is not None)
+        ),
+        lambda s: (
+            (s.semanticCache.verifier.kind, s.semanticCache.verifier.url, s.semanticCache.verifier.model)
+            if s.semanticCache.verifier
+            else None
+        ),
     ),
     Rule(
         "spec.semanticCache.verifier.minSimilarity",
@@ -486,6 +663,123 @@ RULES: tuple[Rule, ...] = (
         "the verifier, for example 1",
         lambda s: s.semanticCache.verifier is None or s.semanticCache.verifier.timeoutSeconds > 0,
         lambda s: s.semanticCache.verifier.timeoutSeconds if s.semanticCache.verifier else None,
+    ),
+    Rule(
+        "spec.tenancy.trustGroups",
+        "spec.tenancy.trustGroups: each group needs a name of its own; merge the groups that share a name",
+        lambda s: len({g.name for g in s.tenancy.trustGroups}) == len(s.tenancy.trustGroups),
+        lambda s: [g.name for g in s.tenancy.trustGroups],
+    ),
+    Rule(
+        "spec.tenancy.trustGroups",
+        "spec.tenancy.trustGroups: a tenant may be in one trust group at most; merge the groups whose "
+        "members all trust each other, or take the tenant out of one of them",
+        lambda s: not _tenants_in_two_groups(s),
+        _tenants_in_two_groups,
+    ),
+    Rule(
+        "spec.tenancy.trustGroups.tenants",
+        "spec.tenancy.trustGroups.tenants must be tenant ids as the sidecar sees them: h:<tenant header "
+        "value>, c:<credential hash> or anonymous, for example h:acme",
+        lambda s: all(TENANT_ID_RE.match(t) for g in s.tenancy.trustGroups for t in g.tenants),
+        lambda s: [t for g in s.tenancy.trustGroups for t in g.tenants if not TENANT_ID_RE.match(t)],
+    ),
+    Rule(
+        "spec.experiment.header",
+        "spec.experiment.header needs spec.experiment.variants: the names the header's values may take "
+        "(other values pass through uncached), for example [control, candidate]",
+        lambda s: s.experiment.header == "" or len(s.experiment.variants) > 0,
+        lambda s: s.experiment.header,
+    ),
+    Rule(
+        "spec.experiment.assignments",
+        "spec.experiment.assignments must name variants listed in spec.experiment.variants",
+        lambda s: all(a.variant in s.experiment.variants for a in s.experiment.assignments),
+        lambda s: [a.variant for a in s.experiment.assignments if a.variant not in s.experiment.variants],
+    ),
+    Rule(
+        "spec.experiment.variants",
+        "spec.experiment.variants must be label-like names: lower-case letters, digits, '-', '_' or '.', "
+        "not 'default' or 'unknown' (the metric's names for no variant and for a value outside the "
+        "list), for example candidate",
+        lambda s: all(_variant_name_ok(v) for v in s.experiment.variants),
+        lambda s: [v for v in s.experiment.variants if not _variant_name_ok(v)],
+    ),
+    Rule(
+        "spec.experiment.assignments.tenant",
+        "spec.experiment.assignments.tenant must be a tenant id as the sidecar sees it: h:<tenant header "
+        "value>, c:<credential hash> or anonymous, for example h:acme",
+        lambda s: all(TENANT_ID_RE.match(a.tenant) for a in s.experiment.assignments),
+        lambda s: [a.tenant for a in s.experiment.assignments if not TENANT_ID_RE.match(a.tenant)],
+    ),
+    Rule(
+        "spec.semanticCache",
+        "spec.semanticCache.decay.ceiling must be above spec.semanticCache.similarityThreshold: the "
+        "required similarity climbs from the threshold to the ceiling; raise it, for example to 0.98",
+        lambda s: (
+            s.semanticCache.decay is None
+            or s.semanticCache.decay.mode == "off"
+            or s.semanticCache.decay.ceiling > s.semanticCache.similarityThreshold
+        ),
+        lambda s: (
+            (s.semanticCache.decay.ceiling, s.semanticCache.similarityThreshold)
+            if s.semanticCache.decay
+            else None
+        ),
+    ),
+    Rule(
+        "spec.semanticCache.decay",
+        "spec.semanticCache.decay.halfLifeSeconds is required when mode is halfLife: every half-life the "
+        "gap between the required similarity and the ceiling halves, for example 3600",
+        lambda s: (
+            s.semanticCache.decay is None
+            or s.semanticCache.decay.mode != "halfLife"
+            or s.semanticCache.decay.halfLifeSeconds is not None
+        ),
+        lambda s: s.semanticCache.decay.mode if s.semanticCache.decay else None,
+    ),
+    Rule(
+        "spec.semanticCache.decay",
+        "spec.semanticCache.decay.rampSeconds is required when mode is linear: the age at which the "
+        "required similarity reaches the ceiling, for example 86400",
+        lambda s: (
+            s.semanticCache.decay is None
+            or s.semanticCache.decay.mode != "linear"
+            or s.semanticCache.decay.rampSeconds is not None
+        ),
+        lambda s: s.semanticCache.decay.mode if s.semanticCache.decay else None,
+    ),
+    Rule(
+        "spec.semanticCache.decay.ceiling",
+        "spec.semanticCache.decay.ceiling must be in (0, 1]: the highest cosine similarity an old entry "
+        "needs, for example 0.98",
+        lambda s: s.semanticCache.decay is None or 0 < s.semanticCache.decay.ceiling <= 1,
+        lambda s: s.semanticCache.decay.ceiling if s.semanticCache.decay else None,
+    ),
+    Rule(
+        "spec.semanticCache.toolPlans.similarityThreshold",
+        "spec.semanticCache.toolPlans.similarityThreshold must be in (0, 1]: the cosine similarity a "
+        "paraphrase needs to be served a plan, for example 0.93",
+        lambda s: (
+            s.semanticCache.toolPlans is None
+            or s.semanticCache.toolPlans.similarityThreshold is None
+            or 0 < s.semanticCache.toolPlans.similarityThreshold <= 1
+        ),
+        lambda s: s.semanticCache.toolPlans.similarityThreshold if s.semanticCache.toolPlans else None,
+    ),
+    Rule(
+        "spec.routing",
+        "spec.routing.gateway needs spec.routing.enabled: true: the HTTPRoute sends the gateway's "
+        "requests to the InferencePool, which exists only with routing on",
+        lambda s: s.routing.gateway is None or s.routing.enabled,
+        lambda s: s.routing.enabled,
+    ),
+    Rule(
+        "spec.routing.weights",
+        "spec.routing.weights: at least one scorer weight must be > 0 (with all at 0 the endpoint "
+        "picker chooses at random), for example prefixCache: 3",
+        lambda s: sum(s.routing.weights.model_dump().values()) > 0,
+        lambda s: s.routing.weights.model_dump(),
     ),
     Rule(
         "spec.cacheVersion",

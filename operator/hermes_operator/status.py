@@ -193,8 +193,13 @@ def ready_condition(
     want: int,
     dep: Replicas,
     pod_problem: Callable[[], PodProblem | None],
+    unit: str = "replicas",
 ) -> Cond:
-    """``Ready``; ``pod_problem`` (the pods' own explanation) is asked only when replicas are missing."""
+    """``Ready``; ``pod_problem`` (the pods' own explanation) is asked only when replicas are missing.
+
+    ``unit`` is ``groups`` when each replica is a LeaderWorkerSet group: a group is ready when all its
+    pods are (the LeaderWorkerSet's ``readyReplicas``), and the problem names the group that is not.
+    """
     if refusal is not None:
         return Cond.of(READY, False, refusal.reason, refusal.message)
     if not capacity.fits:
@@ -203,20 +208,20 @@ def ready_condition(
         )
     if want == 0:
         return Cond.of(READY, False, "ScaledToZero", "spec.replicas is 0")
-    counts = f"{dep.ready}/{want} replicas ready"
+    counts = f"{dep.ready}/{want} {unit} ready"
     if dep.ready >= want and dep.updated >= want and not dep.stale:
-        return Cond.of(READY, True, "ReplicasReady", counts)
+        return Cond.of(READY, True, "GroupsReady" if unit == "groups" else "ReplicasReady", counts)
     problem = pod_problem()
     if problem is None:
-        return Cond.of(READY, False, "ReplicasNotReady", counts)
+        return Cond.of(READY, False, "GroupsNotReady" if unit == "groups" else "ReplicasNotReady", counts)
     return Cond.of(READY, False, problem.reason, f"{counts}; {problem.message}")
 
 
 def progressing_condition(
-    capacity: Capacity, refusal: Refusal | None, want: int, dep: Replicas, ready: Cond
+    capacity: Capacity, refusal: Refusal | None, want: int, dep: Replicas, ready: Cond, unit: str = "replicas"
 ) -> Cond:
     if capacity.fits and refusal is None and want > 0 and ready.status != "True":
         return Cond.of(
-            PROGRESSING, True, "RollingOut", f"{dep.updated}/{want} replicas updated, {dep.ready} ready"
+            PROGRESSING, True, "RollingOut", f"{dep.updated}/{want} {unit} updated, {dep.ready} ready"
         )
     return Cond.of(PROGRESSING, False, "Stable", "no rollout in progress")

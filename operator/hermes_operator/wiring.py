@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from .env import Env
+from .kube import KubeError
 from .reconcile import _plain, owner_policy, reconcile_owner, timed_reconcile
 from .render import FIELD_MANAGER
 from .spec import GROUP, PLURAL, VERSION
@@ -22,6 +23,7 @@ log = logging.getLogger("hermes_operator")
 
 # Seconds from the last of a burst of changes to a child Deployment to the reconcile of its policy.
 DEPLOYMENT_DEBOUNCE = 1.0
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 # The label every child carries (render.labels) that selects the Deployments the operator watches.
 CHILD_LABELS = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 
@@ -30,11 +32,15 @@ PolicyKey = tuple[str, str]
 
 
 class _QuietChildEvents(logging.Filter):
-    """Drops kopf's per-event "Handler 'child-deployment' succeeded" line: one per Deployment status
-    update would drown the log during a rollout. Failures of that handler are still logged."""
+    """Drops kopf's per-event "Handler 'child-deployment' succeeded" line (and the LeaderWorkerSet
+    one's): one per status update would drown the log during a rollout. Failures are still logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.INFO and "'child-deployment' succeeded" in record.getMessage())
+        message = record.getMessage()
+        return not (
+            record.levelno <= logging.INFO
+            and ("'child-deployment' succeeded" in message or "'child-leaderworkerset' succeeded" in message)
+        )
 
 
 class Debouncer:
@@ -177,6 +183,17 @@ class Handlers:
                     continue  # changed or deleted meanwhile: the change handler has it
                 try:
                     await loop.run_in_executor(self.executor, self._drift, key, body)
+                except KubeError as exc:
+                    if exc.status != 404 or self.seen.get(key) is not body:
+                        log.exception("%s/%s: drift reconcile failed", *key)
+                        continue
+                    # The policy is gone and its DELETED event never came (kopf stops watching a
+                    # namespace that is deleted, sometimes before delivering the deletions in it).
+                    log.info("%s/%s: the policy no longer exists; the drift pass forgets it", *key)
+                    self.seen.pop(key, None)
+                    self.locks.forget(key)
+                    self.env.applied.pop(key, None)
+                    self.env.metrics.forget_policy(*key)
                 except Exception:
                     log.exception("%s/%s: drift reconcile failed", *key)
 
@@ -185,9 +202,9 @@ class Handlers:
         settings.execution.executor = self.executor
         settings.execution.max_workers = self.workers
         # Server-side filter: the watch streams only our Deployments, not every one in the cluster.
-        settings.watching.label_selectors["apps", "v1", "deployments"] = ",".join(
-            f"{k}={v}" for k, v in CHILD_LABELS.items()
-        )
+        selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
+        settings.watching.label_selectors["apps", "v1", "deployments"] = selector
+        settings.watching.label_selectors[LWS_GROUP, LWS_VERSION, LWS_PLURAL] = selector
         logging.getLogger("kopf.objects").addFilter(_QuietChildEvents())
         self._tasks.append(asyncio.get_running_loop().create_task(self._drift_loop()))
 
@@ -216,6 +233,11 @@ def register(
     kopf.on.event("apps", "v1", "deployments", registry=registry, id="child-deployment", labels=CHILD_LABELS)(
         handlers.child_deployment
     )
+    # A replica spanning nodes is a LeaderWorkerSet group: watched the same way. kopf serves the
+    # resource once its CRD exists (and warns, without failing, while it does not).
+    kopf.on.event(
+        LWS_GROUP, LWS_VERSION, LWS_PLURAL, registry=registry, id="child-leaderworkerset", labels=CHILD_LABELS
+    )(handlers.child_deployment)
     kopf.on.startup(registry=registry, id="start-drift")(handlers.start)
     kopf.on.cleanup(registry=registry, id="stop-drift")(handlers.stop)
     return handlers

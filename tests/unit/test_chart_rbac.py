@@ -11,7 +11,10 @@ import re
 
 from test_chart_common import ROOT, one, render
 
+from hermes_operator.routing import EPP_CLUSTER_ROLE, epp_cluster_role_rules
+
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
+OPERATOR_ROLE = "hermes-cache-operator"
 
 # The cluster-scoped grants kopf needs, which docs/operator.md describes in prose below its table.
 KOPF_DISCOVERY: set[Grant] = {
@@ -23,7 +26,7 @@ KOPF_DISCOVERY: set[Grant] = {
 
 
 def _granted() -> set[Grant]:
-    role = one(render(), "ClusterRole")
+    role = one(render(), "ClusterRole", OPERATOR_ROLE)
     return {
         (g, r, v)
         for rule in role["rules"]
@@ -56,12 +59,16 @@ def _documented() -> set[Grant]:
 
 
 def test_no_wildcards() -> None:
-    role = one(render(), "ClusterRole")
+    role = one(render(), "ClusterRole", OPERATOR_ROLE)
     for rule in role["rules"]:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
             assert all("*" not in item for item in rule[key]), rule
         assert "resourceNames" not in rule or "*" not in rule["resourceNames"]
+        # The one grant by name: binding the endpoint picker's ClusterRole (spec.routing).
+        if "clusterroles" in rule["resources"]:
+            assert (rule["resources"], rule["verbs"]) == (["clusterroles"], ["bind"]), rule
+            assert rule["resourceNames"] == [EPP_CLUSTER_ROLE], rule
         assert "nonResourceURLs" not in rule
 
 
@@ -74,7 +81,9 @@ def test_the_cluster_role_grants_exactly_what_the_operator_documents() -> None:
 def test_pods_only_listed_and_secrets_only_by_name() -> None:
     granted = _granted()
     resources = {r for _, r, _ in granted}
-    assert not resources & {"pods/exec", "pods/log", "serviceaccounts/token", "clusterroles", "roles"}
+    assert not resources & {"pods/exec", "pods/log", "serviceaccounts/token", "roles", "clusterrolebindings"}
+    # ClusterRoles only bound (the endpoint picker's, by name: test_no_wildcards), never written.
+    assert {v for _, r, v in granted if r == "clusterroles"} == {"bind"}
     # Pods are listed to say why a policy is not ready; never changed, execed into or watched.
     assert {v for _, r, v in granted if r == "pods"} == {"list"}
     # A policy's Redis password (passwordSecretRef) is read by name; list/watch would hand out every Secret.
@@ -84,3 +93,11 @@ def test_pods_only_listed_and_secrets_only_by_name() -> None:
 def test_rbac_create_false_leaves_rbac_to_the_platform_team() -> None:
     objs = render({"rbac": {"create": False}})
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+
+
+def test_the_endpoint_picker_role_is_what_the_operator_binds() -> None:
+    """spec.routing binds each EPP to this ClusterRole by name; its rules are upstream's EPP reads."""
+    role = one(render(), "ClusterRole", EPP_CLUSTER_ROLE)
+    assert role["rules"] == epp_cluster_role_rules()
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"get", "watch", "list"}

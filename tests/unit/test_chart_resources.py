@@ -38,6 +38,7 @@ def test_defaults_install_the_crd_the_operator_and_its_identity() -> None:
     objs = render()
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
     assert kinds == [
+        "ClusterRole/hermes-cache-endpoint-picker",
         "ClusterRole/hermes-cache-operator",
         "ClusterRoleBinding/hermes-cache-operator",
         f"CustomResourceDefinition/{CRD_NAME}",
@@ -85,7 +86,7 @@ def test_operator_disabled_keeps_the_service_account_and_its_rights() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
     ]
-    assert binding["roleRef"]["name"] == one(objs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == one(objs, "ClusterRole", "hermes-cache-operator")["metadata"]["name"]
 
 
 def test_the_operator_runs_cluster_wide_with_metrics_and_liveness_on_the_configured_ports() -> None:

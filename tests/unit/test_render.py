@@ -320,6 +320,22 @@ def test_no_verifier_unless_the_policy_asks_and_adding_one_rolls_the_pods() -> N
     assert hashes[0] != hashes[1]
 
 
+def test_a_served_model_verifier_asks_the_pods_own_vllm_for_the_policys_model() -> None:
+    p = policy(semanticCache={"verifier": {"kind": "served-model"}})
+    cfg = sidecar_cfg(p)
+    v = cfg.cache.guard.verifier
+    assert v is not None and (v.kind, v.scope) == ("served-model", "uncertain")
+    # the vLLM next to the sidecar on loopback (its upstream), under the name vLLM serves
+    assert v.url == cfg.upstream.url and v.url.startswith("http://127.0.0.1:")
+    args = containers(p)["vllm"]["args"]
+    assert v.model == args[args.index("--served-model-name") + 1] == "Hermes-3-Llama-3.1-8B"
+    other = {"kind": "served-model", "url": "http://judge.ml.svc:8000", "model": "judge", "scope": "all"}
+    v = sidecar_cfg(policy(semanticCache={"verifier": other})).cache.guard.verifier
+    assert v is not None and (v.url, v.model, v.scope) == ("http://judge.ml.svc:8000", "judge", "all")
+    rerank = sidecar_cfg(policy(semanticCache={"verifier": VERIFIER})).cache.guard.verifier
+    assert rerank is not None and (rerank.kind, rerank.scope) == ("rerank", "all")
+
+
 def test_verifier_api_key_secret_reaches_only_the_sidecar_as_a_file() -> None:
     ref = {"name": "rerank-key", "key": "token"}
     p = policy(semanticCache={"verifier": {**VERIFIER, "apiKeySecretRef": ref}})
