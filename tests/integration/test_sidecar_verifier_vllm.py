@@ -462,8 +462,14 @@ def test_served_model_failures_fall_back_by_on_error_on_the_real_server(
         )
         assert sidecar_sample(client, "hermes_cache_errors_total", component="verifier") >= 1
 
-    # slower than timeoutSeconds: a timeout, through the same path
-    slow = start_served(vllm_url, model=MODEL, scope="all", timeoutSeconds=0.001)
-    store(slow, STORED)
-    assert ask(slow, CLOSE).headers["x-hermes-cache"] == "hit-semantic"  # onError threshold
-    assert "Timeout" in slow.get("/readyz").json()["degraded"]["verifier"]
+    # slower than timeoutSeconds: a timeout, through the same path. The judge is a socket that takes
+    # the connection and never answers (a tiny timeout against vLLM itself is not reliable: on a
+    # loaded machine the answer can already be waiting when the read starts).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        slow = start_served(vllm_url, url=silent_url, model=MODEL, scope="all", timeoutSeconds=0.5)
+        store(slow, STORED)
+        assert ask(slow, CLOSE).headers["x-hermes-cache"] == "hit-semantic"  # onError threshold
+        assert "Timeout" in slow.get("/readyz").json()["degraded"]["verifier"]
