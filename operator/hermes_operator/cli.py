@@ -93,6 +93,18 @@ def _table(policy: Policy, capacity: Capacity, resources: list[dict[str, Any]]) 
                         f"{v.scope or ('uncertain' if v.kind == 'served-model' else 'all')}), served at "
                         f"score >= {v.minScore:g}, {v.timeoutSeconds:g} s timeout, on error {v.onError}")]
           if (v := s.semanticCache.verifier) is not None and s.semanticCache.enabled else []),
+        *([("decay", f"{d.mode}: " + (f"half-life {d.halfLifeSeconds} s" if d.mode == "halfLife" else
+                                     f"linear over {d.rampSeconds} s")
+                     + f", required similarity rises to {d.ceiling:g}"
+                     + (", exact hits too" if d.exact else ", exact hits unaffected"))]
+          if (d := s.semanticCache.decay) is not None and d.mode != "off" and s.semanticCache.enabled
+          else []),
+        *([("tool plans", f"on: a live-data question's tool calls reused "
+                          f"{'exactly or semantically' if t.semantic else 'exactly'}"
+                          + (f" (plans at similarity {t.similarityThreshold:g})"
+                             if t.similarityThreshold is not None else "")
+                          + "; answers from tool results only for identical results")]
+          if (t := s.semanticCache.toolPlans) is not None and t.enabled and s.semanticCache.enabled else []),
         ("producer", f"{producer_fingerprint(s)} (partitions entries and cache_salt: model, image, "
                      "output-changing engine settings)"),
         ("trust groups", "; ".join(f"{g.name}: {', '.join(g.tenants)} share a cache_salt"

@@ -120,3 +120,21 @@ def test_run_refuses_a_concurrency_that_is_not_a_positive_number(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"argument --concurrent-objects: {value!r} is not a whole number of at least 1" in err
+
+
+def test_table_shows_decay_and_tool_plans_only_when_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load((EXAMPLES / "hermes-cpu.yaml").read_text())
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    rc, out, _ = run(capsys, str(f))
+    assert rc == 0 and "decay" not in out and "tool plans" not in out
+    doc["spec"].setdefault("semanticCache", {}).update(
+        decay={"mode": "linear", "rampSeconds": 36000, "ceiling": 0.95}, toolPlans={"semantic": False}
+    )
+    f.write_text(yaml.safe_dump(doc))
+    rc, out, _ = run(capsys, str(f))
+    assert rc == 0
+    assert "linear over 36000 s, required similarity rises to 0.95, exact hits unaffected" in out
+    assert "tool calls reused exactly;" in out
