@@ -37,6 +37,16 @@ class UpstreamConfig(_Strict):
     apiKeyFile: str | None = None
 
 
+def _regexes(field: str, patterns: list[str]) -> list[str]:
+    """``patterns`` unchanged if each compiles; else an error naming the field and the pattern."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"{field}: {p!r} is not a valid regular expression: {exc}") from None
+    return patterns
+
+
 class BypassConfig(_Strict):
     # requests sampled above this temperature are passed through (their answers are meant to vary)
     maxTemperature: float = Field(default=1.0, ge=0)
@@ -52,14 +62,7 @@ class BypassConfig(_Strict):
     @field_validator("patterns")
     @classmethod
     def _patterns(cls, v: list[str]) -> list[str]:
-        for p in v:
-            try:
-                re.compile(p)
-            except re.error as exc:
-                raise ValueError(
-                    f"cache.bypass.patterns: {p!r} is not a valid regular expression: {exc}"
-                ) from None
-        return v
+        return _regexes("cache.bypass.patterns", v)
 
 
 class ConversationConfig(_Strict):
@@ -246,14 +249,7 @@ class ToolPlansConfig(_Strict):
     @field_validator("timePatterns")
     @classmethod
     def _patterns(cls, v: list[str]) -> list[str]:
-        for p in v:
-            try:
-                re.compile(p)
-            except re.error as exc:
-                raise ValueError(
-                    f"cache.toolPlans.timePatterns: {p!r} is not a valid regular expression: {exc}"
-                ) from None
-        return v
+        return _regexes("cache.toolPlans.timePatterns", v)
 
 
 class WarmupRequest(_Strict):

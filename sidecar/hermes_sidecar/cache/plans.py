@@ -89,18 +89,30 @@ def tool_calls_of(body: Mapping[str, Any]) -> list[ToolCall]:
     return calls
 
 
-def _scalars(value: Any) -> Iterator[str]:
-    """Every string and number in a decoded JSON value (keys are names, not values)."""
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every value in a decoded JSON value that is neither an object nor a list (keys are names)."""
     if isinstance(value, Mapping):
         for v in value.values():
-            yield from _scalars(v)
+            yield from _leaves(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _scalars(v)
-    elif isinstance(value, str):
+            yield from _leaves(v)
+    else:
         yield value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield str(value)
+
+
+def _scalars(value: Any) -> Iterator[str]:
+    """Every string and number in a decoded JSON value (keys are names, not values)."""
+    for leaf in _leaves(value):
+        if isinstance(leaf, str):
+            yield leaf
+        elif isinstance(leaf, int | float) and not isinstance(leaf, bool):
+            yield str(leaf)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a decoded JSON value (keys are names, not values)."""
+    return (leaf for leaf in _leaves(value) if isinstance(leaf, str))
 
 
 def _canonical_turns(turns: Sequence[Turn], ids: dict[str, str]) -> list[Any]:
@@ -233,18 +245,6 @@ class ToolPlans:
                 if _mentions(stored, value) and not _mentions(asked, value):
                     return False
         return True
-
-
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a decoded JSON value (keys are names, not values)."""
-    if isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
 
 
 _SEPARATORS = re.compile(r"[\s\-_/.,]+")
