@@ -38,6 +38,7 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "soak": ("bench.soak", "soak: a steady mixed load through the sidecar, memory and latency over time"),
     "plans": ("bench.tool_plans", "tool plans: live-data questions of an agent trace that hit on the plan"),
     "trust-groups": ("bench.trust_groups", "trust groups: a shared system prompt, same group vs another"),
+    "routing": ("bench.routing", "prefix-aware routing (the Endpoint Picker) vs round-robin, two vLLM pods"),
 }
 
 

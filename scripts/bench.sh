@@ -6,13 +6,14 @@
 #   scripts/bench.sh full lookup,switch   only these measurements (the others keep their last JSON)
 #
 # Measurements: planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans
-# trust-groups (bench/run.py).
+# trust-groups routing (bench/run.py).
 # Starts the real services the chosen measurements need through the project's own scripts, on ports
 # of its own so a test run next door is not disturbed, and stops what it started on exit:
 #   Redis with vector search   scripts/redis/start.sh  127.0.0.1:${HERMES_BENCH_REDIS_PORT:-6479}
 #   vLLM on the CPU            scripts/vllm/start.sh   127.0.0.1:${HERMES_BENCH_VLLM_PORT:-8179}, with the
 #                              arguments `hermes-cache plan bench/policies/tiny-cpu.yaml` renders
 #   control plane (kwok)       scripts/cluster-up.sh   enough fake GPU nodes for the largest policy count
+#                              (routing: two vLLM pods of a routed policy on its real node, bench/extproc.py)
 # Results: bench/out/*.json (git-ignored), then docs/benchmarks.md and docs/bench/*.png.
 # A trial run that must not replace the report: HERMES_BENCH_OUT=DIR HERMES_BENCH_DOCS=DIR, plus
 # HERMES_BENCH_{REDIS,VLLM}_PORT and HERMES_BENCH_{SIDECAR,SWITCH,PREFIX,SOAK}_PORT if another run is up.
@@ -36,7 +37,7 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
-all="planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans trust-groups"
+all="planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans trust-groups routing"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }
@@ -44,6 +45,7 @@ need_redis=0 need_vllm=0 need_cluster=0
 for m in quality lookup sidecar prefix switch soak trust-groups; do want "$m" && need_redis=1; done
 for m in planner verifier-cost sidecar prefix switch soak trust-groups; do want "$m" && need_vllm=1; done
 want operator && need_cluster=1
+want routing && need_cluster=1
 
 STATE=$ROOT/.e2e/bench
 REDIS_PORT=${HERMES_BENCH_REDIS_PORT:-6479}
@@ -96,7 +98,9 @@ if ((need_cluster)); then
     # 8 fake GPUs per node, two node types: enough nodes for one GPU per policy at the largest size.
     max=100
     [[ $mode == full ]] && max=1000
+    want operator || max=0 # routing alone: the real node and cluster-up's default fake nodes
     nodes=$(((max + 15) / 16 + 1))
+    ((max)) || nodes=${HERMES_E2E_NODES_PER_TYPE:-4}
     log "control plane: $( ((running)) && echo reusing the running one || echo starting it), $((2 * nodes)) fake GPU nodes"
     HERMES_E2E_NODES_PER_TYPE=$nodes HERMES_CLUSTER_CHECK=0 bash scripts/cluster-up.sh
     ((running)) || started+=(cluster)

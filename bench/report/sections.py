@@ -663,6 +663,15 @@ def trust_groups(r: Result) -> list[str]:
     return section(r)
 
 
+# ---------------------------------------------------------------------------------------------- 11 routing
+
+
+def routing(r: Result) -> list[str]:
+    from bench.routing import section  # imported here: it loads the ext_proc stubs
+
+    return section(r)
+
+
 # ---------------------------------------------------------------------------------------------- the order
 
 SECTIONS = (
@@ -678,4 +687,5 @@ SECTIONS = (
     Section("soak", "8. Soak: memory, descriptors and latency under a long mixed load", soak),
     Section("plans", "9. Tool plans: live-data questions of an agent trace", plans),
     Section("trust-groups", "10. Trust groups: a shared system prompt across tenants", trust_groups),
+    Section("routing", "11. Prefix-aware routing vs round-robin", routing),
 )

