@@ -37,8 +37,7 @@ from typing import Any
 
 from bench.common import OUT, ROOT, Context, Skip, Timer, write_json
 from bench.embedding import MemoEmbedder, gptcache_embedding, hermes_embedder, redisvl_vectorizer
-from hermes_sidecar.evaluate import _in_split as in_split
-from hermes_sidecar.evaluate import load_pairs
+from hermes_sidecar.evaluate import in_split, load_pairs
 
 GPTCACHE_DIR = OUT / "gptcache-data"
 MAX_WRONG = 0.02  # the target: >= 85% served with <= 2% wrong

@@ -46,7 +46,7 @@ from hermes_sidecar.config import SidecarConfig, parse_config
 from hermes_sidecar.dialects.base import CachedAnswer
 from hermes_sidecar.dialects.openai import CHAT, OpenAIDialect
 from hermes_sidecar.embed import Embedder, LocalEmbedder
-from hermes_sidecar.evaluate import _in_split as in_split
+from hermes_sidecar.evaluate import in_split
 from hermes_sidecar.generations import LOCAL
 from hermes_sidecar.metrics import Metrics
 from hermes_sidecar.store.memory import MemoryStore
