@@ -77,6 +77,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How do I copy a directory recursively to another disk?",
         ),
         ("Just give me the command to list open ports", "Explain how listing open ports works"),
+        # a qualifier no table lists, on one side only (unmatched_qualifier)
+        ("How do I rotate the logs?", "How do I rotate the logs across all clusters?"),
+        ("Show the file sizes", "Show the file sizes in bytes"),
     ],
     "edit": [
         ("How do I change my delivery address?", "How do I change my billing address?"),

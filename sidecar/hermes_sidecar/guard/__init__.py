@@ -8,7 +8,7 @@ paraphrase), so every semantic candidate must also pass these checks. Three part
 - :mod:`.features` extracts what a question says, once per text: word keys (one normalisation for
   inflections and possessives), negations, quantities and units, dates (a month only where it is used
   as a date), periods, entities, people, quantifiers with their nouns, depth, format, comparisons,
-  directions;
+  directions, qualifiers of the request (prepositional phrases, -ly adverbs);
 - :mod:`.rules` compares two feature sets with named rules in a registry (``RULES``, in order):
   negation, number, date, direction, entity, scope, edit. ``compare(a, b)`` returns None when reuse
   is safe, else the name of the first rule that refused; ``cache.guard.verifier.overrule`` names

@@ -28,6 +28,9 @@ _CTX = LEX.contexts
 _DATE_LEFT, _PERIOD_LEFT, _PICK_ONE = _CTX["date-left"], _CTX["period-left"], _CTX["pick-one"]
 _HIGH, _LOW = _CTX["compare-high"], _CTX["compare-low"]
 _TRANSFER, _STOP_LEFT, _CONTRAST = _CTX["transfer"], _CTX["transfer-stop"], _CTX["contrast"]
+ADJUNCT = _CTX["adjunct"]  # prepositions that open a qualifier ("in megabytes", "across all regions")
+_ADJUNCT_END, _POSSESSIVE, _UNIT_LEFT = ADJUNCT | _CTX["adjunct-end"], _CTX["possessive"], _CTX["unit-left"]
+_PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?.\u2014\u2013-]")
 
 
 def fold(text: str) -> str:
@@ -103,6 +106,8 @@ class Features:
     formats: tuple[str, ...] = ()  # list | table | prose | code | diagram
     scales: tuple[tuple[str, int], ...] = ()  # (scale, end) of comparisons: ("speed", 1) for "faster"
     transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
+    # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
+    qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     raw: str = field(default="", compare=False)
 
 
@@ -328,6 +333,78 @@ def _transfers(words: list[str]) -> set[tuple[str, str]]:
     return out
 
 
+def qualifier_word(w: str) -> bool:
+    """A word that can carry a qualifier's content: not a function word, negator or preposition, nor a
+    number, duration or date, which the number and date rules compare ("within 14 days" = "within two
+    weeks")."""
+    return not (
+        w in STOPWORDS
+        or w in LEX.negators
+        or w in ADJUNCT
+        or is_number(w)
+        or w in LEX.numbers
+        or w in LEX.months
+        or _duration(w) is not None
+        or time_word(w) is not None
+    )
+
+
+def _strong_word(w: str) -> bool:
+    """A unit that is no duration ("in megabytes", "in Fahrenheit")."""
+    unit = LEX.units.get(w)
+    return unit is not None and unit[0] != "day" and w not in LEX.ambiguous and w not in LEX.number_units
+
+
+# depth phrases shaped like qualifiers: an adverb ("briefly"), a prepositional phrase ("in detail",
+# "with examples") or a repeated noun around a preposition ("step by step"); not the verbs and
+# adjectives ("explain how", "walk me through", "quick"), which a paraphrase may add
+_DEPTH_ADJUNCTS = tuple(
+    p.split()
+    for p in LEX.depth
+    if p.endswith("ly")
+    or p.split()[0] in ADJUNCT
+    or (len(p.split()) == 3 and p.split()[0] == p.split()[2] and p.split()[1] in ADJUNCT)
+)
+
+
+def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """The phrases that qualify the whole request, by their form rather than by a word table: a
+    prepositional phrase ("in megabytes", "across all regions", "with examples"), up to punctuation or
+    the next preposition, conjunction or question word; an adverb in -ly ("briefly"); a depth phrase
+    built around a preposition ("step by step"). Each is (marker, content words, strong): strong when it
+    quantifies universally ("for every user"), names the unit of the answer ("in MiB", not "for hours")
+    or asks for a depth ("in detail", "briefly"). A phrase attached to a filler ("thanks in advance")
+    qualifies nothing, and a weak one naming the asker's own thing ("on my server", "for our team") is
+    context."""
+    tokens = [t if not t[0].isalnum() else norm_word(t) for t in _PHRASE_TOKEN.findall(text)]
+    depth_words = {w for phrase in _DEPTH_ADJUNCTS for w in phrase}
+    joined = " " + " ".join(tokens) + " "
+    depth_found = [p for p in _DEPTH_ADJUNCTS if f" {' '.join(p)} " in joined]
+    out: list[tuple[str, tuple[str, ...], bool]] = []
+    for i, tok in enumerate(tokens):
+        if tok in ADJUNCT and not (i and tokens[i - 1] in LEX.fillers):
+            content: list[str] = []
+            strong = possessive = False
+            for w in tokens[i + 1 :]:
+                if not w[0].isalnum() or w in _ADJUNCT_END:
+                    break
+                unit = tok in _UNIT_LEFT and _strong_word(w)
+                strong = strong or unit or LEX.quantifiers.get(w) == "universal"
+                possessive = possessive or w in _POSSESSIVE
+                if qualifier_word(w):
+                    content.append(w)
+            phrase = [tok, *content]
+            strong = strong or any(p[0] == tok and set(p) <= {*phrase, *STOPWORDS} for p in depth_found)
+            if content and (strong or not possessive):
+                out.append((tok, tuple(content), strong))
+        elif tok.endswith("ly") and len(tok) > 4 and qualifier_word(tok):
+            out.append(("-ly", (tok,), tok in depth_words))
+    for phrase in depth_found:
+        if phrase[0] not in ADJUNCT and len(phrase) > 1:  # "step by step", "line by line"
+            out.append(("depth", tuple(w for w in phrase if qualifier_word(w)), True))
+    return out
+
+
 def _after(words: list[str], markers: tuple[str, ...]) -> tuple[str, ...]:
     """The first content word after each marker."""
     out: set[str] = set()
@@ -435,5 +512,6 @@ def features(text: str) -> Features:
         formats=tuple(sorted(_phrase_classes(words, LEX.formats))),
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
+        qualifiers=tuple(_qualifiers(text)),
         raw=original,
     )

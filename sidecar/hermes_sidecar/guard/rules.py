@@ -7,10 +7,11 @@ the cached answer would change the answer. Rules are symmetric: ``rule(a, b) == 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
 from hermes_sidecar.guard.features import (
@@ -21,6 +22,7 @@ from hermes_sidecar.guard.features import (
     fold,
     is_number,
     key,
+    qualifier_word,
     time_word,
 )
 
@@ -260,11 +262,66 @@ def _quantifier_conflict(a: Features, b: Features) -> bool:
     return bool(universal_a & singular_b - {""})
 
 
+@functools.lru_cache(maxsize=65536)
+def _akin(w: str, v: str) -> bool:
+    """w and v say the same: a spelling, an inflection, a near-synonym, one unit ("MB" / "megabytes"),
+    one class of people ("children" / "kids")."""
+    if _similar_word(w, v) or _synonyms(w, v):
+        return True
+    unit, person = LEX.units.get(w), LEX.people.get(w)
+    return (unit is not None and unit == LEX.units.get(v)) or (
+        person is not None and person == LEX.people.get(v)
+    )
+
+
+def _unmatched(words: Iterable[str], other: Features) -> set[str]:
+    """The words with no counterpart in ``other``: not one of its content words, an inflection, a typo
+    or a near-synonym of one."""
+    theirs = {w for w in other.words if qualifier_word(w)}
+    return {w for w in words if w not in theirs and not any(_akin(w, v) for v in theirs)}
+
+
+def _added(f: Features, other: Features) -> list[tuple[str, tuple[str, ...], bool]]:
+    """The qualifiers of f none of whose words the other side has; a name alone ("in k8s") is left to
+    the entity rule, which takes a name added to a question that names nothing else as context."""
+    return [
+        q
+        for q in f.qualifiers
+        if not set(q[1]) <= set(f.entities) and len(_unmatched(q[1], other)) == len(set(q[1]))
+    ]
+
+
+def unmatched_qualifier(a: Features, b: Features) -> bool:
+    """A qualifier of the request on one side that the other side does not match: a prepositional
+    phrase, an -ly adverb or a depth phrase whose every content word is missing from the other side.
+    Paraphrases substitute words, so each side keeps words the other lacks; a trap adds a qualifier and
+    changes nothing else ("disk usage" / "disk usage in bytes", "what is a mutex" / "briefly, what is
+    a mutex"), or swaps it for another of the same kind ("in MB" / "in blocks"). A strong qualifier
+    (a universal quantifier, a unit, a depth) refuses even next to other rewording ("check disk usage"
+    / "see how much disk is used in megabytes")."""
+    if not (a.qualifiers or b.qualifiers):
+        return False
+    qa, qb = _added(a, b), _added(b, a)
+    if not (qa or qb):
+        return False
+    if any(strong for _, _, strong in (*qa, *qb)):
+        return True
+    xa = _unmatched((w for w in a.words if qualifier_word(w)), b)
+    xb = _unmatched((w for w in b.words if qualifier_word(w)), a)
+    rest_a = xa.difference(*(words for _, words, _ in qa))
+    rest_b = xb.difference(*(words for _, words, _ in qb))
+    if (qa and not rest_a and not xb) or (qb and not rest_b and not xa):
+        return True  # a qualifier added, nothing else changed
+    # one qualifier swapped for another opened by the same preposition, nothing else changed
+    return bool(not rest_a and not rest_b and {m for m, _, _ in qa} & {m for m, _, _ in qb})
+
+
 @rule("scope")
 def scope(a: Features, b: Features) -> bool:
     """Another scope: who it is about (me / my daughter), how much of a set (one / all, a namespace /
     all namespaces), how deep (briefly / in depth, one sentence / step by step) or in what shape
-    (bullet points / an essay)."""
+    (bullet points / an essay), or a qualifier of the request on one side only (see
+    :func:`unmatched_qualifier`: "in megabytes", "across all regions", "with examples")."""
     if set(a.people) != set(b.people):
         return True
     if _both_ways(a, b, _quantifier_conflict):
@@ -272,7 +329,9 @@ def scope(a: Features, b: Features) -> bool:
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
         return True
-    return bool(a.formats and b.formats and set(a.formats) != set(b.formats))
+    if a.formats and b.formats and set(a.formats) != set(b.formats):
+        return True
+    return unmatched_qualifier(a, b)
 
 
 # -- edit ----------------------------------------------------------------------------------------
