@@ -133,15 +133,39 @@ def _dashboards() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(Path(CHART / "dashboards").glob("*.json"))]
 
 
+def _overlapping(panels: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    boxes = [(p["title"], p["gridPos"]) for p in panels]
+    return [
+        (a, b)
+        for i, (a, g) in enumerate(boxes)
+        for b, h in boxes[i + 1 :]
+        if g["x"] < h["x"] + h["w"]
+        and h["x"] < g["x"] + g["w"]
+        and g["y"] < h["y"] + h["h"]
+        and h["y"] < g["y"] + g["h"]
+    ]
+
+
 def test_dashboards_are_well_formed() -> None:
     uids = [d["uid"] for d in _dashboards()]
     assert len(set(uids)) == len(uids)
     for d in _dashboards():
         variables = {v["name"] for v in d["templating"]["list"]}
         assert {"datasource", "namespace", "policy"} <= variables
-        ids = [p["id"] for p in d["panels"]]
+        # A collapsed row holds its panels; Grafana lays them out below the row when it opens.
+        nested = [p for r in d["panels"] if r["type"] == "row" for p in r.get("panels", [])]
+        panels = d["panels"] + nested
+        ids = [p["id"] for p in panels]
         assert len(set(ids)) == len(ids), d["uid"]
-        for p in d["panels"]:
+        assert _overlapping(d["panels"]) == [], d["uid"]
+        for r in d["panels"]:
+            if r["type"] != "row":
+                continue
+            # an open row's panels sit on the dashboard; a collapsed one's inside it, below it
+            assert bool(r["panels"]) == r["collapsed"], r["title"]
+            assert _overlapping(r["panels"]) == [], r["title"]
+            assert all(p["gridPos"]["y"] > r["gridPos"]["y"] for p in r["panels"]), r["title"]
+        for p in panels:
             assert p["gridPos"]["x"] >= 0 and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24, (
                 d["uid"],
                 p["title"],
@@ -149,8 +173,11 @@ def test_dashboards_are_well_formed() -> None:
             if p["type"] == "row":
                 continue
             assert p["targets"], (d["uid"], p["title"])
+            assert p["description"], (d["uid"], p["title"])
+            assert p["fieldConfig"]["defaults"].get("unit"), (d["uid"], p["title"])
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
             for t in p["targets"]:
+                assert t["datasource"] == p["datasource"], (d["uid"], p["title"])
                 # Every query follows the dashboard's namespace/policy selection, except the
                 # operator's cluster-wide counts.
                 if "hermes_operator_policies" in t["expr"] or "reconcile_" in t["expr"]:
