@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_operator import KWOK_TOLERATION, Operator, _sa_kubeconfig  # noqa: E402
+from test_operator import KWOK_TOLERATION, Operator, operator_as_service_account  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "hermes-405b-multinode.yaml"
 NAME = "hermes-405b"
@@ -38,15 +38,8 @@ ROLE = "hermes-cache.dev/role"
 def operator(
     kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    tmp = tmp_path_factory.mktemp("operator-multinode")
-    _sa_kubeconfig(kube, tmp / "kubeconfig")
-    op = Operator(tmp / "kubeconfig", tmp / "operator.log")
-    op.start()
-    try:
+    with operator_as_service_account(kube, tmp_path_factory.mktemp("operator-multinode")) as op:
         yield op
-    finally:
-        op.stop()
-        print(f"operator log: {op.log}")
 
 
 def _example() -> dict[str, Any]:

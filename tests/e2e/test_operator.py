@@ -8,6 +8,7 @@ project's own (scripts/redis/start.sh) on the host, reachable by the local opera
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -136,7 +137,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def operator(
     kube: Kube, crd_release: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    tmp = tmp_path_factory.mktemp("operator")
+    with operator_as_service_account(kube, tmp_path_factory.mktemp("operator")) as op:
+        yield op
+
+
+@contextlib.contextmanager
+def operator_as_service_account(kube: Kube, tmp: Path) -> Iterator[Operator]:
+    """The operator as a local process under the chart's ServiceAccount (RBAC is real); its log path is
+    printed on the way out."""
     _sa_kubeconfig(kube, tmp / "kubeconfig")
     op = Operator(tmp / "kubeconfig", tmp / "operator.log")
     op.start()

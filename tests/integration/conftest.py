@@ -11,6 +11,8 @@ Session fixtures:
   Started with ``HERMES_VLLM_DEV_MODE=1`` (``POST /reset_prefix_cache`` works) unless the environment
   says otherwise, and with ``HERMES_VLLM_TOOLS=1`` (tool calling and structured outputs, for
   test_sidecar_tool_plans.py; a server named by ``HERMES_TEST_VLLM_URL`` needs them too).
+- ``embedder``: the sidecar's default local embedder (bge-small int8 on ONNX Runtime), loaded once;
+  tests hand it to ``create_app(cfg, embedder=...)``.
 - ``verifier_url``: base URL (no ``/v1``) of vLLM serving the tiny random cross-encoder as
   ``tiny-verifier`` (``POST /rerank``; scores are a sigmoid, about 0.49 whatever the texts), started
   once per session by ``HERMES_VLLM_KIND=verifier scripts/vllm/start.sh`` (about 45 s), unless
@@ -40,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from hermes_sidecar.embed import LocalEmbedder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -225,3 +229,8 @@ def verifier_url(_verifier: VllmServer | None) -> str:
     """Base URL (no /v1) of a vLLM serving the cross-encoder ``tiny-verifier`` on /rerank: ours, or
     HERMES_TEST_VERIFIER_URL."""
     return _verifier.url if _verifier is not None else os.environ["HERMES_TEST_VERIFIER_URL"].rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder()

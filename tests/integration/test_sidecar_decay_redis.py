@@ -45,11 +45,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
 @pytest.fixture
 def scope() -> str:
     return f"it-decay-{uuid.uuid4().hex[:8]}/policy"

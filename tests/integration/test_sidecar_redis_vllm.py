@@ -32,11 +32,6 @@ CHAT = "/v1/chat/completions"
 MODEL = "tiny-llama"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
 @pytest.fixture
 def scope() -> str:
     # A fresh generation scope per test: tests never see each other's entries or records.

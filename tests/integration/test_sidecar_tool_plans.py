@@ -54,11 +54,6 @@ WEATHER_TOOL = {
 TRACE = REPO_ROOT / "bench" / "data" / "agent_trace.jsonl"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
 @pytest.fixture
 def start_sidecar(
     redis_url: str, embedder: LocalEmbedder, tmp_path: Path

@@ -31,11 +31,6 @@ HITS, QUERIES = "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total
 GROUP = {"trustGroups": [{"name": "support-bots", "tenants": ["h:bot-a", "h:bot-b"]}]}
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
 @pytest.fixture
 def start_sidecar(
     redis_url: str, vllm_url: str, embedder: LocalEmbedder

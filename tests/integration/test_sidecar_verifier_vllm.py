@@ -58,11 +58,6 @@ CLOSE = "How can I install Python 3.11 on Ubuntu?"
 REWORDED = "What's the procedure for setting up Python 3.11 on an Ubuntu box?"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
 @pytest.fixture
 def closed_url() -> str:
     """A loopback URL where nothing listens (connection refused), as a verifier that is down."""
