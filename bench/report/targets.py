@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.report.format import NA, Facts, Result, cores, ms, pct
+from bench.report.sections import hindsight
 
 # target, measured, met (None: not measured), why missed and what would reach it
 Row = tuple[str, str, bool | None, str]
@@ -183,6 +184,22 @@ def _quality_why(t: Target, dataset: str, d: Facts) -> str:
             f"{pct(fit['tune_wrong'])} wrong there) serves {pct(fit['served'])} at {pct(fit['wrong'])} wrong on this "
             "holdout half. "
         )
+    curve = d.get("curve") or []
+    if curve:
+        limit = d.get("max_wrong", 0.02)
+        best = hindsight(curve, limit)
+        if best is not None:
+            why += (
+                f"In hindsight, the best threshold on this holdout half serves {pct(best['served'])} at "
+                f"{pct(best['wrong'])} wrong ({best['threshold']:g}). "
+            )
+        else:
+            top = max(curve, key=lambda p: p["threshold"])
+            why += (
+                f"No threshold keeps wrong ≤ {100 * limit:g}% on this holdout half, even in hindsight: at "
+                f"{top['threshold']:g} {pct(top['wrong'])} of the traps are still served (the rules pass them "
+                "at that similarity, so the rules, not the threshold, limit it). "
+            )
     wrong_limit = t["fow_wrong"] if d["fow_cache"] else t["wrong"]
     scope_missed = d.get("scope") is not None and t["scope"].missed(d["scope"])
     if (wrong_limit.missed(d["wrong"]) or scope_missed) and d["traps"]:
