@@ -1,10 +1,10 @@
 """1. Quality on every labelled set, holdout halves: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
 
-The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the two sets in
-bench/data/ nobody tuned on (devops, business). Each is split into a tune and a holdout half by the rule
-of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the three sets in
+bench/data/ whose holdout halves nobody tuned on (devops, business; support, on neither half). Each is
+split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
+copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune
+half only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -80,6 +80,8 @@ SETS: dict[str, PairSet] = {
                 lambda: [DATA / "devops.jsonl"], "--pairs bench/data/devops.jsonl"),
         PairSet("business", "finance, HR, health, travel (bench/data)", True, False,
                 lambda: [DATA / "business.jsonl"], "--pairs bench/data/business.jsonl"),
+        PairSet("support", "consumer support, shopping, data, homework, cooking (bench/data)", True, False,
+                lambda: [DATA / "support.jsonl"], "--pairs bench/data/support.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

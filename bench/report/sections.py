@@ -143,9 +143,10 @@ def quality(r: Result) -> list[str]:
         f"**Every figure in this section is on the {res['split']} half of its set**: the pairs whose id's "
         "sha256 starts with an odd byte, the rule of `hermes-sidecar evaluate --split holdout` (the bench "
         "imports it). The other (tune) half is used only to fit the thresholds of the rows that say so. "
-        "fow-cache's questions and conversations come from PyPI `fow-cache`; the DevOps and business sets "
-        "(`bench/data/`, categories in its README) were written by someone who had not read the guard's "
-        "rules, and nothing was tuned on their holdout halves.",
+        "fow-cache's questions and conversations come from PyPI `fow-cache`; the DevOps, business and "
+        "support sets (`bench/data/`, categories in its README) were written by someone who had not read "
+        "the guard's rules, and nothing was tuned on their holdout halves (on the support set, written "
+        "last, nothing was tuned on either half).",
         "",
         f"Embedding model for every system: `{res['embedder']}` ({res['dims']} dimensions), the sidecar's "
         "local embedder. Served = share of should-hit pairs answered from cache; wrong = share of trap "
