@@ -1,7 +1,7 @@
 """1. Quality on every labelled set, holdout halves: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the three sets in
-bench/data/ whose holdout halves nobody tuned on (devops, business; support, on neither half). Each is
+bench/data/ whose holdout halves nobody tuned on (devops, business, support). Each is
 split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
 copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune
 half only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.

@@ -145,8 +145,7 @@ def quality(r: Result) -> list[str]:
         "imports it). The other (tune) half is used only to fit the thresholds of the rows that say so. "
         "fow-cache's questions and conversations come from PyPI `fow-cache`; the DevOps, business and "
         "support sets (`bench/data/`, categories in its README) were written by someone who had not read "
-        "the guard's rules, and nothing was tuned on their holdout halves (on the support set, written "
-        "last, nothing was tuned on either half).",
+        "the guard's rules, and the rules were adjusted on their tune halves only.",
         "",
         f"Embedding model for every system: `{res['embedder']}` ({res['dims']} dimensions), the sidecar's "
         "local embedder. Served = share of should-hit pairs answered from cache; wrong = share of trap "

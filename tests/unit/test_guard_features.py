@@ -84,6 +84,19 @@ def test_depth_format_and_comparisons() -> None:
     assert features("Which region has the least recent backups?").scales == (("order", -1),)
 
 
+def test_a_format_after_a_part_of_that_shape_is_a_place() -> None:
+    assert features("Show the prices in a table").formats == ("table",)
+    assert features("How do I hide a column in a table?").formats == ()
+
+
+def test_a_duration_after_a_or_an_is_a_length_of_time_not_a_rate() -> None:
+    assert [q[2] for q in features("Can I rent the car for a week?").quantities] == ["7days"]
+    assert [q[2] for q in features("Can I rent the car within a day?").quantities] == ["1days"]
+    assert features("Should I water the lawn twice a week?").quantities[0][2] != "7days"
+    assert features("How many calories a day do I need?").quantities == ()
+    assert features("Is a week enough to learn it?").quantities == ()  # no span word before it
+
+
 def test_units_with_and_without_a_number() -> None:
     assert features("Is 70 kg heavy?").units == ("kg",)
     assert features("Convert the reading to Fahrenheit").units == ("f",)

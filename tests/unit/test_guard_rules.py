@@ -56,6 +56,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I convert miles to kilometres?", "How do I convert kilometres to miles?"),
         ("Which laptop has the longest battery life?", "Which laptop has the shortest battery life?"),
         ("Show me the oldest open tickets", "Show me the most recent open tickets"),
+        # two words swapped across a role preposition, every word kept
+        ("Can I substitute honey for sugar in bread?", "Can I substitute sugar for honey in bread?"),
+        ("Is leasing cheaper than buying a van?", "Is buying cheaper than leasing a van?"),
     ],
     "entity": [
         ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
@@ -80,6 +83,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a qualifier no table lists, on one side only (unmatched_qualifier)
         ("How do I rotate the logs?", "How do I rotate the logs across all clusters?"),
         ("Show the file sizes", "Show the file sizes in bytes"),
+        # a format asked for on one side only
+        ("Compare the three phone plans", "Compare the three phone plans in a table"),
+        ("Summarise the meeting notes", "Summarise the meeting notes as bullet points"),
     ],
     "edit": [
         ("How do I change my delivery address?", "How do I change my billing address?"),
@@ -106,6 +112,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
         ("What's 15% of 80?", "work out fifteen percent of 80"),
         ("Is a 3 kg laptop too heavy to carry daily?", "is a 3 kilogram laptop too heavy to carry daily"),
+        # an ordinal as digits and as a word; "a week" as a length of time
+        ("What does the 3rd amendment say?", "what does the third amendment say"),
+        ("Who won the 2nd round?", "who won the second round"),
+        ("Can I pause my plan for a week?", "can I pause my plan for 7 days"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -118,6 +128,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "What's the quickest way from the station to the museum?",
             "fastest way from the station to the museum",
         ),
+        # a swap across "and" or "vs" keeps the question
+        ("Should I pick a cat or a dog as a first pet?", "Should I pick a dog or a cat as a first pet?"),
+        ("Difference between a hub and a switch", "difference between a switch and a hub"),
         ("Which plan has the most storage?", "which plan has the largest storage"),
         ("How do I copy a folder to a USB stick?", "copy a folder onto a USB stick"),
     ],
@@ -134,6 +147,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What is a mutex, in one sentence?", "In a sentence: what's a mutex?"),
         ("How much do I pay each month?", "How much do I pay a month?"),
         ("How do I stop all running jobs?", "stop the running jobs"),
+        # "in a table" after a part of a table is where, not a format
+        ("How do I delete a row in a spreadsheet?", "spreadsheet: remove one row from a table"),
     ],
     "edit": [
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),

@@ -115,6 +115,10 @@ def is_number(w: str) -> bool:
     return w[:1].isdigit() or (w in LEX.numbers and w not in LEX.weak_numbers)
 
 
+SPAN_LEFT = LEX.contexts["span-left"]
+FORMAT_PARTS = LEX.contexts["format-part"]
+
+
 def _duration(w: str) -> float | None:
     unit = LEX.units.get(w)
     return unit[1] if unit and unit[0] == "day" else None
@@ -139,6 +143,8 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
         elif w in ("a", "an", "per") and out and i > 0 and is_number(words[i - 1]):
             i += 2  # "£30 a month", "£30 per month": a rate, not a second quantity
             continue
+        elif w in ("a", "an") and _duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
+            value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
         elif w in LEX.numbers and (w not in LEX.weak_numbers or nxt_w in LEX.units):
             value = float(LEX.numbers[w])
             # "two hundred", "fifty five"
@@ -260,6 +266,18 @@ def _phrase_classes(words: list[str], table: dict[str, str]) -> set[str]:
     text = " " + " ".join(words) + " "
     text = text.replace(" quick question ", " question ")  # a filler phrase, not a request for brevity
     return {cls for phrase, cls in table.items() if f" {phrase} " in text}
+
+
+def _formats(words: list[str]) -> set[str]:
+    """The shapes the answer is asked in; a format phrase right after a part of that shape says where,
+    not how ("rename a column in a table")."""
+    out = set()
+    for phrase, cls in LEX.formats.items():
+        n = len(phrase.split())
+        for i in range(len(words) - n + 1):
+            if " ".join(words[i : i + n]) == phrase and not (i and words[i - 1] in FORMAT_PARTS):
+                out.add(cls)
+    return out
 
 
 def _noun_after(words: list[str], i: int) -> str:
@@ -509,7 +527,7 @@ def features(text: str) -> Features:
         periods=tuple(sorted(_periods(words))),
         quantified=tuple(sorted(_quantified(words))),
         depth=tuple(sorted(_phrase_classes(words, LEX.depth))),
-        formats=tuple(sorted(_phrase_classes(words, LEX.formats))),
+        formats=tuple(sorted(_formats(words))),
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
         qualifiers=tuple(_qualifiers(text)),

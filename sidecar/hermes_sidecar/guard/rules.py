@@ -101,10 +101,23 @@ def negation(a: Features, b: Features) -> bool:
 # -- number --------------------------------------------------------------------------------------
 
 
+def _soft_values(f: Features) -> set[float]:
+    """Values of the weak number words of f, which count as quantities only before a unit: an ordinal
+    ("Newton's second law") or "one" ("the one I bought")."""
+    return {LEX.numbers[w] for w in f.words if w in LEX.weak_numbers}
+
+
 def same_quantities(a: Features, b: Features) -> bool:
     """The same numbers: equal after unit conversion ("two weeks" = "14 days"), or equal as written
-    with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm")."""
-    if Counter(q[2] for q in a.quantities) == Counter(q[2] for q in b.quantities):
+    with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm"); a bare number
+    one side writes as a weak word on the other ("2nd law" / "second law") is the same number."""
+    ca, cb = Counter(q[2] for q in a.quantities), Counter(q[2] for q in b.quantities)
+    if ca == cb:
+        return True
+    bare = {q[2]: q[0] for q in (*a.quantities, *b.quantities) if not q[1]}
+    only_a = [c for c in (ca - cb).elements() if bare.get(c) not in _soft_values(b)]
+    only_b = [c for c in (cb - ca).elements() if bare.get(c) not in _soft_values(a)]
+    if not (only_a or only_b):
         return True
     if len(a.quantities) != len(b.quantities):
         return False
@@ -178,13 +191,33 @@ def _comparison_flip(a: Features, b: Features) -> bool:
     return any(len(ea) == 1 and ends_b.get(s, ea) == {-e for e in ea} for s, ea in ends_a.items())
 
 
+def _role_swap(a: Features, b: Features) -> bool:
+    """The same content words with two of them swapped across a role preposition: "replace butter with
+    oil" / "replace oil with butter", "is renting cheaper than buying" / "is buying cheaper than
+    renting"."""
+    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
+    if ka == kb or sorted(ka) != sorted(kb):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(ka, kb, strict=True)) if x != y]
+    if len(diff) != 2 or ka[diff[0]] != kb[diff[1]] or ka[diff[1]] != kb[diff[0]]:
+        return False
+    keys = [key(w) for w in a.words]
+    x, y = ka[diff[0]], ka[diff[1]]
+    if x not in keys or y not in keys:
+        return False
+    between = a.words[keys.index(x) + 1 : keys.index(y)]
+    return bool(LEX.contexts["role"] & set(between))
+
+
 @rule("direction")
 def direction(a: Features, b: Features) -> bool:
     """The same things in the other direction (from savings to current / from current to savings; a
-    date to a timestamp / a timestamp to a date), or the other end of a comparison (faster/slower)."""
+    date to a timestamp / a timestamp to a date; butter for oil / oil for butter), or the other end of
+    a comparison (faster/slower)."""
     return (
         _both_ways(a, b, _source_becomes_target)
         or _order_flip(a, b)
+        or _role_swap(a, b)
         or _both_ways(a, b, _transfer_flip)
         or _both_ways(a, b, _comparison_flip)
     )
@@ -329,8 +362,8 @@ def scope(a: Features, b: Features) -> bool:
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
         return True
-    if a.formats and b.formats and set(a.formats) != set(b.formats):
-        return True
+    if set(a.formats) != set(b.formats):
+        return True  # "list the planets" / "... in a table": the answer's shape is part of the request
     return unmatched_qualifier(a, b)
 
 
@@ -415,8 +448,10 @@ def edit(a: Features, b: Features) -> bool:
                 return True
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
-        left = [w for w in _phrases(wa[i1:i2]) if _edit_word(w)]
-        right = [w for w in _phrases(wb[j1:j2]) if _edit_word(w)]
+        # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
+        # and a hub"); the direction rule judges moves across a role word
+        left = [w for w in _phrases(wa[i1:i2]) if _edit_word(w) and w not in wb]
+        right = [w for w in _phrases(wb[j1:j2]) if _edit_word(w) and w not in wa]
         left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
         right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
         if left and right:
