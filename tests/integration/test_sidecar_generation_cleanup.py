@@ -126,6 +126,32 @@ async def test_switch_drops_the_old_index_and_removes_every_key(
     assert removed(redis_url, scope, OLD) == ENTRIES, "the stats hash counts every removed entry once"
 
 
+async def test_two_sidecars_purging_one_generation_at_once_count_each_entry_once(
+    redis_url: str, scope: str
+) -> None:
+    # small batches and pauses, so the two purges interleave over many SCAN rounds
+    stores = [
+        RedisStore(
+            redis_client(redis_url), scope, DIM, janitor_interval=3600, purge_batch=20, purge_pause=0.005
+        )
+        for _ in range(2)
+    ]
+    try:
+        switch(redis_url, scope, OLD)
+        stores[0].follow(lambda: OLD.id)
+        await fill(stores[0], OLD.id, ENTRIES)
+        switch(redis_url, scope, NEW)
+        for s in stores:
+            s.follow(lambda: NEW.id)
+        counts = await asyncio.wait_for(asyncio.gather(*(s.purge_generation(OLD.id) for s in stores)), 120)
+        assert keys_of(redis_url, scope, OLD) == []
+        assert sum(counts) == ENTRIES, f"each entry is counted by the purge that removed it: {counts}"
+        assert removed(redis_url, scope, OLD) == ENTRIES, "the stats hash counts every removed entry once"
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
 async def test_a_purge_cut_short_is_finished_by_another_stores_janitor(redis_url: str, scope: str) -> None:
     first = RedisStore(redis_client(redis_url), scope, DIM, janitor_interval=3600)
     switch(redis_url, scope, OLDER)

@@ -554,13 +554,20 @@ class RedisStore:
         while True:
             cursor, keys = await bg.scan(cursor=cursor, match=match, count=self._purge_size)
             if keys:
-                entries = sum(1 for k in keys if isinstance(k, bytes) and k.startswith(entry_prefix))
+                entry_keys = [k for k in keys if isinstance(k, bytes) and k.startswith(entry_prefix)]
+                others = [k for k in keys if not (isinstance(k, bytes) and k.startswith(entry_prefix))]
                 t0 = time.monotonic()
                 async with bg.pipeline(transaction=False) as pipe:
-                    pipe.unlink(*keys)
-                    if entries and version is not None:
-                        pipe.hincrby(stats_key(self._scope, version), "removed", entries)
-                    await pipe.execute()
+                    if entry_keys:
+                        pipe.unlink(*entry_keys)
+                    if others:
+                        pipe.unlink(*others)
+                    done = await pipe.execute()
+                # count what this call unlinked, not what SCAN listed: another sidecar's janitor purging
+                # the same generation, or SCAN returning a key twice, must not count an entry twice
+                entries = int(done[0]) if entry_keys else 0
+                if entries and version is not None:
+                    await bg.hincrby(stats_key(self._scope, version), "removed", entries)
                 took = time.monotonic() - t0
                 removed += entries
                 # Unindexed keys cost microseconds each; should an index still hold them (a lagging
