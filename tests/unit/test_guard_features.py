@@ -97,8 +97,24 @@ def test_a_duration_after_a_or_an_is_a_length_of_time_not_a_rate() -> None:
     assert features("Is a week enough to learn it?").quantities == ()  # no span word before it
 
 
+def test_accents_are_dropped_before_anything_is_read() -> None:
+    assert (
+        features("Explain Le Châtelier's principle").entities
+        == features("Explain Le Chatelier's principle").entities
+    )
+    assert features("Is the café open?").words == ("is", "the", "cafe", "open")
+
+
+def test_negating_verbs_in_their_frames() -> None:
+    assert features("How do I stop the dog from barking?").negations == 1
+    assert features("How do I stop the dog barking?").negations == 1
+    assert features("How do I keep the server running?").negations == 0
+    assert features("How do I stop the server?").negations == 0  # an action, not a negation
+
+
 def test_units_with_and_without_a_number() -> None:
     assert features("Is 70 kg heavy?").units == ("kg",)
+    assert features("How big is it in square metres?").units == ("m",)  # "m" alone needs a number
     assert features("Convert the reading to Fahrenheit").units == ("f",)
     assert features("Set the alarm for 7am").units == ("am",)
     assert features("I am at home").units == ()  # "am" alone is the verb

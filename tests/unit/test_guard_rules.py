@@ -36,6 +36,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Give the container 512Mi of memory", "Give the container 512M of memory"),
         ("What's a normal fasting glucose in mg/dL?", "What's a normal fasting glucose in mmol/L?"),
         ("Is 70 mph too fast for a wet road?", "Is 70 kph too fast for a wet road?"),
+        ("How big is a studio flat in square feet?", "How big is a studio flat in square metres?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -59,6 +60,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # two words swapped across a role preposition, every word kept
         ("Can I substitute honey for sugar in bread?", "Can I substitute sugar for honey in bread?"),
         ("Is leasing cheaper than buying a van?", "Is buying cheaper than leasing a van?"),
+        ("Can an employer fire a contractor by email?", "Can a contractor fire an employer by email?"),
     ],
     "entity": [
         ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
@@ -107,6 +109,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I remove the staging bucket?",
         ),
         ("How do I avoid roaming charges?", "How do I not get roaming charges?"),
+        # verbs that negate their object, in their several frames
+        ("How do I prevent mould in the bathroom?", "how to avoid mould in the bathroom"),
+        ("How do I stop the cat from scratching the sofa?", "prevent my cat scratching the sofa"),
+        ("How do I keep bread from going stale?", "tips to stop bread going stale"),
     ],
     "number": [
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
@@ -144,6 +150,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "scope": [
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
         ("What's the right paracetamol dose for children?", "what paracetamol dose is right for kids"),
+        ("Is my 3rd grader reading well?", "is my third-grade child reading well"),
+        # a unit the other side does not name is no unit swap
+        ("How many hours should a teenager sleep?", "how much sleep does a teenager need each night"),
         ("What is a mutex, in one sentence?", "In a sentence: what's a mutex?"),
         ("How much do I pay each month?", "How much do I pay a month?"),
         ("How do I stop all running jobs?", "stop the running jobs"),
@@ -152,6 +161,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "edit": [
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
+        # one word or two, accents or none
+        ("Is a handwritten receipt valid?", "is a hand written receipt valid"),
+        ("What does a sommelier do in a café?", "what does a sommelier do in a cafe"),
         ("How do I cancel my subscription?", "How do I terminate my subscription?"),
         ("How do I delete a tag?", "How do I remove a tag?"),
     ],

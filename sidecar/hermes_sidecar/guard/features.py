@@ -34,7 +34,10 @@ _PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?.\u2014\u
 
 
 def fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+    """NFKC, accents dropped ("Châtelier" = "Chatelier", "café" = "cafe"), curly apostrophes straightened."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFKC", bare).replace("\u2019", "'")
 
 
 def norm_word(w: str) -> str:
@@ -234,11 +237,19 @@ def _periods(words: list[str]) -> set[str]:
     return out
 
 
+_KEEP_FROM, _STOP_ING = _CTX["keep-from"], _CTX["stop-ing"]
+
+
 def _negations(tokens: list[str]) -> int:
     """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun."""
     count = 0
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
+        after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
+        stops = w in _STOP_ING and any(t.endswith("ing") for t in after)
+        if stops or (w in _KEEP_FROM and "from" in after):
+            count += 1  # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking"
+            continue
         if w not in LEX.negators:
             continue
         prev = tokens[i - 1] if i else ""
@@ -434,11 +445,16 @@ def _after(words: list[str], markers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+_SHORT_UNITS = frozenset({"am", "pm", "%", "s", "in", "m"})
+
+
 def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
+    # short words with other readings ("am", "in", "m") are units only after a number; "metres" is not
     named = {
-        LEX.units[w][0] for w in words if w in LEX.units and _duration(w) is None and w not in LEX.ambiguous
+        LEX.units[w][0]
+        for w in words
+        if w in LEX.units and _duration(w) is None and w not in LEX.ambiguous and w not in _SHORT_UNITS
     }
-    named -= {"am", "pm", "%", "s", "in", "m"}  # short words with other readings: only after a number
     return named | {u for _, u, _ in quants if u and u not in ("day",)}
 
 

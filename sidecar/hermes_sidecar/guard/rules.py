@@ -129,10 +129,13 @@ def same_quantities(a: Features, b: Features) -> bool:
 
 @rule("number")
 def number(a: Features, b: Features) -> bool:
-    """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, Celsius / Fahrenheit)."""
+    """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, Celsius / Fahrenheit, square
+    feet / square metres). A unit only one side names ("how many hours of sleep") is left to the
+    qualifier check of ``scope``."""
     if not same_quantities(a, b):
         return True
-    return bool(a.units and b.units and set(a.units) != set(b.units))
+    ua, ub = set(a.units), set(b.units)
+    return bool(ua - ub and ub - ua)  # one unit for another; a unit on one side only is a qualifier
 
 
 # -- date ----------------------------------------------------------------------------------------
@@ -192,21 +195,26 @@ def _comparison_flip(a: Features, b: Features) -> bool:
 
 
 def _role_swap(a: Features, b: Features) -> bool:
-    """The same content words with two of them swapped across a role preposition: "replace butter with
-    oil" / "replace oil with butter", "is renting cheaper than buying" / "is buying cheaper than
-    renting"."""
+    """The same content words with two of them swapped around the same frame, when the frame gives them
+    roles: "replace butter with oil" / "replace oil with butter", "a landlord sue a tenant" / "a tenant
+    sue a landlord". A frame of joiners only ("a hub and a switch") keeps the question."""
     ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
     if ka == kb or sorted(ka) != sorted(kb):
         return False
     diff = [i for i, (x, y) in enumerate(zip(ka, kb, strict=True)) if x != y]
     if len(diff) != 2 or ka[diff[0]] != kb[diff[1]] or ka[diff[1]] != kb[diff[0]]:
         return False
-    keys = [key(w) for w in a.words]
     x, y = ka[diff[0]], ka[diff[1]]
-    if x not in keys or y not in keys:
-        return False
-    between = a.words[keys.index(x) + 1 : keys.index(y)]
-    return bool(LEX.contexts["role"] & set(between))
+
+    def frame(f: Features, first: str, second: str) -> list[str] | None:
+        keys = [key(w) for w in f.words]
+        if first not in keys or second not in keys or keys.index(first) > keys.index(second):
+            return None
+        between = f.words[keys.index(first) + 1 : keys.index(second)]
+        return [w for w in between if w not in ("a", "an", "the")]  # "fire a contractor" = "fire an employer"
+
+    fa, fb = frame(a, x, y), frame(b, y, x)
+    return fa is not None and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
 
 
 @rule("direction")
@@ -430,13 +438,25 @@ def _phrases(words: list[str]) -> list[str]:
     return out
 
 
+def _joined(words: list[str], other: set[str]) -> list[str]:
+    """Two adjacent words joined where the other side writes them as one ("hand written" /
+    "handwritten", "log in" / "login")."""
+    out: list[str] = []
+    for w in words:
+        if out and out[-1] + w in other:
+            out[-1] += w
+        else:
+            out.append(w)
+    return out
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"), or one added word next to a kept noun ("a gift" / "a gift
     card"): the swap is what the asker changed on purpose. A paraphrase restructures the question; a
     near repeat swaps no content word (typos, inflections, synonyms, fillers do not count)."""
-    wa, wb = list(a.words), list(b.words)
+    wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     if sm.ratio() < 0.7:
         return False
