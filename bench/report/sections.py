@@ -143,8 +143,8 @@ def quality(r: Result) -> list[str]:
         f"**Every figure in this section is on the {res['split']} half of its set**: the pairs whose id's "
         "sha256 starts with an odd byte, the rule of `hermes-sidecar evaluate --split holdout` (the bench "
         "imports it). The other (tune) half is used only to fit the thresholds of the rows that say so. "
-        "fow-cache's questions and conversations come from PyPI `fow-cache`; the DevOps, business and "
-        "support sets (`bench/data/`, categories in its README) were written by someone who had not read "
+        "fow-cache's questions and conversations come from PyPI `fow-cache`; the DevOps, business, "
+        "support and home sets (`bench/data/`, categories in its README) were written by someone who had not read "
         "the guard's rules, and the rules were adjusted on their tune halves only.",
         "",
         f"Embedding model for every system: `{res['embedder']}` ({res['dims']} dimensions), the sidecar's "
