@@ -53,12 +53,14 @@ MIN_SIMILARITY = 0.7
 
 
 def _sets() -> dict[str, Path]:
-    """The labelled single-turn sets: fow-cache's questions and the two in bench/data."""
+    """The labelled single-turn sets: fow-cache's questions and the four in bench/data."""
     data = ROOT / "bench" / "data"
     return {
         "fow-cache questions": _pairs_file(),
         "devops": data / "devops.jsonl",
         "business": data / "business.jsonl",
+        "support": data / "support.jsonl",
+        "home": data / "home.jsonl",
     }
 
 
