@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from hermes_sidecar.guard import features
-from hermes_sidecar.guard.features import entity_key, key
+from hermes_sidecar.guard.features import entity_key, fold, key
 
 
 @pytest.mark.parametrize(
@@ -103,6 +103,8 @@ def test_accents_are_dropped_before_anything_is_read() -> None:
         == features("Explain Le Chatelier's principle").entities
     )
     assert features("Is the café open?").words == ("is", "the", "cafe", "open")
+    # marks of other scripts are part of the letter: か (ka) and が (ga) stay apart
+    assert fold("かき") != fold("がき") and fold("がき") == "がき"
 
 
 def test_negating_verbs_in_their_frames() -> None:

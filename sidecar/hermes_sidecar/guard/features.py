@@ -34,10 +34,15 @@ _PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?.\u2014\u
 
 
 def fold(text: str) -> str:
-    """NFKC, accents dropped ("Châtelier" = "Chatelier", "café" = "cafe"), curly apostrophes straightened."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return unicodedata.normalize("NFKC", bare).replace("\u2019", "'")
+    """NFKC, accents on Latin letters dropped ("Châtelier" = "Chatelier", "café" = "cafe"), curly
+    apostrophes straightened. Marks on other scripts stay: a Japanese voicing mark (か / が) or a
+    Devanagari vowel sign changes the word."""
+    out: list[str] = []
+    for c in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(c) and out and out[-1].isascii() and out[-1].isalpha():
+            continue
+        out.append(c)
+    return unicodedata.normalize("NFKC", "".join(out)).replace("\u2019", "'")
 
 
 def norm_word(w: str) -> str:
