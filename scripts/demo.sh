@@ -12,12 +12,13 @@
 #      kubelet node (containerd, runc, CNI bridge, kube-proxy); on a cold machine it first compiles
 #      the binaries from Go modules (once, cached per user);
 #   2. the images (scripts/image/build.sh: the operator + sidecar image and the vLLM CPU engine image,
-#      built with podman from Debian's packages and the locks; cached by content hash), loaded into
-#      the real node's containerd;
+#      built with podman from Debian's packages and the locks; cached by content hash; and the
+#      Endpoint Picker's, scripts/k8s/epp-image.sh), loaded into the real node's containerd;
 #   3. Redis with vector search (scripts/redis/start.sh) on the host, listening on the node's address
 #      so that pods reach it;
 #   4. `helm upgrade --install` of charts/hermes-cache with the operator in the cluster, from the
-#      image built in step 2, under the chart's ServiceAccount, watching the demo namespace;
+#      image built in step 2, under the chart's ServiceAccount, watching the demo namespace, with
+#      the Gateway API Inference Extension's InferencePool CRD (for examples/hermes-8b-routed.yaml);
 #   5. the examples, adapted to this cluster (see adapt_policies), applied with kubectl: the GPU ones
 #      land on kwok's fake GPU nodes (scheduling and GPU requests are real, no process runs), the
 #      one that does not fit is refused with CapacityOK=False, and examples/hermes-cpu.yaml runs
@@ -95,7 +96,7 @@ start_port_forward() { # the CPU policy's Service on 127.0.0.1:$LOCAL_PORT, in t
 # clusters; on this one: kwok nodes carry the taint kwok.x-k8s.io/node (tolerated here), a GPU
 # product no node has is replaced by one that exists (said on stderr), and a Redis URL is pointed at
 # the demo's Redis on the host, where the locally running operator can reach it.
-adapt_policies() { # redis-url vllm-image gpu-products...
+adapt_policies() { # redis-url vllm-image epp-image gpu-products...
   "$BIN/python" - "$POLICY_DIR" "$NS" "$@" <<'EOF'
 import sys
 from pathlib import Path
@@ -104,8 +105,8 @@ import yaml
 
 from hermes_operator.cli import plan_document
 
-out_dir, ns, redis_url, vllm_image = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-products = sys.argv[5:]
+out_dir, ns, redis_url, vllm_image, epp_image = Path(sys.argv[1]), *sys.argv[2:6]
+products = sys.argv[6:]
 out_dir.mkdir(parents=True, exist_ok=True)
 for old in out_dir.glob("*.yaml"):
     old.unlink()
@@ -129,6 +130,14 @@ for src in sorted(Path("examples").glob("*.yaml")):
         if product and product not in products and products:
             selector[product_label] = products[0]
             print(f"   {src.name}: no {product} nodes here; placed on {products[0]} nodes instead", file=sys.stderr)
+    routing = spec.get("routing") or {}
+    if routing.get("enabled"):
+        # The EPP runs on the real node from the image built here; no Gateway API CRDs on this cluster.
+        routing.setdefault("endpointPicker", {})["image"] = epp_image
+        print(f"   {src.name}: routing.endpointPicker.image -> {epp_image} (built here)", file=sys.stderr)
+        if routing.pop("gateway", None):
+            print(f"   {src.name}: routing.gateway dropped (no Gateway API here: the pool and EPP only)",
+                  file=sys.stderr)
     redis = (spec.get("semanticCache") or {}).get("redis")
     if redis:
         print(f"   {src.name}: semanticCache.redis.url {redis['url']} -> {redis_url} (the demo's Redis)",
@@ -211,7 +220,13 @@ images=$(bash scripts/image/build.sh all 2>"$E2E/demo-images.log") ||
 eval "$images"
 note "$HERMES_IMAGE"
 note "$VLLM_IMAGE"
-bash scripts/node/load-image.sh "$HERMES_IMAGE" "$VLLM_IMAGE" 2>>"$E2E/demo-images.log" ||
+# The Endpoint Picker of the routed example (GIE's cmd/epp, built from its Go module: a few minutes
+# the first time), since nothing can be pulled from registry.k8s.io here.
+epp=$(bash scripts/k8s/epp-image.sh 2>>"$E2E/demo-images.log") ||
+  { tail -n 40 "$E2E/demo-images.log" >&2; die "building the Endpoint Picker image failed (log: $E2E/demo-images.log)"; }
+eval "$epp"
+note "$EPP_IMAGE"
+bash scripts/node/load-image.sh "$HERMES_IMAGE" "$VLLM_IMAGE" "$EPP_IMAGE" 2>>"$E2E/demo-images.log" ||
   { tail -n 20 "$E2E/demo-images.log" >&2; die "loading the images into node $NODE failed (log: $E2E/demo-images.log)"; }
 note "loaded into the containerd of node $NODE"
 
@@ -232,6 +247,7 @@ kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS" >/
 if ! helm upgrade --install "$RELEASE" charts/hermes-cache -n "$SYSTEM_NS" --create-namespace \
   --set operator.image.repository="${HERMES_IMAGE%:*}" --set operator.image.tag="${HERMES_IMAGE##*:}" \
   --set operator.image.pullPolicy=Never --set "operator.watchNamespaces={$NS}" \
+  --set inferenceExtension.crds.enabled=true \
   --set 'operator.extraArgs={--drift-interval=5}' --wait --timeout 5m >/dev/null; then
   kubectl -n "$SYSTEM_NS" describe pods >&2 || true
   die "helm install failed: the operator's pod did not become ready (above: its pod and events)"
@@ -272,7 +288,7 @@ spec:
 EOF
 mapfile -t products < <(kubectl get nodes -l type=kwok \
   -o jsonpath='{range .items[*]}{.metadata.labels.nvidia\.com/gpu\.product}{"\n"}{end}' | sort -u)
-plan=$(adapt_policies "redis://$node_ip:$REDIS_PORT/0" "$VLLM_IMAGE" "${products[@]}")
+plan=$(adapt_policies "redis://$node_ip:$REDIS_PORT/0" "$VLLM_IMAGE" "$EPP_IMAGE" "${products[@]}")
 while read -r file name fits _; do
   kubectl apply -f "$file" | sed 's/^/   /'
   if ! ((fits)); then note "($name does not fit its GPUs: expect CapacityOK=False and no Deployment)"; fi
