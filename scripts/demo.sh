@@ -92,7 +92,7 @@ start_port_forward() { # the CPU policy's Service on 127.0.0.1:$LOCAL_PORT, in t
 
 # ------------------------------------------------------------------ policies
 # Copies of examples/*.yaml made fit for this cluster, in $POLICY_DIR, and one line per policy on
-# stdout: "<file> <name> <fits 0|1> <needs redis 0|1>". The examples are written for real GPU
+# stdout: "<file> <name> <fits 0|1> <cpu 0|1> <multi-node group 0|1>". The examples are written for real GPU
 # clusters; on this one: kwok nodes carry the taint kwok.x-k8s.io/node (tolerated here), a GPU
 # product no node has is replaced by one that exists (said on stderr), and a Redis URL is pointed at
 # the demo's Redis on the host, where the locally running operator can reach it.
@@ -146,7 +146,8 @@ for src in sorted(Path("examples").glob("*.yaml")):
     dst = out_dir / src.name
     dst.write_text(yaml.safe_dump(doc, sort_keys=False))
     fits = plan_document(doc)["capacity"]["fits"]
-    print(dst, doc["metadata"]["name"], int(fits), int(cpu))
+    group = int((spec.get("engine") or {}).get("pipelineParallelSize", 1) > 1)
+    print(dst, doc["metadata"]["name"], int(fits), int(cpu), group)
 EOF
 }
 
@@ -289,23 +290,32 @@ EOF
 mapfile -t products < <(kubectl get nodes -l type=kwok \
   -o jsonpath='{range .items[*]}{.metadata.labels.nvidia\.com/gpu\.product}{"\n"}{end}' | sort -u)
 plan=$(adapt_policies "redis://$node_ip:$REDIS_PORT/0" "$VLLM_IMAGE" "$EPP_IMAGE" "${products[@]}")
-while read -r file name fits _; do
-  kubectl apply -f "$file" | sed 's/^/   /'
-  if ! ((fits)); then note "($name does not fit its GPUs: expect CapacityOK=False and no Deployment)"; fi
-done <<<"$plan"
-while read -r _ name fits cpu; do
-  if ((cpu)); then
-    note "$name: vLLM loads the tiny model on the real node (1-3 minutes on 2 cores)..."
-    wait_policy "$name" "$fits" "$CPU_TIMEOUT"
-  else
-    wait_policy "$name" "$fits" "$TIMEOUT"
-  fi
-  if ((fits)); then
-    note "$name: Ready ($(kubectl -n "$NS" get hcp "$name" -o jsonpath='{.status.readyReplicas}/{.spec.replicas}') replicas ready)"
-  else
-    note "$name: refused, CapacityOK=False ($(condition "$name" CapacityOK reason))"
-  fi
-done <<<"$plan"
+apply_policies() { # want-group(0|1): apply the policies of that kind, then wait for each verdict
+  local file name fits cpu group
+  while read -r file name fits cpu group; do
+    ((group == $1)) || continue
+    kubectl apply -f "$file" | sed 's/^/   /'
+    if ! ((fits)); then note "($name does not fit its GPUs: expect CapacityOK=False and no Deployment)"; fi
+  done <<<"$plan"
+  while read -r file name fits cpu group; do
+    ((group == $1)) || continue
+    if ((cpu)); then
+      note "$name: vLLM loads the tiny model on the real node (1-3 minutes on 2 cores)..."
+      wait_policy "$name" "$fits" "$CPU_TIMEOUT"
+    else
+      wait_policy "$name" "$fits" "$TIMEOUT"
+    fi
+    if ((fits)); then
+      note "$name: Ready ($(kubectl -n "$NS" get hcp "$name" -o jsonpath='{.status.readyReplicas}/{.spec.replicas}') replicas ready)"
+    else
+      note "$name: refused, CapacityOK=False ($(condition "$name" CapacityOK reason))"
+    fi
+  done <<<"$plan"
+}
+# Multi-node groups first: each needs whole nodes (every GPU of two nodes), which the scheduler's
+# spreading of the one-GPU replicas would otherwise leave no room for on this small fake fleet.
+apply_policies 1
+apply_policies 0
 
 say "6/6 what the operator made of them"
 echo "\$ kubectl -n $NS get hcp,deploy,pods -o wide"
