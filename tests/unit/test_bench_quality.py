@@ -13,6 +13,7 @@ import pytest
 
 # bench/ is not an installed package: import it from the repository root, as `python -m bench.run` does.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from _quality_data import dataset
 from bench import quality
 from bench.report import sections, targets
 from bench.report.targets import Measured
@@ -150,40 +151,6 @@ def test_threshold_is_fitted_on_tune_and_scored_on_holdout() -> None:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _ds(title: str, fow: bool, hermes: dict[str, Any] | None = None) -> dict[str, Any]:
-    point = {"served": 0.5, "wrong": 0.25, "threshold": 0.9}
-    return {
-        "title": title,
-        "questions": True,
-        "fow_cache": fow,
-        "command": "hermes-sidecar evaluate --pairs f --split holdout",
-        "split": "holdout",
-        "stride": 1,
-        "n": 6,
-        "should_hit": 2,
-        "traps": 4,
-        "categories": {"paraphrase": {"should_hit": 2, "traps": 0}, "scope": {"should_hit": 0, "traps": 4}},
-        "hermes": hermes
-        or {
-            "default": {"served": 0.9, "wrong": 0.015, "threshold": 0.85},
-            "pairs": 6,
-            "by_category": {
-                "paraphrase": {"should_hit": 2, "traps": 0, "served": 0.9, "wrong": None},
-                "scope": {"should_hit": 0, "traps": 4, "served": None, "wrong": 0.0},
-            },
-            "fitted": None,
-            "unserved_should_hit_by_reason": {},
-            "served_traps_by_category": {"number_date": 1},
-        },
-        "redisvl": {
-            "default": {**point, "distance_threshold": 0.1},
-            "fitted": None,
-            "by_category": {"scope": {"should_hit": 0, "traps": 4, "served": None, "wrong": 0.75}},
-        },
-        "gptcache": {"error": "ImportError: no faiss"},
-    }
-
-
 def _result(**sets: dict[str, Any]) -> dict[str, Any]:
     return {
         "measurement": "quality",
@@ -201,7 +168,7 @@ def _result(**sets: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_summary_has_one_row_per_set_and_every_system() -> None:
-    r = _result(a=_ds("set A", True), b=_ds("set B", False))
+    r = _result(a=dataset("set A", True), b=dataset("set B", False))
     lines = sections.quality_summary(r["result"])
     assert lines[0].startswith("| set, holdout half | pairs (should hit / traps) | Hermes Cache served |")
     assert lines[2] == "| set A | 6 (2 / 4) | 90.0% | 1.5% | 50.0% | 25.0% | n/a | n/a |"
@@ -209,7 +176,7 @@ def test_summary_has_one_row_per_set_and_every_system() -> None:
 
 
 def test_category_rows_name_the_rate_each_label_has() -> None:
-    rows = sections._category_rows(_ds("s", False))
+    rows = sections._category_rows(dataset("s", False))
     assert rows == [
         ["paraphrase", "2 should hit", "served", "90.0%", "n/a", "n/a"],
         ["scope", "4 traps", "wrong", "0.0%", "75.0%", "n/a"],
@@ -220,9 +187,9 @@ def test_section_says_holdout_and_flags_a_split_the_cli_did_not_share(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sections.plots, "quality", lambda name, ds: f"bench/quality-{name}.png")
-    bad = _ds("set B", False)
+    bad = dataset("set B", False)
     bad["hermes"]["split_matches"] = False
-    r = _result(a=_ds("set A", True), b=bad)
+    r = _result(a=dataset("set A", True), b=bad)
     r["command"] = "scripts/bench.sh full quality"
     text = "\n".join(sections.quality(r))
     assert "changed while this run" not in text
@@ -236,7 +203,7 @@ def test_section_says_holdout_and_flags_a_split_the_cli_did_not_share(
 
 def test_quality_targets_per_set() -> None:
     """fow-cache's wrong limit is 1%, the others' 2%; scope traps have their own 2% limit."""
-    r = _result(fow=_ds("fow-cache questions", True), other=_ds("other", False))
+    r = _result(fow=dataset("fow-cache questions", True), other=dataset("other", False))
     facts = {"quality": sections.quality_facts(r)}
     rows = [row for row in targets.assess(Measured(facts, {"quality": r})) if "holdout half" in row[0]]
     assert [(name, ok) for name, _, ok, _ in rows] == [
@@ -246,7 +213,7 @@ def test_quality_targets_per_set() -> None:
     assert rows[0][1] == "served 90.0%, wrong 1.5%, scope traps 0.0%"
     assert "Traps served, by category: number_date 1." in rows[0][3]
     # a scope category over its limit misses the target even when the set's wrong is within it
-    leaky = _ds("leaky", False)
+    leaky = dataset("leaky", False)
     leaky["hermes"]["default"]["wrong"] = 0.01
     leaky["hermes"]["by_category"]["scope"]["wrong"] = 0.25
     facts = {"quality": sections.quality_facts(_result(x=leaky))}
