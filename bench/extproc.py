@@ -23,7 +23,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,6 +93,7 @@ class Picker:
     stub: Any
     metrics_url: str
     endpoints: tuple[str, ...] = ()
+    pod_names: dict[str, str] = field(default_factory=dict)  # ``ip:port`` -> the pod's name
 
     def pick(self, body: dict[str, Any], tenant: str = "team-a") -> str:
         """One request as a gateway sends it (headers, then the body); the ``ip:port`` it answers."""
@@ -142,6 +143,17 @@ class Picker:
     def metric(self, name: str) -> float:
         text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
         return metric_sum(text, name)
+
+    def queue_seen(self, endpoint: str) -> float:
+        """The waiting queue the EPP itself holds for one pod (its last scrape), as its scorers see it.
+
+        A pod that drops out of the pool (a missed readiness probe) comes back with no metrics until
+        the next scrape: the pod's own counter can show a queue the EPP does not yet know about."""
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        pod = re.escape(self.pod_names[endpoint])  # the EPP names each rank: <pod>-rank-<n>
+        labels = rf'{{[^}}]*model_server_pod="{pod}(?:-rank-\d+)?"[^}}]*}}'
+        pattern = rf"^inference_pool_per_pod_queue_size{labels}\s+(\S+)$"
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
 def routed_policy(ns: str, vllm_image: str, replicas: int = 2) -> dict[str, Any]:
@@ -294,7 +306,8 @@ def routed_pool(
         selector = ",".join(f"{k}={v}" for k, v in pool["spec"]["selector"]["matchLabels"].items())
         port = pool["spec"]["targetPorts"][0]["number"]
         pods = json.loads(kube.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout)
-        p.endpoints = tuple(sorted(f"{pod['status']['podIP']}:{port}" for pod in pods["items"]))
+        p.pod_names = {f"{pod['status']['podIP']}:{port}": pod["metadata"]["name"] for pod in pods["items"]}
+        p.endpoints = tuple(sorted(p.pod_names))
         yield p
     finally:
         if channel is not None:

@@ -14,8 +14,8 @@ request, docs/routing.md) never share a prefix in the router even with the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 import sys
 import threading
 import time
@@ -72,44 +72,61 @@ def picker(
         yield p
 
 
-def _hold_queue(endpoint: str, n: int = 3) -> list[threading.Thread]:
-    """Long generations sent straight to one pod (vLLM --max-num-seqs 1): one runs, the rest wait.
+@contextlib.contextmanager
+def _held_queue(endpoint: str, clients: int = 4) -> Iterator[None]:
+    """Long generations sent straight to one pod (vLLM --max-num-seqs 1) by ``clients`` clients, each
+    sending its next as soon as one ends: one runs and the rest wait, for as long as the block lasts.
 
-    The tiny random model may emit its end-of-sequence token at any step, so ``ignore_eos`` (vLLM's
-    sampling extension) makes each one really generate ``max_tokens``; the prompt is short so that
-    prompt plus output stay inside the policy's maxModelLen."""
+    One generation takes a few seconds on an idle node and far longer on a busy one, so a fixed batch
+    would drain at a time nobody controls. The tiny random model may emit its end-of-sequence token at
+    any step, so ``ignore_eos`` (vLLM's sampling extension) makes each one really generate
+    ``max_tokens``; the prompt is short so that prompt plus output stay inside the policy's maxModelLen."""
+    stop = threading.Event()
 
-    def long_story(i: int) -> None:
-        body = _body(f"Write a very long story number {i}.", system="Be verbose.", max_tokens=1200)
-        _chat(endpoint, {**body, "ignore_eos": True})
+    def client(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            body = _body(f"Write a very long story number {i}-{n}.", system="Be verbose.", max_tokens=1200)
+            _chat(endpoint, {**body, "ignore_eos": True})
+            n += 1
 
-    threads = [threading.Thread(target=long_story, args=(i,), daemon=True) for i in range(n)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
-    return threads
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=600)
 
 
 def _wait_queue_seen(picker: Picker, endpoint: str) -> None:
-    """Until the held pod's vLLM reports waiting requests, and the EPP has had time to scrape it.
+    """Until the EPP itself holds a waiting queue for the held pod, with both pods in its pool.
 
-    The pod's own counter (through the sidecar's /upstream/metrics, the URL the EPP scrapes) is
-    what is waited on: the EPP's pool-wide average is refreshed only every few seconds and may
-    still show the queue of an earlier test."""
-    deadline = time.monotonic() + 60
-    url = f"http://{endpoint}/upstream/metrics"
-    while True:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        found = re.findall(r"^vllm:num_requests_waiting(?:{[^}]*})? (\S+)$", text, re.M)
-        waiting = sum(float(v) for v in found)
-        if waiting >= 1:
-            break
-        assert time.monotonic() < deadline, f"vLLM at {endpoint} never had a waiting request"
+    The EPP's own per-pod gauge is what counts, not the pod's counter: a pod busy on 0.25 CPU can
+    miss a readiness probe, and when it comes back into the pool the EPP knows no metrics for it
+    until its next scrape (every 250 ms here, --refresh-metrics-interval)."""
+    deadline = time.monotonic() + 120
+    while not (picker.metric("inference_pool_ready_pods") == 2 and picker.queue_seen(endpoint) >= 1):
+        assert time.monotonic() < deadline, (
+            f"the EPP never saw a waiting request on {endpoint} with both pods Ready: "
+            f"queue {picker.queue_seen(endpoint)}, ready pods {picker.metric('inference_pool_ready_pods')}"
+        )
         time.sleep(0.25)
-    time.sleep(1.5)  # the EPP scrapes every 250 ms here (--refresh-metrics-interval)
-    # A pod busy on 0.25 CPU can miss a readiness probe; the EPP only picks among Ready pods.
-    while picker.metric("inference_pool_ready_pods") < 2:
-        assert time.monotonic() < deadline + 60, "the busy pod stayed out of the pool (not Ready)"
-        time.sleep(0.25)
+
+
+def _picks_under_load(picker: Picker, busy: str, bodies: list[tuple[dict[str, Any], str]]) -> list[str]:
+    """The EPP's picks for ``bodies`` (body, tenant) made while it saw ``busy``'s queue throughout.
+
+    A round during which the busy pod left the pool or its queue drained (as the EPP saw it) says
+    nothing about spreading; it is made again, at most three times."""
+    for _ in range(3):
+        _wait_queue_seen(picker, busy)
+        picks = [picker.pick(body, tenant=tenant) for body, tenant in bodies]
+        if picker.metric("inference_pool_ready_pods") == 2 and picker.queue_seen(busy) >= 1:
+            return picks
+    raise AssertionError(f"the EPP's view of {busy}'s queue never held through a round of picks")
 
 
 def test_requests_sharing_a_long_prefix_go_to_the_same_pod(picker: Picker) -> None:
@@ -126,13 +143,11 @@ def test_requests_sharing_a_long_prefix_go_to_the_same_pod(picker: Picker) -> No
 
 def test_load_spreads_when_one_pods_queue_grows(picker: Picker) -> None:
     busy = picker.pick(_body("Warm-up"))
-    threads = _hold_queue(busy)
-    _wait_queue_seen(picker, busy)
     # no shared prefix (shorter than one of the EPP's blocks): queue length decides
-    picks = {picker.pick(_body(f"hi {i}", system="Be brief.")) for i in range(6)}
+    bodies = [(_body(f"hi {i}", system="Be brief."), "team-a") for i in range(6)]
+    with _held_queue(busy):
+        picks = set(_picks_under_load(picker, busy, bodies))
     assert busy not in picks and len(picks) == 1, (busy, picks)
-    for t in threads:
-        t.join(timeout=600)
 
 
 def test_tenants_group_by_cache_salt_and_never_share_a_prefix(picker: Picker) -> None:
@@ -146,11 +161,9 @@ def test_tenants_group_by_cache_salt_and_never_share_a_prefix(picker: Picker) ->
             picker.pick(_body("What are your opening hours?", system=system, salt="acme"), tenant="acme")
             == home
         )
-    threads = _hold_queue(home)
-    _wait_queue_seen(picker, home)
     body = _body("What are your opening hours?", system=system)
-    assert picker.pick({**body, "cache_salt": "acme"}, tenant="acme") == home  # grouped: the prefix wins
-    other = picker.pick({**body, "cache_salt": "globex"}, tenant="globex")
+    bodies = [({**body, "cache_salt": "acme"}, "acme"), ({**body, "cache_salt": "globex"}, "globex")]
+    with _held_queue(home):
+        same, other = _picks_under_load(picker, home, bodies)
+    assert same == home  # grouped: the prefix wins
     assert other != home  # same prompt, other tenant: no collision, the idle pod
-    for t in threads:
-        t.join(timeout=600)
