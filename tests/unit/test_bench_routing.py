@@ -100,16 +100,23 @@ def test_paired_difference_pairs_the_arms_step_by_step() -> None:
     assert math.isnan(paired_difference_ms([SAMPLES[0]]))
 
 
-def test_section_shows_both_arms_and_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("matplotlib")
-    from bench.report import plots
+RESULT = {"rows": summarise(SAMPLES), "setup": "Setup.", "paired_rr_minus_epp_ms_p50": 75.0}
 
-    monkeypatch.setattr(plots, "PLOTS", tmp_path)
-    result = {"rows": summarise(SAMPLES), "setup": "Setup.", "paired_rr_minus_epp_ms_p50": 75.0}
-    text = "\n".join(routing.section({"result": result}))
+
+def test_section_shows_both_arms_and_links_the_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "plot", lambda res: "bench/routing.png")  # drawing: the test below
+    text = "\n".join(routing.section({"result": RESULT}))
     assert "| round-robin | 2 |" in text and "| EPP (prefix-aware) | 2 |" in text
     assert "480 / 1,100 | 44% |" in text
     assert "Prefix-cache hit rate 0% with round-robin, 44% with the EPP's choices" in text
     assert "prefilled 1,100 prompt tokens for round-robin against 620 for the EPP (44% less prefill)" in text
     assert "![prefix-cache hit rate and TTFT per routing arm](bench/routing.png)" in text
+
+
+def test_the_plot_is_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the bench extra (make bench)")
+    from bench.report import plots
+
+    monkeypatch.setattr(plots, "PLOTS", tmp_path)
+    assert routing.plot(RESULT) == "bench/routing.png"
     assert (tmp_path / "routing.png").stat().st_size > 0
