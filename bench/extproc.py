@@ -140,16 +140,18 @@ class Picker:
             outbox.put(None)
             stream.cancel()
 
+    def _scrape(self) -> str:
+        return str(urllib.request.urlopen(self.metrics_url, timeout=5).read().decode())
+
     def metric(self, name: str) -> float:
-        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
-        return metric_sum(text, name)
+        return metric_sum(self._scrape(), name)
 
     def queue_seen(self, endpoint: str) -> float:
         """The waiting queue the EPP itself holds for one pod (its last scrape), as its scorers see it.
 
         A pod that drops out of the pool (a missed readiness probe) comes back with no metrics until
         the next scrape: the pod's own counter can show a queue the EPP does not yet know about."""
-        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        text = self._scrape()
         pod = re.escape(self.pod_names[endpoint])  # the EPP names each rank: <pod>-rank-<n>
         labels = rf'{{[^}}]*model_server_pod="{pod}(?:-rank-\d+)?"[^}}]*}}'
         pattern = rf"^inference_pool_per_pod_queue_size{labels}\s+(\S+)$"

@@ -26,22 +26,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from bench import quality
+from bench.embedding import hermes_embedder
 from bench.quality import FIT, SETS, Item, load
-from hermes_sidecar.embed import LocalEmbedder
 from hermes_sidecar.evaluate import in_split
 from hermes_sidecar.guard.features import features, key
 
 THRESHOLD = 0.85  # the sidecar's default similarity threshold
-Vectors = dict[str, npt.NDArray[np.float32]]
-
-
-def embed_all(embedder: LocalEmbedder, texts: Sequence[str], batch: int = 64) -> Vectors:
-    unique = sorted(set(texts))
-    out: Vectors = {}
-    for i in range(0, len(unique), batch):
-        chunk = unique[i : i + batch]
-        out.update(zip(chunk, embedder.embed_sync(chunk), strict=True))
-    return out
 
 
 def unaligned(
@@ -78,10 +69,11 @@ def fit_logistic(
 
 
 def rates(labels: Sequence[bool], flagged: Sequence[bool]) -> tuple[float, float]:
-    """(share of should-hit pairs refused, share of traps caught) when a flag refuses the pair."""
-    hits = [f for same, f in zip(labels, flagged, strict=True) if same]
-    traps = [f for same, f in zip(labels, flagged, strict=True) if not same]
-    return sum(hits) / max(len(hits), 1), sum(traps) / max(len(traps), 1)
+    """(share of should-hit pairs refused, share of traps caught) when a flag refuses the pair; 0 when
+    there are none of a kind."""
+    r = quality.rates(labels, [not f for f in flagged])
+    served, wrong = r["served"], r["wrong"]
+    return (0.0 if served is None else 1 - served), (0.0 if wrong is None else 1 - wrong)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -92,14 +84,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
 
-    embedder = LocalEmbedder()
+    embedder = hermes_embedder()  # remembers each text's vector: a question or word is embedded once
     sets: dict[str, list[Item]] = {
         name: [p for p in load(s) if in_split(str(p["id"]), FIT)] for name, s in SETS.items() if s.questions
     }
     items = [(name, p) for name, ps in sets.items() for p in ps]
-    vec = embed_all(embedder, [t for _, p in items for t in (p["a"], p["b"])])
-    words = embed_all(embedder, [w for _, p in items for t in (p["a"], p["b"]) for w in features(t).content])
-    x = np.stack([pair_vector(vec[p["a"]], vec[p["b"]]) for _, p in items])
+    texts = [t for _, p in items for t in (p["a"], p["b"])]
+    embedder.batch(texts + [w for t in texts for w in features(t).content])  # in batches, once
+    x = np.stack([pair_vector(embedder.one(p["a"]), embedder.one(p["b"])) for _, p in items])
     y = np.array([1.0 if p["same_answer"] else 0.0 for _, p in items])
     names = np.array([name for name, _ in items])
     p_same = np.zeros(len(items))
@@ -116,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         aligned = []
         for i in rows:
             fa, fb = features(items[i][1]["a"]), features(items[i][1]["b"])
-            extra = unaligned(fa.content, fb.content, words.__getitem__, args.align)
-            extra += unaligned(fb.content, fa.content, words.__getitem__, args.align)
+            extra = unaligned(fa.content, fb.content, embedder.one, args.align)
+            extra += unaligned(fb.content, fa.content, embedder.one, args.align)
             aligned.append(bool(extra))
         a_refused, a_caught = rates(labels, aligned)
         h_refused, h_caught = rates(labels, [bool(p_same[i] < args.head) for i in rows])

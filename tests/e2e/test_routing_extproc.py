@@ -101,6 +101,11 @@ def _held_queue(endpoint: str, clients: int = 4) -> Iterator[None]:
             t.join(timeout=600)
 
 
+def _queue_held(picker: Picker, endpoint: str) -> bool:
+    """Whether the EPP has both pods in its pool and a waiting request on ``endpoint``."""
+    return picker.metric("inference_pool_ready_pods") == 2 and picker.queue_seen(endpoint) >= 1
+
+
 def _wait_queue_seen(picker: Picker, endpoint: str) -> None:
     """Until the EPP itself holds a waiting queue for the held pod, with both pods in its pool.
 
@@ -108,7 +113,7 @@ def _wait_queue_seen(picker: Picker, endpoint: str) -> None:
     miss a readiness probe, and when it comes back into the pool the EPP knows no metrics for it
     until its next scrape (every 250 ms here, --refresh-metrics-interval)."""
     deadline = time.monotonic() + 120
-    while not (picker.metric("inference_pool_ready_pods") == 2 and picker.queue_seen(endpoint) >= 1):
+    while not _queue_held(picker, endpoint):
         assert time.monotonic() < deadline, (
             f"the EPP never saw a waiting request on {endpoint} with both pods Ready: "
             f"queue {picker.queue_seen(endpoint)}, ready pods {picker.metric('inference_pool_ready_pods')}"
@@ -124,7 +129,7 @@ def _picks_under_load(picker: Picker, busy: str, bodies: list[tuple[dict[str, An
     for _ in range(3):
         _wait_queue_seen(picker, busy)
         picks = [picker.pick(body, tenant=tenant) for body, tenant in bodies]
-        if picker.metric("inference_pool_ready_pods") == 2 and picker.queue_seen(busy) >= 1:
+        if _queue_held(picker, busy):
             return picks
     raise AssertionError(f"the EPP's view of {busy}'s queue never held through a round of picks")
 
