@@ -27,6 +27,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "Which drinks should I avoid after a tooth extraction?",
         ),
         ("How do I log in with a security key?", "How do I log in without a security key?"),
+        # "-free" against a word with the same stem
+        ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
     ],
     "number": [
         ("Can I get a refund within 30 days?", "Can I get a refund within 60 days?"),
@@ -37,6 +39,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("What's a normal fasting glucose in mg/dL?", "What's a normal fasting glucose in mmol/L?"),
         ("Is 70 mph too fast for a wet road?", "Is 70 kph too fast for a wet road?"),
         ("How big is a studio flat in square feet?", "How big is a studio flat in square metres?"),
+        # case tells the units apart: megabits and megabytes
+        (
+            "How long does a 500 MB file take on a 20 Mbps line?",
+            "How long does a 500 Mb file take on a 20 MBps line?",
+        ),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -61,6 +68,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Can I substitute honey for sugar in bread?", "Can I substitute sugar for honey in bread?"),
         ("Is leasing cheaper than buying a van?", "Is buying cheaper than leasing a van?"),
         ("Can an employer fire a contractor by email?", "Can a contractor fire an employer by email?"),
+        # two phrases swapped around a role word
+        (
+            "Can I swap a ceramic pan for a cast iron skillet?",
+            "Can I swap a cast iron skillet for a ceramic pan?",
+        ),
     ],
     "entity": [
         ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
@@ -88,11 +100,18 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a format asked for on one side only
         ("Compare the three phone plans", "Compare the three phone plans in a table"),
         ("Summarise the meeting notes", "Summarise the meeting notes as bullet points"),
+        # one member picked by its order against the set it is picked from
+        ("Which of the open pull requests is the oldest?", "Which pull requests are still open?"),
+        # a short answer against a full one, a draft against advice
+        ("A short packing list for a weekend hike", "A detailed packing list for a weekend hike"),
+        ("How do I decline a meeting politely?", "Write me a template email declining a meeting politely"),
     ],
     "edit": [
         ("How do I change my delivery address?", "How do I change my billing address?"),
         ("Can I return a phone?", "Can I return a phone case?"),
         ("How do I reset my router?", "How do I reset my modem?"),
+        # one more item joined on
+        ("What are the symptoms of the flu?", "What are the symptoms and treatments of the flu?"),
     ],
 }
 
@@ -113,6 +132,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I prevent mould in the bathroom?", "how to avoid mould in the bathroom"),
         ("How do I stop the cat from scratching the sofa?", "prevent my cat scratching the sofa"),
         ("How do I keep bread from going stale?", "tips to stop bread going stale"),
+        ("Is this shampoo sulfate-free?", "is this shampoo sulfate free"),
+        ("Is this shampoo sulfate-free?", "does this shampoo have no sulfates"),
     ],
     "number": [
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
@@ -122,6 +143,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What does the 3rd amendment say?", "what does the third amendment say"),
         ("Who won the 2nd round?", "who won the second round"),
         ("Can I pause my plan for a week?", "can I pause my plan for 7 days"),
+        ("How fast is a 100 Mbps line?", "how fast is a 100 mbps line"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -146,6 +168,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Can I set up 2FA on my account?", "can I set up two-factor authentication on my account"),
         ("How do I mount an NFS share?", "how do i mount a nfs share"),
         ("How do I scale a deployment?", "how do I scale a deployment in k8s"),
+        ("Which release is the latest?", "what's the most recent release"),
     ],
     "scope": [
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
@@ -166,6 +189,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What does a sommelier do in a café?", "what does a sommelier do in a cafe"),
         ("How do I cancel my subscription?", "How do I terminate my subscription?"),
         ("How do I delete a tag?", "How do I remove a tag?"),
+        ("What are the flu's symptoms?", "what symptoms does the flu have"),
     ],
 }
 

@@ -116,6 +116,7 @@ class Features:
     transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
     # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
+    cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
     raw: str = field(default="", compare=False)
 
 
@@ -276,6 +277,16 @@ def _negated(words: list[str]) -> list[tuple[str, str]]:
             if w.endswith(s) and len(w) - len(s) >= 4:
                 out.append((w, key(w[: -len(s)])))
     return out
+
+
+_FREE_OF = re.compile(r"\b([a-z]{3,})-free\b", re.IGNORECASE)
+
+
+def _free_of(text: str) -> list[tuple[str, str]]:
+    """ "tax-free", "sugar-free": without what the first word names (its base is matched as a prefix,
+    so "taxable" and "sugary" have it)."""
+    found = (m.group(1).lower() for m in _FREE_OF.finditer(text))
+    return [(w + "free", key(w)) for w in found if w not in STOPWORDS]
 
 
 def _phrase_classes(words: list[str], table: dict[str, str]) -> set[str]:
@@ -486,6 +497,16 @@ def _entity(
         entities.add(plain)
 
 
+def _cased_units(text: str) -> set[str]:
+    """Units written with a capital, as written: "MB" (megabytes) is not "Mb" (megabits)."""
+    out = set()
+    for tok in WORD.findall(text):
+        unit = tok.lstrip("0123456789.")
+        if unit.lower() in LEX.units and unit != unit.lower():
+            out.add(unit)
+    return out
+
+
 def _title_case(raw: list[str]) -> bool:
     """Two function words capitalised inside a sentence ("How To Reset The Router")."""
     titled = 0
@@ -543,7 +564,7 @@ def features(text: str) -> Features:
         sources=_after(words, ("from",)),
         targets=_after(words, ("to", "into", "onto")),
         keys=tuple(key(w) for w in words),
-        negated=tuple(_negated(words)),
+        negated=tuple(_negated(words) + _free_of(original)),
         units=tuple(sorted(_units(words, quants))),
         periods=tuple(sorted(_periods(words))),
         quantified=tuple(sorted(_quantified(words))),
@@ -552,5 +573,6 @@ def features(text: str) -> Features:
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
         qualifiers=tuple(_qualifiers(text)),
+        cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
         raw=original,
     )

@@ -49,9 +49,16 @@ def _both_ways(a: Features, b: Features, check: Callable[[Features, Features], b
 
 def _polarity(mine: Features, other: Features) -> int:
     """Negators, plus words negated by an affix whose base the other side has ("unlock" against
-    "lock", "passwordless" against "password")."""
+    "lock", "passwordless" against "password", "tax-free" against "taxable")."""
     other_keys, other_words = set(other.keys), set(other.words)
-    return mine.negations + sum(1 for w, base in mine.negated if base in other_keys and w not in other_words)
+
+    def has(w: str, base: str) -> bool:
+        if w.endswith("free"):  # "tax-free" against "taxable"
+            free = w not in {n for n, _ in other.negated} and f"{w[:-4]} free" not in " ".join(other.words)
+            return free and any(k.startswith(base) for k in other_keys)
+        return base in other_keys and w not in other_words
+
+    return mine.negations + sum(1 for w, base in mine.negated if has(w, base))
 
 
 def _opposed_prefix(a: Features, b: Features) -> bool:
@@ -129,11 +136,13 @@ def same_quantities(a: Features, b: Features) -> bool:
 
 @rule("number")
 def number(a: Features, b: Features) -> bool:
-    """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, Celsius / Fahrenheit, square
-    feet / square metres). A unit only one side names ("how many hours of sleep") is left to the
-    qualifier check of ``scope``."""
+    """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
+    Fahrenheit, square feet / square metres). A unit only one side names ("how many hours of sleep")
+    is left to the qualifier check of ``scope``."""
     if not same_quantities(a, b):
         return True
+    if any(x != y and x.lower() == y.lower() for x in a.cased_units for y in b.cased_units):
+        return True  # case tells the units apart: Mbps (megabits) / MBps (megabytes)
     ua, ub = set(a.units), set(b.units)
     return bool(ua - ub and ub - ua)  # one unit for another; a unit on one side only is a qualifier
 
@@ -194,17 +203,32 @@ def _comparison_flip(a: Features, b: Features) -> bool:
     return any(len(ea) == 1 and ends_b.get(s, ea) == {-e for e in ea} for s, ea in ends_a.items())
 
 
-def _role_swap(a: Features, b: Features) -> bool:
-    """The same content words with two of them swapped around the same frame, when the frame gives them
-    roles: "replace butter with oil" / "replace oil with butter", "a landlord sue a tenant" / "a tenant
-    sue a landlord". A frame of joiners only ("a hub and a switch") keeps the question."""
-    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
+def _swapped_blocks(ka: list[str], kb: list[str]) -> tuple[list[str], list[str]] | None:
+    """Where kb is ka with two blocks of words swapped ("X then M then Y" / "Y then M then X"), the
+    two blocks in ka's order; None otherwise."""
     if ka == kb or sorted(ka) != sorted(kb):
+        return None
+    lo = next(i for i, (x, y) in enumerate(zip(ka, kb, strict=True)) if x != y)
+    hi = len(ka) - next(i for i, (x, y) in enumerate(zip(ka[::-1], kb[::-1], strict=True)) if x != y)
+    wa, wb = ka[lo:hi], kb[lo:hi]
+    for lx in range(1, len(wa)):
+        for ly in range(1, len(wa) - lx + 1):
+            x, y, mid = wa[:lx], wa[len(wa) - ly :], wa[lx : len(wa) - ly]
+            if wb == y + mid + x:
+                return x, y
+    return None
+
+
+def _role_swap(a: Features, b: Features) -> bool:
+    """The same content words with two of them, or two phrases, swapped around the same frame, when the
+    frame gives them roles: "replace butter with oil" / "replace oil with butter", "replace a gas stove
+    with an induction hob" / "replace an induction hob with a gas stove", "a landlord sue a tenant" /
+    "a tenant sue a landlord". A frame of joiners only ("a hub and a switch") keeps the question."""
+    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
+    swap = _swapped_blocks(ka, kb)
+    if swap is None:
         return False
-    diff = [i for i, (x, y) in enumerate(zip(ka, kb, strict=True)) if x != y]
-    if len(diff) != 2 or ka[diff[0]] != kb[diff[1]] or ka[diff[1]] != kb[diff[0]]:
-        return False
-    x, y = ka[diff[0]], ka[diff[1]]
+    x, y = swap
 
     def frame(f: Features, first: str, second: str) -> list[str] | None:
         keys = [key(w) for w in f.words]
@@ -213,7 +237,7 @@ def _role_swap(a: Features, b: Features) -> bool:
         between = f.words[keys.index(first) + 1 : keys.index(second)]
         return [w for w in between if w not in ("a", "an", "the")]  # "fire a contractor" = "fire an employer"
 
-    fa, fb = frame(a, x, y), frame(b, y, x)
+    fa, fb = frame(a, x[-1], y[0]), frame(b, y[-1], x[0])
     return fa is not None and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
 
 
@@ -303,6 +327,21 @@ def _quantifier_conflict(a: Features, b: Features) -> bool:
     return bool(universal_a & singular_b - {""})
 
 
+def _plural(w: str) -> bool:
+    return len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is"))
+
+
+def _member_of_set(a: Features, b: Features) -> bool:
+    """a: one member picked by its order, b: the set it is picked from, with no pick. "Which of the
+    supported versions is the latest?" / "Which versions are still supported?"."""
+    picked = {n for c, n in a.quantified if c == "single"}
+    if not picked or not any(s == "order" for s, _ in a.scales) or any(s == "order" for s, _ in b.scales):
+        return False
+    # "the latest version" picks a version; "the latest" alone picks from the set the question names
+    alone = any(LEX.scales.get(n, ("", 0))[0] == "order" for n in picked)
+    return any(_plural(w) and key(w) in a.keys and (alone or key(w) in picked) for w in b.content)
+
+
 @functools.lru_cache(maxsize=65536)
 def _akin(w: str, v: str) -> bool:
     """w and v say the same: a spelling, an inflection, a near-synonym, one unit ("MB" / "megabytes"),
@@ -365,7 +404,7 @@ def scope(a: Features, b: Features) -> bool:
     :func:`unmatched_qualifier`: "in megabytes", "across all regions", "with examples")."""
     if set(a.people) != set(b.people):
         return True
-    if _both_ways(a, b, _quantifier_conflict):
+    if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
@@ -450,11 +489,15 @@ def _joined(words: list[str], other: set[str]) -> list[str]:
     return out
 
 
+_COORDINATORS = frozenset({"and", "or", "plus", "nor"})
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
-    address" / "change my billing address"), or one added word next to a kept noun ("a gift" / "a gift
-    card"): the swap is what the asker changed on purpose. A paraphrase restructures the question; a
+    address" / "change my billing address"), one added word next to a kept noun ("a gift" / "a gift
+    card"), or one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"): the
+    swap is what the asker changed on purpose. A paraphrase restructures the question; a
     near repeat swaps no content word (typos, inflections, synonyms, fillers do not count)."""
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
@@ -463,9 +506,12 @@ def edit(a: Features, b: Features) -> bool:
     ops = sm.get_opcodes()
     for tag, i1, i2, j1, j2 in ops:
         if tag in ("insert", "delete") and sm.ratio() >= 0.85 and len(ops) <= 3:
-            added = [w for w in (wa[i1:i2] or wb[j1:j2]) if _edit_word(w)]
-            if len(added) == 1 and len(wa[i1:i2] or wb[j1:j2]) == 1:
+            span = wa[i1:i2] or wb[j1:j2]
+            added = [w for w in span if _edit_word(w)]
+            if len(added) == 1 and len(span) == 1:
                 return True
+            if added and len(span) <= 4 and span[0] in _COORDINATORS:
+                return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
