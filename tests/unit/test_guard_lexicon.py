@@ -83,7 +83,7 @@ def test_no_pair_is_listed_twice_or_contradicts_itself() -> None:
 def test_tables_are_not_empty_and_the_may_of_may_i_is_no_month_stopword() -> None:
     assert "may" in LEXICON.months and "may" not in LEXICON.function_words
     assert LEXICON.negators and LEXICON.antonyms and LEXICON.synonyms and LEXICON.scales
-    assert {"universal", "single", "article"} == set(LEXICON.quantifiers.values())
+    assert {"universal", "single", "several", "article"} == set(LEXICON.quantifiers.values())
 
 
 @pytest.fixture

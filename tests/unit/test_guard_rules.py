@@ -44,6 +44,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How long does a 500 MB file take on a 20 Mbps line?",
             "How long does a 500 Mb file take on a 20 MBps line?",
         ),
+        ("How many 2-tonne bags fill a 20 tonne truck?", "How many 2-tonne bags fill a 20 ton truck?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -105,6 +106,12 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a short answer against a full one, a draft against advice
         ("A short packing list for a weekend hike", "A detailed packing list for a weekend hike"),
         ("How do I decline a meeting politely?", "Write me a template email declining a meeting politely"),
+        ("How do I water one tomato plant while away?", "How do I water several tomato plants while away?"),
+        ("What's the lightest tent for two people?", "Which tents are good for two people?"),
+        (
+            "Draft a cover letter for a junior designer role",
+            "Tips for drafting a cover letter for a junior designer role",
+        ),
     ],
     "edit": [
         ("How do I change my delivery address?", "How do I change my billing address?"),
@@ -112,6 +119,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I reset my router?", "How do I reset my modem?"),
         # one more item joined on
         ("What are the symptoms of the flu?", "What are the symptoms and treatments of the flu?"),
+        (
+            "What are the side effects of ibuprofen?",
+            "What are the side effects and interactions for ibuprofen?",
+        ),
     ],
 }
 
@@ -161,6 +172,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Difference between a hub and a switch", "difference between a switch and a hub"),
         ("Which plan has the most storage?", "which plan has the largest storage"),
         ("How do I copy a folder to a USB stick?", "copy a folder onto a USB stick"),
+        # a "for" that is not between the two names gives them no roles
+        (
+            "What's the difference between oak and pine for a bookshelf?",
+            "for a bookshelf, how does pine compare with oak",
+        ),
     ],
     "entity": [
         ("What does an API's rate limit protect against?", "what do APIs rate limits protect against"),
@@ -181,6 +197,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I stop all running jobs?", "stop the running jobs"),
         # "in a table" after a part of a table is where, not a format
         ("How do I delete a row in a spreadsheet?", "spreadsheet: remove one row from a table"),
+        ("Write a limerick about a cat", "could you write a limerick about a cat"),
     ],
     "edit": [
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
@@ -190,6 +207,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I cancel my subscription?", "How do I terminate my subscription?"),
         ("How do I delete a tag?", "How do I remove a tag?"),
         ("What are the flu's symptoms?", "what symptoms does the flu have"),
+        ("How do I reset my password?", "how do I reset my password pls"),
     ],
 }
 

@@ -126,6 +126,8 @@ def is_number(w: str) -> bool:
 
 SPAN_LEFT = LEX.contexts["span-left"]
 FORMAT_PARTS = LEX.contexts["format-part"]
+_DRAFT_VERBS = LEX.contexts["draft-verb"]
+_ASKING = LEX.contexts["asking"]
 
 
 def _duration(w: str) -> float | None:
@@ -299,6 +301,9 @@ def _formats(words: list[str]) -> set[str]:
     """The shapes the answer is asked in; a format phrase right after a part of that shape says where,
     not how ("rename a column in a table")."""
     out = set()
+    lead = [w for w in words[:4] if w not in LEX.fillers and w not in _ASKING]
+    if lead and lead[0] in _DRAFT_VERBS:
+        out.add("draft")  # an imperative: "Draft a privacy policy", "can you write a cover letter"
     for phrase, cls in LEX.formats.items():
         n = len(phrase.split())
         for i in range(len(words) - n + 1):

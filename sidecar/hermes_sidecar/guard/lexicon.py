@@ -40,7 +40,7 @@ class Lexicon:
     units: dict[str, tuple[str, float]]  # word -> (canonical unit, factor to it)
     number_units: frozenset[str]  # units only right after a number ("7am")
     people: dict[str, str]  # word -> class
-    quantifiers: dict[str, str]  # word -> universal | single | article
+    quantifiers: dict[str, str]  # word -> universal | single | several | article
     depth: dict[str, str]  # phrase -> brief | deep
     formats: dict[str, str]  # phrase -> list | table | prose ...
     antonyms: tuple[tuple[frozenset[str], frozenset[str]], ...]

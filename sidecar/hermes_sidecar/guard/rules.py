@@ -173,10 +173,16 @@ def _order_flip(a: Features, b: Features) -> bool:
         first = re.split(r"[-./ ]+", e)[0]
         return f.words.index(first) if first in f.words else -1
 
+    def between(f: Features, i: int, j: int) -> set[str]:
+        return set(f.words[min(i, j) + 1 : max(i, j)])
+
     for i, x in enumerate(shared):
         for y in shared[i + 1 :]:
             ax, ay, bx, by = pos(a, x), pos(a, y), pos(b, x), pos(b, y)
-            if min(ax, ay, bx, by) >= 0 and (ax < ay) != (bx < by):
+            # the direction word joins the two names on one side at least ("PLA to PETG"); a "for"
+            # elsewhere ("PLA and PETG for parts") gives them no roles
+            swapped = min(ax, ay, bx, by) >= 0 and (ax < ay) != (bx < by)
+            if swapped and directional & (between(a, ax, ay) | between(b, bx, by)):
                 return True
     return False
 
@@ -312,9 +318,13 @@ def entity(a: Features, b: Features) -> bool:
 
 
 def _quantifier_conflict(a: Features, b: Features) -> bool:
-    """a: the whole set, b: one member. "all pods" / "a pod", "every account" / "my account", "the
-    whole booking" / "one leg of it"."""
+    """a: the whole set (or several of it), b: one member. "all pods" / "a pod", "every account" / "my
+    account", "the whole booking" / "one leg of it", "several sensors" / "one sensor"."""
     universal_a = {n for c, n in a.quantified if c == "universal"}
+    several_a = {n for c, n in a.quantified if c == "several"}
+    single_b = any(c == "single" for c, _ in b.quantified)
+    if several_a & set(b.keys) and single_b and not any(c == "several" for c, _ in b.quantified):
+        return True  # "one sensor" / "several sensors"
     if not universal_a or any(c == "universal" for c, _ in b.quantified):
         return False
     if "" in universal_a and b.quantified:
@@ -331,9 +341,31 @@ def _plural(w: str) -> bool:
     return len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is"))
 
 
+_NOT_SUPERLATIVE = LEX.contexts["not-superlative"]
+
+
+def _superlative_heads(f: Features) -> set[str]:
+    """Keys of the nouns a superlative picks: "the cheapest filament" -> filament."""
+    heads = set()
+    for i, w in enumerate(f.words):
+        named = w in LEX.scales and (w.endswith("est") or w in ("best", "worst"))
+        # any "the ...est" ("the lightest tent"), but for the words that only end like one
+        formed = (
+            i and f.words[i - 1] == "the" and len(w) >= 6 and w.endswith("est") and w not in _NOT_SUPERLATIVE
+        )
+        if named or formed:
+            head = next((v for v in f.words[i + 1 : i + 3] if v not in STOPWORDS), "")
+            heads.add(key(head))
+    return heads - {""}
+
+
 def _member_of_set(a: Features, b: Features) -> bool:
-    """a: one member picked by its order, b: the set it is picked from, with no pick. "Which of the
-    supported versions is the latest?" / "Which versions are still supported?"."""
+    """a: one member picked by its order or by a superlative, b: the set it is picked from, with no
+    pick. "Which of the supported versions is the latest?" / "Which versions are still supported?",
+    "the cheapest filament for X" / "filaments suitable for X"."""
+    best = _superlative_heads(a)
+    if not any(w in LEX.scales for w in b.words) and any(_plural(w) and key(w) in best for w in b.content):
+        return True
     picked = {n for c, n in a.quantified if c == "single"}
     if not picked or not any(s == "order" for s, _ in a.scales) or any(s == "order" for s, _ in b.scales):
         return False
@@ -492,6 +524,15 @@ def _joined(words: list[str], other: set[str]) -> list[str]:
 _COORDINATORS = frozenset({"and", "or", "plus", "nor"})
 
 
+def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
+    """span joins one more item on ("and disposal rules") where the other side has no content word
+    (nothing, or "of" for "for"), and nothing on the other side says the same."""
+    added = [w for w in span if _edit_word(w)]
+    if not added or len(span) > 4 or span[0] not in _COORDINATORS or any(_edit_word(w) for w in against):
+        return False
+    return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
@@ -505,13 +546,14 @@ def edit(a: Features, b: Features) -> bool:
         return False
     ops = sm.get_opcodes()
     for tag, i1, i2, j1, j2 in ops:
-        if tag in ("insert", "delete") and sm.ratio() >= 0.85 and len(ops) <= 3:
-            span = wa[i1:i2] or wb[j1:j2]
-            added = [w for w in span if _edit_word(w)]
-            if len(added) == 1 and len(span) == 1:
-                return True
-            if added and len(span) <= 4 and span[0] in _COORDINATORS:
-                return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
+        if tag == "equal":
+            continue
+        if _joined_item(wa[i1:i2], wb[j1:j2], wb) or _joined_item(wb[j1:j2], wa[i1:i2], wa):
+            return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
+        span = wa[i1:i2] or wb[j1:j2]
+        added = [w for w in span if _edit_word(w)] if tag != "replace" else []
+        if added and sm.ratio() >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
+            return True
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
