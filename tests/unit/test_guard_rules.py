@@ -45,6 +45,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How long does a 500 Mb file take on a 20 MBps line?",
         ),
         ("How many 2-tonne bags fill a 20 tonne truck?", "How many 2-tonne bags fill a 20 ton truck?"),
+        (
+            "Is 120 gsm card stiff enough for a birthday card?",
+            "Is 120 lb card stiff enough for a birthday card?",
+        ),
+        ("How long is one bar at 90 BPM in ms?", "How many BPM is one bar of 90 ms?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -74,6 +79,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "Can I swap a ceramic pan for a cast iron skillet?",
             "Can I swap a cast iron skillet for a ceramic pan?",
         ),
+        # the name is the object on one side and the subject on the other
+        ("Who inspired Monet?", "Who did Monet inspire?"),
     ],
     "entity": [
         ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
@@ -112,6 +119,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "Draft a cover letter for a junior designer role",
             "Tips for drafting a cover letter for a junior designer role",
         ),
+        ("Which Beatles album is the best?", "Which Beatles albums are worth hearing?"),
+        ("What is the tallest waterfall in Norway?", "What are the tallest waterfalls in Norway?"),
     ],
     "edit": [
         ("How do I change my delivery address?", "How do I change my billing address?"),
@@ -123,6 +132,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "What are the side effects of ibuprofen?",
             "What are the side effects and interactions for ibuprofen?",
         ),
+        # a second request in a sentence of its own
+        ("What is a hash map?", "What is a hash map? Show me one written in C with a test"),
     ],
 }
 
@@ -155,6 +166,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who won the 2nd round?", "who won the second round"),
         ("Can I pause my plan for a week?", "can I pause my plan for 7 days"),
         ("How fast is a 100 Mbps line?", "how fast is a 100 mbps line"),
+        # a Roman numeral after a name is a number
+        ("When did World War I end?", "when did world war 1 end"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -185,6 +198,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I mount an NFS share?", "how do i mount a nfs share"),
         ("How do I scale a deployment?", "how do I scale a deployment in k8s"),
         ("Which release is the latest?", "what's the most recent release"),
+        ("Who wrote Hamlet?", "who was the author of Hamlet"),
     ],
     "scope": [
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
@@ -198,6 +212,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # "in a table" after a part of a table is where, not a format
         ("How do I delete a row in a spreadsheet?", "spreadsheet: remove one row from a table"),
         ("Write a limerick about a cat", "could you write a limerick about a cat"),
+        ("What's the best way to remove rust from tools?", "how can I get rust off my tools"),
+        # a closing word of thanks asks for nothing more; "Thanks" after a question mark is no name
+        ("What does DPI mean for a mouse?", "What does DPI mean for a mouse? Thanks!"),
+        ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
     ],
     "edit": [
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),

@@ -9,6 +9,7 @@ forms ("kept") are not normalised. Negation, edit, direction, scope and entity a
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ STOPWORDS = stopwords(LEX)
 IGNORABLE = STOPWORDS  # function words, fillers, quantifiers, the modal "may"
 
 WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*", re.IGNORECASE)
-_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*")
+# a token with the sentence punctuation right after it ("camera?"), so that the next word starts a sentence
+_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*[?!:,]?")
 _TOKEN_WITH_PUNCT = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?\u2014\u2013-]")
 
 _CTX = LEX.contexts
@@ -117,6 +119,7 @@ class Features:
     # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
+    romans: tuple[float, ...] = ()  # Roman numerals after a capitalised word: "World War I", "Henry VIII"
     raw: str = field(default="", compare=False)
 
 
@@ -512,12 +515,36 @@ def _cased_units(text: str) -> set[str]:
     return out
 
 
+_ROMAN = {"I": 1, "V": 5, "X": 10}
+
+
+def _roman(token: str) -> float | None:
+    if not token or any(c not in _ROMAN for c in token) or len(token) > 5:
+        return None
+    total = 0
+    for i, c in enumerate(token):
+        v = _ROMAN[c]
+        total += -v if i + 1 < len(token) and _ROMAN[token[i + 1]] > v else v
+    return float(total)
+
+
+def _romans(raw: list[str]) -> set[float]:
+    """Roman numerals right after a capitalised word ("World War I", "Part II"); "I" alone is a pronoun."""
+    out = set()
+    for prev, tok in itertools.pairwise(raw):
+        prev, core = prev.strip(".'\u2019-/?!:,"), tok.strip(".'\u2019-/?!:,")
+        value = _roman(core)
+        if value is not None and prev[:1].isupper() and not prev.endswith((".", "?", "!")) and prev != "I":
+            out.add(value)
+    return out
+
+
 def _title_case(raw: list[str]) -> bool:
     """Two function words capitalised inside a sentence ("How To Reset The Router")."""
     titled = 0
     start = True
     for tok in raw:
-        core = tok.strip(".'\u2019-/")
+        core = tok.strip(".'\u2019-/?!:,")
         if core and not start and core[0].isupper() and core.lower() in LEX.function_words and core != "I":
             titled += 1
         start = tok.endswith((".", "?", "!", ":", ","))
@@ -542,7 +569,7 @@ def features(text: str) -> Features:
     capitalised: set[str] = set()  # words written with a capital inside a sentence
     sentence_start = True
     for tok in raw:
-        core = tok.strip(".'\u2019-/")
+        core = tok.strip(".'\u2019-/?!:,")
         if not core:
             continue
         # "7B-parameter", "Wi-Fi": the parts of a hyphenated token are judged one by one
@@ -579,5 +606,6 @@ def features(text: str) -> Features:
         transfers=tuple(sorted(_transfers(words))),
         qualifiers=tuple(_qualifiers(text)),
         cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
+        romans=tuple(sorted(_romans(raw))) if not shouting else (),
         raw=original,
     )

@@ -110,8 +110,8 @@ def negation(a: Features, b: Features) -> bool:
 
 def _soft_values(f: Features) -> set[float]:
     """Values of the weak number words of f, which count as quantities only before a unit: an ordinal
-    ("Newton's second law") or "one" ("the one I bought")."""
-    return {LEX.numbers[w] for w in f.words if w in LEX.weak_numbers}
+    ("Newton's second law") or "one" ("the one I bought"); and of its Roman numerals ("World War I")."""
+    return {LEX.numbers[w] for w in f.words if w in LEX.weak_numbers} | set(f.romans)
 
 
 def same_quantities(a: Features, b: Features) -> bool:
@@ -247,6 +247,22 @@ def _role_swap(a: Features, b: Features) -> bool:
     return fa is not None and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
 
 
+def _subject_object_swap(a: Features, b: Features) -> bool:
+    """ "Who influenced Debussy?" / "Who did Debussy influence?": the same words, but an auxiliary
+    after the question word makes the name the subject on one side only."""
+    if not (a.words and b.words and a.words[0] in _QUESTION_WORDS and b.words[0] in _QUESTION_WORDS):
+        return False
+    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
+    if ka == kb or sorted(ka) != sorted(kb):
+        return False
+    aux_a = len(a.words) > 1 and a.words[1] in _QUESTION_AUX
+    aux_b = len(b.words) > 1 and b.words[1] in _QUESTION_AUX
+    return aux_a != aux_b
+
+
+_QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["question-aux"]
+
+
 @rule("direction")
 def direction(a: Features, b: Features) -> bool:
     """The same things in the other direction (from savings to current / from current to savings; a
@@ -256,6 +272,7 @@ def direction(a: Features, b: Features) -> bool:
         _both_ways(a, b, _source_becomes_target)
         or _order_flip(a, b)
         or _role_swap(a, b)
+        or _subject_object_swap(a, b)
         or _both_ways(a, b, _transfer_flip)
         or _both_ways(a, b, _comparison_flip)
     )
@@ -344,27 +361,38 @@ def _plural(w: str) -> bool:
 _NOT_SUPERLATIVE = LEX.contexts["not-superlative"]
 
 
-def _superlative_heads(f: Features) -> set[str]:
-    """Keys of the nouns a superlative picks: "the cheapest filament" -> filament."""
-    heads = set()
+def _superlatives(f: Features) -> set[tuple[str, bool]]:
+    """The nouns a superlative picks, as (key, plural): "the cheapest filament" -> (filament, False),
+    "the largest lakes" -> (lake, True); ("", False) when none follows ("which movie is the best?")."""
+    out = set()
     for i, w in enumerate(f.words):
         named = w in LEX.scales and (w.endswith("est") or w in ("best", "worst"))
         # any "the ...est" ("the lightest tent"), but for the words that only end like one
         formed = (
             i and f.words[i - 1] == "the" and len(w) >= 6 and w.endswith("est") and w not in _NOT_SUPERLATIVE
         )
-        if named or formed:
-            head = next((v for v in f.words[i + 1 : i + 3] if v not in STOPWORDS), "")
-            heads.add(key(head))
-    return heads - {""}
+        if not (named or formed):
+            continue
+        if i + 1 == len(f.words):
+            out.add(("", False))  # "which movie is the best?": the set is named before it
+        elif f.words[i + 1] not in STOPWORDS:  # "the best way to", "the best of them" pick no noun
+            out.add((key(f.words[i + 1]), _plural(f.words[i + 1])))
+    return out
 
 
 def _member_of_set(a: Features, b: Features) -> bool:
     """a: one member picked by its order or by a superlative, b: the set it is picked from, with no
-    pick. "Which of the supported versions is the latest?" / "Which versions are still supported?",
-    "the cheapest filament for X" / "filaments suitable for X"."""
-    best = _superlative_heads(a)
-    if not any(w in LEX.scales for w in b.words) and any(_plural(w) and key(w) in best for w in b.content):
+    pick, or several picked where a picks one. "Which of the supported versions is the latest?" /
+    "Which versions are still supported?", "the cheapest filament for X" / "filaments suitable for
+    X", "the largest lake" / "the largest lakes"."""
+    best, theirs = _superlatives(a), _superlatives(b)
+    heads = {k for k, _ in best}
+    if not any(w in LEX.scales for w in b.words) and any(
+        _plural(w) and (key(w) in heads or ("" in heads and any(_similar_word(w, v) for v in a.content)))
+        for w in b.content
+    ):
+        return True
+    if any((k, not plural) in theirs and (k, plural) not in theirs for k, plural in best if k):
         return True
     picked = {n for c, n in a.quantified if c == "single"}
     if not picked or not any(s == "order" for s, _ in a.scales) or any(s == "order" for s, _ in b.scales):
@@ -533,13 +561,34 @@ def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
     return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def _sentences(f: Features) -> list[tuple[str, ...]]:
+    return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(f.raw.strip()) if WORD.search(x)]
+
+
+def _request_added(a: Features, b: Features) -> bool:
+    """b asks a's question and then, in a sentence of its own, for something more ("What is a left
+    join? Show me an example query"). A closing word of thanks asks for nothing."""
+    sa, sb = _sentences(a), _sentences(b)
+    if len(sb) <= len(sa) or not sa:
+        return False
+    n = len(sa)
+    rest = sb[n:] if sb[:n] == sa else sb[:-n] if sb[-n:] == sa else None
+    return rest is not None and any(_edit_word(w) and w not in LEX.fillers for x in rest for w in x)
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"), one added word next to a kept noun ("a gift" / "a gift
-    card"), or one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"): the
-    swap is what the asker changed on purpose. A paraphrase restructures the question; a
-    near repeat swaps no content word (typos, inflections, synonyms, fillers do not count)."""
+    card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors") or one
+    more request in a sentence of its own: the change is what the asker made on purpose. A paraphrase
+    restructures the question; a near repeat swaps no content word (typos, inflections, synonyms,
+    fillers do not count)."""
+    if _both_ways(a, b, _request_added):
+        return True
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     if sm.ratio() < 0.7:
