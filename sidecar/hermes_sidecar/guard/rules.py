@@ -570,13 +570,15 @@ def _sentences(f: Features) -> list[tuple[str, ...]]:
 
 def _request_added(a: Features, b: Features) -> bool:
     """b asks a's question and then, in a sentence of its own, for something more ("What is a left
-    join? Show me an example query"). A closing word of thanks asks for nothing."""
+    join? Show me an example query"). A closing thanks ("Thanks in advance!") asks for nothing."""
     sa, sb = _sentences(a), _sentences(b)
     if len(sb) <= len(sa) or not sa:
         return False
     n = len(sa)
     rest = sb[n:] if sb[:n] == sa else sb[:-n] if sb[-n:] == sa else None
-    return rest is not None and any(_edit_word(w) and w not in LEX.fillers for x in rest for w in x)
+    # a sentence opened by a filler ("Thanks in advance") asks for nothing
+    asks = [x for x in rest or () if x[0] not in LEX.fillers]
+    return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
 @rule("edit")
