@@ -50,7 +50,7 @@ class Sizes:
 
 QUICK = Sizes(
     name="quick",
-    quality_datasets=("questions", "devops", "business", "support", "home", "trades"),
+    quality_datasets=("questions", "devops", "business", "support", "home", "trades", "media"),
     quality_sweep_points=14,
     quality_stride=3,
     corpus_texts=1_500,
@@ -66,7 +66,16 @@ QUICK = Sizes(
 FULL = Sizes(
     name="full",
     # quality.SETS
-    quality_datasets=("questions", "conversations", "devops", "business", "support", "home", "trades"),
+    quality_datasets=(
+        "questions",
+        "conversations",
+        "devops",
+        "business",
+        "support",
+        "home",
+        "trades",
+        "media",
+    ),
     quality_sweep_points=40,
     quality_stride=1,
     corpus_texts=0,

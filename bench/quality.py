@@ -1,7 +1,7 @@
 """1. Quality on every labelled set, holdout halves: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
-bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades). Each is
+bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media). Each is
 split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
 copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune
 half only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
@@ -86,6 +86,8 @@ SETS: dict[str, PairSet] = {
                 lambda: [DATA / "home.jsonl"], "--pairs bench/data/home.jsonl"),
         PairSet("trades", "trades, small firms, farming, freight, electronics, lab (bench/data)", True, False,
                 lambda: [DATA / "trades.jsonl"], "--pairs bench/data/trades.jsonl"),
+        PairSet("media", "photography, music, games, film, writing, art, trivia (bench/data)", True, False,
+                lambda: [DATA / "media.jsonl"], "--pairs bench/data/media.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
