@@ -50,7 +50,7 @@ class Sizes:
 
 QUICK = Sizes(
     name="quick",
-    quality_datasets=("questions", "devops", "business", "support", "home", "trades", "media"),
+    quality_datasets=("questions", "devops", "business", "support", "home", "trades", "media", "civic"),
     quality_sweep_points=14,
     quality_stride=3,
     corpus_texts=1_500,
@@ -75,6 +75,7 @@ FULL = Sizes(
         "home",
         "trades",
         "media",
+        "civic",
     ),
     quality_sweep_points=40,
     quality_stride=1,

@@ -1,10 +1,11 @@
 """1. Quality on every labelled set, holdout halves: Hermes Cache vs RedisVL SemanticCache vs GPTCache.
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
-bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media). Each is
-split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
-copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune
-half only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
+civic). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+--split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
+the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
+then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -88,6 +89,8 @@ SETS: dict[str, PairSet] = {
                 lambda: [DATA / "trades.jsonl"], "--pairs bench/data/trades.jsonl"),
         PairSet("media", "photography, music, games, film, writing, art, trivia (bench/data)", True, False,
                 lambda: [DATA / "media.jsonl"], "--pairs bench/data/media.jsonl"),
+        PairSet("civic", "public services, transport, climate, sports, science, economics (bench/data)", True,
+                False, lambda: [DATA / "civic.jsonl"], "--pairs bench/data/civic.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
