@@ -24,6 +24,7 @@ IGNORABLE = STOPWORDS  # function words, fillers, quantifiers, the modal "may"
 WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*", re.IGNORECASE)
 # a token with the sentence punctuation right after it ("camera?"), so that the next word starts a sentence
 _RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*[?!:,]?")
+_EDGE = ".'\u2019-/?!:,"  # what a raw token may carry around its core: quotes, hyphens, punctuation
 _TOKEN_WITH_PUNCT = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?\u2014\u2013-]")
 
 _CTX = LEX.contexts
@@ -120,6 +121,8 @@ class Features:
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
     romans: tuple[float, ...] = ()  # Roman numerals after a capitalised word: "World War I", "Henry VIII"
+    superlatives: tuple[tuple[str, bool], ...] = ()  # (key, plural) of the nouns a superlative picks
+    sentences: tuple[tuple[str, ...], ...] = ()  # the lower-cased words of each sentence
     raw: str = field(default="", compare=False)
 
 
@@ -532,7 +535,7 @@ def _romans(raw: list[str]) -> set[float]:
     """Roman numerals right after a capitalised word ("World War I", "Part II"); "I" alone is a pronoun."""
     out = set()
     for prev, tok in itertools.pairwise(raw):
-        prev, core = prev.strip(".'\u2019-/?!:,"), tok.strip(".'\u2019-/?!:,")
+        prev, core = prev.strip(_EDGE), tok.strip(_EDGE)
         value = _roman(core)
         if value is not None and prev[:1].isupper() and not prev.endswith((".", "?", "!")) and prev != "I":
             out.add(value)
@@ -544,11 +547,44 @@ def _title_case(raw: list[str]) -> bool:
     titled = 0
     start = True
     for tok in raw:
-        core = tok.strip(".'\u2019-/?!:,")
+        core = tok.strip(_EDGE)
         if core and not start and core[0].isupper() and core.lower() in LEX.function_words and core != "I":
             titled += 1
         start = tok.endswith((".", "?", "!", ":", ","))
     return titled >= 2
+
+
+def plural(w: str) -> bool:
+    return len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is"))
+
+
+_NOT_SUPERLATIVE = LEX.contexts["not-superlative"]
+
+
+def _superlatives(words: list[str]) -> set[tuple[str, bool]]:
+    """The nouns a superlative picks, as (key, plural): "the cheapest filament" -> (filament, False),
+    "the largest lakes" -> (lake, True); ("", False) when none follows ("which movie is the best?")."""
+    out = set()
+    for i, w in enumerate(words):
+        named = w in LEX.scales and (w.endswith("est") or w in ("best", "worst"))
+        # any "the ...est" ("the lightest tent"), but for the words that only end like one
+        formed = (
+            i and words[i - 1] == "the" and len(w) >= 6 and w.endswith("est") and w not in _NOT_SUPERLATIVE
+        )
+        if not (named or formed):
+            continue
+        if i + 1 == len(words):
+            out.add(("", False))  # "which movie is the best?": the set is named before it
+        elif words[i + 1] not in STOPWORDS:  # "the best way to", "the best of them" pick no noun
+            out.add((key(words[i + 1]), plural(words[i + 1])))
+    return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def _sentences(text: str) -> list[tuple[str, ...]]:
+    return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(text.strip()) if WORD.search(x)]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -569,7 +605,7 @@ def features(text: str) -> Features:
     capitalised: set[str] = set()  # words written with a capital inside a sentence
     sentence_start = True
     for tok in raw:
-        core = tok.strip(".'\u2019-/?!:,")
+        core = tok.strip(_EDGE)
         if not core:
             continue
         # "7B-parameter", "Wi-Fi": the parts of a hyphenated token are judged one by one
@@ -607,5 +643,7 @@ def features(text: str) -> Features:
         qualifiers=tuple(_qualifiers(text)),
         cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
         romans=tuple(sorted(_romans(raw))) if not shouting else (),
+        superlatives=tuple(sorted(_superlatives(words))),
+        sentences=tuple(_sentences(original)),
         raw=original,
     )

@@ -22,6 +22,7 @@ from hermes_sidecar.guard.features import (
     fold,
     is_number,
     key,
+    plural,
     qualifier_word,
     time_word,
 )
@@ -51,10 +52,11 @@ def _polarity(mine: Features, other: Features) -> int:
     """Negators, plus words negated by an affix whose base the other side has ("unlock" against
     "lock", "passwordless" against "password", "tax-free" against "taxable")."""
     other_keys, other_words = set(other.keys), set(other.words)
+    other_negated, other_text = {n for n, _ in other.negated}, " ".join(other.words)
 
     def has(w: str, base: str) -> bool:
         if w.endswith("free"):  # "tax-free" against "taxable"
-            free = w not in {n for n, _ in other.negated} and f"{w[:-4]} free" not in " ".join(other.words)
+            free = w not in other_negated and f"{w[:-4]} free" not in other_text
             return free and any(k.startswith(base) for k in other_keys)
         return base in other_keys and w not in other_words
 
@@ -209,10 +211,15 @@ def _comparison_flip(a: Features, b: Features) -> bool:
     return any(len(ea) == 1 and ends_b.get(s, ea) == {-e for e in ea} for s, ea in ends_a.items())
 
 
+def _reordered(ka: list[str], kb: list[str]) -> bool:
+    """The same words in another order."""
+    return ka != kb and sorted(ka) == sorted(kb)
+
+
 def _swapped_blocks(ka: list[str], kb: list[str]) -> tuple[list[str], list[str]] | None:
     """Where kb is ka with two blocks of words swapped ("X then M then Y" / "Y then M then X"), the
     two blocks in ka's order; None otherwise."""
-    if ka == kb or sorted(ka) != sorted(kb):
+    if not _reordered(ka, kb):
         return None
     lo = next(i for i, (x, y) in enumerate(zip(ka, kb, strict=True)) if x != y)
     hi = len(ka) - next(i for i, (x, y) in enumerate(zip(ka[::-1], kb[::-1], strict=True)) if x != y)
@@ -252,8 +259,7 @@ def _subject_object_swap(a: Features, b: Features) -> bool:
     after the question word makes the name the subject on one side only."""
     if not (a.words and b.words and a.words[0] in _QUESTION_WORDS and b.words[0] in _QUESTION_WORDS):
         return False
-    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
-    if ka == kb or sorted(ka) != sorted(kb):
+    if not _reordered([key(w) for w in a.content], [key(w) for w in b.content]):
         return False
     aux_a = len(a.words) > 1 and a.words[1] in _QUESTION_AUX
     aux_b = len(b.words) > 1 and b.words[1] in _QUESTION_AUX
@@ -354,41 +360,15 @@ def _quantifier_conflict(a: Features, b: Features) -> bool:
     return bool(universal_a & singular_b - {""})
 
 
-def _plural(w: str) -> bool:
-    return len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is"))
-
-
-_NOT_SUPERLATIVE = LEX.contexts["not-superlative"]
-
-
-def _superlatives(f: Features) -> set[tuple[str, bool]]:
-    """The nouns a superlative picks, as (key, plural): "the cheapest filament" -> (filament, False),
-    "the largest lakes" -> (lake, True); ("", False) when none follows ("which movie is the best?")."""
-    out = set()
-    for i, w in enumerate(f.words):
-        named = w in LEX.scales and (w.endswith("est") or w in ("best", "worst"))
-        # any "the ...est" ("the lightest tent"), but for the words that only end like one
-        formed = (
-            i and f.words[i - 1] == "the" and len(w) >= 6 and w.endswith("est") and w not in _NOT_SUPERLATIVE
-        )
-        if not (named or formed):
-            continue
-        if i + 1 == len(f.words):
-            out.add(("", False))  # "which movie is the best?": the set is named before it
-        elif f.words[i + 1] not in STOPWORDS:  # "the best way to", "the best of them" pick no noun
-            out.add((key(f.words[i + 1]), _plural(f.words[i + 1])))
-    return out
-
-
 def _member_of_set(a: Features, b: Features) -> bool:
     """a: one member picked by its order or by a superlative, b: the set it is picked from, with no
     pick, or several picked where a picks one. "Which of the supported versions is the latest?" /
     "Which versions are still supported?", "the cheapest filament for X" / "filaments suitable for
     X", "the largest lake" / "the largest lakes"."""
-    best, theirs = _superlatives(a), _superlatives(b)
+    best, theirs = set(a.superlatives), set(b.superlatives)
     heads = {k for k, _ in best}
     if not any(w in LEX.scales for w in b.words) and any(
-        _plural(w) and (key(w) in heads or ("" in heads and any(_similar_word(w, v) for v in a.content)))
+        plural(w) and (key(w) in heads or ("" in heads and any(_similar_word(w, v) for v in a.content)))
         for w in b.content
     ):
         return True
@@ -399,7 +379,7 @@ def _member_of_set(a: Features, b: Features) -> bool:
         return False
     # "the latest version" picks a version; "the latest" alone picks from the set the question names
     alone = any(LEX.scales.get(n, ("", 0))[0] == "order" for n in picked)
-    return any(_plural(w) and key(w) in a.keys and (alone or key(w) in picked) for w in b.content)
+    return any(plural(w) and key(w) in a.keys and (alone or key(w) in picked) for w in b.content)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -561,17 +541,10 @@ def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
     return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
-
-
-def _sentences(f: Features) -> list[tuple[str, ...]]:
-    return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(f.raw.strip()) if WORD.search(x)]
-
-
 def _request_added(a: Features, b: Features) -> bool:
     """b asks a's question and then, in a sentence of its own, for something more ("What is a left
     join? Show me an example query"). A closing thanks ("Thanks in advance!") asks for nothing."""
-    sa, sb = _sentences(a), _sentences(b)
+    sa, sb = a.sentences, b.sentences
     if len(sb) <= len(sa) or not sa:
         return False
     n = len(sa)
