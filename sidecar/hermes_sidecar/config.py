@@ -54,7 +54,9 @@ class BypassConfig(_Strict):
     patterns: list[str] = Field(
         default_factory=lambda: [
             r"\b(today|tonight|tomorrow|yesterday|right now|this (morning|afternoon|evening|week))\b",
-            r"\b(weather|forecast|stock price|share price|exchange rate|latest news)\b",
+            # the weather somewhere or now, not the word: "weather and climate", "in cold weather"
+            r"\b((the|today's|tomorrow's|current|local) weather|weather (in|at|for|near|now|like|today))\b",
+            r"\b(forecast|stock price|share price|exchange rate|latest news)\b",
             r"\b(current|currently|latest|live) (price|rate|score|status|time|value)s?\b",
         ]
     )

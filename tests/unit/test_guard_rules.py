@@ -32,6 +32,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "number": [
         ("Can I get a refund within 30 days?", "Can I get a refund within 60 days?"),
+        # power against energy
+        ("How many kW does an electric oven draw?", "How many kWh does an electric oven draw?"),
         ("Wake me at 5am", "Wake me at 5pm"),
         ("Is 38 degrees Celsius a fever?", "Is 38 degrees Fahrenheit a fever?"),
         ("Is a 10 kg suitcase allowed in the cabin?", "Is a 10 lb suitcase allowed in the cabin?"),
@@ -66,6 +68,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How do I move files from Dropbox to Google Drive?",
             "How do I move files from Google Drive to Dropbox?",
         ),
+        # a conditional turned round, after a sentence of context that names both sides already
+        (
+            "A swab test is 95% accurate. What is the chance the patient has flu given a positive swab?",
+            "A swab test is 95% accurate. What is the chance of a positive swab given the patient has flu?",
+        ),
         ("Convert a CSV file to a spreadsheet", "Convert a spreadsheet to a CSV file"),
         ("How do I convert miles to kilometres?", "How do I convert kilometres to miles?"),
         ("Which laptop has the longest battery life?", "Which laptop has the shortest battery life?"),
@@ -90,6 +97,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "scope": [
         ("How do I restart a service?", "How do I restart all services on the host?"),
+        # a plain adjective against its superlative; a total against a share of it
+        ("Recommend a cheap hotel in Lisbon.", "Recommend the cheapest hotel in Lisbon."),
+        ("What is Japan's total energy use?", "What is Japan's energy use per capita?"),
+        (
+            "How much feed do my three goats need altogether?",
+            "How much feed does each of my three goats need?",
+        ),
         ("Delete the newest snapshot", "Delete every snapshot"),
         ("Show the size of one table", "Show the size of every table in the database"),
         ("List the users in this group", "List the users in every group"),
@@ -171,6 +185,12 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
+        # a number before "may" that cannot be a day; a word made from a season's name
+        (
+            "Which numbers from 1 to 50 may be written as a sum of two squares?",
+            "Which numbers from 1 to 50 can be written as a sum of two squares?",
+        ),
+        ("How warm is the eastern coast of Spain in spring?", "How warm is Spain's east coast in spring?"),
         ("Why do share prices fall after a rate rise?", "why do share prices drop after a rate rise"),
         ("Why does the app fall back to SMS codes?", "why does the app fall back to sms codes"),
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
@@ -202,6 +222,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "scope": [
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
+        # a daily amount is a rate, not a share of a total
+        ("What is the total daily intake of vitamin C I need?", "How much vitamin C do I need per day?"),
+        ("What is the best laptop for students?", "Which laptop is best for students?"),
         ("What's the right paracetamol dose for children?", "what paracetamol dose is right for kids"),
         ("Is my 3rd grader reading well?", "is my third-grade child reading well"),
         # a unit the other side does not name is no unit swap
@@ -219,6 +242,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "edit": [
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
+        # a closing sentence that asks for nothing
+        ("How do magnets work? thx", "how do magnets work"),
+        ("Why do cats purr? just curious", "why do cats purr?"),
         # one word or two, accents or none
         ("Is a handwritten receipt valid?", "is a hand written receipt valid"),
         ("What does a sommelier do in a café?", "what does a sommelier do in a cafe"),

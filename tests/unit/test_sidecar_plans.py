@@ -132,6 +132,26 @@ async def test_off_by_default_a_live_data_question_is_passed_through(embedder: L
     assert (await h.ask(QUESTION)).result == BYPASS
 
 
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("What's the weather in Oslo?", "volatile"),
+        ("what is the weather like", "volatile"),
+        ("Weather forecast for Lyon tomorrow", "volatile"),
+        # the word alone asks about no live data
+        ("What is the difference between weather and climate?", None),
+        ("How does a heat pump keep a house warm in cold weather?", None),
+    ],
+)
+def test_default_bypass_takes_live_weather_not_the_word(
+    embedder: LocalEmbedder, question: str, reason: str | None
+) -> None:
+    request = OpenAIDialect().parse_request(
+        CHAT, {"model": "m", "messages": [{"role": "user", "content": question}]}
+    )
+    assert Harness(embedder).cache.bypass_reason(request, {}) == reason
+
+
 async def test_a_plan_is_reused_for_the_repeat_and_for_a_paraphrase(embedder: LocalEmbedder) -> None:
     h = Harness(embedder, enabled=True)
     first = await h.ask(QUESTION, WEATHER)

@@ -121,7 +121,7 @@ class Features:
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
     romans: tuple[float, ...] = ()  # Roman numerals after a capitalised word: "World War I", "Henry VIII"
-    superlatives: tuple[tuple[str, bool], ...] = ()  # (key, plural) of the nouns a superlative picks
+    superlatives: tuple[tuple[str, str, bool], ...] = ()  # (superlative, key of its noun, plural)
     sentences: tuple[tuple[str, ...], ...] = ()  # the lower-cased words of each sentence
     raw: str = field(default="", compare=False)
 
@@ -216,9 +216,21 @@ def time_word(w: str) -> str | None:
         return w
     if len(w) >= 5:  # a misspelt weekday or month ("Mondys") is still that day
         for t in _FUZZY_TIMES.get(w[0], ()):
-            if abs(len(t) - len(w)) <= 3 and SequenceMatcher(None, w, t).ratio() >= 0.8:
+            # a word that starts with the whole name is another word made from it: "eastern", "summery"
+            if (
+                abs(len(t) - len(w)) <= 3
+                and not w.startswith(t)
+                and SequenceMatcher(None, w, t).ratio() >= 0.8
+            ):
                 return t
     return None
+
+
+def _day_number(w: str) -> bool:
+    """A day of the month as written before its month: "3", "21st" ("a number from 1 to 100 may be
+    prime": 100 is no day)."""
+    digits = w.removesuffix("st").removesuffix("nd").removesuffix("rd").removesuffix("th")
+    return digits.isdigit() and 1 <= int(digits) <= 31
 
 
 def _times(words: list[str], capitalised: set[str]) -> set[str]:
@@ -230,8 +242,10 @@ def _times(words: list[str], capitalised: set[str]) -> set[str]:
             name = LEX.months.get(w, w)
             if w not in LEX.ambiguous and len(w) > 3:
                 out.add(name)
-            elif w in capitalised or left[:1].isdigit() or right[:1].isdigit():
-                out.add(name)  # "the May pay run", "March 3": the modal and the verb are lower case
+            elif w in capitalised or _day_number(left) or right[:1].isdigit():
+                out.add(
+                    name
+                )  # "the May pay run", "3 March", "March 3": the modal and the verb are lower case
             elif left in _DATE_LEFT and (left != "the" or (i >= 2 and words[i - 2] in _DATE_LEFT)):
                 out.add(name)  # "the" only in "in the fall": "the march of progress" is no date
             continue
@@ -561,9 +575,10 @@ def plural(w: str) -> bool:
 _NOT_SUPERLATIVE = LEX.contexts["not-superlative"]
 
 
-def _superlatives(words: list[str]) -> set[tuple[str, bool]]:
-    """The nouns a superlative picks, as (key, plural): "the cheapest filament" -> (filament, False),
-    "the largest lakes" -> (lake, True); ("", False) when none follows ("which movie is the best?")."""
+def _superlatives(words: list[str]) -> set[tuple[str, str, bool]]:
+    """The superlatives and the nouns they pick, as (superlative, key, plural): "the cheapest filament"
+    -> (cheapest, filament, False), "the largest lakes" -> (largest, lake, True); (best, "", False)
+    when none follows ("which movie is the best?")."""
     out = set()
     for i, w in enumerate(words):
         named = w in LEX.scales and (w.endswith("est") or w in ("best", "worst"))
@@ -574,9 +589,9 @@ def _superlatives(words: list[str]) -> set[tuple[str, bool]]:
         if not (named or formed):
             continue
         if i + 1 == len(words):
-            out.add(("", False))  # "which movie is the best?": the set is named before it
+            out.add((w, "", False))  # "which movie is the best?": the set is named before it
         elif words[i + 1] not in STOPWORDS:  # "the best way to", "the best of them" pick no noun
-            out.add((key(words[i + 1]), plural(words[i + 1])))
+            out.add((w, key(words[i + 1]), plural(words[i + 1])))
     return out
 
 

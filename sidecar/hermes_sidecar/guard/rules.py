@@ -244,14 +244,29 @@ def _role_swap(a: Features, b: Features) -> bool:
     x, y = swap
 
     def frame(f: Features, first: str, second: str) -> list[str] | None:
+        """The words between the nearest first ... second (a word may also occur in a sentence of
+        context before the question)."""
         keys = [key(w) for w in f.words]
-        if first not in keys or second not in keys or keys.index(first) > keys.index(second):
+        spans = [
+            (j - i, i, j)
+            for i, k in enumerate(keys)
+            if k == first
+            for j in range(i + 1, len(keys))
+            if keys[j] == second
+        ]
+        if not spans:
             return None
-        between = f.words[keys.index(first) + 1 : keys.index(second)]
-        return [w for w in between if w not in ("a", "an", "the")]  # "fire a contractor" = "fire an employer"
+        _, i, j = min(spans)
+        return [
+            w for w in f.words[i + 1 : j] if w not in ("a", "an", "the")
+        ]  # "fire a contractor" = "fire an employer"
 
     fa, fb = frame(a, x[-1], y[0]), frame(b, y[-1], x[0])
-    return fa is not None and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
+    if fa is None or fb is None:
+        return False
+    if fa != fb:  # "the disease given a positive test" / "a positive test given I have the disease"
+        fa, fb = [w for w in fa if w not in STOPWORDS], [w for w in fb if w not in STOPWORDS]
+    return bool(fa) and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
 
 
 def _subject_object_swap(a: Features, b: Features) -> bool:
@@ -360,12 +375,39 @@ def _quantifier_conflict(a: Features, b: Features) -> bool:
     return bool(universal_a & singular_b - {""})
 
 
+_IRREGULAR_POSITIVE = {
+    "best": ("good",),
+    "worst": ("bad",),
+    "most": ("many", "much"),
+    "least": ("few", "little"),
+}
+
+
+def _positives(superlative: str) -> set[str]:
+    """The plain forms a superlative may come from: biggest -> big, largest -> large, easiest -> easy."""
+    if superlative in _IRREGULAR_POSITIVE:
+        return set(_IRREGULAR_POSITIVE[superlative])
+    stem = superlative.removesuffix("est")
+    out = {stem, stem + "e"}
+    if len(stem) > 2 and stem[-1] == stem[-2]:
+        out.add(stem[:-1])
+    if stem.endswith("i"):
+        out.add(stem[:-1] + "y")
+    return out
+
+
+def _positive_before(superlative: str, noun: str, f: Features) -> bool:
+    """f names the noun with the plain form of the superlative: "a big lake" against "the biggest lake"."""
+    plain = _positives(superlative)
+    return any(w in plain and key(n) == noun for w, n in itertools.pairwise(f.words))
+
+
 def _member_of_set(a: Features, b: Features) -> bool:
     """a: one member picked by its order or by a superlative, b: the set it is picked from, with no
     pick, or several picked where a picks one. "Which of the supported versions is the latest?" /
     "Which versions are still supported?", "the cheapest filament for X" / "filaments suitable for
-    X", "the largest lake" / "the largest lakes"."""
-    best, theirs = set(a.superlatives), set(b.superlatives)
+    X", "the largest lake" / "the largest lakes", "the biggest lake" / "a big lake"."""
+    best, theirs = {(k, p) for _, k, p in a.superlatives}, {(k, p) for _, k, p in b.superlatives}
     heads = {k for k, _ in best}
     if not any(w in LEX.scales for w in b.words) and any(
         plural(w) and (key(w) in heads or ("" in heads and any(_similar_word(w, v) for v in a.content)))
@@ -373,6 +415,8 @@ def _member_of_set(a: Features, b: Features) -> bool:
     ):
         return True
     if any((k, not plural) in theirs and (k, plural) not in theirs for k, plural in best if k):
+        return True
+    if not theirs and any(_positive_before(sup, k, b) for sup, k, _ in a.superlatives if k):
         return True
     picked = {n for c, n in a.quantified if c == "single"}
     if not picked or not any(s == "order" for s, _ in a.scales) or any(s == "order" for s, _ in b.scales):
@@ -436,15 +480,33 @@ def unmatched_qualifier(a: Features, b: Features) -> bool:
     return bool(not rest_a and not rest_b and {m for m, _, _ in qa} & {m for m, _, _ in qb})
 
 
+_TOTAL, _SHARE = LEX.contexts["total"], LEX.contexts["share"]
+
+
+def _shares(f: Features) -> bool:
+    return any(
+        w in _SHARE and LEX.units.get(n, ("", 0))[0] != "day" for w, n in itertools.pairwise((*f.words, ""))
+    )
+
+
+def _total_vs_share(a: Features, b: Features) -> bool:
+    """a: the whole amount, b: a share of it ("India's total GDP" / "India's GDP per capita", "for both
+    cats altogether" / "for each cat")."""
+    total_a, total_b = bool(_TOTAL & set(a.words)), bool(_TOTAL & set(b.words))
+    return total_a and not total_b and _shares(b) and not _shares(a)
+
+
 @rule("scope")
 def scope(a: Features, b: Features) -> bool:
     """Another scope: who it is about (me / my daughter), how much of a set (one / all, a namespace /
-    all namespaces), how deep (briefly / in depth, one sentence / step by step) or in what shape
-    (bullet points / an essay), or a qualifier of the request on one side only (see
+    all namespaces, a total / a share of it), how deep (briefly / in depth, one sentence / step by
+    step) or in what shape (bullet points / an essay), or a qualifier of the request on one side only (see
     :func:`unmatched_qualifier`: "in megabytes", "across all regions", "with examples")."""
     if set(a.people) != set(b.people):
         return True
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
+        return True
+    if _both_ways(a, b, _total_vs_share):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
