@@ -50,7 +50,17 @@ class Sizes:
 
 QUICK = Sizes(
     name="quick",
-    quality_datasets=("questions", "devops", "business", "support", "home", "trades", "media", "civic"),
+    quality_datasets=(
+        "questions",
+        "devops",
+        "business",
+        "support",
+        "home",
+        "trades",
+        "media",
+        "civic",
+        "health",
+    ),
     quality_sweep_points=14,
     quality_stride=3,
     corpus_texts=1_500,
@@ -76,6 +86,7 @@ FULL = Sizes(
         "trades",
         "media",
         "civic",
+        "health",
     ),
     quality_sweep_points=40,
     quality_stride=1,
