@@ -59,10 +59,31 @@ def test_entities_of_a_sentence() -> None:
         ("change", "changes", "changed", "changing"),
         ("policy", "policies"),
         ("branch", "branches"),
+        # irregular forms, from the lemmatiser's tables
+        ("teach", "teaches", "taught"),
+        ("child", "children"),
+        ("mouse", "mice"),
+        ("go", "goes", "went"),
+        ("write", "writes", "written", "wrote"),
+        ("employee", "employees"),  # the suffix rules alone made "employ" of one and "employe" of the other
+        ("use", "uses", "using"),  # not "used": an adjective itself ("a used car")
     ],
 )
 def test_one_key_for_the_inflections_of_a_word(forms: tuple[str, ...]) -> None:
     assert len({key(w) for w in forms}) == 1
+
+
+@pytest.mark.parametrize(
+    ("word", "other"),
+    [
+        ("left", "leave"),  # "the left join": a word that is a lemma itself is kept
+        ("found", "find"),  # "found a company"
+        ("data", "datum"),
+        ("saw", "see"),
+    ],
+)
+def test_a_word_that_is_a_lemma_itself_keeps_its_own_key(word: str, other: str) -> None:
+    assert key(word) != key(other)
 
 
 def test_quantifiers_with_their_nouns() -> None:

@@ -104,6 +104,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How much feed do my three goats need altogether?",
             "How much feed does each of my three goats need?",
         ),
+        # "trainees" and "trainee" are one noun (a lemmatiser, not the suffix rules, makes them one)
+        ("Do all trainees get a company laptop?", "Does a trainee get a company laptop?"),
         ("Delete the newest snapshot", "Delete every snapshot"),
         ("Show the size of one table", "Show the size of every table in the database"),
         ("List the users in this group", "List the users in every group"),

@@ -1,9 +1,11 @@
 """What the rules compare, extracted once per question (pure, cached).
 
 Words are compared by a *key*, one normalisation for every rule: lower case, apostrophes and a
-possessive 's removed, then inflections cut (plural -s/-es/-ies, -ing, -ed, a final -e, a doubled final
-consonant). So "keep"/"keeping", "GPU's"/"GPUs"/"gpu", "commit"/"committing" have one key; irregular
-forms ("kept") are not normalised. Negation, edit, direction, scope and entity all use this key.
+possessive 's removed, the lemma of an inflected noun or verb from LemmInflect's English tables
+("taught" -> "teach", "children" -> "child", "employees" -> "employee"; a word that is a lemma itself,
+such as "left" or "found", stays), then inflections cut (plural -s/-es/-ies, -ing, -ed, a final -e, a
+doubled final consonant). So "keep"/"kept"/"keeping", "GPU's"/"GPUs"/"gpu", "commit"/"committing"
+have one key. Negation, edit, direction, scope and entity all use this key.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+
+import lemminflect
 
 from hermes_sidecar.guard.lexicon import LEXICON, stopwords
 
@@ -62,7 +66,25 @@ def key(w: str) -> str:
     if w.endswith("'s"):
         w = w[:-2]
     w = w.replace("'", "")
-    if len(w) <= 3 or not w.isalpha():
+    if not w.isalpha():
+        return w
+    return _stem(lemma(w))
+
+
+def lemma(w: str) -> str:
+    """The dictionary form of an inflected noun or verb, from LemmInflect's English tables (in the
+    package, nothing downloaded): "taught" -> "teach", "children" -> "child", "using" -> "use". A word
+    that is a lemma itself under any part of speech ("left", "data", "found") or has two ("leaves":
+    leaf, leave) stays as it is: without the sentence the choice would be a guess."""
+    lemmas = lemminflect.getAllLemmas(w)
+    if not lemmas or any(w in forms for forms in lemmas.values()):
+        return w
+    choices = {x for pos in ("NOUN", "VERB") for x in lemmas.get(pos, ())}
+    return choices.pop() if len(choices) == 1 else w
+
+
+def _stem(w: str) -> str:
+    if len(w) <= 3:
         return w
     for suf, repl in (
         ("ies", "y"),
