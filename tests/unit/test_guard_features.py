@@ -43,6 +43,12 @@ def test_entities_are_normalised_for_possessive_plural_and_case(token: str, enti
     assert entity_key(token) == entity
 
 
+def test_roman_numerals_but_not_the_pronoun_i() -> None:
+    assert features("When did World War I end?").romans == (1.0,)
+    assert features("Can I use the Part II form?").romans == (2.0,)
+    assert features("Do I have to pay tax on it?").romans == ()
+
+
 def test_entities_of_a_sentence() -> None:
     assert features("Does the Raspberry Pi 5 run Debian?").entities == ("debian", "pi", "raspberry")
     # Title Case and shouting mark no names; "in Go" does, though "go" is a light word

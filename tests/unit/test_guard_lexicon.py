@@ -36,6 +36,15 @@ def undeclared_readings(lex: Lexicon) -> list[str]:
     ]
 
 
+def places_in_two_groups(lex: Lexicon) -> list[str]:
+    """A place name in two groups of places.txt would make two places one."""
+    return [
+        f"{word!r} is in {' and '.join(sorted('|'.join(sorted(g)) for g in lex.places if word in g))}"
+        for word in sorted(set().union(*lex.places))
+        if sum(word in g for g in lex.places) > 1
+    ]
+
+
 def duplicate_pairs(directory: Path, name: str) -> list[str]:
     """An antonym or scale pair listed twice, in either order."""
     seen: dict[frozenset[str], int] = {}
@@ -78,6 +87,17 @@ def test_no_pair_is_listed_twice_or_contradicts_itself() -> None:
         assert duplicate_pairs(data_dir(), name) == []
         assert self_opposites(data_dir(), name) == []
     assert synonym_antonym_clashes(LEXICON) == []
+
+
+def test_no_place_name_is_in_two_groups() -> None:
+    assert LEXICON.places and places_in_two_groups(LEXICON) == []
+
+
+def test_the_lint_catches_a_place_name_in_two_groups(broken: Path) -> None:
+    path = broken / "places.txt"
+    path.write_text(path.read_text() + "britain|great britain\n")
+    clash = "'britain' is in britain|british|gb|uk and britain|great britain"
+    assert places_in_two_groups(load(broken)) == [clash]
 
 
 def test_tables_are_not_empty_and_the_may_of_may_i_is_no_month_stopword() -> None:

@@ -32,6 +32,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "number": [
         ("Can I get a refund within 30 days?", "Can I get a refund within 60 days?"),
+        ("Is 200 mcg of vitamin B12 a safe daily dose?", "Is 200 mg of vitamin B12 a safe daily dose?"),
         # power against energy
         ("How many kW does an electric oven draw?", "How many kWh does an electric oven draw?"),
         ("Wake me at 5am", "Wake me at 5pm"),
@@ -68,6 +69,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "How do I move files from Dropbox to Google Drive?",
             "How do I move files from Google Drive to Dropbox?",
         ),
+        # the asker the subject of a verb on one side and its object on the other
+        ("Do I owe my landlord a cleaning fee?", "Does my landlord owe me a cleaning fee?"),
+        ("Can I sue my employer for unpaid overtime?", "Can my employer sue me for unpaid overtime?"),
         # a conditional turned round, after a sentence of context that names both sides already
         (
             "A swab test is 95% accurate. What is the chance the patient has flu given a positive swab?",
@@ -97,6 +101,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "scope": [
         ("How do I restart a service?", "How do I restart all services on the host?"),
+        # a shape with words that describe it ("as a two-column table") against a paragraph
+        (
+            "Summarise the tenancy rules as a two-column table.",
+            "Summarise the tenancy rules in a short paragraph.",
+        ),
         # a plain adjective against its superlative; a total against a share of it
         ("Recommend a cheap hotel in Lisbon.", "Recommend the cheapest hotel in Lisbon."),
         ("What is Japan's total energy use?", "What is Japan's energy use per capita?"),
@@ -198,6 +207,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
     ],
     "direction": [
+        # a passive subject is the verb's object: no swap
+        ("Can I be charged for a missed appointment?", "Can the clinic charge me for a missed appointment?"),
         (
             "What's the quickest way from the station to the museum?",
             "fastest way from the station to the museum",
@@ -214,6 +225,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "entity": [
+        # a country and its adjective, a short name and the long one
+        ("Is tipping expected in Japan?", "Do Japanese restaurants expect a tip?"),
+        ("How much is a passport renewal in the UK?", "How much does it cost to renew a British passport?"),
         ("What does an API's rate limit protect against?", "what do APIs rate limits protect against"),
         ("How do I restart a k8s pod?", "How do I restart a Kubernetes pod?"),
         ("Can I set up 2FA on my account?", "can I set up two-factor authentication on my account"),

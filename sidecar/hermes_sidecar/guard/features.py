@@ -351,7 +351,19 @@ def _formats(words: list[str]) -> set[str]:
         for i in range(len(words) - n + 1):
             if " ".join(words[i : i + n]) == phrase and not (i and words[i - 1] in FORMAT_PARTS):
                 out.add(cls)
+    # "as a week-by-week table", "as a short numbered list": the shape with words that describe it
+    for i, w in enumerate(words[:-2]):
+        if w == "as" and words[i + 1] in ("a", "an"):
+            shape = next((_AS_SHAPE[x] for x in words[i + 3 : i + 6] if x in _AS_SHAPE), None)
+            if shape:
+                out.add(shape)
     return out
+
+
+# the nouns of "as a table", "as a list" ...: the format phrases "as a X"
+_AS_SHAPE = {
+    p.split()[-1]: cls for p, cls in LEX.formats.items() if p.startswith("as a ") and len(p.split()) == 3
+}
 
 
 def _noun_after(words: list[str], i: int) -> str:
@@ -568,12 +580,20 @@ def _roman(token: str) -> float | None:
 
 
 def _romans(raw: list[str]) -> set[float]:
-    """Roman numerals right after a capitalised word ("World War I", "Part II"); "I" alone is a pronoun."""
+    """Roman numerals right after a capitalised word ("World War I", "Part II"); "I" alone, or after
+    a function word ("Can I", "Do I"), is a pronoun."""
     out = set()
     for prev, tok in itertools.pairwise(raw):
         prev, core = prev.strip(_EDGE), tok.strip(_EDGE)
         value = _roman(core)
-        if value is not None and prev[:1].isupper() and not prev.endswith((".", "?", "!")) and prev != "I":
+        pronoun = core == "I" and prev.lower() in LEX.function_words
+        if (
+            value is not None
+            and prev[:1].isupper()
+            and not prev.endswith((".", "?", "!"))
+            and prev != "I"
+            and not pronoun
+        ):
             out.add(value)
     return out
 

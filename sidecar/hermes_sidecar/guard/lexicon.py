@@ -6,8 +6,9 @@ Every file is plain text: ``#`` starts a comment, blank lines are ignored. Three
   ``times``): words separated by spaces;
 - grouped lists (``months``, ``people``, ``quantifiers``, ``periods``, ``contexts``, ``ambiguous``:
   ``class: words``; ``depth``, ``formats``: ``class: phrase|phrase``);
-- relations (``antonyms``: ``a|b / x|y``; ``scales``: ``name: high|... / low|...``; ``synonyms``:
-  ``a|b|c``; ``numbers``: ``word value [weak]``; ``units``: ``word canonical factor [number]``; ``affixes``).
+- relations (``antonyms``: ``a|b / x|y``; ``scales``: ``name: high|... / low|...``; ``synonyms``
+  and ``places``: ``a|b|c``; ``numbers``: ``word value [weak]``; ``units``: ``word canonical factor
+  [number]``; ``affixes``).
 
 A word has one role (a function word, a month, a quantifier ...) unless ``ambiguous.txt`` declares
 its second reading; ``tests/unit/test_guard_lexicon.py`` lints the files for that and for duplicate
@@ -46,6 +47,7 @@ class Lexicon:
     antonyms: tuple[tuple[frozenset[str], frozenset[str]], ...]
     scales: dict[str, tuple[str, int]]  # word or phrase -> (scale, +1 high end / -1 low end)
     synonyms: tuple[frozenset[str], ...]
+    places: tuple[frozenset[str], ...]  # a place and the adjective or short name it goes by
     negating_prefixes: tuple[str, ...]
     negating_suffixes: tuple[str, ...]
     opposed_prefixes: tuple[tuple[str, str], ...]
@@ -178,6 +180,7 @@ def load(directory: Path) -> Lexicon:
         antonyms=tuple((frozenset(a), frozenset(b)) for _, a, b in pair_lines(directory, "antonyms")),
         scales=scales,
         synonyms=tuple(frozenset(_split(line)) for _, line in _lines(directory, "synonyms")),
+        places=tuple(frozenset(_split(line)) for _, line in _lines(directory, "places")),
         negating_prefixes=tuple(affixes.get("negating", [])),
         negating_suffixes=tuple(affixes.get("negating-suffix", [])),
         opposed_prefixes=tuple((p.split("/")[0], p.split("/")[1]) for p in affixes.get("opposed", [])),

@@ -282,6 +282,39 @@ def _subject_object_swap(a: Features, b: Features) -> bool:
 
 
 _QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["question-aux"]
+_OBJECT_FORM = {"i": "me", "we": "us", "he": "him", "they": "them"}
+
+
+_BE = frozenset({"be", "been", "being", "am", "is", "are", "was", "were", "get", "got", "gets"})
+
+
+def _verbs_after(f: Features, subject: str) -> set[str]:
+    """Keys of the first content word within three words after each ``subject`` ("I owe", "I have to
+    pay"), unless the verb is passive ("may I be asked", "am I owed"): then the subject is its object."""
+    out = set()
+    for i, w in enumerate(f.words):
+        if w != subject:
+            continue
+        j = next((j for j in range(i + 1, min(i + 4, len(f.words))) if f.words[j] not in STOPWORDS), None)
+        if j is not None and not _BE & {*f.words[max(0, i - 2) : i], *f.words[i + 1 : j]}:
+            out.add(key(f.words[j]))
+    return out
+
+
+def _verbs_before(f: Features, obj: str) -> set[str]:
+    return {key(f.words[i - 1]) for i, w in enumerate(f.words) if i and w == obj}
+
+
+def _pronoun_role_swap(a: Features, b: Features) -> bool:
+    """The same verb with a pronoun as its subject on one side and as its object on the other: "Do I
+    owe my ex child support?" / "Does my ex owe me child support?", "Can I claim my parents?" / "Can
+    my parents claim me?"."""
+    for subject, obj in _OBJECT_FORM.items():
+        done_by = _verbs_after(a, subject) - _verbs_after(b, subject)
+        done_to = _verbs_before(b, obj) - _verbs_before(a, obj)
+        if done_by & done_to:
+            return True
+    return False
 
 
 @rule("direction")
@@ -294,6 +327,7 @@ def direction(a: Features, b: Features) -> bool:
         or _order_flip(a, b)
         or _role_swap(a, b)
         or _subject_object_swap(a, b)
+        or _both_ways(a, b, _pronoun_role_swap)
         or _both_ways(a, b, _transfer_flip)
         or _both_ways(a, b, _comparison_flip)
     )
@@ -332,6 +366,8 @@ def _entity_present(entity: str, other: Features) -> bool:
         return True
     if any(_numeronym(o, {entity}) for o in other.entities):
         return True
+    if any(entity in group and group & words for group in LEX.places):
+        return True  # "England" / "English", "the UK" / "Britain"
     parts = [p for p in re.split(r"[-./ ]+", entity) if p]
     return all(
         p in words
