@@ -2,7 +2,7 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+civic, health, leisure). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
 --split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
 the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
 then scored on the holdout half.
@@ -93,6 +93,8 @@ SETS: dict[str, PairSet] = {
                 False, lambda: [DATA / "civic.jsonl"], "--pairs bench/data/civic.jsonl"),
         PairSet("health", "health, medicines, school, languages, pets, law, tax, travel (bench/data)", True,
                 False, lambda: [DATA / "health.jsonl"], "--pairs bench/data/health.jsonl"),
+        PairSet("leisure", "cooking, gardening, sport, outdoors, investing, hobbies (bench/data)", True,
+                False, lambda: [DATA / "leisure.jsonl"], "--pairs bench/data/leisure.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
