@@ -31,6 +31,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
     ],
     "number": [
+        # measures of volume against one another and against mass
+        ("How many teaspoons of salt are in 10 grams?", "How many tablespoons of salt are in 10 grams?"),
+        ("How many tablespoons are in a cup of flour?", "How many grams are in a cup of flour?"),
         ("Can I get a refund within 30 days?", "Can I get a refund within 60 days?"),
         ("Is 200 mcg of vitamin B12 a safe daily dose?", "Is 200 mg of vitamin B12 a safe daily dose?"),
         # power against energy
@@ -65,6 +68,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # the other end of the safety scale
+        ("Is lavender safe for dogs?", "Is lavender toxic to dogs?"),
         (
             "How do I move files from Dropbox to Google Drive?",
             "How do I move files from Google Drive to Dropbox?",
@@ -100,6 +105,17 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # only the answer against the working; one line against detail; a checklist against advice
+        ("Just the result please: what is 18% of 250?", "Show me how to work out 18% of 250."),
+        (
+            "Answer only: how long does light take to reach Earth from the Sun?",
+            "Walk me through how long light takes to reach Earth from the Sun.",
+        ),
+        (
+            "Give me a one-line explanation of how a heat pump works.",
+            "Give me a detailed explanation of how a heat pump works.",
+        ),
+        ("Give me a checklist for moving house.", "Explain what matters most when moving house."),
         ("How do I restart a service?", "How do I restart all services on the host?"),
         # a shape with words that describe it ("as a two-column table") against a paragraph
         (
@@ -148,6 +164,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("What is the tallest waterfall in Norway?", "What are the tallest waterfalls in Norway?"),
     ],
     "edit": [
+        # a part of the thing added ahead of it
+        ("How do I bake the base for a cheesecake?", "How do I bake a cheesecake?"),
         ("How do I change my delivery address?", "How do I change my billing address?"),
         ("Can I return a phone?", "Can I return a phone case?"),
         ("How do I reset my router?", "How do I reset my modem?"),
@@ -164,6 +182,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # one negation over a list, written once or per item
+        (
+            "How do I cross a river without a bridge or a boat?",
+            "If there is no bridge and no boat, how do I get across a river?",
+        ),
         # one lemmatisation for both rules: keep / keeping, last / most recent
         (
             "How do I undo my last save but keep my edits?",
@@ -257,6 +280,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
     ],
     "edit": [
+        # British and American spelling; an attribute of the whole is no part of it
+        ("How do I check the tyre pressure?", "how do I check the tire pressure?"),
+        ("How much is the fee for a fishing licence?", "How much is a fishing licence?"),
+        ("How do I reset my account password?", "How do I reset the password of my account?"),
         ("How do I begin the onboarding course?", "How do I start the onboarding course?"),
         # a closing sentence that asks for nothing
         ("How do magnets work? thx", "how do magnets work"),

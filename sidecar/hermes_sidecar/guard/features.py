@@ -291,8 +291,11 @@ _KEEP_FROM, _STOP_ING = _CTX["keep-from"], _CTX["stop-ing"]
 
 
 def _negations(tokens: list[str]) -> int:
-    """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun."""
+    """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun, and
+    less a negator that repeats one in the same list: "no lighter and no matches" negates once, as
+    "without matches or a lighter" does."""
     count = 0
+    last = -10  # index of the last negator counted
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
         after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
@@ -306,7 +309,11 @@ def _negations(tokens: list[str]) -> int:
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
             continue
+        if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
+            last = i
+            continue
         count += 1
+        last = i
     return count
 
 

@@ -575,9 +575,33 @@ def _synonyms(a: str, b: str) -> bool:
     return bool(_synonym_groups(a) & _synonym_groups(b))
 
 
+# British spellings to American ones, by ending: tyre/tire, colour/color, centre/center, fibre/fiber,
+# organise/organize, catalogue/catalog, haemoglobin/hemoglobin. Only patterns whose other reading is no
+# English word ("filled" / "filed" is why -ll- is not here).
+_AMERICAN = tuple(
+    (re.compile(p), r)
+    for p, r in (
+        (r"yre(s?)$", r"ire\1"),
+        (r"(?<=[a-z]{3})our(s|ed|ing|ite|ites|able)?$", r"or\1"),
+        (r"(?<=[a-z]{2})([bt])re(s?)$", r"\1er\2"),
+        (r"(?<=[a-z]{3})is(e|es|ed|ing|ation|ations)$", r"iz\1"),
+        (r"ogue(s?)$", r"og\1"),
+        (r"(?<=[a-z])ae(?=[a-z])", "e"),
+    )
+)
+
+
+def _american(w: str) -> str:
+    for pattern, repl in _AMERICAN:
+        w = pattern.sub(repl, w)
+    return w
+
+
 def _similar_word(a: str, b: str) -> bool:
     """Spelling variant, inflection or derivation of the same word."""
     if a == b or key(a) == key(b) or _numeronym(a, {b}) or _numeronym(b, {a}):
+        return True
+    if len(a) >= 4 and len(b) >= 4 and _american(a) == _american(b):
         return True
     if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
         return True
@@ -652,6 +676,19 @@ def _request_added(a: Features, b: Features) -> bool:
     return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
+_PART_LINKS = frozenset({"for", "of", "on", "in"})
+_ATTRIBUTES = frozenset(key(w) for w in LEX.contexts["attribute"])
+
+
+def _part_of(span: list[str], other: list[str]) -> bool:
+    """An added head ahead of a kept noun phrase: "the crust for", "the haemoglobin result on" (not an
+    attribute of the whole: "how much is the cost of a passport" = "how much is a passport"; nor a
+    word the other side has elsewhere: "my account password" / "the password of my account")."""
+    kept = {key(w) for w in other}
+    heads = [w for w in span[:-1] if _edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept]
+    return 2 <= len(span) <= 4 and span[0] in ("the", "a", "an") and span[-1] in _PART_LINKS and bool(heads)
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
@@ -673,6 +710,8 @@ def edit(a: Features, b: Features) -> bool:
         if _joined_item(wa[i1:i2], wb[j1:j2], wb) or _joined_item(wb[j1:j2], wa[i1:i2], wa):
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
+        if tag != "replace" and _part_of(span, wb if i2 > i1 else wa):
+            return True  # "an apple pie" / "the crust for an apple pie"
         added = [w for w in span if _edit_word(w)] if tag != "replace" else []
         if added and sm.ratio() >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
             return True
