@@ -310,6 +310,8 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
     owe my ex child support?" / "Does my ex owe me child support?", "Can I claim my parents?" / "Can
     my parents claim me?"."""
     for subject, obj in _OBJECT_FORM.items():
+        if subject not in a.words or obj not in b.words:
+            continue
         done_by = _verbs_after(a, subject) - _verbs_after(b, subject)
         done_to = _verbs_before(b, obj) - _verbs_before(a, obj)
         if done_by & done_to:
@@ -591,6 +593,7 @@ _AMERICAN = tuple(
 )
 
 
+@functools.lru_cache(maxsize=16384)
 def _american(w: str) -> str:
     for pattern, repl in _AMERICAN:
         w = pattern.sub(repl, w)
