@@ -31,6 +31,15 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
     ],
     "number": [
+        # durations named without a number are units too; a rate per hour against one per day
+        (
+            "How do I convert hours to minutes in a spreadsheet?",
+            "How do I convert hours to days in a spreadsheet?",
+        ),
+        (
+            "How many emails per hour can a shared mailbox send?",
+            "How many emails per day can a shared mailbox send?",
+        ),
         # measures of volume against one another and against mass
         ("How many teaspoons of salt are in 10 grams?", "How many tablespoons of salt are in 10 grams?"),
         ("How many tablespoons are in a cup of flour?", "How many grams are in a cup of flour?"),
@@ -99,12 +108,18 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Who inspired Monet?", "Who did Monet inspire?"),
     ],
     "entity": [
+        # a maker on each side is another product; a size before a name is a version, not a maker
+        ("How do I download offline maps in Google Maps?", "How do I download offline maps in Apple Maps?"),
+        ("Create a 256-bit AES key", "Create a 128-bit AES key"),
         ("How do I reverse a string in Rust?", "How do I reverse a string in Kotlin?"),
         ("What's the capital gains tax rate in Spain?", "What's the capital gains tax rate in Portugal?"),
         ("How do I parse JSON in Java?", "How do I parse JSON in Go?"),
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # a total against one member; one member named against the set
+        ("What is the total interest on a car loan?", "What is the interest on a single car loan repayment?"),
+        ("What goes in the summary section of a business plan?", "What sections go in a business plan?"),
         # only the answer against the working; one line against detail; a checklist against advice
         ("Just the result please: what is 18% of 250?", "Show me how to work out 18% of 250."),
         (
@@ -206,6 +221,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Is this shampoo sulfate-free?", "does this shampoo have no sulfates"),
     ],
     "number": [
+        ("How long is a year on Mars in days?", "How many days does a year on Mars last?"),
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
         ("What's 15% of 80?", "work out fifteen percent of 80"),
         ("Is a 3 kg laptop too heavy to carry daily?", "is a 3 kilogram laptop too heavy to carry daily"),
@@ -248,6 +264,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "entity": [
+        # the maker named on one side only
+        (
+            "How do I insert a table of contents in Word?",
+            "What's the way to add a table of contents in Microsoft Word?",
+        ),
         # a country and its adjective, a short name and the long one
         ("Is tipping expected in Japan?", "Do Japanese restaurants expect a tip?"),
         ("How much is a passport renewal in the UK?", "How much does it cost to renew a British passport?"),
@@ -280,6 +301,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
     ],
     "edit": [
+        # an acronym of the words the other side writes out
+        ("What is return on investment?", "what is return on investment (ROI)?"),
         # British and American spelling; an attribute of the whole is no part of it
         ("How do I check the tyre pressure?", "how do I check the tire pressure?"),
         ("How much is the fee for a fishing licence?", "How much is a fishing licence?"),

@@ -277,13 +277,18 @@ def _times(words: list[str], capitalised: set[str]) -> set[str]:
     return out
 
 
+def _clock_unit(w: str) -> bool:
+    """Hours, minutes, seconds: durations shorter than a day, which the units table keeps apart."""
+    return LEX.units.get(w, ("", 0.0))[0] in ("h", "min", "s")
+
+
 def _periods(words: list[str]) -> set[str]:
     out: set[str] = set()
     for i, w in enumerate(words):
         if w in LEX.periods:
             out.add(LEX.periods[w])
-        elif i and words[i - 1] in _PERIOD_LEFT and _duration(w) is not None:
-            out.add(key(w))
+        elif i and words[i - 1] in _PERIOD_LEFT and (_duration(w) is not None or _clock_unit(w)):
+            out.add(key(w))  # "per week", "per hour"
     return out
 
 
@@ -532,10 +537,10 @@ _SHORT_UNITS = frozenset({"am", "pm", "%", "s", "in", "m"})
 
 def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
     # short words with other readings ("am", "in", "m") are units only after a number; "metres" is not
+    # durations named without a number are units too ("convert hours to days"), all as "day": a period
+    # ("per week" / "per month") is the date rule's, a count of days the number rule's
     named = {
-        LEX.units[w][0]
-        for w in words
-        if w in LEX.units and _duration(w) is None and w not in LEX.ambiguous and w not in _SHORT_UNITS
+        LEX.units[w][0] for w in words if w in LEX.units and w not in LEX.ambiguous and w not in _SHORT_UNITS
     }
     return named | {u for _, u, _ in quants if u and u not in ("day",)}
 

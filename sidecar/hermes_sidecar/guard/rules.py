@@ -379,12 +379,28 @@ def _entity_present(entity: str, other: Features) -> bool:
     )
 
 
+def _qualifies_shared(entity: str, f: Features, other: Features) -> bool:
+    """The name, a word, stands right before a name both sides give: the maker of a product
+    ("Microsoft Word" / "Word", "Google Sheets" / "Sheets"); "2048-bit RSA" / "4096-bit RSA" is a
+    version."""
+    return entity.isalpha() and any(
+        w == entity and nxt in f.entities and _entity_present(nxt, other)
+        for w, nxt in itertools.pairwise(f.words)
+    )
+
+
 @rule("entity")
 def entity(a: Features, b: Features) -> bool:
     """A name on one side (a proper noun, an acronym, a versioned token such as v2 or 7B) that the
-    other side does not have, compared without case, possessive or plural (GPU's = GPUs = gpu)."""
+    other side does not have, compared without case, possessive or plural (GPU's = GPUs = gpu); a
+    maker's name before a product both name is no other name ("Microsoft Word" / "Word")."""
     missing_b = [e for e in a.entities if not _entity_present(e, b)]
     missing_a = [e for e in b.entities if not _entity_present(e, a)]
+    # a maker named on one side only; a maker on each side is another product ("Google Maps" / "Apple Maps")
+    if not missing_a and all(_qualifies_shared(e, a, b) for e in missing_b):
+        missing_b = []
+    if not missing_b and all(_qualifies_shared(e, b, a) for e in missing_a):
+        missing_a = []
     # a name added to a question that names nothing else ("scale a deployment" / "... in k8s") is
     # context; a name swapped or added next to another name is another question
     return bool(missing_a and (missing_b or a.entities)) or bool(missing_b and (missing_a or b.entities))
@@ -518,6 +534,20 @@ def unmatched_qualifier(a: Features, b: Features) -> bool:
     return bool(not rest_a and not rest_b and {m for m, _, _ in qa} & {m for m, _, _ in qb})
 
 
+def _named_member(a: Features, b: Features) -> bool:
+    """a: one member named by a word before its noun ("the team slide of a pitch deck"), b: the set,
+    the noun in the plural without that word ("the slides of a pitch deck")."""
+    plural_b = {key(w) for w in b.content if plural(w)}
+    if not plural_b:
+        return False
+    for det, mod, noun in zip(a.words, a.words[1:], a.words[2:], strict=False):
+        if det != "the" or plural(noun) or key(noun) not in plural_b or not _edit_word(mod):
+            continue
+        if key(mod) not in b.keys and not any(_akin(mod, v) for v in b.content):
+            return True
+    return False
+
+
 _TOTAL, _SHARE = LEX.contexts["total"], LEX.contexts["share"]
 
 
@@ -529,9 +559,10 @@ def _shares(f: Features) -> bool:
 
 def _total_vs_share(a: Features, b: Features) -> bool:
     """a: the whole amount, b: a share of it ("India's total GDP" / "India's GDP per capita", "for both
-    cats altogether" / "for each cat")."""
+    cats altogether" / "for each cat", "the total interest" / "the interest of a single payment")."""
     total_a, total_b = bool(_TOTAL & set(a.words)), bool(_TOTAL & set(b.words))
-    return total_a and not total_b and _shares(b) and not _shares(a)
+    single_b = any(c == "single" for c, _ in b.quantified) and not any(c == "single" for c, _ in a.quantified)
+    return total_a and not total_b and ((_shares(b) and not _shares(a)) or single_b)
 
 
 @rule("scope")
@@ -544,7 +575,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
-    if _both_ways(a, b, _total_vs_share):
+    if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
@@ -715,7 +746,13 @@ def edit(a: Features, b: Features) -> bool:
         span = wa[i1:i2] or wb[j1:j2]
         if tag != "replace" and _part_of(span, wb if i2 > i1 else wa):
             return True  # "an apple pie" / "the crust for an apple pie"
-        added = [w for w in span if _edit_word(w)] if tag != "replace" else []
+        other = b if i2 > i1 else a
+        # an acronym of words the other side writes out adds nothing: "cost per acquisition (CPA)"
+        added = (
+            [w for w in span if _edit_word(w) and not _spelled_out(w, other.spelled)]
+            if tag != "replace"
+            else []
+        )
         if added and sm.ratio() >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
             return True
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
