@@ -30,7 +30,19 @@ def _pair(pid: str, same: bool, cat: str = "c", **kw: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "name",
-    ["devops", "business", "support", "home", "trades", "media", "civic", "health", "leisure", "office"],
+    [
+        "devops",
+        "business",
+        "support",
+        "home",
+        "trades",
+        "media",
+        "civic",
+        "health",
+        "leisure",
+        "office",
+        "study",
+    ],
 )
 def test_holdout_half_is_the_one_the_data_files_name(name: str) -> None:
     """bench/data/*.jsonl carry their half in `split` (written from the README's rule): the bench's split,
@@ -59,6 +71,7 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "health": 216,
         "leisure": 216,
         "office": 216,
+        "study": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
