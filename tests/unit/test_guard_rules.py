@@ -179,6 +179,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("What is the tallest waterfall in Norway?", "What are the tallest waterfalls in Norway?"),
     ],
     "edit": [
+        # a part of the whole, the article before the span or inside it, however short the rest
+        ("What does the rear axle of a truck do?", "What does a truck do?"),
+        ("Summarise the second chapter of Moby-Dick.", "Summarise Moby-Dick."),
         # a part of the thing added ahead of it
         ("How do I bake the base for a cheesecake?", "How do I bake a cheesecake?"),
         ("How do I change my delivery address?", "How do I change my billing address?"),
@@ -197,6 +200,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # what the asker does not know changes no answer
+        ("What is a p-value?", "Can you explain what a p-value is? My stats lecture made no sense to me."),
+        ("How does a capo work?", "How does a capo work? I never really understood it."),
         # one negation over a list, written once or per item
         (
             "How do I cross a river without a bridge or a boat?",
@@ -221,6 +227,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Is this shampoo sulfate-free?", "does this shampoo have no sulfates"),
     ],
     "number": [
+        ("What is the integral of x squared?", "What is the integral of x^2?"),
         ("How long is a year on Mars in days?", "How many days does a year on Mars last?"),
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),
         ("What's 15% of 80?", "work out fifteen percent of 80"),
@@ -301,6 +308,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
     ],
     "edit": [
+        ("Why do leaves change colour? ty", "why do leaves change colour?"),
         # an acronym of the words the other side writes out
         ("What is return on investment?", "what is return on investment (ROI)?"),
         # British and American spelling; an attribute of the whole is no part of it

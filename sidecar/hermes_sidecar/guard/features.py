@@ -292,7 +292,7 @@ def _periods(words: list[str]) -> set[str]:
     return out
 
 
-_KEEP_FROM, _STOP_ING = _CTX["keep-from"], _CTX["stop-ing"]
+_KEEP_FROM, _STOP_ING, _KNOWING = _CTX["keep-from"], _CTX["stop-ing"], _CTX["knowing"]
 
 
 def _negations(tokens: list[str]) -> int:
@@ -314,6 +314,8 @@ def _negations(tokens: list[str]) -> int:
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
             continue
+        if _KNOWING & {norm_word(t) for t in tokens[i + 1 : i + 4]}:
+            continue  # "I never learned any theory", "it makes no sense to me": the asker's knowledge
         if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
             last = i
             continue

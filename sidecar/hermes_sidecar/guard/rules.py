@@ -22,6 +22,7 @@ from hermes_sidecar.guard.features import (
     fold,
     is_number,
     key,
+    norm_word,
     plural,
     qualifier_word,
     time_word,
@@ -697,6 +698,15 @@ def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
     return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
 
 
+_KNOWING = LEX.contexts["knowing"]
+
+
+def _not_knowing(sentence: tuple[str, ...]) -> bool:
+    """ "I never really understood it", "my textbook makes no sense to me": what the asker does not know."""
+    words = {norm_word(w) for w in sentence}
+    return bool(_KNOWING & words and LEX.negators & words)
+
+
 def _request_added(a: Features, b: Features) -> bool:
     """b asks a's question and then, in a sentence of its own, for something more ("What is a left
     join? Show me an example query"). A closing thanks ("Thanks in advance!") asks for nothing."""
@@ -705,8 +715,9 @@ def _request_added(a: Features, b: Features) -> bool:
         return False
     n = len(sa)
     rest = sb[n:] if sb[:n] == sa else sb[:-n] if sb[-n:] == sa else None
-    # a sentence opened by a filler ("Thanks in advance") asks for nothing
-    asks = [x for x in rest or () if x[0] not in LEX.fillers]
+    # a sentence opened by a filler ("Thanks in advance") asks for nothing, nor one that says what the
+    # asker does not know ("I never really understood it")
+    asks = [x for x in rest or () if x[0] not in LEX.fillers and not _not_knowing(x)]
     return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
@@ -714,13 +725,22 @@ _PART_LINKS = frozenset({"for", "of", "on", "in"})
 _ATTRIBUTES = frozenset(key(w) for w in LEX.contexts["attribute"])
 
 
-def _part_of(span: list[str], other: list[str]) -> bool:
-    """An added head ahead of a kept noun phrase: "the crust for", "the haemoglobin result on" (not an
-    attribute of the whole: "how much is the cost of a passport" = "how much is a passport"; nor a
-    word the other side has elsewhere: "my account password" / "the password of my account")."""
+_ARTICLES = ("the", "a", "an")
+
+
+def _part_of(span: list[str], other: list[str], before: str) -> bool:
+    """An added head ahead of a kept noun phrase: "the crust for", "the haemoglobin result on", "(the)
+    left ventricle of the" (not an attribute of the whole: "how much is the cost of a passport" = "how
+    much is a passport"; nor a word the other side has elsewhere: "my account password" / "the
+    password of my account"). ``before``: the kept word just ahead of the span."""
+    if span and span[-1] in _ARTICLES:
+        span = span[:-1]
+    if not (
+        2 <= len(span) <= 4 and (span[0] in _ARTICLES or before in _ARTICLES) and span[-1] in _PART_LINKS
+    ):
+        return False
     kept = {key(w) for w in other}
-    heads = [w for w in span[:-1] if _edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept]
-    return 2 <= len(span) <= 4 and span[0] in ("the", "a", "an") and span[-1] in _PART_LINKS and bool(heads)
+    return any(_edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept for w in span[:-1])
 
 
 @rule("edit")
@@ -735,16 +755,24 @@ def edit(a: Features, b: Features) -> bool:
         return True
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
+    ops = sm.get_opcodes()
+    changed = [op for op in ops if op[0] != "equal"]
+    if len(changed) == 1 and changed[0][0] != "replace":
+        # one span added, the rest kept: a part of the whole, however long the span is against the rest
+        _, i1, i2, j1, j2 = changed[0]
+        seq, at, kept = (wa, i1, wb) if i2 > i1 else (wb, j1, wa)
+        if _part_of(seq[at : at + max(i2 - i1, j2 - j1)], kept, seq[at - 1] if at else ""):
+            return True  # "Beethoven's Fifth" / "the first movement of Beethoven's Fifth"
     if sm.ratio() < 0.7:
         return False
-    ops = sm.get_opcodes()
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             continue
         if _joined_item(wa[i1:i2], wb[j1:j2], wb) or _joined_item(wb[j1:j2], wa[i1:i2], wa):
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
-        if tag != "replace" and _part_of(span, wb if i2 > i1 else wa):
+        seq, at = (wa, i1) if i2 > i1 else (wb, j1)
+        if tag != "replace" and _part_of(span, wb if i2 > i1 else wa, seq[at - 1] if at else ""):
             return True  # "an apple pie" / "the crust for an apple pie"
         other = b if i2 > i1 else a
         # an acronym of words the other side writes out adds nothing: "cost per acquisition (CPA)"
