@@ -31,6 +31,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
     ],
     "number": [
+        # one noun numbered by another weak ordinal
+        ("Summarise the first act of Hamlet", "Summarise the second act of Hamlet"),
+        ("What does the First Amendment protect?", "What does the Second Amendment protect?"),
         # durations named without a number are units too; a rate per hour against one per day
         (
             "How do I convert hours to minutes in a spreadsheet?",
@@ -227,6 +230,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Is this shampoo sulfate-free?", "does this shampoo have no sulfates"),
     ],
     "number": [
+        # "first" alone numbers nothing
+        ("First, how do I open the file?", "How do I open the file first?"),
         ("What is the integral of x squared?", "What is the integral of x^2?"),
         ("How long is a year on Mars in days?", "How many days does a year on Mars last?"),
         ("Can I return it within 14 days?", "Can I still return it within two weeks?"),

@@ -145,6 +145,7 @@ class Features:
     romans: tuple[float, ...] = ()  # Roman numerals after a capitalised word: "World War I", "Henry VIII"
     superlatives: tuple[tuple[str, str, bool], ...] = ()  # (superlative, key of its noun, plural)
     sentences: tuple[tuple[str, ...], ...] = ()  # the lower-cased words of each sentence
+    ordinals: tuple[tuple[str, float], ...] = ()  # (key of the next word, value): "the first act"
     raw: str = field(default="", compare=False)
 
 
@@ -651,6 +652,16 @@ def _superlatives(words: list[str]) -> set[tuple[str, str, bool]]:
     return out
 
 
+def _ordinals(words: list[str]) -> set[tuple[str, float]]:
+    """Weak ordinal words with the word they number ("the first act", "Newton's second law"): alone
+    they are no quantity ("first, open the file"), but two of them before one noun are two things."""
+    return {
+        (key(nxt), float(LEX.numbers[w]))
+        for w, nxt in itertools.pairwise(words)
+        if w in LEX.weak_numbers and w.endswith(("st", "nd", "rd", "th")) and nxt not in STOPWORDS
+    }
+
+
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
@@ -716,5 +727,6 @@ def features(text: str) -> Features:
         romans=tuple(sorted(_romans(raw))) if not shouting else (),
         superlatives=tuple(sorted(_superlatives(words))),
         sentences=tuple(_sentences(original)),
+        ordinals=tuple(sorted(_ordinals(words))),
         raw=original,
     )

@@ -147,7 +147,11 @@ def number(a: Features, b: Features) -> bool:
     if any(x != y and x.lower() == y.lower() for x in a.cased_units for y in b.cased_units):
         return True  # case tells the units apart: Mbps (megabits) / MBps (megabytes)
     ua, ub = set(a.units), set(b.units)
-    return bool(ua - ub and ub - ua)  # one unit for another; a unit on one side only is a qualifier
+    if ua - ub and ub - ua:
+        return True  # one unit for another; a unit on one side only is a qualifier
+    # one noun numbered differently: "the first act" / "the second act", "First Amendment" / "Second"
+    nth_b = dict(b.ordinals)
+    return any(noun in nth_b and nth_b[noun] != value for noun, value in a.ordinals)
 
 
 # -- date ----------------------------------------------------------------------------------------
