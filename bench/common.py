@@ -48,22 +48,24 @@ class Sizes:
     operator_policies: tuple[int, ...]
 
 
+# the labelled sets of bench/data (quality.SETS names them with the fow-cache sets)
+BENCH_DATA_SETS = (
+    "devops",
+    "business",
+    "support",
+    "home",
+    "trades",
+    "media",
+    "civic",
+    "health",
+    "leisure",
+    "office",
+    "study",
+)
+
 QUICK = Sizes(
     name="quick",
-    quality_datasets=(
-        "questions",
-        "devops",
-        "business",
-        "support",
-        "home",
-        "trades",
-        "media",
-        "civic",
-        "health",
-        "leisure",
-        "office",
-        "study",
-    ),
+    quality_datasets=("questions", *BENCH_DATA_SETS),
     quality_sweep_points=14,
     quality_stride=3,
     corpus_texts=1_500,
@@ -78,22 +80,7 @@ QUICK = Sizes(
 )
 FULL = Sizes(
     name="full",
-    # quality.SETS
-    quality_datasets=(
-        "questions",
-        "conversations",
-        "devops",
-        "business",
-        "support",
-        "home",
-        "trades",
-        "media",
-        "civic",
-        "health",
-        "leisure",
-        "office",
-        "study",
-    ),
+    quality_datasets=("questions", "conversations", *BENCH_DATA_SETS),  # every set of quality.SETS
     quality_sweep_points=40,
     quality_stride=1,
     corpus_texts=0,

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from _quality_data import dataset
 from bench import quality
+from bench.common import BENCH_DATA_SETS
 from bench.report import sections, targets
 from bench.report.targets import Measured
 
@@ -28,22 +29,7 @@ def _pair(pid: str, same: bool, cat: str = "c", **kw: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- the sets
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "devops",
-        "business",
-        "support",
-        "home",
-        "trades",
-        "media",
-        "civic",
-        "health",
-        "leisure",
-        "office",
-        "study",
-    ],
-)
+@pytest.mark.parametrize("name", BENCH_DATA_SETS)
 def test_holdout_half_is_the_one_the_data_files_name(name: str) -> None:
     """bench/data/*.jsonl carry their half in `split` (written from the README's rule): the bench's split,
     which is `hermes-sidecar evaluate --split`'s, must give the same halves."""
@@ -52,6 +38,10 @@ def test_holdout_half_is_the_one_the_data_files_name(name: str) -> None:
     assert {i["id"] for i in holdout} == {i["id"] for i in items if i["split"] == "holdout"}
     assert {i["id"] for i in tune} == {i["id"] for i in items if i["split"] == "tune"}
     assert len(tune) + len(holdout) == len(items) > 150
+
+
+def test_the_bench_sizes_name_every_bench_data_set() -> None:
+    assert set(BENCH_DATA_SETS) == {name for name, s in quality.SETS.items() if not s.fow_cache}
 
 
 def test_every_set_loads_as_evaluate_reads_it() -> None:
