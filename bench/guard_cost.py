@@ -12,7 +12,6 @@ cold round.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -42,8 +41,9 @@ def clear_caches(modules: Iterable[ModuleType]) -> int:
     cleared = 0
     for module in modules:
         for value in vars(module).values():
-            if isinstance(value, functools._lru_cache_wrapper):
-                value.cache_clear()
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and not isinstance(value, type):
+                clear()
                 cleared += 1
     return cleared
 

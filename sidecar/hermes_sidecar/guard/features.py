@@ -29,6 +29,8 @@ WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*", re.IGNORECASE)
 # a token with the sentence punctuation right after it ("camera?"), so that the next word starts a sentence
 _RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\u2019.\-/]*[?!:,]?")
 _EDGE = ".'\u2019-/?!:,"  # what a raw token may carry around its core: quotes, hyphens, punctuation
+_ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
+_DIGITS_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)?")  # "3", "21st"
 _TOKEN_WITH_PUNCT = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?\u2014\u2013-]")
 
 _CTX = LEX.contexts
@@ -159,7 +161,8 @@ _DRAFT_VERBS = LEX.contexts["draft-verb"]
 _ASKING = LEX.contexts["asking"]
 
 
-def _duration(w: str) -> float | None:
+def duration(w: str) -> float | None:
+    """The days of a duration word ("week" -> 7), None for any other word."""
     unit = LEX.units.get(w)
     return unit[1] if unit and unit[0] == "day" else None
 
@@ -174,16 +177,14 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
         value: float | None = None
         unit = ""
         m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]+)?", w)
-        if m and (
-            not m.group(2) or m.group(2) in ("st", "nd", "rd", "th", "k", "p") or m.group(2) in LEX.units
-        ):
+        if m and (not m.group(2) or m.group(2) in (*_ORDINAL_SUFFIXES, "k", "p") or m.group(2) in LEX.units):
             value = float(m.group(1))
             suffix = m.group(2) or ""
-            unit = "" if suffix in ("st", "nd", "rd", "th") else LEX.units.get(suffix, (suffix, 1.0))[0]
+            unit = "" if suffix in _ORDINAL_SUFFIXES else LEX.units.get(suffix, (suffix, 1.0))[0]
         elif w in ("a", "an", "per") and out and i > 0 and is_number(words[i - 1]):
             i += 2  # "£30 a month", "£30 per month": a rate, not a second quantity
             continue
-        elif w in ("a", "an") and _duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
+        elif w in ("a", "an") and duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
         elif w in LEX.numbers and (w not in LEX.weak_numbers or nxt_w in LEX.units):
             value = float(LEX.numbers[w])
@@ -196,7 +197,7 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
         if value is None:
             i += 1
             continue
-        days = _duration(nxt_w)
+        days = duration(nxt_w)
         if not unit and days is not None:
             out.append((value, nxt_w.rstrip("s"), f"{value * days:g}days"))
             i += 1
@@ -252,8 +253,8 @@ def time_word(w: str) -> str | None:
 def _day_number(w: str) -> bool:
     """A day of the month as written before its month: "3", "21st" ("a number from 1 to 100 may be
     prime": 100 is no day)."""
-    digits = w.removesuffix("st").removesuffix("nd").removesuffix("rd").removesuffix("th")
-    return digits.isdigit() and 1 <= int(digits) <= 31
+    m = _DIGITS_ORDINAL.fullmatch(w)
+    return m is not None and 1 <= int(m.group(1)) <= 31
 
 
 def _times(words: list[str], capitalised: set[str]) -> set[str]:
@@ -266,9 +267,8 @@ def _times(words: list[str], capitalised: set[str]) -> set[str]:
             if w not in LEX.ambiguous and len(w) > 3:
                 out.add(name)
             elif w in capitalised or _day_number(left) or right[:1].isdigit():
-                out.add(
-                    name
-                )  # "the May pay run", "3 March", "March 3": the modal and the verb are lower case
+                # "the May pay run", "3 March", "March 3": the modal and the verb are lower case
+                out.add(name)
             elif left in _DATE_LEFT and (left != "the" or (i >= 2 and words[i - 2] in _DATE_LEFT)):
                 out.add(name)  # "the" only in "in the fall": "the march of progress" is no date
             continue
@@ -288,7 +288,7 @@ def _periods(words: list[str]) -> set[str]:
     for i, w in enumerate(words):
         if w in LEX.periods:
             out.add(LEX.periods[w])
-        elif i and words[i - 1] in _PERIOD_LEFT and (_duration(w) is not None or _clock_unit(w)):
+        elif i and words[i - 1] in _PERIOD_LEFT and (duration(w) is not None or _clock_unit(w)):
             out.add(key(w))  # "per week", "per hour"
     return out
 
@@ -407,7 +407,7 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             cls = "single"  # "the last element", "the latest tag": one member picked by its order
         if cls is None and w == "just" and nxt in ("one", "a", "an"):
             continue
-        if cls and _duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
+        if cls and duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
             out.add((cls, _noun_after(words, i)))
     return out
 
@@ -463,7 +463,7 @@ def qualifier_word(w: str) -> bool:
         or is_number(w)
         or w in LEX.numbers
         or w in LEX.months
-        or _duration(w) is not None
+        or duration(w) is not None
         or time_word(w) is not None
     )
 
@@ -658,7 +658,7 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
     return {
         (key(nxt), float(LEX.numbers[w]))
         for w, nxt in itertools.pairwise(words)
-        if w in LEX.weak_numbers and w.endswith(("st", "nd", "rd", "th")) and nxt not in STOPWORDS
+        if w in LEX.weak_numbers and w.endswith(_ORDINAL_SUFFIXES) and nxt not in STOPWORDS
     }
 
 

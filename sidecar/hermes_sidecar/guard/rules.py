@@ -19,6 +19,7 @@ from hermes_sidecar.guard.features import (
     STOPWORDS,
     WORD,
     Features,
+    duration,
     fold,
     is_number,
     key,
@@ -262,9 +263,8 @@ def _role_swap(a: Features, b: Features) -> bool:
         if not spans:
             return None
         _, i, j = min(spans)
-        return [
-            w for w in f.words[i + 1 : j] if w not in ("a", "an", "the")
-        ]  # "fire a contractor" = "fire an employer"
+        # articles do not count: "fire a contractor" = "fire an employer"
+        return [w for w in f.words[i + 1 : j] if w not in ("a", "an", "the")]
 
     fa, fb = frame(a, x[-1], y[0]), frame(b, y[-1], x[0])
     if fa is None or fb is None:
@@ -290,7 +290,7 @@ _QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["qu
 _OBJECT_FORM = {"i": "me", "we": "us", "he": "him", "they": "them"}
 
 
-_BE = frozenset({"be", "been", "being", "am", "is", "are", "was", "were", "get", "got", "gets"})
+_BE = LEX.contexts["passive"]
 
 
 def _verbs_after(f: Features, subject: str) -> set[str]:
@@ -557,9 +557,7 @@ _TOTAL, _SHARE = LEX.contexts["total"], LEX.contexts["share"]
 
 
 def _shares(f: Features) -> bool:
-    return any(
-        w in _SHARE and LEX.units.get(n, ("", 0))[0] != "day" for w, n in itertools.pairwise((*f.words, ""))
-    )
+    return any(w in _SHARE and duration(n) is None for w, n in itertools.pairwise((*f.words, "")))
 
 
 def _total_vs_share(a: Features, b: Features) -> bool:
@@ -725,7 +723,7 @@ def _request_added(a: Features, b: Features) -> bool:
     return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
-_PART_LINKS = frozenset({"for", "of", "on", "in"})
+_PART_LINKS = LEX.contexts["part-link"]
 _ATTRIBUTES = frozenset(key(w) for w in LEX.contexts["attribute"])
 
 
@@ -747,6 +745,15 @@ def _part_of(span: list[str], other: list[str], before: str) -> bool:
     return any(_edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept for w in span[:-1])
 
 
+def _part_added(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]) -> bool:
+    """The opcode adds (to either side) a part ahead of a noun phrase both keep: see :func:`_part_of`."""
+    tag, i1, i2, j1, j2 = op
+    if tag in ("equal", "replace"):
+        return False
+    seq, at, end, kept = (wa, i1, i2, wb) if i2 > i1 else (wb, j1, j2, wa)
+    return _part_of(seq[at:end], kept, seq[at - 1] if at else "")
+
+
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
@@ -760,14 +767,13 @@ def edit(a: Features, b: Features) -> bool:
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     ops = sm.get_opcodes()
+    ratio = sm.ratio()
     changed = [op for op in ops if op[0] != "equal"]
-    if len(changed) == 1 and changed[0][0] != "replace":
-        # one span added, the rest kept: a part of the whole, however long the span is against the rest
-        _, i1, i2, j1, j2 = changed[0]
-        seq, at, kept = (wa, i1, wb) if i2 > i1 else (wb, j1, wa)
-        if _part_of(seq[at : at + max(i2 - i1, j2 - j1)], kept, seq[at - 1] if at else ""):
-            return True  # "Beethoven's Fifth" / "the first movement of Beethoven's Fifth"
-    if sm.ratio() < 0.7:
+    # a part of the whole added ("an apple pie" / "the crust for an apple pie"); when it is the only
+    # change, however long it is against the rest ("Beethoven's Fifth" / "the first movement of ...")
+    if (len(changed) == 1 or ratio >= 0.7) and any(_part_added(op, wa, wb) for op in changed):
+        return True
+    if ratio < 0.7:
         return False
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
@@ -775,9 +781,6 @@ def edit(a: Features, b: Features) -> bool:
         if _joined_item(wa[i1:i2], wb[j1:j2], wb) or _joined_item(wb[j1:j2], wa[i1:i2], wa):
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
-        seq, at = (wa, i1) if i2 > i1 else (wb, j1)
-        if tag != "replace" and _part_of(span, wb if i2 > i1 else wa, seq[at - 1] if at else ""):
-            return True  # "an apple pie" / "the crust for an apple pie"
         other = b if i2 > i1 else a
         # an acronym of words the other side writes out adds nothing: "cost per acquisition (CPA)"
         added = (
@@ -785,7 +788,7 @@ def edit(a: Features, b: Features) -> bool:
             if tag != "replace"
             else []
         )
-        if added and sm.ratio() >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
+        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
             return True
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
