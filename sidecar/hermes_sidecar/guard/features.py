@@ -14,6 +14,7 @@ import functools
 import itertools
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -83,6 +84,13 @@ def lemma(w: str) -> str:
         return w
     choices = {x for pos in ("NOUN", "VERB") for x in lemmas.get(pos, ())}
     return choices.pop() if len(choices) == 1 else w
+
+
+def positives(superlative: str) -> set[str]:
+    """The adjectives and adverbs a superlative is the degree of, from LemmInflect's tables: "best" ->
+    good, well; "largest" -> large. Empty for a word the tables lack."""
+    lemmas = lemminflect.getAllLemmas(superlative)
+    return {x for pos in ("ADJ", "ADV") for x in lemmas.get(pos, ()) if x != superlative}
 
 
 def _stem(w: str) -> str:
@@ -296,6 +304,15 @@ def _periods(words: list[str]) -> set[str]:
 _KEEP_FROM, _STOP_ING, _KNOWING = _CTX["keep-from"], _CTX["stop-ing"], _CTX["knowing"]
 
 
+def not_knowing(tokens: Sequence[str], i: int) -> bool:
+    """tokens[i] negates what the asker knows, within the next three words: "I never really
+    understood", "it makes no sense to me", "I'm not sure". A negation of the asker's knowledge, not
+    of the request."""
+    return norm_word(tokens[i]) in LEX.negators and bool(
+        _KNOWING & {norm_word(t) for t in tokens[i + 1 : i + 4]}
+    )
+
+
 def _negations(tokens: list[str]) -> int:
     """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun, and
     less a negator that repeats one in the same list: "no lighter and no matches" negates once, as
@@ -315,7 +332,7 @@ def _negations(tokens: list[str]) -> int:
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
             continue
-        if _KNOWING & {norm_word(t) for t in tokens[i + 1 : i + 4]}:
+        if not_knowing(tokens, i):
             continue  # "I never learned any theory", "it makes no sense to me": the asker's knowledge
         if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
             last = i

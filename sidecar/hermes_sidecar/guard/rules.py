@@ -23,8 +23,9 @@ from hermes_sidecar.guard.features import (
     fold,
     is_number,
     key,
-    norm_word,
+    not_knowing,
     plural,
+    positives,
     qualifier_word,
     time_word,
 )
@@ -434,18 +435,12 @@ def _quantifier_conflict(a: Features, b: Features) -> bool:
     return bool(universal_a & singular_b - {""})
 
 
-_IRREGULAR_POSITIVE = {
-    "best": ("good",),
-    "worst": ("bad",),
-    "most": ("many", "much"),
-    "least": ("few", "little"),
-}
-
-
 def _positives(superlative: str) -> set[str]:
-    """The plain forms a superlative may come from: biggest -> big, largest -> large, easiest -> easy."""
-    if superlative in _IRREGULAR_POSITIVE:
-        return set(_IRREGULAR_POSITIVE[superlative])
+    """The plain forms a superlative may come from: biggest -> big, best -> good or well, from
+    LemmInflect's tables; by its ending for a word they lack: "zoomiest" -> zoomy."""
+    plain = positives(superlative)
+    if plain:
+        return plain
     stem = superlative.removesuffix("est")
     out = {stem, stem + "e"}
     if len(stem) > 2 and stem[-1] == stem[-2]:
@@ -700,15 +695,6 @@ def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
     return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
 
 
-_KNOWING = LEX.contexts["knowing"]
-
-
-def _not_knowing(sentence: tuple[str, ...]) -> bool:
-    """ "I never really understood it", "my textbook makes no sense to me": what the asker does not know."""
-    words = {norm_word(w) for w in sentence}
-    return bool(_KNOWING & words and LEX.negators & words)
-
-
 def _request_added(a: Features, b: Features) -> bool:
     """b asks a's question and then, in a sentence of its own, for something more ("What is a left
     join? Show me an example query"). A closing thanks ("Thanks in advance!") asks for nothing."""
@@ -719,7 +705,9 @@ def _request_added(a: Features, b: Features) -> bool:
     rest = sb[n:] if sb[:n] == sa else sb[:-n] if sb[-n:] == sa else None
     # a sentence opened by a filler ("Thanks in advance") asks for nothing, nor one that says what the
     # asker does not know ("I never really understood it")
-    asks = [x for x in rest or () if x[0] not in LEX.fillers and not _not_knowing(x)]
+    asks = [
+        x for x in rest or () if x[0] not in LEX.fillers and not any(not_knowing(x, i) for i in range(len(x)))
+    ]
     return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
