@@ -242,6 +242,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who won the 2nd round?", "who won the second round"),
         ("Can I pause my plan for a week?", "can I pause my plan for 7 days"),
         ("How fast is a 100 Mbps line?", "how fast is a 100 mbps line"),
+        # a frequency with its unit apart or fused
+        ("Should my smart plug use the 2.4 GHz band?", "should my smart plug use 2.4ghz"),
         # a Roman numeral after a name is a number
         ("When did World War I end?", "when did world war 1 end"),
     ],
