@@ -190,6 +190,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I change my delivery address?", "How do I change my billing address?"),
         ("Can I return a phone?", "Can I return a phone case?"),
         ("How do I reset my router?", "How do I reset my modem?"),
+        # a unit for a word that is no unit
+        ("How many watts does a fridge use?", "How many amps does a fridge use?"),
+        ("How many cups of flour go in bread?", "How many scoops of flour go in bread?"),
         # one more item joined on
         ("What are the symptoms of the flu?", "What are the symptoms and treatments of the flu?"),
         (
@@ -333,6 +336,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I delete a tag?", "How do I remove a tag?"),
         ("What are the flu's symptoms?", "what symptoms does the flu have"),
         ("How do I reset my password?", "how do I reset my password pls"),
+        # a unit for the same unit spelt another way is no swap
+        ("How heavy is a newborn in kg?", "how heavy is a newborn in kilograms"),
     ],
 }
 

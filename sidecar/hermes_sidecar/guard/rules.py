@@ -656,6 +656,12 @@ def _edit_word(w: str) -> bool:
     )
 
 
+def _swap_word(w: str) -> bool:
+    """A word that changes the question when another takes its place: a content word, or a unit
+    replaced by a word that is not a unit ("what Hz should the crossover be" / "what dB ...")."""
+    return _edit_word(w) or w in LEX.units
+
+
 def _phrases(words: list[str]) -> list[str]:
     """Words with the known phrasal verbs joined ("sign", "up" -> "sign up")."""
     out: list[str] = []
@@ -782,8 +788,11 @@ def edit(a: Features, b: Features) -> bool:
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
         # and a hub"); the direction rule judges moves across a role word
-        left = [w for w in _phrases(wa[i1:i2]) if _edit_word(w) and w not in wb]
-        right = [w for w in _phrases(wb[j1:j2]) if _edit_word(w) and w not in wa]
+        left = [w for w in _phrases(wa[i1:i2]) if _swap_word(w) and w not in wb]
+        right = [w for w in _phrases(wb[j1:j2]) if _swap_word(w) and w not in wa]
+        if any(w in LEX.units for w in left) and any(w in LEX.units for w in right):
+            # a unit for a unit is the number rule's ("in kg" / "in kilograms", "in kg" / "in lb")
+            left, right = [w for w in left if w not in LEX.units], [w for w in right if w not in LEX.units]
         left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
         right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
         if left and right:
