@@ -120,6 +120,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # one member against a whole named by a collective noun
+        ("How much is it to replace one earbud?", "How much is it to replace a pair of earbuds?"),
         # a total against one member; one member named against the set
         ("What is the total interest on a car loan?", "What is the interest on a single car loan repayment?"),
         ("What goes in the summary section of a business plan?", "What sections go in a business plan?"),
@@ -298,6 +300,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
     ],
     "scope": [
+        ("What's a good pair of running shoes for flat feet?", "best running shoes for flat feet"),
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
         # a daily amount is a rate, not a share of a total
         ("What is the total daily intake of vitamin C I need?", "How much vitamin C do I need per day?"),

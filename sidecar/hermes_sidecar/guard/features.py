@@ -413,6 +413,9 @@ def _noun_after(words: list[str], i: int) -> str:
     return head
 
 
+_COLLECTIVE = _CTX["collective"]
+
+
 def _quantified(words: list[str]) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for i, w in enumerate(words):
@@ -426,6 +429,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue
         if cls and duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
             out.add((cls, _noun_after(words, i)))
+        if w in _COLLECTIVE and nxt == "of":
+            out.add(("universal", _noun_after(words, i + 1)))  # "a full set of airpods": all of them
     return out
 
 
