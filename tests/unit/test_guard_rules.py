@@ -120,6 +120,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # a one-word answer against "explain ... why"
+        (
+            "One word answer: is vinegar an acid or a base?",
+            "Explain the chemistry of why vinegar is an acid or a base.",
+        ),
         # one member against a whole named by a collective noun
         ("How much is it to replace one earbud?", "How much is it to replace a pair of earbuds?"),
         # a total against one member; one member named against the set
@@ -300,6 +305,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
     ],
     "scope": [
+        # "explain ... how" with nothing brief on the other side
+        ("Do cats see in colour?", "Explain the biology of how cats see in colour."),
         ("What's a good pair of running shoes for flat feet?", "best running shoes for flat feet"),
         ("How do I list all the buckets in my account?", "show me every bucket in my account"),
         # a daily amount is a rate, not a share of a total

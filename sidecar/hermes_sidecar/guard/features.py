@@ -371,6 +371,19 @@ def _phrase_classes(words: list[str], table: dict[str, str]) -> set[str]:
     return {cls for phrase, cls in table.items() if f" {phrase} " in text}
 
 
+_EXPLAIN, _REASON = _CTX["explain"], _CTX["reason"]
+
+
+def _depth(words: list[str]) -> set[str]:
+    """How deep the answer is asked to be: the phrases of depth.txt, and "explain" with a why or how
+    a few words on ("explain the chemistry of why baking soda is basic"), as "explain why" is."""
+    out = _phrase_classes(words, LEX.depth)
+    for i, w in enumerate(words):
+        if w in _EXPLAIN and _REASON & set(words[i + 1 : i + 6]):
+            out.add("deep")
+    return out
+
+
 def _formats(words: list[str]) -> set[str]:
     """The shapes the answer is asked in; a format phrase right after a part of that shape says where,
     not how ("rename a column in a table")."""
@@ -740,7 +753,7 @@ def features(text: str) -> Features:
         units=tuple(sorted(_units(words, quants))),
         periods=tuple(sorted(_periods(words))),
         quantified=tuple(sorted(_quantified(words))),
-        depth=tuple(sorted(_phrase_classes(words, LEX.depth))),
+        depth=tuple(sorted(_depth(words))),
         formats=tuple(sorted(_formats(words))),
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
