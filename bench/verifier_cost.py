@@ -39,8 +39,8 @@ from typing import Any
 
 import httpx
 
+from bench.common import BENCH_DATA_SETS, ROOT, Context, Skip, context_from_env, latency_summary
 from bench.common import MODES as SIZES
-from bench.common import ROOT, Context, Skip, context_from_env, latency_summary
 from bench.services import vllm_model
 from bench.verifier_ceiling import _oracle, _pairs_file, _serve
 from hermes_sidecar.config import parse_config
@@ -53,15 +53,10 @@ MIN_SIMILARITY = 0.7
 
 
 def _sets() -> dict[str, Path]:
-    """The labelled single-turn sets: fow-cache's questions and the four in bench/data."""
+    """The labelled single-turn sets: fow-cache's questions and every set in bench/data."""
     data = ROOT / "bench" / "data"
-    return {
-        "fow-cache questions": _pairs_file(),
-        "devops": data / "devops.jsonl",
-        "business": data / "business.jsonl",
-        "support": data / "support.jsonl",
-        "home": data / "home.jsonl",
-    }
+    sets = {name: data / f"{name}.jsonl" for name in BENCH_DATA_SETS}
+    return {"fow-cache questions": _pairs_file(), **sets}
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
