@@ -61,6 +61,7 @@ BENCH_DATA_SETS = (
     "leisure",
     "office",
     "study",
+    "gadgets",
 )
 
 QUICK = Sizes(

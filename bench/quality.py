@@ -2,7 +2,7 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health, leisure, office, study). Each is split into a tune and a holdout half by the rule of
+civic, health, leisure, office, study, gadgets). Each is split into a tune and a holdout half by the rule of
 `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
 the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
 half" rows, which are then scored on the holdout half.
@@ -99,6 +99,8 @@ SETS: dict[str, PairSet] = {
                 False, lambda: [DATA / "office.jsonl"], "--pairs bench/data/office.jsonl"),
         PairSet("study", "history, literature, maths, physics, biology, grammar, theory (bench/data)", True,
                 False, lambda: [DATA / "study.jsonl"], "--pairs bench/data/study.jsonl"),
+        PairSet("gadgets", "phones, PCs, home networks, smart home, EVs, solar (bench/data)", True,
+                False, lambda: [DATA / "gadgets.jsonl"], "--pairs bench/data/gadgets.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
