@@ -305,6 +305,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
     ],
     "scope": [
+        # "each other", "every so often" quantify no set
+        (
+            "How do the two cats in my house get used to each other?",
+            "how can my two cats get used to one another",
+        ),
         # "explain ... how" with nothing brief on the other side
         ("Do cats see in colour?", "Explain the biology of how cats see in colour."),
         ("What's a good pair of running shoes for flat feet?", "best running shoes for flat feet"),

@@ -426,7 +426,12 @@ def _noun_after(words: list[str], i: int) -> str:
     return head
 
 
-_COLLECTIVE = _CTX["collective"]
+_COLLECTIVE, _QUANTIFIER_IDIOM = _CTX["collective"], _CTX["quantifier-idiom"]
+
+
+def _universal(w: str, nxt: str) -> bool:
+    """w quantifies a whole set: "every user", not "every so often" or "each other"."""
+    return LEX.quantifiers.get(w) == "universal" and nxt not in _QUANTIFIER_IDIOM
 
 
 def _quantified(words: list[str]) -> set[tuple[str, str]]:
@@ -440,6 +445,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             cls = "single"  # "the last element", "the latest tag": one member picked by its order
         if cls is None and w == "just" and nxt in ("one", "a", "an"):
             continue
+        if nxt in _QUANTIFIER_IDIOM:
+            continue  # "every so often", "each other": no set
         if cls and duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
             out.add((cls, _noun_after(words, i)))
         if w in _COLLECTIVE and nxt == "of":
@@ -539,11 +546,11 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
         if tok in ADJUNCT and not (i and tokens[i - 1] in LEX.fillers):
             content: list[str] = []
             strong = possessive = False
-            for w in tokens[i + 1 :]:
+            for j, w in enumerate(tokens[i + 1 :], i + 1):
                 if not w[0].isalnum() or w in _ADJUNCT_END:
                     break
                 unit = tok in _UNIT_LEFT and _strong_word(w)
-                strong = strong or unit or LEX.quantifiers.get(w) == "universal"
+                strong = strong or unit or _universal(w, tokens[j + 1] if j + 1 < len(tokens) else "")
                 possessive = possessive or w in _POSSESSIVE
                 if qualifier_word(w):
                     content.append(w)
