@@ -80,6 +80,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # words moved across "into"/"onto", with other nouns around them
+        (
+            "How do I get a paper letter into an electronic document?",
+            "How do I get an electronic document onto paper?",
+        ),
         # the other end of the safety scale
         ("Is lavender safe for dogs?", "Is lavender toxic to dogs?"),
         (
@@ -270,6 +275,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
     ],
     "direction": [
+        ("How do I move photos from my phone to my laptop?", "how do I move my phone photos onto my laptop"),
         # a passive subject is the verb's object: no swap
         ("Can I be charged for a missed appointment?", "Can the clinic charge me for a missed appointment?"),
         (

@@ -149,6 +149,8 @@ class Features:
     formats: tuple[str, ...] = ()  # list | table | prose | code | diagram
     scales: tuple[tuple[str, int], ...] = ()  # (scale, end) of comparisons: ("speed", 1) for "faster"
     transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
+    # (keys before, keys after) to/into/onto: "a digital drawing onto a real canvas"
+    transfer_sides: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()
     # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
@@ -494,6 +496,31 @@ def _transfers(words: list[str]) -> set[tuple[str, str]]:
     return out
 
 
+def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str]]]:
+    """(keys before, keys after) each "to"/"into"/"onto": the content words of up to three words
+    before it (back to "from", "for" ...) and of the noun phrase after it, "transfer a digital drawing
+    onto a real canvas" -> ({digital, draw}, {real, canva})."""
+    out: set[tuple[frozenset[str], frozenset[str]]] = set()
+    for i, w in enumerate(words):
+        if w not in _TRANSFER:
+            continue
+        before: list[str] = []
+        for v in reversed(words[max(0, i - 3) : i]):
+            if v in _STOP_LEFT:
+                break
+            if v not in STOPWORDS:
+                before.append(key(v))
+        after: list[str] = []
+        for v in words[i + 1 : i + 5]:
+            if v in _STOP_LEFT or v in _TRANSFER:
+                break
+            if v not in STOPWORDS:
+                after.append(key(v))
+        if before and after:
+            out.add((frozenset(before), frozenset(after)))
+    return out
+
+
 def qualifier_word(w: str) -> bool:
     """A word that can carry a qualifier's content: not a function word, negator or preposition, nor a
     number, duration or date, which the number and date rules compare ("within 14 days" = "within two
@@ -764,6 +791,7 @@ def features(text: str) -> Features:
         formats=tuple(sorted(_formats(words))),
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
+        transfer_sides=tuple(_transfer_sides(words)),
         qualifiers=tuple(_qualifiers(text)),
         cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
         romans=tuple(sorted(_romans(raw))) if not shouting else (),

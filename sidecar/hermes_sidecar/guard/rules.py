@@ -207,6 +207,18 @@ def _transfer_flip(a: Features, b: Features) -> bool:
     return any((y, x) in tb and (x, y) not in tb for x, y in ta if x != y)
 
 
+def _sides_flip(a: Features, b: Features) -> bool:
+    """Words moved across "to"/"into"/"onto": "transfer a digital drawing onto a real canvas" /
+    "transfer a real canvas painting into a digital file". A word on the same side of both stays."""
+    for before_a, after_a in a.transfer_sides:
+        for before_b, after_b in b.transfer_sides:
+            there = (before_a & after_b) - before_b
+            back = (after_a & before_b) - after_b
+            if there and back:
+                return True
+    return False
+
+
 def _comparison_flip(a: Features, b: Features) -> bool:
     """Opposite ends of one comparison scale: "the fastest" / "the slowest", "most recent" / "oldest"."""
     ends_a: dict[str, set[int]] = {}
@@ -337,6 +349,7 @@ def direction(a: Features, b: Features) -> bool:
         or _subject_object_swap(a, b)
         or _both_ways(a, b, _pronoun_role_swap)
         or _both_ways(a, b, _transfer_flip)
+        or _sides_flip(a, b)
         or _both_ways(a, b, _comparison_flip)
     )
 
