@@ -80,6 +80,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # the asker's thing against someone else's, that someone named on both sides
+        (
+            "How do we record a customer's refund claim against us?",
+            "How do we record our refund claim against a customer?",
+        ),
         # words moved across "into"/"onto", with other nouns around them
         (
             "How do I get a paper letter into an electronic document?",
@@ -275,6 +280,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
     ],
     "direction": [
+        ("How do I open the router's admin page?", "how do I open my router admin page"),
         ("How do I move photos from my phone to my laptop?", "how do I move my phone photos onto my laptop"),
         # a passive subject is the verb's object: no swap
         ("Can I be charged for a missed appointment?", "Can the clinic charge me for a missed appointment?"),

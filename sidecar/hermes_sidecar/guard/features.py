@@ -151,6 +151,7 @@ class Features:
     transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
     # (keys before, keys after) to/into/onto: "a digital drawing onto a real canvas"
     transfer_sides: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()
+    owners: tuple[tuple[str, str], ...] = ()  # (owner or "asker", key of what it owns): "a supplier's claim"
     # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
     cased_units: tuple[str, ...] = ()  # units as written, where case tells them apart: Mb / MB, mW / MW
@@ -521,6 +522,29 @@ def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str
     return out
 
 
+_OWNER = re.compile(r"\b([A-Za-z]+)'s?\s|\b(my|our)\s", re.IGNORECASE)
+_ASKER_OWNS = frozenset({"my", "our"})
+
+
+def _owners(text: str) -> set[tuple[str, str]]:
+    """(owner, key of each content word it owns) for "X's N" and "my N" / "our N" (owner "asker"),
+    up to the next function word: "a supplier's damages claim" -> (supplier, damag), (supplier,
+    claim). X owned by the asker ("our company's policy") makes N the asker's too."""
+    out: set[tuple[str, str]] = set()
+    for m in _OWNER.finditer(text):
+        if m.group(1) and "'" not in m.group(0):
+            continue
+        owner = "asker" if m.group(2) else key(m.group(1))
+        before = text[: m.start()].split()
+        if owner != "asker" and before and norm_word(before[-1]) in _ASKER_OWNS:
+            owner = "asker"
+        for w in (norm_word(t) for t in text[m.end() :].split()[:3]):
+            if not w or w in STOPWORDS or not w.isalpha():
+                break
+            out.add((owner, key(w)))
+    return out
+
+
 def qualifier_word(w: str) -> bool:
     """A word that can carry a qualifier's content: not a function word, negator or preposition, nor a
     number, duration or date, which the number and date rules compare ("within 14 days" = "within two
@@ -792,6 +816,7 @@ def features(text: str) -> Features:
         scales=tuple(sorted(_scales(words))),
         transfers=tuple(sorted(_transfers(words))),
         transfer_sides=tuple(_transfer_sides(words)),
+        owners=tuple(sorted(_owners(original))),
         qualifiers=tuple(_qualifiers(text)),
         cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
         romans=tuple(sorted(_romans(raw))) if not shouting else (),

@@ -219,6 +219,18 @@ def _sides_flip(a: Features, b: Features) -> bool:
     return False
 
 
+def _owner_swap(a: Features, b: Features) -> bool:
+    """The asker's thing on one side, someone else's on the other, and that someone named on both:
+    "a supplier's damages claim against us" / "our damages claim against a supplier"."""
+    mine_b = {n for o, n in b.owners if o == "asker"}
+    for owner, noun in a.owners:
+        if owner == "asker" or owner in mine_b:
+            continue  # "the router's admin page" / "my router admin page": the owner is the asker's
+        if noun in mine_b and owner in b.keys and (owner, noun) not in b.owners:
+            return True
+    return False
+
+
 def _comparison_flip(a: Features, b: Features) -> bool:
     """Opposite ends of one comparison scale: "the fastest" / "the slowest", "most recent" / "oldest"."""
     ends_a: dict[str, set[int]] = {}
@@ -350,6 +362,7 @@ def direction(a: Features, b: Features) -> bool:
         or _both_ways(a, b, _pronoun_role_swap)
         or _both_ways(a, b, _transfer_flip)
         or _sides_flip(a, b)
+        or _both_ways(a, b, _owner_swap)
         or _both_ways(a, b, _comparison_flip)
     )
 
