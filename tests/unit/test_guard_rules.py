@@ -80,6 +80,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # the asker does it on one side, someone both sides name on the other
+        (
+            "I paid the deposit for the flat my sister and I rent. Who owes what?",
+            "My sister paid the deposit for the flat we rent. Who owes what?",
+        ),
         # the asker's thing against someone else's, that someone named on both sides
         (
             "How do we record a customer's refund claim against us?",
@@ -280,6 +285,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
     ],
     "direction": [
+        # someone the thing is for is no swap
+        ("I need a phone case for my daughter, which one?", "my daughter needs a phone case, which one?"),
         ("How do I open the router's admin page?", "how do I open my router admin page"),
         ("How do I move photos from my phone to my laptop?", "how do I move my phone photos onto my laptop"),
         # a passive subject is the verb's object: no swap

@@ -349,6 +349,48 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
     return False
 
 
+_ASKER = ("i", "we")
+_BENEFICIARY = LEX.contexts["beneficiary"]
+_POSSESSIVE = LEX.contexts["possessive"]
+
+
+def _doers(f: Features, verb: str) -> set[str]:
+    """Who does ``verb``: a pronoun right before it ("I bought"), or someone of the asker's right
+    before it ("my roommate bought"; not "mouth pipetting", "oil change")."""
+    out = set()
+    for i, k in enumerate(f.keys):
+        if i and k == verb and (f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE)):
+            out.add(f.words[i - 1])
+    return out
+
+
+def _for_someone(f: Features, w: str) -> bool:
+    """``w`` is who something is for, with or to ("a case for my daughter", "lend it to my brother")."""
+    for i, x in enumerate(f.words):
+        if x == w:
+            j = i - 1 if i and f.words[i - 1] in _POSSESSIVE else i
+            if j and f.words[j - 1] in _BENEFICIARY:
+                return True
+    return False
+
+
+def _asker_swap(a: Features, b: Features) -> bool:
+    """The asker does something on one side, and someone both sides name does it on the other: "I
+    bought the router my roommate and I share" / "My roommate bought the router we share". Who paid
+    decides who owes whom. Someone the thing is for ("a case for my daughter" / "my daughter needs a
+    case") is not a swap."""
+    for verb in set(a.keys) & set(b.keys):
+        if not verb.isalpha() or verb in STOPWORDS:
+            continue
+        by_a, by_b = _doers(a, verb), _doers(b, verb)
+        if not by_a & set(_ASKER) or by_b & set(_ASKER):
+            continue
+        others = {w for w in by_b - STOPWORDS if w in a.words and not _for_someone(a, w)}
+        if others - by_a:
+            return True
+    return False
+
+
 @rule("direction")
 def direction(a: Features, b: Features) -> bool:
     """The same things in the other direction (from savings to current / from current to savings; a
@@ -360,6 +402,7 @@ def direction(a: Features, b: Features) -> bool:
         or _role_swap(a, b)
         or _subject_object_swap(a, b)
         or _both_ways(a, b, _pronoun_role_swap)
+        or _both_ways(a, b, _asker_swap)
         or _both_ways(a, b, _transfer_flip)
         or _sides_flip(a, b)
         or _both_ways(a, b, _owner_swap)
