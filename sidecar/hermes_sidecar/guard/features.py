@@ -477,52 +477,50 @@ def _scales(words: list[str]) -> set[tuple[str, int]]:
     return out
 
 
+def _left_of(words: list[str], i: int) -> list[str]:
+    """Keys of the content words of up to three words before words[i], nearest first, back to a word
+    that ends the phrase ("from", "for" ...)."""
+    out = []
+    for v in reversed(words[max(0, i - 3) : i]):
+        if v in _STOP_LEFT:
+            break
+        if v not in STOPWORDS:
+            out.append(key(v))
+    return out
+
+
 def _transfers(words: list[str]) -> set[tuple[str, str]]:
     """(what, where) around each "to"/"into": the content word just before it and the first content
     word after it, "convert a date to a timestamp" -> (date, timestamp)."""
     out: set[tuple[str, str]] = set()
-    for i, w in enumerate(words):
-        if w not in _TRANSFER:
-            continue
-        before = ""
-        for v in reversed(words[max(0, i - 3) : i]):
-            if v in _STOP_LEFT:
-                break
-            if v not in STOPWORDS:
-                before = key(v)
-                break
-        after = _noun_after(words, i)
+    for i in (i for i, w in enumerate(words) if w in _TRANSFER):
+        before, after = _left_of(words, i), _noun_after(words, i)
         if before and after:
-            out.add((before, after))
+            out.add((before[0], after))
     return out
 
 
 def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str]]]:
-    """(keys before, keys after) each "to"/"into"/"onto": the content words of up to three words
-    before it (back to "from", "for" ...) and of the noun phrase after it, "transfer a digital drawing
-    onto a real canvas" -> ({digital, draw}, {real, canva})."""
+    """(keys before, keys after) each "to"/"into"/"onto": the content words before it (see
+    :func:`_left_of`) and those of the phrase after it, "transfer a digital drawing onto a real
+    canvas" -> ({digital, draw}, {real, canva})."""
     out: set[tuple[frozenset[str], frozenset[str]]] = set()
     for i, w in enumerate(words):
         if w not in _TRANSFER:
             continue
-        before: list[str] = []
-        for v in reversed(words[max(0, i - 3) : i]):
-            if v in _STOP_LEFT:
-                break
-            if v not in STOPWORDS:
-                before.append(key(v))
         after: list[str] = []
         for v in words[i + 1 : i + 5]:
             if v in _STOP_LEFT or v in _TRANSFER:
                 break
             if v not in STOPWORDS:
                 after.append(key(v))
+        before = _left_of(words, i)
         if before and after:
             out.add((frozenset(before), frozenset(after)))
     return out
 
 
-_OWNER = re.compile(r"\b([A-Za-z]+)'s?\s|\b(my|our)\s", re.IGNORECASE)
+_OWNER = re.compile(r"\b([A-Za-z]+)['\u2019]s?\s|\b(my|our)\s", re.IGNORECASE)
 _ASKER_OWNS = frozenset({"my", "our"})
 
 
@@ -532,8 +530,6 @@ def _owners(text: str) -> set[tuple[str, str]]:
     claim). X owned by the asker ("our company's policy") makes N the asker's too."""
     out: set[tuple[str, str]] = set()
     for m in _OWNER.finditer(text):
-        if m.group(1) and "'" not in m.group(0):
-            continue
         owner = "asker" if m.group(2) else key(m.group(1))
         before = text[: m.start()].split()
         if owner != "asker" and before and norm_word(before[-1]) in _ASKER_OWNS:

@@ -349,7 +349,7 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
     return False
 
 
-_ASKER = ("i", "we")
+_ASKER = frozenset({"i", "we"})
 _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
 
@@ -383,7 +383,7 @@ def _asker_swap(a: Features, b: Features) -> bool:
         if not verb.isalpha() or verb in STOPWORDS:
             continue
         by_a, by_b = _doers(a, verb), _doers(b, verb)
-        if not by_a & set(_ASKER) or by_b & set(_ASKER):
+        if not by_a & _ASKER or by_b & _ASKER:
             continue
         others = {w for w in by_b - STOPWORDS if w in a.words and not _for_someone(a, w)}
         if others - by_a:
