@@ -31,6 +31,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
     ],
     "number": [
+        ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
         # one noun numbered by another weak ordinal
         ("Summarise the first act of Hamlet", "Summarise the second act of Hamlet"),
         ("What does the First Amendment protect?", "What does the Second Amendment protect?"),
@@ -267,6 +268,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who won the 2nd round?", "who won the second round"),
         ("Can I pause my plan for a week?", "can I pause my plan for 7 days"),
         ("How fast is a 100 Mbps line?", "how fast is a 100 mbps line"),
+        # a thousands separator or none
+        ("How many calories do 1,000 steps burn?", "how many calories do 1000 steps burn"),
         # a frequency with its unit apart or fused
         ("Should my smart plug use the 2.4 GHz band?", "should my smart plug use 2.4ghz"),
         # a Roman numeral after a name is a number

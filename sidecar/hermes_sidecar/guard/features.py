@@ -758,12 +758,16 @@ def _sentences(text: str) -> list[tuple[str, ...]]:
     return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(text.strip()) if WORD.search(x)]
 
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
 @functools.lru_cache(maxsize=4096)
 def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
     original = fold(text)
-    text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", original, flags=re.IGNORECASE)
+    text = _THOUSANDS.sub("", original)  # "1,000" is one number
+    text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
     raw = _RAW_TOKEN.findall(text.replace("\n", ". "))  # a new line starts a sentence
     words = [norm_word(w) for w in WORD.findall(text.replace("-", " ").replace("/", " "))]
