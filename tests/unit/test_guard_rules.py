@@ -327,7 +327,20 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
     ],
     "scope": [
-        # "each other", "every so often" quantify no set
+        # "each other", "every so often", "every time", "all over", "a whole number" quantify no set
+        (
+            "Why does my laptop fan spin up every time I open Chrome?",
+            "my laptop fan gets loud whenever chrome opens, why",
+        ),
+        (
+            "How do I stop paint from dripping all over the floor?",
+            "how can I keep paint from getting on the floor",
+        ),
+        (
+            "Is a whole number divisible by 9 when its digits add to 9?",
+            "if the digits of an integer sum to 9, is it divisible by 9?",
+        ),
+        ("How do I log in without typing my password every single time?", "set up passwordless login"),
         (
             "How do the two cats in my house get used to each other?",
             "how can my two cats get used to one another",

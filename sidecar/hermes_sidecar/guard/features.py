@@ -430,11 +430,24 @@ def _noun_after(words: list[str], i: int) -> str:
 
 
 _COLLECTIVE, _QUANTIFIER_IDIOM = _CTX["collective"], _CTX["quantifier-idiom"]
+_IDIOM_HEADS, _WHOLE_COMPOUND = frozenset(key(w) for w in _QUANTIFIER_IDIOM), _CTX["whole-compound"]
+
+
+def _idiom(w: str, nxt: str) -> bool:
+    """w with the word after it is an idiom, not a quantifier: "every so often", "each other", "all
+    over", "every time", "a whole number"."""
+    return nxt in _QUANTIFIER_IDIOM or (w == "whole" and nxt in _WHOLE_COMPOUND)
 
 
 def _universal(w: str, nxt: str) -> bool:
     """w quantifies a whole set: "every user", not "every so often" or "each other"."""
-    return LEX.quantifiers.get(w) == "universal" and nxt not in _QUANTIFIER_IDIOM
+    return LEX.quantifiers.get(w) == "universal" and not _idiom(w, nxt)
+
+
+def _part_of_week(w: str) -> bool:
+    """A weekday or a part of the day or week by its exact name ("morning", "weekends", "Mondays"):
+    after a quantifier it is a rate, "every morning", not a set."""
+    return any(v in LEX.times or v in LEX.weekdays for v in (w, w.removesuffix("s")))
 
 
 def _quantified(words: list[str]) -> set[tuple[str, str]]:
@@ -448,9 +461,10 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             cls = "single"  # "the last element", "the latest tag": one member picked by its order
         if cls is None and w == "just" and nxt in ("one", "a", "an"):
             continue
-        if nxt in _QUANTIFIER_IDIOM:
-            continue  # "every so often", "each other": no set
-        if cls and duration(nxt) is None:  # "each month", "a year": a rate or a period, not a set
+        if _idiom(w, nxt) or (cls and _noun_after(words, i) in _IDIOM_HEADS):
+            continue  # "every so often", "each other", "every single time": no set
+        if cls and duration(nxt) is None and not _part_of_week(nxt):
+            # "each month", "a year", "every morning": a rate or a period, not a set
             out.add((cls, _noun_after(words, i)))
         if w in _COLLECTIVE and nxt == "of":
             out.add(("universal", _noun_after(words, i + 1)))  # "a full set of airpods": all of them
