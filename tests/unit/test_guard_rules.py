@@ -158,6 +158,16 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("Give me a checklist for moving house.", "Explain what matters most when moving house."),
         ("How do I restart a service?", "How do I restart all services on the host?"),
+        # every member of a set the other side never names, against one thing named in its place
+        (
+            "Is my landlord responsible for fixing the water heater?",
+            "Is my landlord responsible for all repairs?",
+        ),
+        ("How hot is the Earth's inner core?", "How hot is each layer of the Earth?"),
+        (
+            "What is the time complexity of deleting from a red-black tree?",
+            "What are the time complexities of all the red-black tree operations?",
+        ),
         # a shape with words that describe it ("as a two-column table") against a paragraph
         (
             "Summarise the tenancy rules as a two-column table.",

@@ -617,6 +617,18 @@ def _named_member(a: Features, b: Features) -> bool:
     return False
 
 
+def _set_for_member(a: Features, b: Features) -> bool:
+    """a: every member of a set the other side never names, b: something named in its place, with no
+    quantifier over a set. "all repairs" / "fixing the boiler", "each layer of the Earth" / "the
+    Earth's crust", "all the binary heap operations" / "inserting into a binary heap"."""
+    universal_a = {n for c, n in a.quantified if c == "universal"}
+    if not universal_a or "" in universal_a or universal_a & set(b.keys):
+        return False
+    if any(c == "universal" for c, _ in b.quantified):
+        return False
+    return bool(_unmatched(b.content, a))
+
+
 _TOTAL, _SHARE = LEX.contexts["total"], LEX.contexts["share"]
 
 
@@ -643,6 +655,8 @@ def scope(a: Features, b: Features) -> bool:
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
     if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
+        return True
+    if _both_ways(a, b, _set_for_member):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
