@@ -62,6 +62,7 @@ BENCH_DATA_SETS = (
     "office",
     "study",
     "gadgets",
+    "nature",
 )
 
 QUICK = Sizes(
