@@ -351,6 +351,15 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "if the digits of an integer sum to 9, is it divisible by 9?",
         ),
         ("How do I log in without typing my password every single time?", "set up passwordless login"),
+        # a quantifier before a number and a unit is an interval, not a set
+        (
+            "Why does Old Faithful erupt every 90 minutes?",
+            "what makes old faithful go off on a 90-minute cycle",
+        ),
+        (
+            "Why do periodical cicadas come out every 17 years?",
+            "why do some cicadas emerge on a 17-year cycle",
+        ),
         (
             "How do the two cats in my house get used to each other?",
             "how can my two cats get used to one another",

@@ -414,7 +414,7 @@ _AS_SHAPE = {
 }
 
 
-def _noun_after(words: list[str], i: int) -> str:
+def noun_after(words: list[str], i: int) -> str:
     """The key of the head noun of the phrase starting after words[i]: the last word before a
     preposition, verb-like word or the end, within four words ("all running containers" -> container)."""
     head = ""
@@ -461,13 +461,15 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             cls = "single"  # "the last element", "the latest tag": one member picked by its order
         if cls is None and w == "just" and nxt in ("one", "a", "an"):
             continue
-        if _idiom(w, nxt) or (cls and _noun_after(words, i) in _IDIOM_HEADS):
+        if _idiom(w, nxt) or (cls and noun_after(words, i) in _IDIOM_HEADS):
             continue  # "every so often", "each other", "every single time": no set
+        if cls and is_number(nxt) and i + 2 < len(words) and words[i + 2] in LEX.units:
+            continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
         if cls and duration(nxt) is None and not _part_of_week(nxt):
             # "each month", "a year", "every morning": a rate or a period, not a set
-            out.add((cls, _noun_after(words, i)))
+            out.add((cls, noun_after(words, i)))
         if w in _COLLECTIVE and nxt == "of":
-            out.add(("universal", _noun_after(words, i + 1)))  # "a full set of airpods": all of them
+            out.add(("universal", noun_after(words, i + 1)))  # "a full set of airpods": all of them
     return out
 
 
@@ -508,7 +510,7 @@ def _transfers(words: list[str]) -> set[tuple[str, str]]:
     word after it, "convert a date to a timestamp" -> (date, timestamp)."""
     out: set[tuple[str, str]] = set()
     for i in (i for i, w in enumerate(words) if w in _TRANSFER):
-        before, after = _left_of(words, i), _noun_after(words, i)
+        before, after = _left_of(words, i), noun_after(words, i)
         if before and after:
             out.add((before[0], after))
     return out
