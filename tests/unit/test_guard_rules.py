@@ -158,6 +158,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("Give me a checklist for moving house.", "Explain what matters most when moving house."),
         ("How do I restart a service?", "How do I restart all services on the host?"),
+        # every member of a set against some of it, or against one kind of it
+        ("Are all spiders venomous?", "Are some spiders venomous?"),
+        ("Do all owls hunt at night?", "Do barn owls hunt at night?"),
         # every member of a set the other side never names, against one thing named in its place
         (
             "Is my landlord responsible for fixing the water heater?",
@@ -351,6 +354,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "if the digits of an integer sum to 9, is it divisible by 9?",
         ),
         ("How do I log in without typing my password every single time?", "set up passwordless login"),
+        # "all" against "every" on the same noun; "all frogs" against "frogs"
+        ("Do all bees sting?", "does every bee sting"),
+        ("Are all frogs poisonous?", "are frogs poisonous"),
         # a quantifier before a number and a unit is an interval, not a set
         (
             "Why does Old Faithful erupt every 90 minutes?",

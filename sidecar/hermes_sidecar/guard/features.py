@@ -414,7 +414,7 @@ _AS_SHAPE = {
 }
 
 
-def noun_after(words: list[str], i: int) -> str:
+def noun_after(words: Sequence[str], i: int) -> str:
     """The key of the head noun of the phrase starting after words[i]: the last word before a
     preposition, verb-like word or the end, within four words ("all running containers" -> container)."""
     head = ""

@@ -24,6 +24,7 @@ from hermes_sidecar.guard.features import (
     is_number,
     key,
     not_knowing,
+    noun_after,
     plural,
     positives,
     qualifier_word,
@@ -617,6 +618,27 @@ def _named_member(a: Features, b: Features) -> bool:
     return False
 
 
+def _all_against_some(a: Features, b: Features) -> bool:
+    """a: every member of a set, b: some of the same set. "Are all mushrooms with gills poisonous?" /
+    "Are some mushrooms with gills poisonous?"."""
+    universal_a = {n for c, n in a.quantified if c == "universal"} - {""}
+    if not universal_a or any(c == "universal" for c, _ in b.quantified):
+        return False
+    return any(w == "some" and noun_after(b.words, i) in universal_a for i, w in enumerate(b.words))
+
+
+def _all_against_kind(a: Features, b: Features) -> bool:
+    """a: every member of a set, b: one kind of it, named by a word before the noun a does not have.
+    "Are all sharks dangerous?" / "Are bull sharks dangerous?"."""
+    universal_a = {n for c, n in a.quantified if c == "universal"} - {""}
+    if not universal_a or b.quantified:
+        return False
+    return any(
+        plural(noun) and key(noun) in universal_a and _edit_word(mod) and _unmatched((mod,), a)
+        for mod, noun in itertools.pairwise(b.words)
+    )
+
+
 def _set_for_member(a: Features, b: Features) -> bool:
     """a: every member of a set the other side never names, b: something named in its place, with no
     quantifier over a set. "all repairs" / "fixing the boiler", "each layer of the Earth" / "the
@@ -656,7 +678,9 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
         return True
-    if _both_ways(a, b, _set_for_member):
+    if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
+        return True
+    if _both_ways(a, b, _all_against_kind):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
