@@ -63,6 +63,8 @@ BENCH_DATA_SETS = (
     "study",
     "gadgets",
     "nature",
+    "travel",
+    "food",
 )
 
 QUICK = Sizes(

@@ -2,10 +2,10 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health, leisure, office, study, gadgets, nature). Each is split into a tune and a holdout half by
-the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)).
-Every figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted on
-the tune half" rows, which are then scored on the holdout half.
+civic, health, leisure, office, study, gadgets, nature, travel, food). Each is split into a tune and a
+holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte
+of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
+"threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -103,6 +103,10 @@ SETS: dict[str, PairSet] = {
                 False, lambda: [DATA / "gadgets.jsonl"], "--pairs bench/data/gadgets.jsonl"),
         PairSet("nature", "weather, wildlife, oceans, geology, night sky, fishing, disasters (bench/data)",
                 True, False, lambda: [DATA / "nature.jsonl"], "--pairs bench/data/nature.jsonl"),
+        PairSet("travel", "flights, hotels, trains, visas, car rental, cruises, luggage (bench/data)",
+                True, False, lambda: [DATA / "travel.jsonl"], "--pairs bench/data/travel.jsonl"),
+        PairSet("food", "cooking, baking, food safety, restaurants, drinks, diets, preserving (bench/data)",
+                True, False, lambda: [DATA / "food.jsonl"], "--pairs bench/data/food.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

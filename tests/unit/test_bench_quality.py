@@ -64,6 +64,8 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "study": 216,
         "gadgets": 216,
         "nature": 216,
+        "travel": 216,
+        "food": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
