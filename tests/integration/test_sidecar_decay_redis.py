@@ -117,13 +117,16 @@ def stored_created(redis_url: str, scope: str, count: int) -> list[float]:
     Redis: wait for the number the test expects, never for this process's stored counter alone.
     """
     r = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def entries() -> list[str]:
+        return list(r.scan_iter(match=f"hermes:{scope}:g:*:entry:*", count=1000))
+
     keys: list[str] = []
     for _ in range(200):
-        keys = list(r.scan_iter(match=f"hermes:{scope}:g:*:entry:*", count=1000))
+        keys = entries()
         if len(keys) >= count:
             time.sleep(0.2)  # nothing more arrives: a late extra store would show here
-            keys = list(r.scan_iter(match=f"hermes:{scope}:g:*:entry:*", count=1000))
-            return sorted(float(r.hget(k, "created") or 0) for k in keys)
+            return sorted(float(r.hget(k, "created") or 0) for k in entries())
         time.sleep(0.05)
     pytest.fail(f"{count} entries expected in Redis, found {len(keys)}")
 
