@@ -237,11 +237,26 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # a second request in a sentence of its own
         ("What is a hash map?", "What is a hash map? Show me one written in C with a test"),
+        # two or more words asked for after the question, kept word for word
+        (
+            "Give me a packing list for a weekend camping trip",
+            "Give me a packing list for a weekend camping trip, sorted by weight, with a price for each item",
+        ),
+        # one word dropped and another put in elsewhere: the thing asked about changed
+        (
+            "What temperature should smoked salmon be stored at?",
+            "What temperature should a salmon fillet be stored at?",
+        ),
+        # two names close in spelling, but no slip of the finger turns one into the other
+        ("what's the speed limit on motorways in ireland", "what's the speed limit on motorways in iceland"),
     ],
 }
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a negator misspelt on one side, and a negating prefix against a negated verb
+        ("Should I avoid coffee before a blood test?", "should i aviod coffee before a blood test"),
+        ("Can I sell back unused concert tickets?", "can i sell back concert tickets i didn't use"),
         # what the asker does not know changes no answer
         ("What is a p-value?", "Can you explain what a p-value is? My stats lecture made no sense to me."),
         ("How does a capo work?", "How does a capo work? I never really understood it."),
@@ -393,6 +408,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
     ],
     "edit": [
+        # one slip of the finger in a name the dictionary lacks; a preamble before the question
+        ("how do i install kubernetes on ubuntu", "how do i install kubernets on ubuntu"),
+        ("Sorry to bother you, but how do I renew a library card?", "How do I renew a library card?"),
         ("Why do leaves change colour? ty", "why do leaves change colour?"),
         # an acronym of the words the other side writes out
         ("What is return on investment?", "what is return on investment (ROI)?"),

@@ -86,6 +86,21 @@ def lemma(w: str) -> str:
     return choices.pop() if len(choices) == 1 else w
 
 
+@functools.lru_cache(maxsize=16384)
+def known(w: str) -> bool:
+    """A word LemmInflect's English tables have (a noun, verb, adjective or adverb, or an inflection of
+    one): "broiled", "stream". Typos ("aviod") and most names ("iceland") are not."""
+    return bool(lemminflect.getAllLemmas(w))
+
+
+@functools.lru_cache(maxsize=16384)
+def verb_key(w: str) -> str:
+    """The key of the verb a participle comes from, even where the participle is a word of its own:
+    "used" -> use, "done" -> do, "known" -> know (key keeps those, being lemmas as adjectives)."""
+    verbs = lemminflect.getAllLemmas(w).get("VERB", ())
+    return key(verbs[0]) if len(verbs) == 1 else key(w)
+
+
 def positives(superlative: str) -> set[str]:
     """The adjectives and adverbs a superlative is the degree of, from LemmInflect's tables: "best" ->
     good, well; "largest" -> large. Empty for a word the tables lack."""

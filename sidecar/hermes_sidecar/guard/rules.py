@@ -23,12 +23,14 @@ from hermes_sidecar.guard.features import (
     fold,
     is_number,
     key,
+    known,
     not_knowing,
     noun_after,
     plural,
     positives,
     qualifier_word,
     time_word,
+    verb_key,
 )
 
 Rule = Callable[[Features, Features], bool]
@@ -53,8 +55,8 @@ def _both_ways(a: Features, b: Features, check: Callable[[Features, Features], b
 
 
 def _polarity(mine: Features, other: Features) -> int:
-    """Negators, plus words negated by an affix whose base the other side has ("unlock" against
-    "lock", "passwordless" against "password", "tax-free" against "taxable")."""
+    """Negators (a misspelt one too), plus words negated by an affix whose base the other side has
+    ("unlock" against "lock", "passwordless" against "password", "tax-free" against "taxable")."""
     other_keys, other_words = set(other.keys), set(other.words)
     other_negated, other_text = {n for n, _ in other.negated}, " ".join(other.words)
 
@@ -62,9 +64,18 @@ def _polarity(mine: Features, other: Features) -> int:
         if w.endswith("free"):  # "tax-free" against "taxable"
             free = w not in other_negated and f"{w[:-4]} free" not in other_text
             return free and any(k.startswith(base) for k in other_keys)
-        return base in other_keys and w not in other_words
+        return (base in other_keys or verb_key(base) in other_keys) and w not in other_words
 
-    return mine.negations + sum(1 for w, base in mine.negated if has(w, base))
+    # a negator misspelt where the other side spells it right ("aviod" / "avoid") still negates
+    misspelt = sum(
+        1
+        for v in set(mine.words) - other_words
+        if v not in LEX.negators
+        and len(v) >= 4
+        and not known(v)
+        and any(w in LEX.negators and _typo(w, v) for w in other_words)
+    )
+    return mine.negations + misspelt + sum(1 for w, base in mine.negated if has(w, base))
 
 
 def _opposed_prefix(a: Features, b: Features) -> bool:
@@ -747,7 +758,41 @@ def _similar_word(a: str, b: str) -> bool:
     ka, kb = key(a), key(b)
     if min(len(ka), len(kb)) >= 4 and (ka.startswith(kb) or kb.startswith(ka)):
         return True  # derivations: quote / quotation
-    return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and SequenceMatcher(None, a, b).ratio() >= 0.8
+    return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and _typo(a, b)
+
+
+# neighbouring keys on a QWERTY keyboard, for a slip of the finger
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEAR_KEYS = {
+    c: {r[j] for r in _ROWS[max(0, i - 1) : i + 2] for j in range(len(r)) if abs(j - row.index(c)) <= 1} - {c}
+    for i, row in enumerate(_ROWS)
+    for c in row
+}
+
+
+def _slip(a: str, b: str) -> bool:
+    """One slip of the finger: a letter dropped, doubled or added, two letters swapped, or a letter
+    typed as a key next to it ("aviod" / "avoid", "recieve" / "receive", "tomorow" / "tomorrow")."""
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) == 1:
+        return any(b[:i] + b[i + 1 :] == a for i in range(len(b)))
+    if len(a) != len(b):
+        return False
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    if len(diff) == 1:
+        return b[diff[0]] in _NEAR_KEYS.get(a[diff[0]], ())
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+
+
+def _typo(a: str, b: str) -> bool:
+    """a and b are close enough to be one word misspelt ("definately", "aviod"), or spelt two ways
+    ("aluminum" / "aluminium", "debit" / "debt" typed in haste). Two words the dictionary both lacks,
+    names mostly, count only when one slip of the finger turns one into the other: "ireland" /
+    "iceland" is no slip (r and c are not neighbours), "kubernets" / "kubernetes" is."""
+    if SequenceMatcher(None, a, b).ratio() < 0.8:
+        return False
+    return known(a) or known(b) or _slip(a, b)
 
 
 def _edit_word(w: str) -> bool:
@@ -831,6 +876,21 @@ _ATTRIBUTES = frozenset(key(w) for w in LEX.contexts["attribute"])
 _ARTICLES = ("the", "a", "an")
 
 
+def _asks_more(wa: list[str], wb: list[str], other: Features) -> bool:
+    """wb is wa word for word with two or more content words put in after its first word ("a grocery
+    list for a week of dinners" / "..., organized by store aisle, plus the recipe for each night"): the
+    asker narrowed or extended the question on purpose. Words ahead of the question are a preamble
+    ("sorry to bother you but ..."), and an acronym the other side writes out adds nothing."""
+    ops = [op for op in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] != "insert" or ops[0][1] == 0:
+        return False
+    _, _, _, j1, j2 = ops[0]
+    added = [
+        w for w in wb[j1:j2] if _edit_word(w) and w not in LEX.fillers and not _spelled_out(w, other.spelled)
+    ]
+    return len(added) >= 2
+
+
 def _part_of(span: list[str], other: list[str], before: str) -> bool:
     """An added head ahead of a kept noun phrase: "the crust for", "the haemoglobin result on", "(the)
     left ventricle of the" (not an attribute of the whole: "how much is the cost of a passport" = "how
@@ -866,6 +926,8 @@ def edit(a: Features, b: Features) -> bool:
     if _both_ways(a, b, _request_added):
         return True
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
+    if _asks_more(wa, wb, a) or _asks_more(wb, wa, b):
+        return True
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     ops = sm.get_opcodes()
     ratio = sm.ratio()
@@ -904,7 +966,20 @@ def edit(a: Features, b: Features) -> bool:
         right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
         if left and right:
             return True
-    return False
+    return ratio >= 0.8 and _scattered_swap(wa, wb)
+
+
+def _scattered_swap(wa: list[str], wb: list[str]) -> bool:
+    """One content word dropped and another put in at a different place, the rest kept ("ground beef"
+    / "a beef steak"): the thing asked about changed, though no single span was replaced."""
+    pa, pb = _phrases(wa), _phrases(wb)
+    left = [w for w in pa if _swap_word(w) and w not in pb]
+    right = [w for w in pb if _swap_word(w) and w not in pa]
+    if any(w in LEX.units for w in left) and any(w in LEX.units for w in right):
+        left, right = [w for w in left if w not in LEX.units], [w for w in right if w not in LEX.units]
+    left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
+    right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
+    return len(left) == 1 and len(right) == 1
 
 
 # -- the public decisions ------------------------------------------------------------------------
