@@ -65,6 +65,8 @@ BENCH_DATA_SETS = (
     "nature",
     "travel",
     "food",
+    "motoring",
+    "pets",
 )
 
 QUICK = Sizes(

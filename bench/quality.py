@@ -2,10 +2,10 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health, leisure, office, study, gadgets, nature, travel, food). Each is split into a tune and a
-holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte
-of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
-"threshold fitted on the tune half" rows, which are then scored on the holdout half.
+civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets). Each is split
+into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
+the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
+only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -107,6 +107,10 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "travel.jsonl"], "--pairs bench/data/travel.jsonl"),
         PairSet("food", "cooking, baking, food safety, restaurants, drinks, diets, preserving (bench/data)",
                 True, False, lambda: [DATA / "food.jsonl"], "--pairs bench/data/food.jsonl"),
+        PairSet("motoring", "cars, repairs, tyres, EVs, licences, insurance, bikes, fines (bench/data)",
+                True, False, lambda: [DATA / "motoring.jsonl"], "--pairs bench/data/motoring.jsonl"),
+        PairSet("pets", "dogs, cats, vets, insurance, fish, birds, reptiles, horses, grooming (bench/data)",
+                True, False, lambda: [DATA / "pets.jsonl"], "--pairs bench/data/pets.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
