@@ -919,8 +919,10 @@ def _part_added(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"), one added word next to a kept noun ("a gift" / "a gift
-    card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors") or one
-    more request in a sentence of its own: the change is what the asker made on purpose. A paraphrase
+    card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"), one
+    more request in a sentence of its own, two or more content words asked for after the question's
+    first word (:func:`_asks_more`), or one content word dropped and another put in elsewhere ("ground
+    beef" / "a beef steak"): the change is what the asker made on purpose. A paraphrase
     restructures the question; a near repeat swaps no content word (typos, inflections, synonyms,
     fillers do not count)."""
     if _both_ways(a, b, _request_added):
