@@ -959,13 +959,10 @@ def edit(a: Features, b: Features) -> bool:
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
         # and a hub"); the direction rule judges moves across a role word
-        left = [w for w in _phrases(wa[i1:i2]) if _swap_word(w) and w not in wb]
-        right = [w for w in _phrases(wb[j1:j2]) if _swap_word(w) and w not in wa]
-        if any(w in LEX.units for w in left) and any(w in LEX.units for w in right):
-            # a unit for a unit is the number rule's ("in kg" / "in kilograms", "in kg" / "in lb")
-            left, right = [w for w in left if w not in LEX.units], [w for w in right if w not in LEX.units]
-        left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
-        right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
+        left, right = _unexplained(
+            [w for w in _phrases(wa[i1:i2]) if _swap_word(w) and w not in wb],
+            [w for w in _phrases(wb[j1:j2]) if _swap_word(w) and w not in wa],
+        )
         if left and right:
             return True
     return ratio >= 0.8 and _scattered_swap(wa, wb)
@@ -975,13 +972,21 @@ def _scattered_swap(wa: list[str], wb: list[str]) -> bool:
     """One content word dropped and another put in at a different place, the rest kept ("ground beef"
     / "a beef steak"): the thing asked about changed, though no single span was replaced."""
     pa, pb = _phrases(wa), _phrases(wb)
-    left = [w for w in pa if _swap_word(w) and w not in pb]
-    right = [w for w in pb if _swap_word(w) and w not in pa]
+    left, right = _unexplained(
+        [w for w in pa if _swap_word(w) and w not in pb], [w for w in pb if _swap_word(w) and w not in pa]
+    )
+    return len(left) == 1 and len(right) == 1
+
+
+def _unexplained(left: list[str], right: list[str]) -> tuple[list[str], list[str]]:
+    """The words only one side has, less those the other side's words explain: a unit for a unit is
+    the number rule's ("in kg" / "in kilograms", "in kg" / "in lb"), and a spelling variant,
+    inflection or near-synonym is the same word."""
     if any(w in LEX.units for w in left) and any(w in LEX.units for w in right):
         left, right = [w for w in left if w not in LEX.units], [w for w in right if w not in LEX.units]
     left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
     right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
-    return len(left) == 1 and len(right) == 1
+    return left, right
 
 
 # -- the public decisions ------------------------------------------------------------------------
