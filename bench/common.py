@@ -67,6 +67,7 @@ BENCH_DATA_SETS = (
     "food",
     "motoring",
     "pets",
+    "family",
 )
 
 QUICK = Sizes(

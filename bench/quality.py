@@ -2,7 +2,7 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets). Each is split
+civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family). Each is split
 into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
 the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
 only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
@@ -101,6 +101,8 @@ SETS: dict[str, PairSet] = {
                 False, lambda: [DATA / "study.jsonl"], "--pairs bench/data/study.jsonl"),
         PairSet("gadgets", "phones, PCs, home networks, smart home, EVs, solar (bench/data)", True,
                 False, lambda: [DATA / "gadgets.jsonl"], "--pairs bench/data/gadgets.jsonl"),
+        PairSet("family", "pregnancy, toddlers, school, teens, childcare, elder care, weddings, budgets, custody, adoption (bench/data)", True,
+                False, lambda: [DATA / "family.jsonl"], "--pairs bench/data/family.jsonl"),
         PairSet("nature", "weather, wildlife, oceans, geology, night sky, fishing, disasters (bench/data)",
                 True, False, lambda: [DATA / "nature.jsonl"], "--pairs bench/data/nature.jsonl"),
         PairSet("travel", "flights, hotels, trains, visas, car rental, cruises, luggage (bench/data)",
