@@ -29,6 +29,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I log in with a security key?", "How do I log in without a security key?"),
         # "-free" against a word with the same stem
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
+        # "take" is no loss without a particle: a negated "taking" is not "still taking"
+        ("How do I lose weight without taking pills?", "How do I lose weight while still taking pills?"),
     ],
     "number": [
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -69,6 +71,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "Is 120 lb card stiff enough for a birthday card?",
         ),
         ("How long is one bar at 90 BPM in ms?", "How many BPM is one bar of 90 ms?"),
+        # "the first day of" is the start only where the other side says so
+        ("How do I prepare for the first day of daycare?", "How do I prepare for daycare?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -125,6 +129,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # the name is the object on one side and the subject on the other
         ("Who inspired Monet?", "Who did Monet inspire?"),
+        # two neighbouring words swapped, nothing else changed
+        ("Can I give my cat dog shampoo?", "Can I give my dog cat shampoo?"),
     ],
     "entity": [
         # a maker on each side is another product; a size before a name is a version, not a maker
@@ -216,6 +222,17 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("Which Beatles album is the best?", "Which Beatles albums are worth hearing?"),
         ("What is the tallest waterfall in Norway?", "What are the tallest waterfalls in Norway?"),
+        # whether one thing is so against what is
+        ("Does my home insurance cover flood damage?", "What does my home insurance cover?"),
+        # the whole amount against one named part of it
+        ("What is the total cost of a divorce?", "What are the lawyer fees for a divorce?"),
+        # a script word for word against general tips
+        (
+            "Write general tips for asking my boss for a raise",
+            "Write a word-for-word script for asking my boss for a raise",
+        ),
+        # a pronoun with no one named on either side is someone else
+        ("How do I help him fall asleep?", "How do I fall asleep?"),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -249,6 +266,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # two names close in spelling, but no slip of the finger turns one into the other
         ("what's the speed limit on motorways in ireland", "what's the speed limit on motorways in iceland"),
+        # "just the element in" my kettle: a part of the whole, picked out by "just" or "only"
+        ("How do I descale my kettle?", "How do I descale just the element in my kettle?"),
+        ("How do I paint my bedroom?", "How do I paint only the ceiling of my bedroom?"),
     ],
 }
 
@@ -282,6 +302,13 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I keep bread from going stale?", "tips to stop bread going stale"),
         ("Is this shampoo sulfate-free?", "is this shampoo sulfate free"),
         ("Is this shampoo sulfate-free?", "does this shampoo have no sulfates"),
+        # a loss negated is the thing kept
+        (
+            "How do I remove a bumper sticker without damaging the paint?",
+            "how to take off a bumper sticker and keep the paint intact",
+        ),
+        # "make it stop" stops what the question describes
+        ("How do I stop my puppy from biting?", "my puppy bites all the time, how do I make it stop"),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -302,6 +329,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Should my smart plug use the 2.4 GHz band?", "should my smart plug use 2.4ghz"),
         # a Roman numeral after a name is a number
         ("When did World War I end?", "when did world war 1 end"),
+        # "the first day of" against "starting"
+        (
+            "How do I ease my son's nerves about starting kindergarten?",
+            "my son is anxious about his first day of kindergarten, how can I help",
+        ),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -336,6 +368,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "What's the difference between oak and pine for a bookshelf?",
             "for a bookshelf, how does pine compare with oak",
         ),
+        # a thing moved out of a sentence of context is no role swap
+        ("My puppy might have worms, what are the symptoms?", "what are the symptoms of worms in a puppy"),
     ],
     "entity": [
         # the maker named on one side only
@@ -406,6 +440,22 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # a closing word of thanks asks for nothing more; "Thanks" after a question mark is no name
         ("What does DPI mean for a mouse?", "What does DPI mean for a mouse? Thanks!"),
         ("How often should I water a cactus?", "how often should I water a cactus, realistically?"),
+        # a child named by age, by "infant" or "teen"; a pronoun for the pet both name
+        ("How many hours should a 3 year old sleep?", "how much sleep does a three-year-old child need"),
+        ("When do infants start teething?", "at what age do babies start teething"),
+        ("How much screen time should a teen have?", "how much screen time is ok for a teenager"),
+        (
+            "How do I calm my cat during a thunderstorm?",
+            "my cat is scared of thunder, how can I help her relax",
+        ),
+        # "each one" is the things named before it; a rough figure is the figure; how often a
+        # described problem happens
+        (
+            "What's the difference between a Roth IRA and a traditional IRA?",
+            "roth ira vs traditional ira - what does each one mean",
+        ),
+        ("How much does a new roof cost?", "How much does a new roof cost, roughly?"),
+        ("Why does my parrot scream?", "why does my parrot scream constantly"),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question
@@ -431,6 +481,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I reset my password?", "how do I reset my password pls"),
         # a unit for the same unit spelt another way is no swap
         ("How heavy is a newborn in kg?", "how heavy is a newborn in kilograms"),
+        # a plea for help after the question
+        (
+            "How do I get my baby to sleep through the night?",
+            "How do I get my baby to sleep through the night? please help",
+        ),
     ],
 }
 

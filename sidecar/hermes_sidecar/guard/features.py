@@ -320,6 +320,7 @@ def _periods(words: list[str]) -> set[str]:
 
 
 _KEEP_FROM, _STOP_ING, _KNOWING = _CTX["keep-from"], _CTX["stop-ing"], _CTX["knowing"]
+_STOP_END, _STOP_END_LEFT = _CTX["stop-end"], _CTX["stop-end-left"]
 
 
 def not_knowing(tokens: Sequence[str], i: int) -> bool:
@@ -343,6 +344,10 @@ def _negations(tokens: list[str]) -> int:
         stops = w in _STOP_ING and any(t.endswith("ing") for t in after)
         if stops or (w in _KEEP_FROM and "from" in after):
             count += 1  # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking"
+            continue
+        nxt_tok = tokens[i + 1] if i + 1 < len(tokens) else "."
+        if w in _STOP_END and i and norm_word(tokens[i - 1]) in _STOP_END_LEFT and not nxt_tok[0].isalnum():
+            count += 1  # "how do I get it to stop": what the question describes, stopped
             continue
         if w not in LEX.negators:
             continue
@@ -480,6 +485,12 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue  # "every so often", "each other", "every single time": no set
         if cls and is_number(nxt) and i + 2 < len(words) and words[i + 2] in LEX.units:
             continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
+        if w == "one" and i and LEX.quantifiers.get(words[i - 1]) == "universal":
+            continue  # the "one" of "each one"
+        if cls == "universal" and (
+            nxt == "one" or (nxt == "of" and words[i + 2 : i + 3] in (["them"], ["these"], ["those"]))
+        ):
+            continue  # "each one", "each of them": the things named before it, no set of its own
         if cls and duration(nxt) is None and not _part_of_week(nxt):
             # "each month", "a year", "every morning": a rate or a period, not a set
             out.add((cls, noun_after(words, i)))
@@ -772,6 +783,24 @@ def _superlatives(words: list[str]) -> set[tuple[str, str, bool]]:
     return out
 
 
+def _noun_only(w: str) -> bool:
+    """A word LemmInflect's tables know as a noun and nothing else: "car", "house" (not "sleep", "get")."""
+    return set(lemminflect.getAllLemmas(w)) == {"NOUN"}
+
+
+def _people(words: list[str]) -> list[str]:
+    """The classes of people a question is about (people.txt), and "age" for someone named by age alone:
+    "a 10 year old", "should a 2 year old sleep" (not "a 10 year old car": a noun after it is the
+    thing). Whether that is a child or the asker ("can a 16-year-old ..." / "can I ... at 16"), only
+    the other side tells."""
+    out = [c for c in (LEX.people.get(w) or LEX.people.get(w.removesuffix("s")) for w in words) if c]
+    for i, (n, unit, old) in enumerate(zip(words, words[1:], words[2:], strict=False)):
+        nxt = words[i + 3] if i + 3 < len(words) else ""
+        if unit in ("year", "years") and old == "old" and is_number(n) and not _noun_only(nxt):
+            out.append("age")
+    return out
+
+
 def _ordinals(words: list[str]) -> set[tuple[str, float]]:
     """Weak ordinal words with the word they number ("the first act", "Newton's second law"): alone
     they are no quantity ("first, open the file"), but two of them before one noun are two things."""
@@ -783,6 +812,10 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+# A plea for help after the question asks nothing more: "... after lying to my partner? please help"
+_PLEA = re.compile(
+    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+help(?:\s+me)?|help\s+(?:please|pls|plz))[\s.!?]*$", re.I
+)
 
 
 def _sentences(text: str) -> list[tuple[str, ...]]:
@@ -796,7 +829,7 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
-    original = fold(text)
+    original = _PLEA.sub("", fold(text))
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
@@ -830,9 +863,7 @@ def features(text: str) -> Features:
         quantities=tuple(quants),
         times=tuple(sorted(_times(words, capitalised))),
         entities=tuple(sorted(entities)),
-        people=tuple(
-            sorted(filter(None, (LEX.people.get(w) or LEX.people.get(w.removesuffix("s")) for w in words)))
-        ),
+        people=tuple(sorted(_people(words))),
         content=tuple(content),
         spelled=tuple(spelled),
         sources=_after(words, ("from",)),

@@ -75,7 +75,33 @@ def _polarity(mine: Features, other: Features) -> int:
         and not known(v)
         and any(w in LEX.negators and _typo(w, v) for w in other_words)
     )
-    return mine.negations + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+    kept = _negated_losses(mine) if _keeps(other) and not _keeps(mine) else 0
+    return mine.negations - kept + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+
+
+_LOSS, _LOSS_PARTICLE, _KEEP = LEX.contexts["loss"], LEX.contexts["loss-particle"], LEX.contexts["keep"]
+
+
+def _keeps(f: Features) -> bool:
+    """f says something is kept: "keep", "intact", "while still feeding"."""
+    return bool(_KEEP & set(f.words)) or any(
+        x in ("while", "but", "and") and y == "still" for x, y in itertools.pairwise(f.words)
+    )
+
+
+def _negated_losses(f: Features) -> int:
+    """Negators of a verb of losing or harming, which keep the thing instead: "without damaging the
+    heating elements", "without cutting out the wet food", "don't want to take the driftwood out"."""
+    count = 0
+    for i, w in enumerate(f.words):
+        if w not in LEX.negators:
+            continue
+        for j in range(i + 1, min(i + 5, len(f.words))):
+            v = f.words[j]
+            if v in _LOSS or (v in _LOSS_PARTICLE and {"out", "off", "away"} & set(f.words[j + 1 : j + 4])):
+                count += 1
+                break
+    return count
 
 
 def _opposed_prefix(a: Features, b: Features) -> bool:
@@ -151,12 +177,24 @@ def same_quantities(a: Features, b: Features) -> bool:
     )
 
 
+_START = LEX.contexts["start"]
+
+
+def _first_period_as_start(a: Features, b: Features) -> bool:
+    """a's only quantities are "the first day of ..." or "the first year of ...", b's none, and b says
+    start or begin instead: "nervous about the first day of school" / "anxiety about starting school"."""
+    if b.quantities or not a.quantities or not _START & set(b.words):
+        return False
+    firsts = {noun for noun, value in a.ordinals if value == 1.0}
+    return bool(firsts) and all(q[0] == 1.0 and key(q[1]) in firsts for q in a.quantities)
+
+
 @rule("number")
 def number(a: Features, b: Features) -> bool:
     """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
     Fahrenheit, square feet / square metres). A unit only one side names ("how many hours of sleep")
     is left to the qualifier check of ``scope``."""
-    if not same_quantities(a, b):
+    if not same_quantities(a, b) and not _both_ways(a, b, _first_period_as_start):
         return True
     if any(x != y and x.lower() == y.lower() for x in a.cased_units for y in b.cased_units):
         return True  # case tells the units apart: Mbps (megabits) / MBps (megabytes)
@@ -306,6 +344,9 @@ def _role_swap(a: Features, b: Features) -> bool:
     fa, fb = frame(a, x[-1], y[0]), frame(b, y[-1], x[0])
     if fa is None or fb is None:
         return False
+    if _QUESTION_WORDS & {*fa, *fb}:
+        return False  # one of them in a sentence of context: "my toddler may have an ear infection, what
+        # are the signs?" / "what are the signs of an ear infection in a toddler"
     if fa != fb:  # "the disease given a positive test" / "a positive test given I have the disease"
         fa, fb = [w for w in fa if w not in STOPWORDS], [w for w in fb if w not in STOPWORDS]
     return bool(fa) and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
@@ -324,6 +365,7 @@ def _subject_object_swap(a: Features, b: Features) -> bool:
 
 
 _QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["question-aux"]
+_WHAT = LEX.contexts["what"]
 _OBJECT_FORM = {"i": "me", "we": "us", "he": "him", "they": "them"}
 
 
@@ -403,6 +445,19 @@ def _asker_swap(a: Features, b: Features) -> bool:
     return False
 
 
+def _adjacent_swap(a: Features, b: Features) -> bool:
+    """The same words with two neighbouring content words swapped: "feed my dog cat food" / "feed my
+    cat dog food"."""
+    wa, wb = a.words, b.words
+    if len(wa) != len(wb) or wa == wb:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(wa, wb, strict=True)) if x != y]
+    if len(diff) != 2 or diff[1] != diff[0] + 1:
+        return False
+    i, j = diff
+    return wa[i] == wb[j] and wa[j] == wb[i] and wa[i] not in STOPWORDS and wa[j] not in STOPWORDS
+
+
 @rule("direction")
 def direction(a: Features, b: Features) -> bool:
     """The same things in the other direction (from savings to current / from current to savings; a
@@ -419,6 +474,7 @@ def direction(a: Features, b: Features) -> bool:
         or _sides_flip(a, b)
         or _both_ways(a, b, _owner_swap)
         or _both_ways(a, b, _comparison_flip)
+        or _adjacent_swap(a, b)
     )
 
 
@@ -677,17 +733,55 @@ def _total_vs_share(a: Features, b: Features) -> bool:
     return total_a and not total_b and ((_shares(b) and not _shares(a)) or single_b)
 
 
+def _member_asked(a: Features, b: Features) -> bool:
+    """a asks whether one thing is so, b what is: "Does my new car warranty cover the battery?" / "What
+    does my new car warranty cover?". b's answer is the set a asks about one member of."""
+    if not (a.words and b.words) or a.words[0] not in _QUESTION_AUX or b.words[0] not in _WHAT:
+        return False
+    return bool(_unmatched(a.content, b)) and not _unmatched(b.content, a)
+
+
+def _total_vs_named_part(a: Features, b: Features) -> bool:
+    """a: the whole amount, b: one named part of it: "the total cost of a stepparent adoption" / "the
+    court fees for a stepparent adoption"."""
+    if not _TOTAL & set(a.words) or _TOTAL & set(b.words):
+        return False
+    heads = {nxt for w, nxt in itertools.pairwise(a.words) if w in _TOTAL}
+    return any(
+        _edit_word(mod) and _unmatched((mod,), a) and any(_akin(noun, h) for h in heads)
+        for mod, noun in itertools.pairwise(b.words)
+    )
+
+
+def _classes(f: Features, other: Features) -> set[str]:
+    """f's classes of people, someone named by age alone taken as the child the other side names ("a
+    10 year old" / "a ten-year-old kid"), and as no one else otherwise ("a 16-year-old" / "I at 16")."""
+    out = set(f.people) - {"age"}
+    return out | ({"child"} & set(other.people)) if "age" in f.people else out
+
+
+def _other_people(a: Features, b: Features) -> bool:
+    """Someone else a question is about on one side only ("my son" / "me"). A pronoun ("help him
+    relax") on one side only is no one new when a person or animal is named on both ("my dog")."""
+    pa, pb = _classes(a, b), _classes(b, a)
+    if pa == pb:
+        return False
+    return not (pa ^ pb == {"third"} and (pa & pb) - {"third"})
+
+
 @rule("scope")
 def scope(a: Features, b: Features) -> bool:
     """Another scope: who it is about (me / my daughter), how much of a set (one / all, a namespace /
     all namespaces, a total / a share of it), how deep (briefly / in depth, one sentence / step by
     step) or in what shape (bullet points / an essay), or a qualifier of the request on one side only (see
     :func:`unmatched_qualifier`: "in megabytes", "across all regions", "with examples")."""
-    if set(a.people) != set(b.people):
+    if _other_people(a, b):
         return True
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
     if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
+        return True
+    if _both_ways(a, b, _total_vs_named_part) or _both_ways(a, b, _member_asked):
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
@@ -898,6 +992,8 @@ def _part_of(span: list[str], other: list[str], before: str) -> bool:
     password of my account"). ``before``: the kept word just ahead of the span."""
     if span and span[-1] in _ARTICLES:
         span = span[:-1]
+    if len(span) > 1 and span[0] in ("just", "only"):
+        span = span[1:]  # "clean just the gravel in my fish tank": the part alone
     if not (
         2 <= len(span) <= 4 and (span[0] in _ARTICLES or before in _ARTICLES) and span[-1] in _PART_LINKS
     ):
@@ -1003,7 +1099,7 @@ def compare(a: Features, b: Features, rules: tuple[str, ...] = RULES) -> str | N
 
 
 def _people(a: Features, b: Features) -> bool:
-    return set(a.people) != set(b.people)
+    return _classes(a, b) != _classes(b, a)
 
 
 def compare_context(a: Features, b: Features) -> str | None:
