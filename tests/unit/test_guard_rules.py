@@ -222,6 +222,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("Which Beatles album is the best?", "Which Beatles albums are worth hearing?"),
         ("What is the tallest waterfall in Norway?", "What are the tallest waterfalls in Norway?"),
+        # one item against different or mixed ones
+        ("How do I price a single item for shipping?", "How do I price different items for shipping?"),
         # whether one thing is so against what is
         ("Does my home insurance cover flood damage?", "What does my home insurance cover?"),
         # the whole amount against one named part of it
@@ -481,6 +483,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I reset my password?", "how do I reset my password pls"),
         # a unit for the same unit spelt another way is no swap
         ("How heavy is a newborn in kg?", "how heavy is a newborn in kilograms"),
+        # "different" counts how many, it names nothing: "a different way" is "another way"
+        ("Is there a different way to reset my router?", "is there another way to reset my router"),
         # a plea for help after the question
         (
             "How do I get my baby to sleep through the night?",
