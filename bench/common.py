@@ -68,6 +68,7 @@ BENCH_DATA_SETS = (
     "motoring",
     "pets",
     "family",
+    "fitness",
 )
 
 QUICK = Sizes(

@@ -2,9 +2,9 @@
 
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
-civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family). Each is split
-into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
-the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
+civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
+fitness). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+--split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
 only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
@@ -113,6 +113,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "pets.jsonl"], "--pairs bench/data/pets.jsonl"),
         PairSet("family", "pregnancy, children, teens, elder care, weddings, budgets, custody (bench/data)",
                 True, False, lambda: [DATA / "family.jsonl"], "--pairs bench/data/family.jsonl"),
+        PairSet("fitness", "gym, running, yoga, swimming, injuries, sports food, team sports (bench/data)",
+                True, False, lambda: [DATA / "fitness.jsonl"], "--pairs bench/data/fitness.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
