@@ -4,8 +4,9 @@ The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and th
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
---split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
-only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+--split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
+the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
+then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
