@@ -31,6 +31,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is this lotion fragrance-free?", "Does this lotion contain fragrance?"),
         # "take" is no loss without a particle: a negated "taking" is not "still taking"
         ("How do I lose weight without taking pills?", "How do I lose weight while still taking pills?"),
+        # "avoided" negates as "avoid" does
+        ("Which foods are recommended after surgery?", "Which foods should be avoided after surgery?"),
     ],
     "number": [
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -73,6 +75,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How long is one bar at 90 BPM in ms?", "How many BPM is one bar of 90 ms?"),
         # "the first day of" is the start only where the other side says so
         ("How do I prepare for the first day of daycare?", "How do I prepare for daycare?"),
+        # a number with one letter fused on is a quantity, in a unit the table may lack
+        ("What's a good 5000m time for a beginner rower?", "What's a good 1000m time for a beginner rower?"),
+        ("Set the memory limit to 256m", "Set the memory limit to 256"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -336,6 +341,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I ease my son's nerves about starting kindergarten?",
             "my son is anxious about his first day of kindergarten, how can I help",
         ),
+        # the same letter fused on one side, apart on the other
+        ("Should I max out my 401(k) or my IRA first?", "401k or IRA - which should I max out first"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),

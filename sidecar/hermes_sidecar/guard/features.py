@@ -203,7 +203,9 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
         value: float | None = None
         unit = ""
         m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]+)?", w)
-        if m and (not m.group(2) or m.group(2) in (*_ORDINAL_SUFFIXES, "k", "p") or m.group(2) in LEX.units):
+        # a number with one letter fused on is a quantity in a unit the table may lack: "2000m" (metres,
+        # minutes or millions: the number alone tells "500m" from it), "10x"; "2fa" is a name
+        if m and (not m.group(2) or len(m.group(2)) == 1 or m.group(2) in (*_ORDINAL_SUFFIXES, *LEX.units)):
             value = float(m.group(1))
             suffix = m.group(2) or ""
             unit = "" if suffix in _ORDINAL_SUFFIXES else LEX.units.get(suffix, (suffix, 1.0))[0]

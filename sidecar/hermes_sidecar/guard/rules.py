@@ -172,9 +172,17 @@ def same_quantities(a: Features, b: Features) -> bool:
     if len(a.quantities) != len(b.quantities):
         return False
     return all(
-        va == vb and (ua == ub or not ua or not ub)
+        va == vb and (ua == ub or (not ua and _droppable(ub, b, a)) or (not ub and _droppable(ua, a, b)))
         for (va, ua, _), (vb, ub, _) in zip(a.quantities, b.quantities, strict=True)
     )
+
+
+def _droppable(unit: str, f: Features, other: Features) -> bool:
+    """A unit a bare number on the other side may leave unsaid ("at 18" / "18-year-old", "2kg" / "2").
+    A suffix the unit table lacks, fused to the number, changes it ("500m" CPU is half a core, not
+    500), unless the other side writes it apart ("401k" / "401(k)")."""
+    fused = any(w.endswith(unit) and is_number(w[: -len(unit)]) for w in f.words)
+    return not fused or unit in LEX.units or unit in other.words
 
 
 _START = LEX.contexts["start"]
