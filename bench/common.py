@@ -69,6 +69,7 @@ BENCH_DATA_SETS = (
     "pets",
     "family",
     "fitness",
+    "money",
 )
 
 QUICK = Sizes(

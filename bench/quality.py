@@ -3,7 +3,7 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+fitness, money). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
 --split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
 the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
 then scored on the holdout half.
@@ -116,6 +116,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "family.jsonl"], "--pairs bench/data/family.jsonl"),
         PairSet("fitness", "gym, running, yoga, swimming, injuries, sports food, team sports (bench/data)",
                 True, False, lambda: [DATA / "fitness.jsonl"], "--pairs bench/data/fitness.jsonl"),
+        PairSet("money", "banking, credit, loans, mortgages, tax, pensions, investing, scams (bench/data)",
+                True, False, lambda: [DATA / "money.jsonl"], "--pairs bench/data/money.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
