@@ -78,6 +78,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a number with one letter fused on is a quantity, in a unit the table may lack
         ("What's a good 5000m time for a beginner rower?", "What's a good 1000m time for a beginner rower?"),
         ("Set the memory limit to 256m", "Set the memory limit to 256"),
+        # "zero" is a number where the other side says no "no"
+        ("Is a zero-interest loan a good idea?", "Is a low-interest loan a good idea?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -316,6 +318,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # "make it stop" stops what the question describes
         ("How do I stop my puppy from biting?", "my puppy bites all the time, how do I make it stop"),
+        # "zero" where the other side says "no"
+        ("Can I get a car loan with no credit history?", "getting a car loan with zero credit history"),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -343,6 +347,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # the same letter fused on one side, apart on the other
         ("Should I max out my 401(k) or my IRA first?", "401k or IRA - which should I max out first"),
+        # a letter in brackets after a number is the same name fused
+        ("Can I withdraw from my 403(b) early?", "can i withdraw from my 403b early"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -465,6 +471,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         ("How much does a new roof cost?", "How much does a new roof cost, roughly?"),
         ("Why does my parrot scream?", "why does my parrot scream constantly"),
+        # "write off" deducts; it asks for no draft
+        ("Can I write off my gym membership?", "is my gym membership deductible"),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question
@@ -497,6 +505,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I get my baby to sleep through the night?",
             "How do I get my baby to sleep through the night? please help",
         ),
+        ("Should I refinance my mortgage?", "Should I refinance my mortgage? Please advise."),
     ],
 }
 

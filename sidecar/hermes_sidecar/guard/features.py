@@ -245,6 +245,8 @@ _FUSED_NUMBER = re.compile(
     r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
     re.IGNORECASE,
 )
+# "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
+_LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
 _QUANTITY_TOKEN = re.compile(
     r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|mi|gi|ki|mib|gib|ms|s|h|d)?"
@@ -414,8 +416,9 @@ def _formats(words: list[str]) -> set[str]:
     not how ("rename a column in a table")."""
     out = set()
     lead = [w for w in words[:4] if w not in LEX.fillers and w not in _ASKING]
-    if lead and lead[0] in _DRAFT_VERBS:
-        out.add("draft")  # an imperative: "Draft a privacy policy", "can you write a cover letter"
+    if lead and lead[0] in _DRAFT_VERBS and lead[1:2] != ["off"]:
+        # an imperative: "Draft a privacy policy", "can you write a cover letter" ("write off" deducts)
+        out.add("draft")
     for phrase, cls in LEX.formats.items():
         n = len(phrase.split())
         for i in range(len(words) - n + 1):
@@ -814,9 +817,11 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
-# A plea for help after the question asks nothing more: "... after lying to my partner? please help"
+# A plea for help after the question asks nothing more: "... after lying to my partner? please help",
+# "Should I open a Roth IRA? Please advise."
 _PLEA = re.compile(
-    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+help(?:\s+me)?|help\s+(?:please|pls|plz))[\s.!?]*$", re.I
+    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise)|help\s+(?:please|pls|plz))[\s.!?]*$",
+    re.I,
 )
 
 
@@ -831,7 +836,7 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
-    original = _PLEA.sub("", fold(text))
+    original = _LETTER_IN_PARENS.sub(r"\1\2", _PLEA.sub("", fold(text)))  # "401(k)" is the name "401k"
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")

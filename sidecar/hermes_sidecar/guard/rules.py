@@ -76,7 +76,16 @@ def _polarity(mine: Features, other: Features) -> int:
         and any(w in LEX.negators and _typo(w, v) for w in other_words)
     )
     kept = _negated_losses(mine) if _keeps(other) and not _keeps(mine) else 0
-    return mine.negations - kept + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+    zero = 1 if _zero_for_no(mine, other) else 0
+    return mine.negations - kept + zero + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+
+
+def _zero_for_no(mine: Features, other: Features) -> bool:
+    """mine says "zero" where the other side says "no": "I have zero credit history" / "I have no
+    credit history". The zero is a negation there, and no quantity."""
+    return (
+        "zero" in mine.words and "no" in other.words and "no" not in mine.words and "zero" not in other.words
+    )
 
 
 _LOSS, _LOSS_PARTICLE, _KEEP = LEX.contexts["loss"], LEX.contexts["loss-particle"], LEX.contexts["keep"]
@@ -162,6 +171,10 @@ def same_quantities(a: Features, b: Features) -> bool:
     with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm"); a bare number
     one side writes as a weak word on the other ("2nd law" / "second law") is the same number."""
     ca, cb = Counter(q[2] for q in a.quantities), Counter(q[2] for q in b.quantities)
+    if _zero_for_no(a, b):
+        ca -= Counter({"0": 1})
+    if _zero_for_no(b, a):
+        cb -= Counter({"0": 1})
     if ca == cb:
         return True
     bare = {q[2]: q[0] for q in (*a.quantities, *b.quantities) if not q[1]}
