@@ -70,6 +70,7 @@ BENCH_DATA_SETS = (
     "family",
     "fitness",
     "money",
+    "coding",
 )
 
 QUICK = Sizes(

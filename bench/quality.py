@@ -3,10 +3,10 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
---split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
-the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
-then scored on the holdout half.
+fitness, money, coding). Each is split into a tune and a holdout half by the rule of
+`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -118,6 +118,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "fitness.jsonl"], "--pairs bench/data/fitness.jsonl"),
         PairSet("money", "banking, credit, loans, mortgages, tax, pensions, investing, scams (bench/data)",
                 True, False, lambda: [DATA / "money.jsonl"], "--pairs bench/data/money.jsonl"),
+        PairSet("coding", "git, Python, JavaScript, SQL, APIs, tests, Docker, shell, cloud, security (bench/data)",
+                True, False, lambda: [DATA / "coding.jsonl"], "--pairs bench/data/coding.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
