@@ -118,7 +118,7 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "fitness.jsonl"], "--pairs bench/data/fitness.jsonl"),
         PairSet("money", "banking, credit, loans, mortgages, tax, pensions, investing, scams (bench/data)",
                 True, False, lambda: [DATA / "money.jsonl"], "--pairs bench/data/money.jsonl"),
-        PairSet("coding", "git, Python, JavaScript, SQL, APIs, tests, Docker, shell, cloud, security (bench/data)",
+        PairSet("coding", "git, Python, JavaScript, SQL, APIs, tests, Docker, shell, cloud (bench/data)",
                 True, False, lambda: [DATA / "coding.jsonl"], "--pairs bench/data/coding.jsonl"),
     )
 }  # fmt: skip
