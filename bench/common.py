@@ -71,6 +71,7 @@ BENCH_DATA_SETS = (
     "fitness",
     "money",
     "coding",
+    "diy",
 )
 
 QUICK = Sizes(

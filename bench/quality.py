@@ -3,7 +3,7 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money, coding). Each is split into a tune and a holdout half by the rule of
+fitness, money, coding, diy). Each is split into a tune and a holdout half by the rule of
 `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
 the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
 half" rows, which are then scored on the holdout half.
@@ -120,6 +120,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "money.jsonl"], "--pairs bench/data/money.jsonl"),
         PairSet("coding", "git, Python, JavaScript, SQL, APIs, tests, Docker, shell, cloud (bench/data)",
                 True, False, lambda: [DATA / "coding.jsonl"], "--pairs bench/data/coding.jsonl"),
+        PairSet("diy", "plumbing, electrics, painting, tools, floors, lawns, appliances, roofs (bench/data)",
+                True, False, lambda: [DATA / "diy.jsonl"], "--pairs bench/data/diy.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

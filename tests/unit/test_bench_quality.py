@@ -72,6 +72,7 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "fitness": 216,
         "money": 216,
         "coding": 216,
+        "diy": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
