@@ -101,6 +101,10 @@ def test_quantifiers_with_their_nouns() -> None:
     # a rate or a period is not a set
     assert features("How much do I pay each month?").quantified == ()
     assert features("Can I take one day off?").quantified == ()
+    # a quantifier hyphenated into a word, or one that refers back, quantifies nothing
+    assert features("Why do requests hit the catch-all route instead of my handler?").quantified == ()
+    assert {c for c, _ in features("Is an all-in-one printer worth it?").quantified} == {"article"}
+    assert features("legal vs physical custody - what does each one mean").quantified == ()
 
 
 def test_depth_format_and_comparisons() -> None:

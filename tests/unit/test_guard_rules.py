@@ -80,6 +80,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Set the memory limit to 256m", "Set the memory limit to 256"),
         # "zero" is a number where the other side says no "no"
         ("Is a zero-interest loan a good idea?", "Is a low-interest loan a good idea?"),
+        # one number counting a noun on one side and sizing it on the other
+        ("How do I batch my API calls in groups of 10?", "How do I batch my API calls into 10 groups?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -242,6 +244,15 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # a pronoun with no one named on either side is someone else
         ("How do I help him fall asleep?", "How do I fall asleep?"),
+        # a set quantified on one side that is one member on the other, beside a set both quantify
+        ("awk: print the first field of each line", "awk: print every field of each line"),
+        # a breakdown by member added, nothing else changed
+        ("How do I check the size of a directory?", "How do I check the size of each file in a directory?"),
+        # only the figure against the reasoning behind it
+        (
+            "Just the number: what's the standard stair riser height?",
+            "Explain the reasoning behind the standard stair riser height",
+        ),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -278,6 +289,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # "just the element in" my kettle: a part of the whole, picked out by "just" or "only"
         ("How do I descale my kettle?", "How do I descale just the element in my kettle?"),
         ("How do I paint my bedroom?", "How do I paint only the ceiling of my bedroom?"),
+        # one word added with its article
+        ("Which tools do I need for tiling?", "Which tools do I need for tiling the shower?"),
     ],
 }
 
@@ -320,6 +333,13 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I stop my puppy from biting?", "my puppy bites all the time, how do I make it stop"),
         # "zero" where the other side says "no"
         ("Can I get a car loan with no credit history?", "getting a car loan with zero credit history"),
+        # "safe from" keeps away what "prevent" does; against no negation it adds none
+        ("How do I prevent XSS in Django?", "how do I make my django app safe from XSS"),
+        ("How do I protect my garden from frost?", "ways to make my garden frost resistant"),
+        (
+            "How do I remove old caulk without peeling off the paint?",
+            "how to take out old caulk but keep the paint intact",
+        ),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -506,6 +526,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I get my baby to sleep through the night? please help",
         ),
         ("Should I refinance my mortgage?", "Should I refinance my mortgage? Please advise."),
+        ("How do I unclog a drain?", "How do I unclog a drain? Any tips?"),
     ],
 }
 

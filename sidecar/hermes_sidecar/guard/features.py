@@ -245,6 +245,10 @@ _FUSED_NUMBER = re.compile(
     r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
     re.IGNORECASE,
 )
+# "catch-all", "all-purpose", "all-in-one": a quantifier hyphenated into a word quantifies nothing
+_QUANTIFIER_COMPOUND = re.compile(
+    r"\b[a-z]+-(?:all|every|each)\b|\b(?:all|every|each)-[a-z]+(?:-[a-z]+)*\b", re.I
+)
 # "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
@@ -818,9 +822,9 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 # A plea for help after the question asks nothing more: "... after lying to my partner? please help",
-# "Should I open a Roth IRA? Please advise."
+# "Should I open a Roth IRA? Please advise.", "How do I remove a stripped screw? Any tips?"
 _PLEA = re.compile(
-    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise)|help\s+(?:please|pls|plz))[\s.!?]*$",
+    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise)|help\s+(?:please|pls|plz)|any\s+(?:tips|advice|ideas|suggestions))[\s.!?]*$",
     re.I,
 )
 
@@ -840,6 +844,7 @@ def features(text: str) -> Features:
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
+    text = _QUANTIFIER_COMPOUND.sub(lambda m: m.group(0).replace("-", ""), text)  # "catch-all" is one word
     raw = _RAW_TOKEN.findall(text.replace("\n", ". "))  # a new line starts a sentence
     words = [norm_word(w) for w in WORD.findall(text.replace("-", " ").replace("/", " "))]
     letters = [c for c in text if c.isalpha()]

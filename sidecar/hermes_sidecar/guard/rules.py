@@ -77,7 +77,23 @@ def _polarity(mine: Features, other: Features) -> int:
     )
     kept = _negated_losses(mine) if _keeps(other) and not _keeps(mine) else 0
     zero = 1 if _zero_for_no(mine, other) else 0
-    return mine.negations - kept + zero + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+    shield = 1 if _shields(mine) and not _shields(other) and other.negations > mine.negations else 0
+    return (
+        mine.negations - kept + zero + shield + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+    )
+
+
+_PROTECT_FROM = LEX.contexts["protect-from"]
+
+
+def _shields(f: Features) -> bool:
+    """f keeps something away: "safe from SQL injection", "protect my files against deletion". Against
+    "prevent SQL injection" that is the same negation; against a question that negates nothing it adds
+    none ("protect my house from embers" / "make my home resistant to embers")."""
+    return any(
+        w in _PROTECT_FROM and {"from", "against"} & set(f.words[i + 1 : i + 5])
+        for i, w in enumerate(f.words)
+    )
 
 
 def _zero_for_no(mine: Features, other: Features) -> bool:
@@ -201,6 +217,20 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
 _START = LEX.contexts["start"]
 
 
+def _count_vs_size(a: Features, b: Features) -> bool:
+    """The same number counting a noun on one side and sizing it on the other: "split a list into 3
+    chunks" / "into chunks of 3", "3 batches" / "batches of 3"."""
+    counted = {(n, key(w)) for n, w in itertools.pairwise(a.words) if is_number(n)}
+    sized = {
+        (n, key(w))
+        for w, of, n in zip(b.words, b.words[1:], b.words[2:], strict=False)
+        if of == "of" and is_number(n)
+    }
+    return bool(counted & sized) and not counted & {
+        (n, key(w)) for n, w in itertools.pairwise(b.words) if is_number(n)
+    }
+
+
 def _first_period_as_start(a: Features, b: Features) -> bool:
     """a's only quantities are "the first day of ..." or "the first year of ...", b's none, and b says
     start or begin instead: "nervous about the first day of school" / "anxiety about starting school"."""
@@ -216,6 +246,8 @@ def number(a: Features, b: Features) -> bool:
     Fahrenheit, square feet / square metres). A unit only one side names ("how many hours of sleep")
     is left to the qualifier check of ``scope``."""
     if not same_quantities(a, b) and not _both_ways(a, b, _first_period_as_start):
+        return True
+    if _both_ways(a, b, _count_vs_size):
         return True
     if any(x != y and x.lower() == y.lower() for x in a.cased_units for y in b.cased_units):
         return True  # case tells the units apart: Mbps (megabits) / MBps (megabytes)
@@ -576,13 +608,15 @@ def entity(a: Features, b: Features) -> bool:
 def _quantifier_conflict(a: Features, b: Features) -> bool:
     """a: the whole set (or several of it), b: one member. "all pods" / "a pod", "every account" / "my
     account", "the whole booking" / "one leg of it", "several sensors" / "one sensor"."""
-    universal_a = {n for c, n in a.quantified if c == "universal"}
+    universal_b = {n for c, n in b.quantified if c == "universal"}
+    # a set both quantify alike is no conflict: "on each line" / "on each line"
+    universal_a = {n for c, n in a.quantified if c == "universal"} - universal_b
     several_a = {n for c, n in a.quantified if c == "several"}
     single_b = any(c == "single" for c, _ in b.quantified)
     if several_a & set(b.keys) and single_b and not any(c == "several" for c, _ in b.quantified):
         return True  # "one sensor" / "several sensors"
-    if not universal_a or any(c == "universal" for c, _ in b.quantified):
-        return False
+    if not universal_a or (universal_b and not universal_a & {n for c, n in b.quantified if c == "single"}):
+        return False  # another set quantified on both sides, unless a's set is one member on b's
     if "" in universal_a and b.quantified:
         return True  # "a file" / "a directory and everything in it"
     singles_b = {n for c, n in b.quantified if c in ("single", "article")}
@@ -736,7 +770,11 @@ def _set_for_member(a: Features, b: Features) -> bool:
         return False
     if any(c == "universal" for c, _ in b.quantified):
         return False
-    return bool(_unmatched(b.content, a))
+    if _unmatched(b.content, a):
+        return True
+    # nothing named in its place, and nothing else changed: a breakdown by member added ("the disk
+    # usage of a folder" / "of each subfolder in a folder")
+    return bool(b.content) and _unmatched(a.content, b) <= {w for w in a.content if key(w) in universal_a}
 
 
 _TOTAL, _SHARE = LEX.contexts["total"], LEX.contexts["share"]
@@ -1070,8 +1108,9 @@ def edit(a: Features, b: Features) -> bool:
             if tag != "replace"
             else []
         )
-        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(span) == 1:
-            return True
+        bare = [w for w in span if w not in _ARTICLES]
+        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(bare) == 1:
+            return True  # "when moving" / "when moving the kitchen"
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
