@@ -72,6 +72,7 @@ BENCH_DATA_SETS = (
     "money",
     "coding",
     "diy",
+    "education",
 )
 
 QUICK = Sizes(

@@ -3,10 +3,10 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money, coding, diy). Each is split into a tune and a holdout half by the rule of
-`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+fitness, money, coding, diy, education). Each is split into a tune and a holdout half by the rule
+of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every
+figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the
+tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -122,6 +122,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "coding.jsonl"], "--pairs bench/data/coding.jsonl"),
         PairSet("diy", "plumbing, electrics, painting, tools, floors, lawns, appliances, roofs (bench/data)",
                 True, False, lambda: [DATA / "diy.jsonl"], "--pairs bench/data/diy.jsonl"),
+        PairSet("education", "applications, loans, majors, exams, languages, teaching, theses, tests (bench/data)",
+                True, False, lambda: [DATA / "education.jsonl"], "--pairs bench/data/education.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
