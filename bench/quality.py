@@ -122,7 +122,7 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "coding.jsonl"], "--pairs bench/data/coding.jsonl"),
         PairSet("diy", "plumbing, electrics, painting, tools, floors, lawns, appliances, roofs (bench/data)",
                 True, False, lambda: [DATA / "diy.jsonl"], "--pairs bench/data/diy.jsonl"),
-        PairSet("education", "applications, loans, majors, exams, languages, teaching, theses, tests (bench/data)",
+        PairSet("education", "applications, loans, majors, exams, languages, teaching, tests (bench/data)",
                 True, False, lambda: [DATA / "education.jsonl"], "--pairs bench/data/education.jsonl"),
     )
 }  # fmt: skip
