@@ -253,6 +253,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "Just the number: what's the standard stair riser height?",
             "Explain the reasoning behind the standard stair riser height",
         ),
+        # flashcards are a shape of answer, as a table is
+        ("Give me 10 Spanish verbs as flashcards", "Give me 10 Spanish verbs with conjugation tables"),
+        # a student the question is about, not a student loan
+        ("How do I help my student with reading?", "How do I help with reading?"),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -369,6 +373,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Should I max out my 401(k) or my IRA first?", "401k or IRA - which should I max out first"),
         # a letter in brackets after a number is the same name fused
         ("Can I withdraw from my 403(b) early?", "can i withdraw from my 403b early"),
+        # "in one week" / "in the same week": one period, no number
+        (
+            "How do I study for several exams in one week?",
+            "how to revise for multiple exams in the same week",
+        ),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -493,6 +502,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Why does my parrot scream?", "why does my parrot scream constantly"),
         # "write off" deducts; it asks for no draft
         ("Can I write off my gym membership?", "is my gym membership deductible"),
+        # "student loan", "child care": a thing named after people is no one the question is about
+        ("Can I get student loan forgiveness as a nurse?", "is there loan forgiveness for nurses"),
+        ("How much does child care cost per month?", "what is the monthly cost of daycare"),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question

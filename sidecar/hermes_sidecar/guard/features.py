@@ -792,6 +792,9 @@ def _superlatives(words: list[str]) -> set[tuple[str, str, bool]]:
     return out
 
 
+_PERSON_THING = _CTX["person-thing"]
+
+
 def _noun_only(w: str) -> bool:
     """A word LemmInflect's tables know as a noun and nothing else: "car", "house" (not "sleep", "get")."""
     return set(lemminflect.getAllLemmas(w)) == {"NOUN"}
@@ -802,7 +805,13 @@ def _people(words: list[str]) -> list[str]:
     "a 10 year old", "should a 2 year old sleep" (not "a 10 year old car": a noun after it is the
     thing). Whether that is a child or the asker ("can a 16-year-old ..." / "can I ... at 16"), only
     the other side tells."""
-    out = [c for c in (LEX.people.get(w) or LEX.people.get(w.removesuffix("s")) for w in words) if c]
+    out = [
+        c
+        for w, nxt in itertools.pairwise([*words, ""])
+        if nxt not in _PERSON_THING  # "student loan", "child care": a thing, not a person
+        for c in [LEX.people.get(w) or LEX.people.get(w.removesuffix("s"))]
+        if c
+    ]
     for i, (n, unit, old) in enumerate(zip(words, words[1:], words[2:], strict=False)):
         nxt = words[i + 3] if i + 3 < len(words) else ""
         if unit in ("year", "years") and old == "old" and is_number(n) and not _noun_only(nxt):

@@ -96,6 +96,13 @@ def _shields(f: Features) -> bool:
     )
 
 
+def _same_period(mine: Features, other: Features) -> Counter[str]:
+    """mine's "one week" where the other side says "the same week": "several exams in one week" /
+    "multiple exams in the same week". One period, and no number."""
+    same = {key(p) for s, p in itertools.pairwise(other.words) if s == "same" and duration(p) is not None}
+    return Counter(q[2] for q in mine.quantities if q[0] == 1.0 and q[1] and key(q[1]) in same)
+
+
 def _zero_for_no(mine: Features, other: Features) -> bool:
     """mine says "zero" where the other side says "no": "I have zero credit history" / "I have no
     credit history". The zero is a negation there, and no quantity."""
@@ -187,6 +194,7 @@ def same_quantities(a: Features, b: Features) -> bool:
     with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm"); a bare number
     one side writes as a weak word on the other ("2nd law" / "second law") is the same number."""
     ca, cb = Counter(q[2] for q in a.quantities), Counter(q[2] for q in b.quantities)
+    ca, cb = ca - _same_period(a, b), cb - _same_period(b, a)
     if _zero_for_no(a, b):
         ca -= Counter({"0": 1})
     if _zero_for_no(b, a):
