@@ -73,6 +73,7 @@ BENCH_DATA_SETS = (
     "coding",
     "diy",
     "education",
+    "legal",
 )
 
 QUICK = Sizes(

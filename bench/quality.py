@@ -3,8 +3,8 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money, coding, diy, education). Each is split into a tune and a holdout half by the rule
-of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every
+fitness, money, coding, diy, education, legal). Each is split into a tune and a holdout half by the
+rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every
 figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the
 tune half" rows, which are then scored on the holdout half.
 
@@ -124,6 +124,8 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "diy.jsonl"], "--pairs bench/data/diy.jsonl"),
         PairSet("education", "applications, loans, majors, exams, languages, teaching, tests (bench/data)",
                 True, False, lambda: [DATA / "education.jsonl"], "--pairs bench/data/education.jsonl"),
+        PairSet("legal", "tenancy, jobs, refunds, small claims, wills, visas, IP, privacy (bench/data)",
+                True, False, lambda: [DATA / "legal.jsonl"], "--pairs bench/data/legal.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
