@@ -257,6 +257,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Give me 10 Spanish verbs as flashcards", "Give me 10 Spanish verbs with conjugation tables"),
         # a student the question is about, not a student loan
         ("How do I help my student with reading?", "How do I help with reading?"),
+        # the asker's tenant is someone else; only the other side of a pair is the asker
+        ("Can my tenant sublet the flat?", "Can I sublet the flat?"),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -378,6 +380,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I study for several exams in one week?",
             "how to revise for multiple exams in the same week",
         ),
+        # a letter hyphenated to a number is the code written fused
+        ("What is an F-1 visa?", "explain the f1 visa"),
     ],
     "date": [
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
@@ -505,6 +509,15 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # "student loan", "child care": a thing named after people is no one the question is about
         ("Can I get student loan forgiveness as a nurse?", "is there loan forgiveness for nurses"),
         ("How much does child care cost per month?", "what is the monthly cost of daycare"),
+        # "my landlord" makes the asker the tenant; "my employer", the employee
+        (
+            "Can my landlord enter my flat without notice?",
+            "can a landlord enter a tenant's flat without notice",
+        ),
+        (
+            "How long does my employer have to pay my final wages after I quit?",
+            "deadline for an employer to pay a departing employee their final wages",
+        ),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question

@@ -249,6 +249,8 @@ _FUSED_NUMBER = re.compile(
 _QUANTIFIER_COMPOUND = re.compile(
     r"\b[a-z]+-(?:all|every|each)\b|\b(?:all|every|each)-[a-z]+(?:-[a-z]+)*\b", re.I
 )
+# "H-1B", "W-2", "I-20": a letter hyphenated to a number is a code, written "H1B" as often
+_LETTER_CODE = re.compile(r"\b([A-Za-z])-(\d+[A-Za-z]?)\b")
 # "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
@@ -849,7 +851,8 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
-    original = _LETTER_IN_PARENS.sub(r"\1\2", _PLEA.sub("", fold(text)))  # "401(k)" is the name "401k"
+    original = _PLEA.sub("", fold(text))
+    original = _LETTER_CODE.sub(r"\1\2", _LETTER_IN_PARENS.sub(r"\1\2", original))  # "401(k)", "H-1B"
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")

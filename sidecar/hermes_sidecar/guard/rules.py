@@ -831,9 +831,20 @@ def _other_people(a: Features, b: Features) -> bool:
     """Someone else a question is about on one side only ("my son" / "me"). A pronoun ("help him
     relax") on one side only is no one new when a person or animal is named on both ("my dog")."""
     pa, pb = _classes(a, b), _classes(b, a)
+    pa |= {_COUNTERPART[c] for c in _askers(a) if _COUNTERPART.get(c) in pb}
+    pb |= {_COUNTERPART[c] for c in _askers(b) if _COUNTERPART.get(c) in pa}
     if pa == pb:
         return False
     return not (pa ^ pb == {"third"} and (pa & pb) - {"third"})
+
+
+_COUNTERPART = dict(pair.split(":") for pair in LEX.contexts["counterpart"])
+
+
+def _askers(f: Features) -> set[str]:
+    """The classes of the people the asker has ("my landlord"): the asker is their counterpart."""
+    mine = {n for o, n in f.owners if o == "asker"}
+    return {c for w in f.words if (c := LEX.people.get(w)) and key(w) in mine}
 
 
 @rule("scope")
