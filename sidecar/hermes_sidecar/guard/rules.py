@@ -225,18 +225,21 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
 _START = LEX.contexts["start"]
 
 
+def _counted(f: Features) -> set[tuple[str, str]]:
+    """(number, key of the noun it counts): "3 chunks" -> ("3", chunk)."""
+    return {(n, key(w)) for n, w in itertools.pairwise(f.words) if is_number(n)}
+
+
 def _count_vs_size(a: Features, b: Features) -> bool:
     """The same number counting a noun on one side and sizing it on the other: "split a list into 3
     chunks" / "into chunks of 3", "3 batches" / "batches of 3"."""
-    counted = {(n, key(w)) for n, w in itertools.pairwise(a.words) if is_number(n)}
     sized = {
         (n, key(w))
         for w, of, n in zip(b.words, b.words[1:], b.words[2:], strict=False)
         if of == "of" and is_number(n)
     }
-    return bool(counted & sized) and not counted & {
-        (n, key(w)) for n, w in itertools.pairwise(b.words) if is_number(n)
-    }
+    counted = _counted(a)
+    return bool(counted & sized) and not counted & _counted(b)
 
 
 def _first_period_as_start(a: Features, b: Features) -> bool:
