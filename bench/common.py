@@ -74,6 +74,10 @@ BENCH_DATA_SETS = (
     "diy",
     "education",
     "legal",
+    "science",
+    "sports",
+    "careers",
+    "music",
 )
 
 QUICK = Sizes(

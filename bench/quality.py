@@ -3,10 +3,10 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money, coding, diy, education, legal). Each is split into a tune and a holdout half by the
-rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every
-figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the
-tune half" rows, which are then scored on the holdout half.
+fitness, money, coding, diy, education, legal, science, sports, careers, music). Each is split into
+a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
+the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
+only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -126,6 +126,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "education.jsonl"], "--pairs bench/data/education.jsonl"),
         PairSet("legal", "tenancy, jobs, refunds, small claims, wills, visas, IP, privacy (bench/data)",
                 True, False, lambda: [DATA / "legal.jsonl"], "--pairs bench/data/legal.jsonl"),
+        PairSet("science", "physics, chemistry, space, biology, geology, weather, lab safety (bench/data)",
+                True, False, lambda: [DATA / "science.jsonl"], "--pairs bench/data/science.jsonl"),
+        PairSet("sports", "soccer, basketball, tennis, cricket, golf, races, fantasy, tickets (bench/data)",
+                True, False, lambda: [DATA / "sports.jsonl"], "--pairs bench/data/sports.jsonl"),
+        PairSet("careers", "job search, CVs, interviews, pay, HR policy, remote work (bench/data)",
+                True, False, lambda: [DATA / "careers.jsonl"], "--pairs bench/data/careers.jsonl"),
+        PairSet("music", "instruments, theory, singing, recording, concerts, royalties (bench/data)",
+                True, False, lambda: [DATA / "music.jsonl"], "--pairs bench/data/music.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
