@@ -145,6 +145,21 @@ def test_negating_verbs_in_their_frames() -> None:
     assert features("How do I stop the server?").negations == 0  # an action, not a negation
 
 
+def test_halting_negators_are_counted_apart() -> None:
+    # "stop X from", "prevent", "avoid" halt something; "don't" and "without" do not
+    assert features("How do I stop the dog from barking?").halts == 1
+    assert features("How can I prevent mould and avoid damp?").halts == 2
+    assert features("Why don't my plants grow without light?").halts == 0
+    assert features("Why don't my plants grow without light?").negations == 2
+
+
+def test_an_owner_of_the_askers_own_keeps_what_it_owns() -> None:
+    # "my neighbour's lawn" is the neighbour's; "our company's policy" is the asker's
+    assert ("neighbour", "lawn") in features("Water runs onto my neighbour's lawn and pools").owners
+    assert ("asker", "lawn") not in features("Water runs onto my neighbour's lawn and pools").owners
+    assert ("asker", "policy") in features("What does our company's policy say about leave?").owners
+
+
 def test_units_with_and_without_a_number() -> None:
     assert features("Is 70 kg heavy?").units == ("kg",)
     assert features("How big is it in square metres?").units == ("m",)  # "m" alone needs a number

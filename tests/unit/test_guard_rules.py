@@ -33,6 +33,12 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I lose weight without taking pills?", "How do I lose weight while still taking pills?"),
         # "avoided" negates as "avoid" does
         ("Which foods are recommended after surgery?", "Which foods should be avoided after surgery?"),
+        # "not a good idea" judges; "no idea" is what the asker knows
+        (
+            "When is it a good idea to refinance a mortgage?",
+            "When is it not a good idea to refinance a mortgage?",
+        ),
+        ("What does a junior accountant earn?", "What does a senior accountant earn?"),
     ],
     "number": [
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -82,6 +88,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Is a zero-interest loan a good idea?", "Is a low-interest loan a good idea?"),
         # one number counting a noun on one side and sizing it on the other
         ("How do I batch my API calls in groups of 10?", "How do I batch my API calls into 10 groups?"),
+        # the unit a count is asked in
+        ("How many hours a week is a 0.8 FTE contract?", "How many days a week is a 0.8 FTE contract?"),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -140,6 +148,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Who inspired Monet?", "Who did Monet inspire?"),
         # two neighbouring words swapped, nothing else changed
         ("Can I give my cat dog shampoo?", "Can I give my dog cat shampoo?"),
+        # someone the asker knows owns the thing: "my neighbour's lawn" is not the asker's lawn
+        (
+            "My neighbour's sprinkler sprays onto my lawn and kills the grass. What are my options?",
+            "My sprinkler sprays onto my neighbour's lawn and kills the grass. What are their options?",
+        ),
     ],
     "entity": [
         # a maker on each side is another product; a size before a name is a version, not a maker
@@ -259,6 +272,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I help my student with reading?", "How do I help with reading?"),
         # the asker's tenant is someone else; only the other side of a pair is the asker
         ("Can my tenant sublet the flat?", "Can I sublet the flat?"),
+        # a count of another set: a qualifier or a place on one side of a "how many" question
+        ("How many lakes are there?", "How many lakes are there in Finland?"),
+        ("How many volcanoes are there on Earth?", "How many volcanoes does Iceland have?"),
+        ("Make a table comparing the Kindle and the Kobo.", "Compare the Kindle and the Kobo."),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -297,6 +314,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I paint my bedroom?", "How do I paint only the ceiling of my bedroom?"),
         # one word added with its article
         ("Which tools do I need for tiling?", "Which tools do I need for tiling the shower?"),
+        # a part taken from the whole
+        ("How do I delete a photo from my shared album?", "How do I delete my shared album?"),
     ],
 }
 
@@ -346,6 +365,13 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I remove old caulk without peeling off the paint?",
             "how to take out old caulk but keep the paint intact",
         ),
+        # a boundary: "a clue" with nothing between is still what the asker knows
+        ("I don't have a clue how mortgages work, can you explain?", "Can you explain how mortgages work?"),
+        # asking for a fix is asking how to stop the fault
+        (
+            "How do I stop my rug from sliding on the floor?",
+            "my rug keeps slipping on the wooden floor, any fix?",
+        ),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -394,6 +420,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Why do share prices fall after a rate rise?", "why do share prices drop after a rate rise"),
         ("Why does the app fall back to SMS codes?", "why does the app fall back to sms codes"),
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
+        # a word of its own is no misspelt season: "string" is not "spring"
+        ("How do I lower my ukulele's action?", "how do you lower the string height on ukuleles"),
     ],
     "direction": [
         # someone the thing is for is no swap
@@ -418,6 +446,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # a thing moved out of a sentence of context is no role swap
         ("My puppy might have worms, what are the symptoms?", "what are the symptoms of worms in a puppy"),
+        # a word that can only be a noun does nothing: "my alarm settings" is no one setting anything
+        ("How do I restore the alarm I set on my phone?", "how to restore my alarm settings on my phone"),
+        # a boundary: one person's thing written with and without the apostrophe
+        ("Where can I see my son's school report?", "where can i see my sons school report"),
     ],
     "entity": [
         # the maker named on one side only
@@ -435,6 +467,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I scale a deployment?", "how do I scale a deployment in k8s"),
         ("Which release is the latest?", "what's the most recent release"),
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
+        # a short form of one long word
+        ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
     ],
     "scope": [
         # "each other", "every so often", "every time", "all over", "a whole number" quantify no set
@@ -552,6 +586,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         ("Should I refinance my mortgage?", "Should I refinance my mortgage? Please advise."),
         ("How do I unclog a drain?", "How do I unclog a drain? Any tips?"),
+        ("What is Ohm's law?", "What is Ohm's law? Please answer."),
     ],
 }
 

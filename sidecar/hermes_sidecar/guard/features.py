@@ -147,6 +147,7 @@ def entity_key(token: str) -> str:
 class Features:
     words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
     negations: int  # negators that are not contrastive ("a local branch (not the remote)")
+    halts: int  # those of them that stop or prevent something ("stop X from", "avoid", "prevent")
     quantities: tuple[tuple[float, str, str], ...]  # (value, unit as written, canonical value+unit)
     times: tuple[str, ...]  # dates: weekdays, months used as dates, relative days, seasons
     entities: tuple[str, ...]  # entity keys
@@ -274,7 +275,8 @@ def time_word(w: str) -> str | None:
         w = w[:-1]
     if w in LEX.weekdays or (w in LEX.times and w not in LEX.ambiguous):
         return w
-    if len(w) >= 5:  # a misspelt weekday or month ("Mondys") is still that day
+    if len(w) >= 5 and not known(w):  # a misspelt weekday or month ("Mondys") is still that day;
+        # a word of its own is not ("string" is no "spring")
         for t in _FUZZY_TIMES.get(w[0], ()):
             # a word that starts with the whole name is another word made from it: "eastern", "summery"
             if (
@@ -331,22 +333,28 @@ def _periods(words: list[str]) -> set[str]:
 
 _KEEP_FROM, _STOP_ING, _KNOWING = _CTX["keep-from"], _CTX["stop-ing"], _CTX["knowing"]
 _STOP_END, _STOP_END_LEFT = _CTX["stop-end"], _CTX["stop-end-left"]
+_HALTING = _CTX["halting"]
 
 
 def not_knowing(tokens: Sequence[str], i: int) -> bool:
     """tokens[i] negates what the asker knows, within the next three words: "I never really
     understood", "it makes no sense to me", "I'm not sure". A negation of the asker's knowledge, not
-    of the request."""
-    return norm_word(tokens[i]) in LEX.negators and bool(
-        _KNOWING & {norm_word(t) for t in tokens[i + 1 : i + 4]}
-    )
+    of the request. An article and a word ahead of it make it a judgement: "it is not a good idea"
+    (but "I don't have a clue" is knowledge)."""
+    if norm_word(tokens[i]) not in LEX.negators:
+        return False
+    after = [norm_word(t) for t in tokens[i + 1 : i + 4]]
+    for j, w in enumerate(after):
+        if w in _KNOWING:
+            return not any(v in ("a", "an") for v in after[: max(j - 1, 0)])
+    return False
 
 
-def _negations(tokens: list[str]) -> int:
+def _negations(tokens: list[str]) -> tuple[int, int]:
     """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun, and
     less a negator that repeats one in the same list: "no lighter and no matches" negates once, as
-    "without matches or a lighter" does."""
-    count = 0
+    "without matches or a lighter" does. Also how many of them halt something ("stop", "prevent")."""
+    count = halts = 0
     last = -10  # index of the last negator counted
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
@@ -354,13 +362,16 @@ def _negations(tokens: list[str]) -> int:
         stops = w in _STOP_ING and any(t.endswith("ing") for t in after)
         if stops or (w in _KEEP_FROM and "from" in after):
             count += 1  # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking"
+            halts += 1
             continue
         nxt_tok = tokens[i + 1] if i + 1 < len(tokens) else "."
         if w in _STOP_END and i and norm_word(tokens[i - 1]) in _STOP_END_LEFT and not nxt_tok[0].isalnum():
             count += 1  # "how do I get it to stop": what the question describes, stopped
+            halts += 1
             continue
         if w not in LEX.negators:
             continue
+        halts += w in _HALTING
         prev = tokens[i - 1] if i else ""
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
@@ -372,7 +383,7 @@ def _negations(tokens: list[str]) -> int:
             continue
         count += 1
         last = i
-    return count
+    return count, halts
 
 
 def _negated(words: list[str]) -> list[tuple[str, str]]:
@@ -577,20 +588,35 @@ _OWNER = re.compile(r"\b([A-Za-z]+)['\u2019]s?\s|\b(my|our)\s", re.IGNORECASE)
 _ASKER_OWNS = frozenset({"my", "our"})
 
 
+@functools.cache
+def _person_keys() -> frozenset[str]:
+    return frozenset(key(w) for w, c in LEX.people.items() if c != "business")
+
+
+def someone(w: str) -> bool:
+    """w (a word or its key) names a person, not an organisation: "my neighbor's gutter" is the
+    neighbour's, "our company's policy" is ours."""
+    return key(w) in _person_keys()
+
+
 def _owners(text: str) -> set[tuple[str, str]]:
     """(owner, key of each content word it owns) for "X's N" and "my N" / "our N" (owner "asker"),
     up to the next function word: "a supplier's damages claim" -> (supplier, damag), (supplier,
-    claim). X owned by the asker ("our company's policy") makes N the asker's too."""
+    claim). X owned by the asker ("our company's policy") makes N the asker's too, unless X is a
+    person: "my neighbor's gutter" is the neighbour's, and the asker owns only the neighbour."""
     out: set[tuple[str, str]] = set()
     for m in _OWNER.finditer(text):
         owner = "asker" if m.group(2) else key(m.group(1))
         before = text[: m.start()].split()
-        if owner != "asker" and before and norm_word(before[-1]) in _ASKER_OWNS:
+        if owner != "asker" and before and norm_word(before[-1]) in _ASKER_OWNS and not someone(m.group(1)):
             owner = "asker"
-        for w in (norm_word(t) for t in text[m.end() :].split()[:3]):
+        for t in text[m.end() :].split()[:3]:
+            w = norm_word(t)
             if not w or w in STOPWORDS or not w.isalpha():
                 break
             out.add((owner, key(w)))
+            if owner == "asker" and t.lower().endswith("'s") and someone(w):
+                break  # "my neighbor's yard": the yard is the neighbour's
     return out
 
 
@@ -833,9 +859,10 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 # A plea for help after the question asks nothing more: "... after lying to my partner? please help",
-# "Should I open a Roth IRA? Please advise.", "How do I remove a stripped screw? Any tips?"
+# "Should I open a Roth IRA? Please advise.", "How do I remove a stripped screw? Any tips?", "What is
+# the ideal gas law? Please answer."
 _PLEA = re.compile(
-    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise)|help\s+(?:please|pls|plz)|any\s+(?:tips|advice|ideas|suggestions))[\s.!?]*$",
+    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise|answer)|help\s+(?:please|pls|plz)|any\s+(?:tips|advice|ideas|suggestions))[\s.!?]*$",
     re.I,
 )
 
@@ -881,9 +908,11 @@ def features(text: str) -> Features:
     content = [w for w in words if w not in STOPWORDS and w not in LEX.negators]
     spelled = [norm_word(w) for w in WORD.findall(original.replace("-", " ").replace("/", " "))]
     tokens = _TOKEN_WITH_PUNCT.findall(original)
+    negations, halts = _negations(tokens)
     return Features(
         words=tuple(words),
-        negations=_negations(tokens),
+        negations=negations,
+        halts=halts,
         quantities=tuple(quants),
         times=tuple(sorted(_times(words, capitalised))),
         entities=tuple(sorted(entities)),

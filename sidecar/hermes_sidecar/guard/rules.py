@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
+import lemminflect
+
 from hermes_sidecar.guard.features import (
     LEX,
     STOPWORDS,
@@ -29,6 +31,7 @@ from hermes_sidecar.guard.features import (
     plural,
     positives,
     qualifier_word,
+    someone,
     time_word,
     verb_key,
 )
@@ -76,6 +79,7 @@ def _polarity(mine: Features, other: Features) -> int:
         and any(w in LEX.negators and _typo(w, v) for w in other_words)
     )
     kept = _negated_losses(mine) if _keeps(other) and not _keeps(mine) else 0
+    kept += mine.halts if _remedy(other) and not _remedy(mine) else 0
     zero = 1 if _zero_for_no(mine, other) else 0
     shield = 1 if _shields(mine) and not _shields(other) and other.negations > mine.negations else 0
     return (
@@ -84,6 +88,13 @@ def _polarity(mine: Features, other: Features) -> int:
 
 
 _PROTECT_FROM = LEX.contexts["protect-from"]
+_REMEDY = LEX.contexts["remedy"]
+
+
+def _remedy(f: Features) -> bool:
+    """f asks for a remedy ("any fix?", "how do I repair it"): against "stop X from", "prevent X" or
+    "avoid X" that is the same request, the halting negator its verb."""
+    return bool(_REMEDY & set(f.words))
 
 
 def _shields(f: Features) -> bool:
@@ -251,6 +262,19 @@ def _first_period_as_start(a: Features, b: Features) -> bool:
     return bool(firsts) and all(q[0] == 1.0 and key(q[1]) in firsts for q in a.quantities)
 
 
+def _asked_units(f: Features) -> set[tuple[str, float]]:
+    """The units a "how many" / "how much" question counts in: "how many hours a week" -> hours."""
+    w = f.words
+    return {
+        LEX.units[w[i + 2]]
+        for i in range(len(w) - 2)
+        if w[i] == "how"
+        and w[i + 1] in ("many", "much")
+        and w[i + 2] in LEX.units
+        and w[i + 2] not in LEX.ambiguous
+    }
+
+
 @rule("number")
 def number(a: Features, b: Features) -> bool:
     """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
@@ -265,6 +289,9 @@ def number(a: Features, b: Features) -> bool:
     ua, ub = set(a.units), set(b.units)
     if ua - ub and ub - ua:
         return True  # one unit for another; a unit on one side only is a qualifier
+    asked_a, asked_b = _asked_units(a), _asked_units(b)
+    if asked_a and asked_b and not asked_a & asked_b:
+        return True  # "how many hours a week" / "how many days a week"
     # one noun numbered differently: "the first act" / "the second act", "First Amendment" / "Second"
     nth_b = dict(b.ordinals)
     return any(noun in nth_b and nth_b[noun] != value for noun, value in a.ordinals)
@@ -337,9 +364,11 @@ def _owner_swap(a: Features, b: Features) -> bool:
     """The asker's thing on one side, someone else's on the other, and that someone named on both:
     "a supplier's damages claim against us" / "our damages claim against a supplier"."""
     mine_b = {n for o, n in b.owners if o == "asker"}
+    owners_b = {o for o, _ in b.owners}
     for owner, noun in a.owners:
-        if owner == "asker" or owner in mine_b:
-            continue  # "the router's admin page" / "my router admin page": the owner is the asker's
+        if owner == "asker" or (owner in mine_b and not (someone(owner) and owner in owners_b)):
+            continue  # "the router's admin page" / "my router admin page": the owner is the asker's;
+            # but "my neighbor's gutter ... my yard" / "my gutter ... my neighbor's yard" swaps them
         if noun in mine_b and owner in b.keys and (owner, noun) not in b.owners:
             return True
     return False
@@ -472,12 +501,22 @@ _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
 
 
+@functools.lru_cache(maxsize=4096)
+def _can_be_verb(w: str) -> bool:
+    """w is a verb form, or a word LemmInflect does not know: "bought", "share"; not "settings"."""
+    lemmas = lemminflect.getAllLemmas(w)
+    return not lemmas or "VERB" in lemmas
+
+
 def _doers(f: Features, verb: str) -> set[str]:
     """Who does ``verb``: a pronoun right before it ("I bought"), or someone of the asker's right
-    before it ("my roommate bought"; not "mouth pipetting", "oil change")."""
+    before it ("my roommate bought"; not "mouth pipetting", "oil change", "my eq settings": a word
+    that can only be a noun does nothing)."""
     out = set()
     for i, k in enumerate(f.keys):
-        if i and k == verb and (f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE)):
+        if not i or k != verb:
+            continue
+        if f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE and _can_be_verb(f.words[i])):
             out.add(f.words[i - 1])
     return out
 
@@ -556,6 +595,15 @@ def _spelled_out(acronym: str, words: tuple[str, ...]) -> bool:
     return any("".join(initials[i : i + n]) == acronym for i in range(len(initials) - n + 1))
 
 
+def _shortened(abbr: str, words: Iterable[str]) -> bool:
+    """A short form of one long word: its first letter, then its other letters in order ("EQ" =
+    "equalizer", "DB" = "database", "pw" = "password"); a word at least twice as long."""
+    if not (2 <= len(abbr) <= 4 and abbr.isalpha()):
+        return False
+    letters = re.compile(".*".join(abbr))
+    return any(w[0] == abbr[0] and len(w) >= 2 * len(abbr) + 2 and letters.match(w) for w in words)
+
+
 _NUMERONYM = re.compile(r"([a-z])(\d{1,2})([a-z])")
 
 
@@ -571,7 +619,7 @@ def _numeronym(entity: str, words: set[str]) -> bool:
 def _entity_present(entity: str, other: Features) -> bool:
     # Stricter than a typo match of ordinary words: Austria is not Australia.
     words = set(other.words) | set(other.keys) | set(other.entities)
-    if _spelled_out(entity, other.spelled) or _numeronym(entity, words):
+    if _spelled_out(entity, other.spelled) or _numeronym(entity, words) or _shortened(entity, other.words):
         return True
     if any(_numeronym(o, {entity}) for o in other.entities):
         return True
@@ -710,6 +758,24 @@ def _added(f: Features, other: Features) -> list[tuple[str, tuple[str, ...], boo
         for q in f.qualifiers
         if not set(q[1]) <= set(f.entities) and len(_unmatched(q[1], other)) == len(set(q[1]))
     ]
+
+
+def _counting(f: Features) -> bool:
+    """f asks for a count or an amount: "how many moons", "how much protein"."""
+    return any(w == "how" and v in ("many", "much") for w, v in itertools.pairwise(f.words))
+
+
+def _count_narrowed(a: Features, b: Features) -> bool:
+    """Both sides ask how many, and a qualifier (a name too) on one side is unmatched on the other: the
+    count is of another set. "How many species of bears are there?" / "... live in North America?",
+    "How many moons are in the solar system?" / "How many moons does Mars have?"."""
+    if not (_counting(a) and _counting(b)):
+        return False
+    return any(
+        len(_unmatched(q[1], o)) == len(set(q[1])) and not any(_entity_present(w, o) for w in q[1])
+        for f, o in ((a, b), (b, a))
+        for q in f.qualifiers
+    )
 
 
 def unmatched_qualifier(a: Features, b: Features) -> bool:
@@ -866,7 +932,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
-    if _both_ways(a, b, _all_against_kind):
+    if _both_ways(a, b, _all_against_kind) or _count_narrowed(a, b):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
