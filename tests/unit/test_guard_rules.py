@@ -153,6 +153,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "My neighbour's sprinkler sprays onto my lawn and kills the grass. What are my options?",
             "My sprinkler sprays onto my neighbour's lawn and kills the grass. What are their options?",
         ),
+        # opposite comparatives on one scale, each side with the plain form of the other
+        ("How do I make pale tiles darker with grout?", "how do I make dark tiles look lighter with grout"),
     ],
     "entity": [
         # a maker on each side is another product; a size before a name is a version, not a maker
