@@ -78,6 +78,10 @@ BENCH_DATA_SETS = (
     "sports",
     "careers",
     "music",
+    "garden",
+    "photo",
+    "gaming",
+    "housing",
 )
 
 QUICK = Sizes(

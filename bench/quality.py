@@ -3,7 +3,8 @@
 The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and the sets in
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
-fitness, money, coding, diy, education, legal, science, sports, careers, music). Each is split into
+fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
+gaming, housing). Each is split into
 a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
 the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
 only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
@@ -134,6 +135,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "careers.jsonl"], "--pairs bench/data/careers.jsonl"),
         PairSet("music", "instruments, theory, singing, recording, concerts, royalties (bench/data)",
                 True, False, lambda: [DATA / "music.jsonl"], "--pairs bench/data/music.jsonl"),
+        PairSet("garden", "vegetables, lawns, houseplants, pruning, compost, pests, seeds (bench/data)",
+                True, False, lambda: [DATA / "garden.jsonl"], "--pairs bench/data/garden.jsonl"),
+        PairSet("photo", "camera settings, lenses, editing, printing, portraits, drones, film (bench/data)",
+                True, False, lambda: [DATA / "photo.jsonl"], "--pairs bench/data/photo.jsonl"),
+        PairSet("gaming", "PC, consoles, stores, multiplayer, streaming, mods, VR, tabletop (bench/data)",
+                True, False, lambda: [DATA / "gaming.jsonl"], "--pairs bench/data/gaming.jsonl"),
+        PairSet("housing", "buying, mortgages, renting, moving, insurance, property tax (bench/data)",
+                True, False, lambda: [DATA / "housing.jsonl"], "--pairs bench/data/housing.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
