@@ -179,3 +179,16 @@ def test_transfers_and_periods() -> None:
     assert ("dat", "timestamp") in features("Convert a date to a Unix timestamp").transfers
     assert features("What is the annual fee?").periods == ("year",)
     assert features("What did we spend this month?").periods == ("month",)
+
+
+def test_currencies_and_device_meters() -> None:
+    assert features("Is $500 or USD 500 enough?").currencies == ("dollar",)
+    assert features("Is £500 enough?").currencies == ("pound",)
+    assert features("How many pounds is 5 kg?").currencies == ()  # "pounds" is a weight too
+    assert features("Where is my gas meter?").units == ()
+    assert features("How tall is it in meters?").units == ("m",)
+
+
+def test_a_weak_number_word_takes_no_short_unit() -> None:
+    assert features("I played an hour and a half, am I too late?").quantities == ()
+    assert features("Is it open at 7 am?").quantities == ((7.0, "am", "7am"),)

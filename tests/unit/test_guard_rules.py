@@ -39,6 +39,7 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "When is it not a good idea to refinance a mortgage?",
         ),
         ("What does a junior accountant earn?", "What does a senior accountant earn?"),
+        ("How do I warm up a conservatory quickly?", "How do I cool down a conservatory quickly?"),
     ],
     "number": [
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -90,6 +91,12 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I batch my API calls in groups of 10?", "How do I batch my API calls into 10 groups?"),
         # the unit a count is asked in
         ("How many hours a week is a 0.8 FTE contract?", "How many days a week is a 0.8 FTE contract?"),
+        # another currency; a meter that is a device is no unit, so the units the answer is in differ
+        ("Is $2,000 enough for a week in Tokyo?", "Is £2,000 enough for a week in Tokyo?"),
+        (
+            "My water meter reads in cubic metres; how many litres is 5 units?",
+            "My water meter reads in cubic feet; how many litres is 5 units?",
+        ),
     ],
     "date": [
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -278,6 +285,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How many lakes are there?", "How many lakes are there in Finland?"),
         ("How many volcanoes are there on Earth?", "How many volcanoes does Iceland have?"),
         ("Make a table comparing the Kindle and the Kobo.", "Compare the Kindle and the Kobo."),
+        # "only" and a word naming which, everything else kept
+        ("How do I export my browser bookmarks?", "how do I export only my starred browser bookmarks"),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -374,6 +383,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How do I stop my rug from sliding on the floor?",
             "my rug keeps slipping on the wooden floor, any fix?",
         ),
+        # "wing" ends in -ing but is no verb: "stop bee wing motion" stops nothing from happening
+        ("What shutter speed freezes a bee's wings?", "how fast must the shutter be to stop bee wing motion"),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -554,6 +565,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "How long does my employer have to pay my final wages after I quit?",
             "deadline for an employer to pay a departing employee their final wages",
         ),
+        # a boundary: "just" as a filler narrows nothing
+        ("When does the next solar eclipse happen?", "when does the next solar eclipse happen, just curious"),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question

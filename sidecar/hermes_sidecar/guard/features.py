@@ -167,6 +167,7 @@ class Features:
     transfers: tuple[tuple[str, str], ...] = ()  # (what, where) around to/into: "date to timestamp"
     # (keys before, keys after) to/into/onto: "a digital drawing onto a real canvas"
     transfer_sides: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()
+    currencies: tuple[str, ...] = ()  # "$" and "usd" -> dollar, "£" -> pound
     owners: tuple[tuple[str, str], ...] = ()  # (owner or "asker", key of what it owns): "a supplier's claim"
     # qualifiers of the request: (marker, content words, strong); see :func:`_qualifiers`
     qualifiers: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
@@ -215,7 +216,10 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             continue
         elif w in ("a", "an") and duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
-        elif w in LEX.numbers and (w not in LEX.weak_numbers or nxt_w in LEX.units):
+        elif w in LEX.numbers and (
+            w not in LEX.weak_numbers or (nxt_w in LEX.units and nxt_w not in _SHORT_UNITS)
+        ):
+            # a weak number word takes no short unit: "an hour and a half, am I ..." is no time of day
             value = float(LEX.numbers[w])
             # "two hundred", "fifty five"
             while i + 1 < len(words) and words[i + 1] in LEX.numbers and words[i + 1] not in LEX.weak_numbers:
@@ -350,6 +354,11 @@ def not_knowing(tokens: Sequence[str], i: int) -> bool:
     return False
 
 
+def _gerund(w: str) -> bool:
+    """An -ing form of a verb ("sticking"), not a word that ends so ("wing", "ceiling", "string")."""
+    return w.endswith("ing") and any(v != w for v in lemminflect.getAllLemmas(w).get("VERB", ("",)))
+
+
 def _negations(tokens: list[str]) -> tuple[int, int]:
     """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun, and
     less a negator that repeats one in the same list: "no lighter and no matches" negates once, as
@@ -359,7 +368,7 @@ def _negations(tokens: list[str]) -> tuple[int, int]:
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
         after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
-        stops = w in _STOP_ING and any(t.endswith("ing") for t in after)
+        stops = w in _STOP_ING and any(_gerund(t) for t in after)
         if stops or (w in _KEEP_FROM and "from" in after):
             count += 1  # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking"
             halts += 1
@@ -704,6 +713,23 @@ def _after(words: list[str], markers: tuple[str, ...]) -> tuple[str, ...]:
 
 
 _SHORT_UNITS = frozenset({"am", "pm", "%", "s", "in", "m"})
+_DEVICE_UNITS = _CTX["device-unit"]
+_UNIT_MODIFIERS = frozenset({"cubic", "square", "sq", "per", "million", "thousand"})
+_CURRENCY = dict(pair.split(":") for pair in _CTX["currency"])
+
+
+def _currencies(text: str, words: list[str]) -> set[str]:
+    """The currencies a text names, by symbol ("$", "£"), ISO code or unambiguous name ("euros")."""
+    return {c for sym, c in _CURRENCY.items() if not sym.isalpha() and sym in text} | {
+        _CURRENCY[w] for w in words if w in _CURRENCY
+    }
+
+
+def _device(words: list[str], i: int) -> bool:
+    """words[i] names a device, not a unit: "my gas meter" (a content word before it, no number)."""
+    prev = words[i - 1] if i else ""
+    return words[i] in _DEVICE_UNITS and bool(prev) and prev not in STOPWORDS and prev not in _UNIT_MODIFIERS
+    # "cubic meters", "square meters" and "3 meters" are units (a number is no content word here)
 
 
 def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
@@ -711,7 +737,9 @@ def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
     # durations named without a number are units too ("convert hours to days"), all as "day": a period
     # ("per week" / "per month") is the date rule's, a count of days the number rule's
     named = {
-        LEX.units[w][0] for w in words if w in LEX.units and w not in LEX.ambiguous and w not in _SHORT_UNITS
+        LEX.units[w][0]
+        for i, w in enumerate(words)
+        if w in LEX.units and w not in LEX.ambiguous and w not in _SHORT_UNITS and not _device(words, i)
     }
     return named | {u for _, u, _ in quants if u and u not in ("day",)}
 
@@ -932,6 +960,7 @@ def features(text: str) -> Features:
         transfers=tuple(sorted(_transfers(words))),
         transfer_sides=tuple(_transfer_sides(words)),
         owners=tuple(sorted(_owners(original))),
+        currencies=tuple(sorted(_currencies(original, words))),
         qualifiers=tuple(_qualifiers(text)),
         cased_units=tuple(sorted(_cased_units(original))) if not shouting else (),
         romans=tuple(sorted(_romans(raw))) if not shouting else (),

@@ -289,6 +289,8 @@ def number(a: Features, b: Features) -> bool:
     ua, ub = set(a.units), set(b.units)
     if ua - ub and ub - ua:
         return True  # one unit for another; a unit on one side only is a qualifier
+    if a.currencies and b.currencies and a.currencies != b.currencies:
+        return True  # "$500,000" / "£500,000"
     asked_a, asked_b = _asked_units(a), _asked_units(b)
     if asked_a and asked_b and not asked_a & asked_b:
         return True  # "how many hours a week" / "how many days a week"
@@ -760,6 +762,19 @@ def _added(f: Features, other: Features) -> list[tuple[str, tuple[str, ...], boo
     ]
 
 
+_ONLY = frozenset({"only"})  # not "just": "I just started", "just wondering"
+
+
+def _only_narrows(a: Features, b: Features) -> bool:
+    """b keeps every content word of a, adds "only" and a word naming which: "back up my
+    phone photos" / "back up only my favourite phone photos", "block in-app purchases" / "block in-app
+    purchases only in one game"."""
+    if not (_ONLY & set(b.words)) or _ONLY & set(a.words):
+        return False
+    ka, kb = set(a.keys) - STOPWORDS, set(b.keys) - STOPWORDS - _ONLY
+    return bool(ka) and ka <= kb and bool(_unmatched((w for w in b.content if w not in _ONLY), a))
+
+
 def _counting(f: Features) -> bool:
     """f asks for a count or an amount: "how many moons", "how much protein"."""
     return any(w == "how" and v in ("many", "much") for w, v in itertools.pairwise(f.words))
@@ -932,7 +947,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
-    if _both_ways(a, b, _all_against_kind) or _count_narrowed(a, b):
+    if _both_ways(a, b, _all_against_kind) or _count_narrowed(a, b) or _both_ways(a, b, _only_narrows):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
