@@ -82,6 +82,10 @@ BENCH_DATA_SETS = (
     "photo",
     "gaming",
     "housing",
+    "cloud",
+    "security",
+    "shopping",
+    "commute",
 )
 
 QUICK = Sizes(

@@ -4,10 +4,10 @@ The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and th
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
-gaming, housing). Each is split into
-a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied:
-the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half
-only fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+gaming, housing, cloud, security, shopping, commute). Each is split into a tune and a holdout half
+by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
+sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
+"threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -143,6 +143,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "gaming.jsonl"], "--pairs bench/data/gaming.jsonl"),
         PairSet("housing", "buying, mortgages, renting, moving, insurance, property tax (bench/data)",
                 True, False, lambda: [DATA / "housing.jsonl"], "--pairs bench/data/housing.jsonl"),
+        PairSet("cloud", "AWS, Azure, GCP billing, IAM, storage, VMs, serverless, DNS (bench/data)",
+                True, False, lambda: [DATA / "cloud.jsonl"], "--pairs bench/data/cloud.jsonl"),
+        PairSet("security", "passwords, 2FA, phishing, malware, VPNs, Wi-Fi, breaches, backups (bench/data)",
+                True, False, lambda: [DATA / "security.jsonl"], "--pairs bench/data/security.jsonl"),
+        PairSet("shopping", "delivery, returns, discounts, loyalty, BNPL, warranties, sizing (bench/data)",
+                True, False, lambda: [DATA / "shopping.jsonl"], "--pairs bench/data/shopping.jsonl"),
+        PairSet("commute", "trains, buses, cycling, scooters, parking, taxis, EV charging (bench/data)",
+                True, False, lambda: [DATA / "commute.jsonl"], "--pairs bench/data/commute.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
