@@ -40,6 +40,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("What does a junior accountant earn?", "What does a senior accountant earn?"),
         ("How do I warm up a conservatory quickly?", "How do I cool down a conservatory quickly?"),
+        # both sides say something was not done, but not the same thing
+        ("What if I didn't receive the parcel I ordered?", "What if I received a parcel I didn't order?"),
+        ("When is rush hour for buses out of Manchester?", "When is rush hour for buses into Manchester?"),
     ],
     "number": [
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -287,6 +290,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Make a table comparing the Kindle and the Kobo.", "Compare the Kindle and the Kobo."),
         # "only" and a word naming which, everything else kept
         ("How do I export my browser bookmarks?", "how do I export only my starred browser bookmarks"),
+        # everything against one thing named in its place
+        ("Does my home insurance cover everything?", "Does my home insurance cover the garden shed?"),
+        ("Name the layers of the OSI model", "draw an ascii diagram of the layers of the OSI model"),
     ],
     "edit": [
         # a part of the whole, the article before the span or inside it, however short the rest
@@ -385,6 +391,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # "wing" ends in -ing but is no verb: "stop bee wing motion" stops nothing from happening
         ("What shutter speed freezes a bee's wings?", "how fast must the shutter be to stop bee wing motion"),
+        # a boundary: the same thing not done, said two ways
+        ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
         # "first" alone numbers nothing
@@ -567,6 +575,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # a boundary: "just" as a filler narrows nothing
         ("When does the next solar eclipse happen?", "when does the next solar eclipse happen, just curious"),
+        # a boundary: everything on both sides
+        ("Does my warranty cover everything?", "Is everything covered by my warranty?"),
     ],
     "edit": [
         # one slip of the finger in a name the dictionary lacks; a preamble before the question

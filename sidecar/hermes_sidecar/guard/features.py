@@ -148,6 +148,7 @@ class Features:
     words: tuple[str, ...]  # lower-cased word tokens, apostrophes removed
     negations: int  # negators that are not contrastive ("a local branch (not the remote)")
     halts: int  # those of them that stop or prevent something ("stop X from", "avoid", "prevent")
+    not_done: tuple[str, ...]  # verbs a pronoun subject does not do: "I didn't get the code" -> get
     quantities: tuple[tuple[float, str, str], ...]  # (value, unit as written, canonical value+unit)
     times: tuple[str, ...]  # dates: weekdays, months used as dates, relative days, seasons
     entities: tuple[str, ...]  # entity keys
@@ -359,11 +360,17 @@ def _gerund(w: str) -> bool:
     return w.endswith("ing") and any(v != w for v in lemminflect.getAllLemmas(w).get("VERB", ("",)))
 
 
-def _negations(tokens: list[str]) -> tuple[int, int]:
+_SUBJECTS = frozenset({"i", "we", "you", "they", "he", "she", "it"})
+_NOT_HEADS = frozenset({"really", "even", "yet", "ever", "actually", "just", "a", "an", "the", "to", "be"})
+
+
+def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
     """Negators, less the contrastive ones: "(not the remote)", ", not the old one" narrow a noun, and
     less a negator that repeats one in the same list: "no lighter and no matches" negates once, as
-    "without matches or a lighter" does. Also how many of them halt something ("stop", "prevent")."""
+    "without matches or a lighter" does. Also how many of them halt something ("stop", "prevent"),
+    and the verbs a pronoun subject is said not to do ("I didn't get" -> get)."""
     count = halts = 0
+    heads: list[str] = []
     last = -10  # index of the last negator counted
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
@@ -380,7 +387,6 @@ def _negations(tokens: list[str]) -> tuple[int, int]:
             continue
         if w not in LEX.negators:
             continue
-        halts += w in _HALTING
         prev = tokens[i - 1] if i else ""
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
@@ -391,8 +397,14 @@ def _negations(tokens: list[str]) -> tuple[int, int]:
             last = i
             continue
         count += 1
+        halts += w in _HALTING
+        if norm_word(prev) in _SUBJECTS and w not in _HALTING:  # "I didn't get": what was not done
+            nxt_words = (norm_word(t) for t in tokens[i + 1 : i + 4])
+            head = next((v for v in nxt_words if v.isalpha() and v not in _NOT_HEADS), None)
+            if head:
+                heads.append(verb_key(head))
         last = i
-    return count, halts
+    return count, halts, tuple(sorted(set(heads)))
 
 
 def _negated(words: list[str]) -> list[tuple[str, str]]:
@@ -936,11 +948,12 @@ def features(text: str) -> Features:
     content = [w for w in words if w not in STOPWORDS and w not in LEX.negators]
     spelled = [norm_word(w) for w in WORD.findall(original.replace("-", " ").replace("/", " "))]
     tokens = _TOKEN_WITH_PUNCT.findall(original)
-    negations, halts = _negations(tokens)
+    negations, halts, not_done = _negations(tokens)
     return Features(
         words=tuple(words),
         negations=negations,
         halts=halts,
+        not_done=not_done,
         quantities=tuple(quants),
         times=tuple(sorted(_times(words, capitalised))),
         entities=tuple(sorted(entities)),

@@ -188,7 +188,18 @@ def negation(a: Features, b: Features) -> bool:
     opposed prefix (import/export), an antonym, or a phrasal verb with the opposite particle."""
     if _polarity(a, b) % 2 != _polarity(b, a) % 2:
         return True
+    if _both_ways(a, b, _other_not_done):
+        return True
     return _opposed_prefix(a, b) or _antonym(a, b) or _particle_flip(a, b)
+
+
+def _other_not_done(a: Features, b: Features) -> bool:
+    """Both sides say the asker did not do something, but not the same thing, and what a says was not
+    done b says was: "I didn't get the code" / "I got a code I didn't ask for"."""
+    if not (a.not_done and b.not_done):
+        return False
+    done_b = {verb_key(w) for w in b.words}
+    return any(v in done_b and v not in b.not_done for v in a.not_done)
 
 
 # -- number --------------------------------------------------------------------------------------
@@ -892,6 +903,18 @@ def _member_asked(a: Features, b: Features) -> bool:
     return bool(_unmatched(a.content, b)) and not _unmatched(b.content, a)
 
 
+_EVERYTHING = frozenset({"everything", "anything"})
+
+
+def _everything_for_member(a: Features, b: Features) -> bool:
+    """a asks about everything where b names one thing, the rest kept: "Does the warranty cover
+    everything?" / "Does the warranty cover the battery?"."""
+    if not _EVERYTHING & set(a.words) or _EVERYTHING & set(b.words):
+        return False
+    rest_a = [w for w in a.content if w not in _EVERYTHING]
+    return bool(rest_a) and not _unmatched(rest_a, b) and bool(_unmatched(b.content, a))
+
+
 def _total_vs_named_part(a: Features, b: Features) -> bool:
     """a: the whole amount, b: one named part of it: "the total cost of a stepparent adoption" / "the
     court fees for a stepparent adoption"."""
@@ -944,6 +967,8 @@ def scope(a: Features, b: Features) -> bool:
     if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
         return True
     if _both_ways(a, b, _total_vs_named_part) or _both_ways(a, b, _member_asked):
+        return True
+    if _both_ways(a, b, _everything_for_member):
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
