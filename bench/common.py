@@ -86,6 +86,10 @@ BENCH_DATA_SETS = (
     "security",
     "shopping",
     "commute",
+    "beauty",
+    "wellbeing",
+    "events",
+    "crafts",
 )
 
 QUICK = Sizes(

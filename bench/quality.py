@@ -4,10 +4,11 @@ The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and th
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
-gaming, housing, cloud, security, shopping, commute). Each is split into a tune and a holdout half
-by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
-sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
-"threshold fitted on the tune half" rows, which are then scored on the holdout half.
+gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts). Each is
+split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
+copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
+tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
+holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -151,6 +152,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "shopping.jsonl"], "--pairs bench/data/shopping.jsonl"),
         PairSet("commute", "trains, buses, cycling, scooters, parking, taxis, EV charging (bench/data)",
                 True, False, lambda: [DATA / "commute.jsonl"], "--pairs bench/data/commute.jsonl"),
+        PairSet("beauty", "skincare, acne, makeup, hair, nails, fragrance, treatments (bench/data)",
+                True, False, lambda: [DATA / "beauty.jsonl"], "--pairs bench/data/beauty.jsonl"),
+        PairSet("wellbeing", "sleep, stress, meditation, therapy, burnout, habits, grief (bench/data)",
+                True, False, lambda: [DATA / "wellbeing.jsonl"], "--pairs bench/data/wellbeing.jsonl"),
+        PairSet("events", "weddings, parties, venues, catering, conferences, speeches (bench/data)",
+                True, False, lambda: [DATA / "events.jsonl"], "--pairs bench/data/events.jsonl"),
+        PairSet("crafts", "knitting, sewing, quilting, 3D printing, pottery, candles, resin (bench/data)",
+                True, False, lambda: [DATA / "crafts.jsonl"], "--pairs bench/data/crafts.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

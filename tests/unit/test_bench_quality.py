@@ -87,6 +87,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "security": 216,
         "shopping": 216,
         "commute": 216,
+        "beauty": 216,
+        "wellbeing": 216,
+        "events": 216,
+        "crafts": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
