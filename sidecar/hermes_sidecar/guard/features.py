@@ -738,10 +738,16 @@ def _currencies(text: str, words: list[str]) -> set[str]:
 
 
 def _device(words: list[str], i: int) -> bool:
-    """words[i] names a device, not a unit: "my gas meter" (a content word before it, no number)."""
+    """words[i] names a device, not a unit: "my gas meter" (a content word before it). "cubic meters",
+    "in meters" and "3 meters" are units."""
     prev = words[i - 1] if i else ""
-    return words[i] in _DEVICE_UNITS and bool(prev) and prev not in STOPWORDS and prev not in _UNIT_MODIFIERS
-    # "cubic meters", "square meters" and "3 meters" are units (a number is no content word here)
+    return (
+        words[i] in _DEVICE_UNITS
+        and prev.isalpha()
+        and prev not in STOPWORDS
+        and prev not in _UNIT_MODIFIERS
+        and prev not in LEX.numbers
+    )
 
 
 def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
