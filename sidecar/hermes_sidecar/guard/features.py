@@ -94,6 +94,13 @@ def known(w: str) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
+def can_be_verb(w: str) -> bool:
+    """w is a verb form, or a word LemmInflect does not know: "bought", "share"; not "settings"."""
+    lemmas = lemminflect.getAllLemmas(w)
+    return not lemmas or "VERB" in lemmas
+
+
+@functools.lru_cache(maxsize=16384)
 def verb_key(w: str) -> str:
     """The key of the verb a participle comes from, even where the participle is a word of its own:
     "used" -> use, "done" -> do, "known" -> know (key keeps those, being lemmas as adjectives)."""

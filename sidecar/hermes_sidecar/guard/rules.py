@@ -14,13 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
-import lemminflect
-
 from hermes_sidecar.guard.features import (
     LEX,
     STOPWORDS,
     WORD,
     Features,
+    can_be_verb,
     duration,
     fold,
     is_number,
@@ -273,17 +272,15 @@ def _first_period_as_start(a: Features, b: Features) -> bool:
     return bool(firsts) and all(q[0] == 1.0 and key(q[1]) in firsts for q in a.quantities)
 
 
+def _after_how_many(f: Features) -> list[str]:
+    """The word after each "how many" / "how much" of f ("" at the end of the text)."""
+    w = [*f.words, ""]
+    return [w[i + 2] for i in range(len(w) - 2) if w[i] == "how" and w[i + 1] in ("many", "much")]
+
+
 def _asked_units(f: Features) -> set[tuple[str, float]]:
     """The units a "how many" / "how much" question counts in: "how many hours a week" -> hours."""
-    w = f.words
-    return {
-        LEX.units[w[i + 2]]
-        for i in range(len(w) - 2)
-        if w[i] == "how"
-        and w[i + 1] in ("many", "much")
-        and w[i + 2] in LEX.units
-        and w[i + 2] not in LEX.ambiguous
-    }
+    return {LEX.units[w] for w in _after_how_many(f) if w in LEX.units and w not in LEX.ambiguous}
 
 
 @rule("number")
@@ -514,13 +511,6 @@ _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
 
 
-@functools.lru_cache(maxsize=4096)
-def _can_be_verb(w: str) -> bool:
-    """w is a verb form, or a word LemmInflect does not know: "bought", "share"; not "settings"."""
-    lemmas = lemminflect.getAllLemmas(w)
-    return not lemmas or "VERB" in lemmas
-
-
 def _doers(f: Features, verb: str) -> set[str]:
     """Who does ``verb``: a pronoun right before it ("I bought"), or someone of the asker's right
     before it ("my roommate bought"; not "mouth pipetting", "oil change", "my eq settings": a word
@@ -529,7 +519,7 @@ def _doers(f: Features, verb: str) -> set[str]:
     for i, k in enumerate(f.keys):
         if not i or k != verb:
             continue
-        if f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE and _can_be_verb(f.words[i])):
+        if f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE and can_be_verb(f.words[i])):
             out.add(f.words[i - 1])
     return out
 
@@ -788,7 +778,7 @@ def _only_narrows(a: Features, b: Features) -> bool:
 
 def _counting(f: Features) -> bool:
     """f asks for a count or an amount: "how many moons", "how much protein"."""
-    return any(w == "how" and v in ("many", "much") for w, v in itertools.pairwise(f.words))
+    return bool(_after_how_many(f))
 
 
 def _count_narrowed(a: Features, b: Features) -> bool:
