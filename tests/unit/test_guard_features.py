@@ -200,3 +200,20 @@ def test_what_a_pronoun_subject_did_not_do() -> None:
     assert features("We never asked for it").not_done == ("ask",)
     assert features("Why is the code not arriving?").not_done == ()  # no pronoun says who
     assert features("I never really understood tax").not_done == ()  # the asker's knowledge
+
+
+def test_times_by_another_name_and_decades_in_words() -> None:
+    assert features("Which flowers suit a summertime wedding?").times == ("summer",)
+    assert features("Is the gym quiet on saturdays and sundays?").times == ("weekend",)
+    # "night" names no time on its own ("sleep better at night"); it only matches "evening"
+    assert features("How do I sleep better at night?").times == ()
+    assert features("What causes back pain in your thirties?").quantities == ((30.0, "s", "30s"),)
+    assert features("Why do knees ache in your 40s?").quantities == ((40.0, "s", "40s"),)
+
+
+def test_keeping_away_and_stopping_it_halt() -> None:
+    assert features("How do I keep slugs away from lettuce?").halts == 1
+    assert features("How do I keep my plants watered?").halts == 0
+    assert features("my dog chews the sofa, how do I stop it?").halts == 1
+    assert features("how do I stop it from chewing the sofa").halts == 1
+    assert features("Should I stop it now or later?").halts == 0

@@ -295,6 +295,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Name the layers of the OSI model", "draw an ascii diagram of the layers of the OSI model"),
     ],
     "edit": [
+        # a second question joined on with "and": the asker wants more than the name
+        (
+            "Which birds visit a feeder in winter? Just name them",
+            "Which birds visit a feeder in winter, and how do I attract each one?",
+        ),
+        # two dictionary words a letter or two apart are two words, not a typo
+        ("Is 70 beats per minute normal at rest?", "Is 70 breaths per minute normal at rest?"),
         # a part of the whole, the article before the span or inside it, however short the rest
         ("What does the rear axle of a truck do?", "What does a truck do?"),
         ("Summarise the second chapter of Moby-Dick.", "Summarise Moby-Dick."),
@@ -338,6 +345,14 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "stop it" at the end, and "keep X away", halt what the other side negates
+        (
+            "How do I keep my glasses from fogging up?",
+            "my glasses fog up every time I wear a mask, how do I stop it",
+        ),
+        ("How do I store flour to keep weevils away?", "how should I store flour so weevils don't get in"),
+        # "what helps" asks for a remedy
+        ("What can I use to stop chafing when running?", "thighs chafe on long runs, what helps"),
         # a negator misspelt on one side, and a negating prefix against a negated verb
         ("Should I avoid coffee before a blood test?", "should i aviod coffee before a blood test"),
         ("Can I sell back unused concert tickets?", "can i sell back concert tickets i didn't use"),
@@ -395,6 +410,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # a decade in words
+        ("What causes back pain in your 30s?", "what causes back pain in your thirties"),
         # "first" alone numbers nothing
         ("First, how do I open the file?", "How do I open the file first?"),
         ("What is the integral of x squared?", "What is the integral of x^2?"),
@@ -431,6 +448,16 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What is an F-1 visa?", "explain the f1 visa"),
     ],
     "date": [
+        # another name for the same time
+        (
+            "Can I take melatonin and magnesium on the same night?",
+            "is it fine to take melatonin with magnesium in one evening",
+        ),
+        (
+            "How do I stop answering work email at weekends?",
+            "how do I quit checking work email on saturdays and sundays",
+        ),
+        ("Which flowers suit a summer wedding?", "which flowers suit a summertime wedding"),
         ("May I bring my dog to the office?", "Can I bring my dog to the office?"),
         # a number before "may" that cannot be a day; a word made from a season's name
         (
@@ -492,6 +519,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
     ],
     "scope": [
+        # "all the way around" says how far, not which
+        ("How do I sew binding all the way around a quilt?", "how do I sew binding around a quilt"),
         # "each other", "every so often", "every time", "all over", "a whole number" quantify no set
         (
             "Why does my laptop fan spin up every time I open Chrome?",
@@ -612,6 +641,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Should I refinance my mortgage?", "Should I refinance my mortgage? Please advise."),
         ("How do I unclog a drain?", "How do I unclog a drain? Any tips?"),
         ("What is Ohm's law?", "What is Ohm's law? Please answer."),
+        # a filler laugh, and a hedge on what usually holds
+        ("How do I fix a squeaky door hinge?", "how do I fix a squeaky door hinge lol"),
+        ("Who pays for the rehearsal dinner?", "who pays for the rehearsal dinner, typically"),
+        # an irregular plural is the same noun
+        ("What are the signs of a fungus on tomato leaves?", "What are the signs of fungi on tomato leaves?"),
     ],
 }
 

@@ -94,6 +94,12 @@ def known(w: str) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
+def lemmas(w: str) -> frozenset[str]:
+    """w and every dictionary form LemmInflect gives it: "bacteria" -> {bacteria, bacterium}."""
+    return frozenset({w, *(x for forms in lemminflect.getAllLemmas(w).values() for x in forms)})
+
+
+@functools.lru_cache(maxsize=16384)
 def can_be_verb(w: str) -> bool:
     """w is a verb form, or a word LemmInflect does not know: "bought", "share"; not "settings"."""
     lemmas = lemminflect.getAllLemmas(w)
@@ -224,6 +230,8 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             continue
         elif w in ("a", "an") and duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
+        elif w.endswith("ies") and LEX.numbers.get(w[:-3] + "y", 0) >= 20:
+            value, unit = float(LEX.numbers[w[:-3] + "y"]), "s"  # "in your thirties" = "in your 30s"
         elif w in LEX.numbers and (
             w not in LEX.weak_numbers or (nxt_w in LEX.units and nxt_w not in _SHORT_UNITS)
         ):
@@ -307,7 +315,31 @@ def _day_number(w: str) -> bool:
     return m is not None and 1 <= int(m.group(1)) <= 31
 
 
+# A time by another name is that time ("summertime" / "summer"): synonyms.txt groups with a time in
+# them name it. A name that is no time on its own ("night": "sleep better at night" says no more than
+# "sleep better") only matches the time: see :func:`named_times`.
+_TIME_NAMES = {
+    w: min(times)
+    for group in LEX.synonyms
+    if (times := group & LEX.times - set(LEX.ambiguous))  # "fall|drop|dip" is no season
+    for w in group
+}
+
+
+def named_times(f: Features) -> set[str]:
+    """The times f names, with those only a word of another name for a time gives ("at night")."""
+    return set(f.times) | {_TIME_NAMES[w] for w in f.words if w in _TIME_NAMES}
+
+
 def _times(words: list[str], capitalised: set[str]) -> set[str]:
+    out = {_TIME_NAMES.get(t, t) for t in _dates(words, capitalised)}
+    if {"saturday", "sunday"} <= out:  # "on saturdays and sundays" is "at weekends"
+        out -= {"saturday", "sunday"}
+        out.add("weekend")
+    return out
+
+
+def _dates(words: list[str], capitalised: set[str]) -> set[str]:
     out: set[str] = set()
     for i, w in enumerate(words):
         left = words[i - 1] if i else ""
@@ -344,7 +376,8 @@ def _periods(words: list[str]) -> set[str]:
 
 
 _KEEP_FROM, _STOP_ING, _KNOWING = _CTX["keep-from"], _CTX["stop-ing"], _CTX["knowing"]
-_STOP_END, _STOP_END_LEFT = _CTX["stop-end"], _CTX["stop-end-left"]
+_STOP_END, _STOP_END_LEFT, _STOP_END_RIGHT = _CTX["stop-end"], _CTX["stop-end-left"], _CTX["stop-end-right"]
+_KEEP_AWAY = _CTX["keep-away"]
 _HALTING = _CTX["halting"]
 
 
@@ -383,13 +416,18 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
         w = norm_word(tok)
         after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
         stops = w in _STOP_ING and any(_gerund(t) for t in after)
-        if stops or (w in _KEEP_FROM and "from" in after):
-            count += 1  # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking"
+        if stops or (w in _KEEP_FROM and ("from" in after or _KEEP_AWAY & set(after[:2]))):
+            # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking", "keep moths away"
+            count += 1
             halts += 1
             continue
         nxt_tok = tokens[i + 1] if i + 1 < len(tokens) else "."
-        if w in _STOP_END and i and norm_word(tokens[i - 1]) in _STOP_END_LEFT and not nxt_tok[0].isalnum():
-            count += 1  # "how do I get it to stop": what the question describes, stopped
+        end_tok = tokens[i + 2] if i + 2 < len(tokens) else "."
+        if w in _STOP_END and (
+            (i and norm_word(tokens[i - 1]) in _STOP_END_LEFT and not nxt_tok[0].isalnum())
+            or (norm_word(nxt_tok) in _STOP_END_RIGHT and not end_tok[0].isalnum())
+        ):
+            count += 1  # "how do I get it to stop", "how do I stop it": what the question describes, stopped
             halts += 1
             continue
         if w not in LEX.negators:
@@ -535,6 +573,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue  # "every so often", "each other", "every single time": no set
         if cls and is_number(nxt) and i + 2 < len(words) and words[i + 2] in LEX.units:
             continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
+        if w == "all" and words[i + 1 : i + 3] == ["the", "way"]:
+            continue  # "all the way around the quilt": how far, not a set
         if w == "one" and i and LEX.quantifiers.get(words[i - 1]) == "universal":
             continue  # the "one" of "each one"
         if cls == "universal" and (

@@ -25,6 +25,8 @@ from hermes_sidecar.guard.features import (
     is_number,
     key,
     known,
+    lemmas,
+    named_times,
     not_knowing,
     noun_after,
     plural,
@@ -313,8 +315,9 @@ def number(a: Features, b: Features) -> bool:
 @rule("date")
 def date(a: Features, b: Features) -> bool:
     """Other dates (weekdays, months used as dates, relative days, seasons) or another period ("this
-    month" / "this year"). A month that is a modal or a verb ("May I", "fall back") is no date."""
-    if set(a.times) != set(b.times):
+    month" / "this year"). A month that is a modal or a verb ("May I", "fall back") is no date, and a
+    time one side names another way is the same time ("in one evening" / "on the same night")."""
+    if set(a.times) - named_times(b) or set(b.times) - named_times(a):
         return True
     return bool(a.periods and b.periods and set(a.periods) != set(b.periods))
 
@@ -1020,7 +1023,7 @@ def _american(w: str) -> str:
 
 def _similar_word(a: str, b: str) -> bool:
     """Spelling variant, inflection or derivation of the same word."""
-    if a == b or key(a) == key(b) or _numeronym(a, {b}) or _numeronym(b, {a}):
+    if a == b or key(a) == key(b) or _numeronym(a, {b}) or _numeronym(b, {a}) or lemmas(a) & lemmas(b):
         return True
     if len(a) >= 4 and len(b) >= 4 and _american(a) == _american(b):
         return True
@@ -1058,12 +1061,13 @@ def _slip(a: str, b: str) -> bool:
 
 def _typo(a: str, b: str) -> bool:
     """a and b are close enough to be one word misspelt ("definately", "aviod"), or spelt two ways
-    ("aluminum" / "aluminium", "debit" / "debt" typed in haste). Two words the dictionary both lacks,
-    names mostly, count only when one slip of the finger turns one into the other: "ireland" /
-    "iceland" is no slip (r and c are not neighbours), "kubernets" / "kubernetes" is."""
+    ("aluminum" / "aluminium"). Two words the dictionary both has, or both lacks (names mostly), count
+    only when one slip of the finger turns one into the other: "debit" / "debt" typed in haste, but
+    "beats" / "breaths" are two words, and "ireland" / "iceland" is no slip (r and c are not
+    neighbours), "kubernets" / "kubernetes" is."""
     if SequenceMatcher(None, a, b).ratio() < 0.8:
         return False
-    return known(a) or known(b) or _slip(a, b)
+    return known(a) != known(b) or _slip(a, b)
 
 
 def _edit_word(w: str) -> bool:
@@ -1140,6 +1144,20 @@ def _request_added(a: Features, b: Features) -> bool:
     return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
 
 
+_SECOND_QUESTION = LEX.contexts["second-question"]
+
+
+def _question_joined(a: Features, b: Features) -> bool:
+    """b asks one of a's sentences word for word and joins another question on with "and" ("What pests
+    attack brassicas? Just name them" / "What pests attack brassicas, and how do I control each one?")."""
+    for x in b.sentences:
+        for y in a.sentences:
+            n = len(y)
+            if n >= 3 and len(x) > n + 2 and x[:n] == y and x[n] == "and" and x[n + 1] in _SECOND_QUESTION:
+                return True
+    return False
+
+
 _PART_LINKS = LEX.contexts["part-link"]
 _ATTRIBUTES = frozenset(key(w) for w in LEX.contexts["attribute"])
 
@@ -1192,13 +1210,13 @@ def _part_added(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]
 def edit(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"), one added word next to a kept noun ("a gift" / "a gift
-    card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"), one
-    more request in a sentence of its own, two or more content words asked for after the question's
-    first word (:func:`_asks_more`), or one content word dropped and another put in elsewhere ("ground
-    beef" / "a beef steak"): the change is what the asker made on purpose. A paraphrase
-    restructures the question; a near repeat swaps no content word (typos, inflections, synonyms,
-    fillers do not count)."""
-    if _both_ways(a, b, _request_added):
+    card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"), one more
+    request in a sentence of its own or joined on with "and how" (:func:`_question_joined`), two or more
+    content words asked for after the question's first word (:func:`_asks_more`), or one content word
+    dropped and another put in elsewhere ("ground beef" / "a beef steak"): the change is what the asker
+    made on purpose. A paraphrase restructures the question; a near repeat swaps no content word (typos,
+    inflections, synonyms, fillers do not count)."""
+    if _both_ways(a, b, _request_added) or _both_ways(a, b, _question_joined):
         return True
     wa, wb = _joined(list(a.words), set(b.words)), _joined(list(b.words), set(a.words))
     if _asks_more(wa, wb, a) or _asks_more(wb, wa, b):
