@@ -90,6 +90,10 @@ BENCH_DATA_SETS = (
     "wellbeing",
     "events",
     "crafts",
+    "weather",
+    "insurance",
+    "languages",
+    "analytics",
 )
 
 QUICK = Sizes(

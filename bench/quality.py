@@ -4,11 +4,11 @@ The sets (SETS): fow-cache's questions and conversations (PyPI fow-cache) and th
 bench/data/ whose holdout halves nobody tuned on (devops, business, support, home, trades, media,
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
-gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts). Each is
-split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
-copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
-tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
-holdout half.
+gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
+insurance, languages, analytics). Each is split into a tune and a holdout half by the rule of
+`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -160,6 +160,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "events.jsonl"], "--pairs bench/data/events.jsonl"),
         PairSet("crafts", "knitting, sewing, quilting, 3D printing, pottery, candles, resin (bench/data)",
                 True, False, lambda: [DATA / "crafts.jsonl"], "--pairs bench/data/crafts.jsonl"),
+        PairSet("weather", "forecasts, storms, heat, UV, pollen, tides, instruments, records (bench/data)",
+                True, False, lambda: [DATA / "weather.jsonl"], "--pairs bench/data/weather.jsonl"),
+        PairSet("insurance", "car, home, travel, health, life and pet cover, claims, premiums (bench/data)",
+                True, False, lambda: [DATA / "insurance.jsonl"], "--pairs bench/data/insurance.jsonl"),
+        PairSet("languages", "grammar, vocabulary, pronunciation, translation, exams, scripts (bench/data)",
+                True, False, lambda: [DATA / "languages.jsonl"], "--pairs bench/data/languages.jsonl"),
+        PairSet("analytics", "spreadsheets, pivot tables, SQL, pandas, statistics, A/B tests (bench/data)",
+                True, False, lambda: [DATA / "analytics.jsonl"], "--pairs bench/data/analytics.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

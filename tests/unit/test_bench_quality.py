@@ -91,6 +91,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "wellbeing": 216,
         "events": 216,
         "crafts": 216,
+        "weather": 216,
+        "insurance": 216,
+        "languages": 216,
+        "analytics": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
