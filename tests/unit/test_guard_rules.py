@@ -112,6 +112,31 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # the asker given something against the asker giving it to someone
+        (
+            "How do I gift my concert tickets to a friend?",
+            "how do I claim concert tickets a friend gifted to me",
+        ),
+        # numbers moved across "into"
+        (
+            "How do I change a three-day workshop into a one-day event?",
+            "how do I extend a one-day workshop into three days",
+        ),
+        # someone doing to themselves what the asker does to them
+        (
+            "How should I introduce the guest of honour at a dinner?",
+            "How should the guest of honour introduce themselves at a dinner?",
+        ),
+        # "my" and another determiner swapped around the verb
+        (
+            "Does renters insurance cover my cat scratching another cat?",
+            "Does renters insurance cover another cat scratching my cat?",
+        ),
+        # the asker takes the place of the one they do it with
+        (
+            "Does my rent change if I move in with my boyfriend?",
+            "Does my rent change if my boyfriend moves in with me?",
+        ),
         # the asker does it on one side, someone both sides name on the other
         (
             "I paid the deposit for the flat my sister and I rent. Who owes what?",
@@ -176,6 +201,14 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # one named as one against a fleet of them, and against any of them
+        (
+            "What cover do I need for my one delivery truck?",
+            "What cover do I need for my fleet of delivery trucks?",
+        ),
+        ("sql: find rows with NULL in a specific column", "sql: find rows with NULL in any column"),
+        # a technical explanation is depth
+        ("How does a thermostat work? ELI5", "How does a thermostat work? Give me a technical explanation."),
         # a one-word answer against "explain ... why"
         (
             "One word answer: is vinegar an acid or a base?",
@@ -472,6 +505,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I lower my ukulele's action?", "how do you lower the string height on ukuleles"),
     ],
     "direction": [
+        # who gets the photos is the same person both ways
+        ("How do I send photos from my phone to my mum?", "how do I send my mum photos from my phone"),
         # someone the thing is for is no swap
         ("I need a phone case for my daughter, which one?", "my daughter needs a phone case, which one?"),
         ("How do I open the router's admin page?", "how do I open my router admin page"),
@@ -519,6 +554,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
     ],
     "scope": [
+        # "all at once" says when, not which
+        ("Can I take both tablets all at once?", "can I take both tablets together"),
         # "all the way around" says how far, not which
         ("How do I sew binding all the way around a quilt?", "how do I sew binding around a quilt"),
         # "each other", "every so often", "every time", "all over", "a whole number" quantify no set

@@ -541,6 +541,9 @@ _COLLECTIVE, _QUANTIFIER_IDIOM = _CTX["collective"], _CTX["quantifier-idiom"]
 _IDIOM_HEADS, _WHOLE_COMPOUND = frozenset(key(w) for w in _QUANTIFIER_IDIOM), _CTX["whole-compound"]
 
 
+_IDIOM_PHRASES = frozenset({("the", "way"), ("at", "once")})
+
+
 def _idiom(w: str, nxt: str) -> bool:
     """w with the word after it is an idiom, not a quantifier: "every so often", "each other", "all
     over", "every time", "a whole number"."""
@@ -573,8 +576,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue  # "every so often", "each other", "every single time": no set
         if cls and is_number(nxt) and i + 2 < len(words) and words[i + 2] in LEX.units:
             continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
-        if w == "all" and words[i + 1 : i + 3] == ["the", "way"]:
-            continue  # "all the way around the quilt": how far, not a set
+        if cls == "universal" and tuple(words[i + 1 : i + 3]) in _IDIOM_PHRASES:
+            continue  # "all the way around the quilt", "all at once": how far or when, not a set
         if w == "one" and i and LEX.quantifiers.get(words[i - 1]) == "universal":
             continue  # the "one" of "each one"
         if cls == "universal" and (
@@ -613,12 +616,18 @@ def _left_of(words: list[str], i: int) -> list[str]:
     """Keys of the content words of up to three words before words[i], nearest first, back to a word
     that ends the phrase ("from", "for" ...)."""
     out = []
-    for v in reversed(words[max(0, i - 3) : i]):
-        if v in _STOP_LEFT:
+    for j in range(i - 1, max(0, i - 3) - 1, -1):
+        if words[j] in _STOP_LEFT:
             break
-        if v not in STOPWORDS:
-            out.append(key(v))
+        if _counts(words, j):
+            out.append(key(words[j]))
     return out
+
+
+def _counts(words: list[str], j: int) -> bool:
+    """words[j] is a content word, or a number word before a unit: "one" in "a one-day event"."""
+    w = words[j]
+    return w not in STOPWORDS or (w in LEX.numbers and j + 1 < len(words) and words[j + 1] in LEX.units)
 
 
 def _transfers(words: list[str]) -> set[tuple[str, str]]:
@@ -641,11 +650,11 @@ def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str
         if w not in _TRANSFER:
             continue
         after: list[str] = []
-        for v in words[i + 1 : i + 5]:
-            if v in _STOP_LEFT or v in _TRANSFER:
+        for j in range(i + 1, min(i + 5, len(words))):
+            if words[j] in _STOP_LEFT or words[j] in _TRANSFER:
                 break
-            if v not in STOPWORDS:
-                after.append(key(v))
+            if _counts(words, j):
+                after.append(key(words[j]))
         before = _left_of(words, i)
         if before and after:
             out.add((frozenset(before), frozenset(after)))

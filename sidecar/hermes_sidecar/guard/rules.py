@@ -387,6 +387,31 @@ def _owner_swap(a: Features, b: Features) -> bool:
     return False
 
 
+def _to_asker(a: Features, b: Features) -> bool:
+    """b's asker is given something ("accept tickets a friend transferred to me") where a's asker gives
+    to another person ("transfer my tickets to a friend")."""
+    return _given_to_me(b) and not _given_to_me(a) and any(someone(t) for t in a.targets)
+
+
+def _given_to_me(f: Features) -> bool:
+    return ("to", "me") in itertools.pairwise(f.words)
+
+
+_REFLEXIVE_OTHER = LEX.contexts["reflexive-other"]
+_REFLEXIVE = _REFLEXIVE_OTHER | LEX.contexts["reflexive"]
+
+
+def _reflexive_swap(a: Features, b: Features) -> bool:
+    """The asker does something to someone in a ("How should I introduce the keynote speaker?"), and
+    that someone does it to themselves in b ("How should a keynote speaker introduce themselves?")."""
+    if _REFLEXIVE & set(a.words) or not {"i", "we"} & set(a.words):
+        return False
+    return any(
+        w in _REFLEXIVE_OTHER and i and b.words[i - 1] not in STOPWORDS and key(b.words[i - 1]) in a.keys
+        for i, w in enumerate(b.words)
+    )
+
+
 def _comparison_flip(a: Features, b: Features) -> bool:
     """Opposite ends of one comparison scale: "the fastest" / "the slowest", "most recent" / "oldest"."""
     ends_a: dict[str, set[int]] = {}
@@ -458,6 +483,19 @@ def _role_swap(a: Features, b: Features) -> bool:
     return bool(fa) and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
 
 
+_OTHER_OWNER = LEX.contexts["other-owner"]
+
+
+def _determiner_swap(a: Features, b: Features) -> bool:
+    """The same words with the asker's "my" and another determiner swapped: "Does pet insurance cover
+    my dog injuring another dog?" / "... another dog injuring my dog?"."""
+    swap = _swapped_blocks(list(a.words), list(b.words))
+    if swap is None or len(swap[0]) != 1 or len(swap[1]) != 1:
+        return False
+    pair = {swap[0][0], swap[1][0]}
+    return bool(pair & _ASKER_OWNS_WORDS and pair & _OTHER_OWNER)
+
+
 def _subject_object_swap(a: Features, b: Features) -> bool:
     """ "Who influenced Debussy?" / "Who did Debussy influence?": the same words, but an auxiliary
     after the question word makes the name the subject on one side only."""
@@ -510,6 +548,7 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
 
 
 _ASKER = frozenset({"i", "we"})
+_ASKER_OWNS_WORDS = frozenset({"my", "our"})
 _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
 
@@ -537,6 +576,11 @@ def _for_someone(f: Features, w: str) -> bool:
     return False
 
 
+def _helped_asker(f: Features) -> bool:
+    """The asker is who something is for, with or to: "moves in with me", "lends it to us"."""
+    return any(x in _BENEFICIARY and y in ("me", "us") for x, y in itertools.pairwise(f.words))
+
+
 def _asker_swap(a: Features, b: Features) -> bool:
     """The asker does something on one side, and someone both sides name does it on the other: "I
     bought the router my roommate and I share" / "My roommate bought the router we share". Who paid
@@ -548,7 +592,11 @@ def _asker_swap(a: Features, b: Features) -> bool:
         by_a, by_b = _doers(a, verb), _doers(b, verb)
         if not by_a & _ASKER or by_b & _ASKER:
             continue
-        others = {w for w in by_b - STOPWORDS if w in a.words and not _for_someone(a, w)}
+        # "a case for my daughter" / "my daughter needs a case" is no swap, but "I move in with my
+        # partner" / "my partner moves in with me" is: the asker took the other's place
+        others = {
+            w for w in by_b - STOPWORDS if w in a.words and (_helped_asker(b) or not _for_someone(a, w))
+        }
         if others - by_a:
             return True
     return False
@@ -570,18 +618,21 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
 @rule("direction")
 def direction(a: Features, b: Features) -> bool:
     """The same things in the other direction (from savings to current / from current to savings; a
-    date to a timestamp / a timestamp to a date; butter for oil / oil for butter), or the other end of
-    a comparison (faster/slower)."""
+    date to a timestamp / a timestamp to a date; butter for oil / oil for butter; to a friend / to me),
+    or the other end of a comparison (faster/slower)."""
     return (
         _both_ways(a, b, _source_becomes_target)
         or _order_flip(a, b)
         or _role_swap(a, b)
+        or _determiner_swap(a, b)
         or _subject_object_swap(a, b)
         or _both_ways(a, b, _pronoun_role_swap)
         or _both_ways(a, b, _asker_swap)
         or _both_ways(a, b, _transfer_flip)
         or _sides_flip(a, b)
         or _both_ways(a, b, _owner_swap)
+        or _both_ways(a, b, _to_asker)
+        or _both_ways(a, b, _reflexive_swap)
         or _both_ways(a, b, _comparison_flip)
         or _adjacent_swap(a, b)
     )
@@ -836,6 +887,16 @@ def _named_member(a: Features, b: Features) -> bool:
     return False
 
 
+def _one_against_any(a: Features, b: Features) -> bool:
+    """One member named as one on a's side, any member on b's: "drop rows with NaN in a specific
+    column" / "... in any column". "any" before a plural asks for some ("any tips"), and is left out."""
+    single = {n for c, n in a.quantified if c == "single"}
+    return any(
+        w == "any" and nxt.isalpha() and not plural(nxt) and noun_after(b.words, i) in single
+        for i, (w, nxt) in enumerate(itertools.pairwise(b.words))
+    )
+
+
 def _all_against_some(a: Features, b: Features) -> bool:
     """a: every member of a set, b: some of the same set. "Are all mushrooms with gills poisonous?" /
     "Are some mushrooms with gills poisonous?"."""
@@ -961,7 +1022,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _total_vs_named_part) or _both_ways(a, b, _member_asked):
         return True
-    if _both_ways(a, b, _everything_for_member):
+    if _both_ways(a, b, _everything_for_member) or _both_ways(a, b, _one_against_any):
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
