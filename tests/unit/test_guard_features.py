@@ -217,3 +217,8 @@ def test_keeping_away_and_stopping_it_halt() -> None:
     assert features("my dog chews the sofa, how do I stop it?").halts == 1
     assert features("how do I stop it from chewing the sofa").halts == 1
     assert features("Should I stop it now or later?").halts == 0
+
+
+def test_a_negated_knowing_inside_quotes_is_the_phrase_asked_about() -> None:
+    assert features("how do you say 'I don't understand' in Korean").negations == 1
+    assert features("I don't understand tax, what's VAT?").negations == 0

@@ -17,6 +17,8 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a negation inside quotes is the phrase asked about, not what the asker knows
+        ("How do you say 'I understand' in Korean?", "how do you say 'I don't understand' in korean"),
         ("How do I enable read receipts in the mail app?", "How do I disable read receipts in the mail app?"),
         ("Can I bring a laptop on the plane?", "Can I not bring a laptop on the plane?"),
         ("How do I lock the spreadsheet?", "How do I unlock the spreadsheet?"),

@@ -395,6 +395,20 @@ def not_knowing(tokens: Sequence[str], i: int) -> bool:
     return False
 
 
+# A phrase in quotes: "how do you say 'I don't understand'". Inside a word an apostrophe ends nothing.
+_QUOTED = re.compile(r"(?<!\w)['\u2018\"\u201c](.+?)['\u2019\"\u201d](?!\w)")
+
+
+def _quoted_knowing(text: str) -> int:
+    """Negations of knowing inside quotes: "how do you say 'I don't understand' in Japanese" asks about
+    the phrase, so its negation counts, though outside quotes it would be the asker's knowledge."""
+    count = 0
+    for m in _QUOTED.finditer(text):
+        toks = _TOKEN_WITH_PUNCT.findall(m.group(1))
+        count += sum(1 for i in range(len(toks)) if not_knowing(toks, i))
+    return count
+
+
 def _gerund(w: str) -> bool:
     """An -ing form of a verb ("sticking"), not a word that ends so ("wing", "ceiling", "string")."""
     return w.endswith("ing") and any(v != w for v in lemminflect.getAllLemmas(w).get("VERB", ("",)))
@@ -1011,6 +1025,7 @@ def features(text: str) -> Features:
     spelled = [norm_word(w) for w in WORD.findall(original.replace("-", " ").replace("/", " "))]
     tokens = _TOKEN_WITH_PUNCT.findall(original)
     negations, halts, not_done = _negations(tokens)
+    negations += _quoted_knowing(original)
     return Features(
         words=tuple(words),
         negations=negations,
