@@ -94,6 +94,10 @@ BENCH_DATA_SETS = (
     "insurance",
     "languages",
     "analytics",
+    "appliances",
+    "outdoors",
+    "nutrition",
+    "hr",
 )
 
 QUICK = Sizes(

@@ -5,10 +5,10 @@ bench/data/ whose holdout halves nobody tuned on (devops, business, support, hom
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
-insurance, languages, analytics). Each is split into a tune and a holdout half by the rule of
-`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+insurance, languages, analytics, appliances, outdoors, nutrition, hr). Each is split into a tune and
+a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
+byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
+the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -168,6 +168,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "languages.jsonl"], "--pairs bench/data/languages.jsonl"),
         PairSet("analytics", "spreadsheets, pivot tables, SQL, pandas, statistics, A/B tests (bench/data)",
                 True, False, lambda: [DATA / "analytics.jsonl"], "--pairs bench/data/analytics.jsonl"),
+        PairSet("appliances", "laundry, dishwashers, fridges, ovens, vacuums, boilers (bench/data)",
+                True, False, lambda: [DATA / "appliances.jsonl"], "--pairs bench/data/appliances.jsonl"),
+        PairSet("outdoors", "hiking, camping, climbing, fishing, kayaking, navigation, safety (bench/data)",
+                True, False, lambda: [DATA / "outdoors.jsonl"], "--pairs bench/data/outdoors.jsonl"),
+        PairSet("nutrition", "macros, protein, vitamins, supplements, labels, diets, fasting (bench/data)",
+                True, False, lambda: [DATA / "nutrition.jsonl"], "--pairs bench/data/nutrition.jsonl"),
+        PairSet("hr", "leave, payroll, contracts, notice, reviews, remote work, dismissal (bench/data)",
+                True, False, lambda: [DATA / "hr.jsonl"], "--pairs bench/data/hr.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

@@ -95,6 +95,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "insurance": 216,
         "languages": 216,
         "analytics": 216,
+        "appliances": 216,
+        "outdoors": 216,
+        "nutrition": 216,
+        "hr": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
