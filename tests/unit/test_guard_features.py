@@ -222,3 +222,8 @@ def test_keeping_away_and_stopping_it_halt() -> None:
 def test_a_negated_knowing_inside_quotes_is_the_phrase_asked_about() -> None:
     assert features("how do you say 'I don't understand' in Korean").negations == 1
     assert features("I don't understand tax, what's VAT?").negations == 0
+
+
+def test_feet_written_short_after_a_number() -> None:
+    assert features("Do I need permission for a 6 ft fence?").quantities == ((6.0, "ft", "6ft"),)
+    assert features("What is 6 ft in metres?").units == ("ft", "m")

@@ -17,6 +17,12 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # as many negations, but another thing negated
+        (
+            "my dryer is spinning but the drum isn't heating",
+            "my dryer isn't spinning but the drum is heating",
+        ),
+        ("Why does my dishwasher wash but not dry?", "why does my dishwasher dry but not wash"),
         # a negation inside quotes is the phrase asked about, not what the asker knows
         ("How do you say 'I understand' in Korean?", "how do you say 'I don't understand' in korean"),
         ("How do I enable read receipts in the mail app?", "How do I disable read receipts in the mail app?"),
@@ -203,6 +209,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # the asker's own employer is someone the asker deals with
+        ("Can my employer read my work email?", "can I read my work email"),
         # one named as one against a fleet of them, and against any of them
         (
             "What cover do I need for my one delivery truck?",
@@ -380,6 +388,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "without resetting" keeps what "but keep" keeps
+        (
+            "How do I turn off parental controls but keep my saved settings?",
+            "disable the parental controls without resetting my settings",
+        ),
         # "stop it" at the end, and "keep X away", halt what the other side negates
         (
             "How do I keep my glasses from fogging up?",
@@ -445,6 +458,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # a number hyphenated to "degree" is still a number of degrees
+        ("Is a 20-degree sleeping bag warm enough?", "is a 20 degree sleeping bag warm enough"),
         # a decade in words
         ("What causes back pain in your 30s?", "what causes back pain in your thirties"),
         # "first" alone numbers nothing
@@ -556,6 +571,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
     ],
     "scope": [
+        # a company named on one side only is whose rules apply, not someone else asked about
+        ("Are employees paid for bank holidays?", "does a company have to pay employees for bank holidays"),
         # "all at once" says when, not which
         ("Can I take both tablets all at once?", "can I take both tablets together"),
         # "all the way around" says how far, not which

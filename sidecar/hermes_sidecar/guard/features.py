@@ -263,7 +263,7 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
 # "two-factor", "one-off", "3-pin": a number fused to a word that is not a unit is part of a name.
 _FUSED_NUMBER = re.compile(
     r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)-(?!(?:day|week|month|year|hour|minute|mile|"
-    r"kilo|km|kg|gb|mb|night|person|people)s?\b)([a-z]+)",
+    r"kilo|km|kg|gb|mb|night|person|people|degree)s?\b)([a-z]+)",
     re.IGNORECASE,
 )
 # "catch-all", "all-purpose", "all-in-one": a quantifier hyphenated into a word quantifies nothing

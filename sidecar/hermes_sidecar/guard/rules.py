@@ -189,9 +189,32 @@ def negation(a: Features, b: Features) -> bool:
     opposed prefix (import/export), an antonym, or a phrasal verb with the opposite particle."""
     if _polarity(a, b) % 2 != _polarity(b, a) % 2:
         return True
-    if _both_ways(a, b, _other_not_done):
+    if _both_ways(a, b, _other_not_done) or _negation_moved(a, b):
         return True
     return _opposed_prefix(a, b) or _antonym(a, b) or _particle_flip(a, b)
+
+
+def _negated_heads(f: Features) -> Counter[str]:
+    """The key of the first content word after each negator: "isn't cold" -> cold."""
+    out: Counter[str] = Counter()
+    for i, w in enumerate(f.words):
+        if w in LEX.negators:
+            nxt = next(
+                (v for v in f.words[i + 1 : i + 4] if v not in STOPWORDS and v not in LEX.negators), ""
+            )
+            if nxt:
+                out[key(nxt)] += 1
+    return out
+
+
+def _negation_moved(a: Features, b: Features) -> bool:
+    """The same words and as many negations, but another thing negated: "my freezer is working but the
+    fridge isn't cold" / "my freezer isn't working but the fridge is cold", "fill but not drain" /
+    "drain but not fill"."""
+    if sorted(key(w) for w in a.content) != sorted(key(w) for w in b.content):
+        return False
+    ha, hb = _negated_heads(a), _negated_heads(b)
+    return bool(ha) and sum(ha.values()) == sum(hb.values()) and ha != hb
 
 
 def _other_not_done(a: Features, b: Features) -> bool:
@@ -983,9 +1006,21 @@ def _total_vs_named_part(a: Features, b: Features) -> bool:
 
 def _classes(f: Features, other: Features) -> set[str]:
     """f's classes of people, someone named by age alone taken as the child the other side names ("a
-    10 year old" / "a ten-year-old kid"), and as no one else otherwise ("a 16-year-old" / "I at 16")."""
+    10 year old" / "a ten-year-old kid"), and as no one else otherwise ("a 16-year-old" / "I at 16").
+    An organisation ("the company", "employers") is whose rules apply, not whom the answer is about
+    ("what happens to my pension if I leave my job" / "... if I change employers"), unless a side names
+    the asker's own ("my employer" / "my boss"): then it is someone the asker deals with."""
     out = set(f.people) - {"age"}
+    if not (_own_business(f) or _own_business(other)):
+        out.discard("business")
     return out | ({"child"} & set(other.people)) if "age" in f.people else out
+
+
+def _own_business(f: Features) -> bool:
+    """f names the asker's own employer or company: "my employer", "our company's blog"."""
+    return any(
+        p in _ASKER_OWNS_WORDS and LEX.people.get(w) == "business" for p, w in itertools.pairwise(f.words)
+    )
 
 
 def _other_people(a: Features, b: Features) -> bool:
