@@ -98,6 +98,10 @@ BENCH_DATA_SETS = (
     "outdoors",
     "nutrition",
     "hr",
+    "boating",
+    "cycling",
+    "retail",
+    "astronomy",
 )
 
 QUICK = Sizes(

@@ -5,10 +5,11 @@ bench/data/ whose holdout halves nobody tuned on (devops, business, support, hom
 civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, pets, family,
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
-insurance, languages, analytics, appliances, outdoors, nutrition, hr). Each is split into a tune and
-a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
-byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
-the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
+astronomy). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+--split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
+the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
+then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -176,6 +177,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "nutrition.jsonl"], "--pairs bench/data/nutrition.jsonl"),
         PairSet("hr", "leave, payroll, contracts, notice, reviews, remote work, dismissal (bench/data)",
                 True, False, lambda: [DATA / "hr.jsonl"], "--pairs bench/data/hr.jsonl"),
+        PairSet("boating", "sailing, outboards, licences, moorings, anchoring, navigation, VHF (bench/data)",
+                True, False, lambda: [DATA / "boating.jsonl"], "--pairs bench/data/boating.jsonl"),
+        PairSet("cycling", "maintenance, gears, tyres, brakes, e-bikes, bike fit, touring (bench/data)",
+                True, False, lambda: [DATA / "cycling.jsonl"], "--pairs bench/data/cycling.jsonl"),
+        PairSet("retail", "running a shop: POS, stock, suppliers, pricing, rotas, card fees (bench/data)",
+                True, False, lambda: [DATA / "retail.jsonl"], "--pairs bench/data/retail.jsonl"),
+        PairSet("astronomy", "telescopes, planets, eclipses, meteors, astrophotography (bench/data)",
+                True, False, lambda: [DATA / "astronomy.jsonl"], "--pairs bench/data/astronomy.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
