@@ -676,7 +676,7 @@ def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str
 
 
 _OWNER = re.compile(r"\b([A-Za-z]+)['\u2019]s?\s|\b(my|our)\s", re.IGNORECASE)
-_ASKER_OWNS = frozenset({"my", "our"})
+ASKER_OWNS = frozenset({"my", "our"})  # the words that make a noun the asker's own (rules.py reads them too)
 
 
 @functools.cache
@@ -699,7 +699,7 @@ def _owners(text: str) -> set[tuple[str, str]]:
     for m in _OWNER.finditer(text):
         owner = "asker" if m.group(2) else key(m.group(1))
         before = text[: m.start()].split()
-        if owner != "asker" and before and norm_word(before[-1]) in _ASKER_OWNS and not someone(m.group(1)):
+        if owner != "asker" and before and norm_word(before[-1]) in ASKER_OWNS and not someone(m.group(1)):
             owner = "asker"
         for t in text[m.end() :].split()[:3]:
             w = norm_word(t)

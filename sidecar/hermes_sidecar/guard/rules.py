@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
 from hermes_sidecar.guard.features import (
+    ASKER_OWNS,
     LEX,
     STOPWORDS,
     WORD,
@@ -427,7 +428,7 @@ _REFLEXIVE = _REFLEXIVE_OTHER | LEX.contexts["reflexive"]
 def _reflexive_swap(a: Features, b: Features) -> bool:
     """The asker does something to someone in a ("How should I introduce the keynote speaker?"), and
     that someone does it to themselves in b ("How should a keynote speaker introduce themselves?")."""
-    if _REFLEXIVE & set(a.words) or not {"i", "we"} & set(a.words):
+    if _REFLEXIVE & set(a.words) or not _ASKER & set(a.words):
         return False
     return any(
         w in _REFLEXIVE_OTHER and i and b.words[i - 1] not in STOPWORDS and key(b.words[i - 1]) in a.keys
@@ -516,7 +517,7 @@ def _determiner_swap(a: Features, b: Features) -> bool:
     if swap is None or len(swap[0]) != 1 or len(swap[1]) != 1:
         return False
     pair = {swap[0][0], swap[1][0]}
-    return bool(pair & _ASKER_OWNS_WORDS and pair & _OTHER_OWNER)
+    return bool(pair & ASKER_OWNS and pair & _OTHER_OWNER)
 
 
 def _subject_object_swap(a: Features, b: Features) -> bool:
@@ -571,7 +572,6 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
 
 
 _ASKER = frozenset({"i", "we"})
-_ASKER_OWNS_WORDS = frozenset({"my", "our"})
 _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
 
@@ -1018,9 +1018,7 @@ def _classes(f: Features, other: Features) -> set[str]:
 
 def _own_business(f: Features) -> bool:
     """f names the asker's own employer or company: "my employer", "our company's blog"."""
-    return any(
-        p in _ASKER_OWNS_WORDS and LEX.people.get(w) == "business" for p, w in itertools.pairwise(f.words)
-    )
+    return any(p in ASKER_OWNS and LEX.people.get(w) == "business" for p, w in itertools.pairwise(f.words))
 
 
 def _other_people(a: Features, b: Features) -> bool:
