@@ -102,8 +102,8 @@ def lemmas(w: str) -> frozenset[str]:
 @functools.lru_cache(maxsize=16384)
 def can_be_verb(w: str) -> bool:
     """w is a verb form, or a word LemmInflect does not know: "bought", "share"; not "settings"."""
-    lemmas = lemminflect.getAllLemmas(w)
-    return not lemmas or "VERB" in lemmas
+    found = lemminflect.getAllLemmas(w)
+    return not found or "VERB" in found
 
 
 @functools.lru_cache(maxsize=16384)
