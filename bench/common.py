@@ -102,6 +102,10 @@ BENCH_DATA_SETS = (
     "cycling",
     "retail",
     "astronomy",
+    "printing",
+    "aviation",
+    "drinks",
+    "energy",
 )
 
 QUICK = Sizes(

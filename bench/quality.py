@@ -6,10 +6,10 @@ civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, 
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
-astronomy). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
---split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
-the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
-then scored on the holdout half.
+astronomy, printing, aviation, drinks, energy). Each is split into a tune and a holdout half by the
+rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)).
+Every figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted
+on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -185,6 +185,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "retail.jsonl"], "--pairs bench/data/retail.jsonl"),
         PairSet("astronomy", "telescopes, planets, eclipses, meteors, astrophotography (bench/data)",
                 True, False, lambda: [DATA / "astronomy.jsonl"], "--pairs bench/data/astronomy.jsonl"),
+        PairSet("printing", "home and office printers, 3D printing, print quality, paper, print shops (bench/data)",
+                True, False, lambda: [DATA / "printing.jsonl"], "--pairs bench/data/printing.jsonl"),
+        PairSet("aviation", "learning to fly, drones, flight planning, airspace, gliding and balloons (bench/data)",
+                True, False, lambda: [DATA / "aviation.jsonl"], "--pairs bench/data/aviation.jsonl"),
+        PairSet("drinks", "coffee and tea, wine, home brewing, cocktails, fermentation (bench/data)",
+                True, False, lambda: [DATA / "drinks.jsonl"], "--pairs bench/data/drinks.jsonl"),
+        PairSet("energy", "home energy bills, solar, heat pumps, insulation, EV charging (bench/data)",
+                True, False, lambda: [DATA / "energy.jsonl"], "--pairs bench/data/energy.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

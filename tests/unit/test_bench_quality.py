@@ -103,6 +103,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "cycling": 216,
         "retail": 216,
         "astronomy": 216,
+        "printing": 216,
+        "aviation": 216,
+        "drinks": 216,
+        "energy": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
