@@ -234,3 +234,19 @@ def test_a_negated_knowing_inside_quotes_is_the_phrase_asked_about() -> None:
 def test_feet_written_short_after_a_number() -> None:
     assert features("Do I need permission for a 6 ft fence?").quantities == ((6.0, "ft", "6ft"),)
     assert features("What is 6 ft in metres?").units == ("ft", "m")
+
+
+def test_from_reads_as_what_is_made_from_what() -> None:
+    sides = features("How do I work out the rent from my salary and the ratio?").transfer_sides
+    assert sides == ((frozenset({"salary", "ratio"}), frozenset({"rent", "out"})),)
+
+
+def test_a_hyphenated_word_stays_in_one_qualifier() -> None:
+    assert ("for", ("air", "ground", "calls"), False) in features(
+        "Which frequencies can I use for air-to-ground calls in Canada?"
+    ).qualifiers
+
+
+def test_a_plus_fused_to_a_name_is_part_of_the_name() -> None:
+    assert features("Does the Fitbit Charge+ track sleep?").entities == ("chargeplus", "fitbit")
+    assert features("Does the Fitbit Charge track sleep?").entities == ("charge", "fitbit")

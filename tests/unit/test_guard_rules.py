@@ -53,6 +53,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("When is rush hour for buses out of Manchester?", "When is rush hour for buses into Manchester?"),
     ],
     "number": [
+        # a share against an amount of money
+        ("A $50 coat with a 10% discount: what do I pay?", "A $50 coat with a $10 discount: what do I pay?"),
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
         # one noun numbered by another weak ordinal
         ("Summarise the first act of Hamlet", "Summarise the second act of Hamlet"),
@@ -120,6 +122,16 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # what is worked out from what, turned round
+        (
+            "How do I estimate a sale price from cost and my usual markup?",
+            "How do I estimate my markup from cost and sale price?",
+        ),
+        # each side's destination stands elsewhere in the other
+        (
+            "How do I convert 0600 Zulu to local time in Chicago in winter?",
+            "how do i convert 0600 local Chicago time in winter to zulu",
+        ),
         # the asker given something against the asker giving it to someone
         (
             "How do I gift my concert tickets to a friend?",
@@ -200,6 +212,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I make pale tiles darker with grout?", "how do I make dark tiles look lighter with grout"),
     ],
     "entity": [
+        # a plus fused to a name is another model
+        ("Does the Fitbit Charge+ track sleep?", "Does the original Fitbit Charge track sleep?"),
         # a maker on each side is another product; a size before a name is a version, not a maker
         ("How do I download offline maps in Google Maps?", "How do I download offline maps in Apple Maps?"),
         ("Create a 256-bit AES key", "Create a 128-bit AES key"),
@@ -209,6 +223,35 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # a friendly note against a formal letter; quick tips against a full lesson
+        (
+            "Write a short friendly email asking my landlord to fix the boiler",
+            "Write a formal complaint letter asking my landlord to fix the boiler",
+        ),
+        (
+            "Give me some quick tips for knife sharpening",
+            "Give me a complete beginner lesson on knife sharpening",
+        ),
+        # every member of a set against one kind of it, the rest of the question kept
+        (
+            "What are the hearing requirements for a commercial driving licence?",
+            "What are all the medical requirements for a commercial driving licence?",
+        ),
+        # whether one thing is included, against what is
+        ("Is breakfast included in the hotel rate?", "What's included in the hotel rate?"),
+        # a purpose added, written with hyphens
+        (
+            "Which radio frequencies can I use in Canada?",
+            "Which radio frequencies can I use for air-to-ground calls in Canada?",
+        ),
+        # a bare list against what each item is for; a quick overview against a complete guide
+        (
+            "What spices do I need for a curry? just a list",
+            "What spices do I need for a curry? explain what each one adds",
+        ),
+        ("Give me a quick summary of sourdough baking", "Give me a complete guide to sourdough baking"),
+        # one more item joined to a word of the other side
+        ("How do I store red wine?", "How do I store red and white wine?"),
         # the asker's own employer is someone the asker deals with
         ("Can my employer read my work email?", "can I read my work email"),
         # one named as one against a fleet of them, and against any of them
@@ -388,6 +431,15 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        (
+            "How do I update the firmware but keep my saved settings?",
+            "update the firmware without wiping my saved settings",
+        ),
+        # keeping a thing where it is, against not moving it
+        (
+            "How do I replace the grips but keep the shifters where they are?",
+            "how can I swap the grips without moving the shifters",
+        ),
         # "without resetting" keeps what "but keep" keeps
         (
             "How do I turn off parental controls but keep my saved settings?",
@@ -458,6 +510,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # a number hyphenated to a word, or written apart
+        ("How do I change the oil on a 4 stroke mower?", "how do i change the oil on a 4-stroke mower"),
         # a number hyphenated to "degree" is still a number of degrees
         ("Is a 20-degree sleeping bag warm enough?", "is a 20 degree sleeping bag warm enough"),
         # a decade in words
@@ -498,6 +552,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What is an F-1 visa?", "explain the f1 visa"),
     ],
     "date": [
+        # overnight is at night
+        ("Should I charge my phone at night?", "should I charge my phone overnight"),
+        # winterizing is getting ready for the winter
+        ("How do I winterize a garden hose?", "how to get a garden hose ready for the winter"),
         # another name for the same time
         (
             "Can I take melatonin and magnesium on the same night?",
@@ -571,6 +629,14 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
     ],
     "scope": [
+        # "temp" before a noun is a temperature, not a temporary worker
+        ("What flow temp should my boiler run at?", "what flow temperature should my boiler run at"),
+        # doing it properly is what is asked anyway; a yes-or-no question that names nothing more
+        ("How do I hang a picture frame?", "how do I hang a picture frame properly"),
+        (
+            "Is there a fee for checked bags on this airline?",
+            "What's the fee for checked bags on this airline?",
+        ),
         # a company named on one side only is whose rules apply, not someone else asked about
         ("Are employees paid for bank holidays?", "does a company have to pay employees for bank holidays"),
         # "all at once" says when, not which

@@ -40,7 +40,7 @@ _HIGH, _LOW = _CTX["compare-high"], _CTX["compare-low"]
 _TRANSFER, _STOP_LEFT, _CONTRAST = _CTX["transfer"], _CTX["transfer-stop"], _CTX["contrast"]
 ADJUNCT = _CTX["adjunct"]  # prepositions that open a qualifier ("in megabytes", "across all regions")
 _ADJUNCT_END, _POSSESSIVE, _UNIT_LEFT = ADJUNCT | _CTX["adjunct-end"], _CTX["possessive"], _CTX["unit-left"]
-_PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.][A-Za-z0-9]+)*|[(),;:!?.\u2014\u2013-]")
+_PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.\-][A-Za-z0-9]+)*|[(),;:!?.\u2014\u2013-]")
 
 
 def fold(text: str) -> str:
@@ -274,6 +274,8 @@ _QUANTIFIER_COMPOUND = re.compile(
 _LETTER_CODE = re.compile(r"\b([A-Za-z])-(\d+[A-Za-z]?)\b")
 # "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
+# "NexStar+", "Disney+": a plus fused to a name is part of the name, a model of its own
+_PLUS_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)\+(?![\w+])")
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
 _QUANTITY_TOKEN = re.compile(
     r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|mi|gi|ki|mib|gib|ms|s|h|d)?"
@@ -324,6 +326,11 @@ _TIME_NAMES = {
     if (times := group & LEX.times - set(LEX.ambiguous))  # "fall|drop|dip" is no season
     for w in group
 }
+
+
+def time_named(w: str) -> str | None:
+    """The time a word names by another name ("night" -> evening), if it does."""
+    return _TIME_NAMES.get(w)
 
 
 def named_times(f: Features) -> set[str]:
@@ -656,22 +663,25 @@ def _transfers(words: list[str]) -> set[tuple[str, str]]:
 
 
 def _transfer_sides(words: list[str]) -> set[tuple[frozenset[str], frozenset[str]]]:
-    """(keys before, keys after) each "to"/"into"/"onto": the content words before it (see
-    :func:`_left_of`) and those of the phrase after it, "transfer a digital drawing onto a real
-    canvas" -> ({digital, draw}, {real, canva})."""
+    """(keys of where from, keys of where to) around each "to"/"into"/"onto", and each "from" read
+    backwards: the content words before it (see :func:`_left_of`) and those of the phrase after it.
+    "transfer a digital drawing onto a real canvas" -> ({digital, draw}, {real, canva}); "a selling
+    price from cost and margin" -> ({cost, margin}, {sell, price}): what is made from what."""
     out: set[tuple[frozenset[str], frozenset[str]]] = set()
     for i, w in enumerate(words):
-        if w not in _TRANSFER:
+        if w not in _TRANSFER and w != "from":
             continue
         after: list[str] = []
-        for j in range(i + 1, min(i + 5, len(words))):
-            if words[j] in _STOP_LEFT or words[j] in _TRANSFER:
+        for j in range(i + 1, min(i + 6, len(words))):
+            # the sources a "from" names may be several: "from cost and selling price"
+            if (words[j] in _STOP_LEFT and not (w == "from" and words[j] == "and")) or words[j] in _TRANSFER:
                 break
             if _counts(words, j):
                 after.append(key(words[j]))
         before = _left_of(words, i)
         if before and after:
-            out.add((frozenset(before), frozenset(after)))
+            sides = (frozenset(before), frozenset(after))
+            out.add(sides if w != "from" else sides[::-1])
     return out
 
 
@@ -754,17 +764,24 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     or asks for a depth ("in detail", "briefly"). A phrase attached to a filler ("thanks in advance")
     qualifies nothing, and a weak one naming the asker's own thing ("on my server", "for our team") is
     context."""
-    tokens = [t if not t[0].isalnum() else norm_word(t) for t in _PHRASE_TOKEN.findall(text)]
+    # the parts of a hyphenated word stay in one phrase: "for ship-to-ship chat" (its "to" opens none)
+    tokens: list[str] = []
+    glued: set[int] = set()
+    for t in _PHRASE_TOKEN.findall(text):
+        for k, part in enumerate(t.split("-") if t[0].isalnum() else [t]):
+            if k:
+                glued.add(len(tokens))
+            tokens.append(norm_word(part) if part[0].isalnum() else part)
     depth_words = {w for phrase in _DEPTH_ADJUNCTS for w in phrase}
     joined = " " + " ".join(tokens) + " "
     depth_found = [p for p in _DEPTH_ADJUNCTS if f" {' '.join(p)} " in joined]
     out: list[tuple[str, tuple[str, ...], bool]] = []
     for i, tok in enumerate(tokens):
-        if tok in ADJUNCT and not (i and tokens[i - 1] in LEX.fillers):
+        if tok in ADJUNCT and i not in glued and not (i and tokens[i - 1] in LEX.fillers):
             content: list[str] = []
             strong = possessive = False
             for j, w in enumerate(tokens[i + 1 :], i + 1):
-                if not w[0].isalnum() or w in _ADJUNCT_END:
+                if j not in glued and (not w[0].isalnum() or w in _ADJUNCT_END):
                     break
                 unit = tok in _UNIT_LEFT and _strong_word(w)
                 strong = strong or unit or _universal(w, tokens[j + 1] if j + 1 < len(tokens) else "")
@@ -996,6 +1013,7 @@ def features(text: str) -> Features:
     every lookup)."""
     original = _PLEA.sub("", fold(text))
     original = _LETTER_CODE.sub(r"\1\2", _LETTER_IN_PARENS.sub(r"\1\2", original))  # "401(k)", "H-1B"
+    original = _PLUS_NAME.sub(r"\1plus", original)  # "NexStar+" is "NexStar Plus", another model
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")

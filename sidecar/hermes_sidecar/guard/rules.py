@@ -34,6 +34,7 @@ from hermes_sidecar.guard.features import (
     positives,
     qualifier_word,
     someone,
+    time_named,
     time_word,
     verb_key,
 )
@@ -236,12 +237,35 @@ def _soft_values(f: Features) -> set[float]:
     return {LEX.numbers[w] for w in f.words if w in LEX.weak_numbers} | set(f.romans)
 
 
+_CURRENCY_SYMBOLS = "".join(
+    sorted(re.escape(w) for w in (p.split(":")[0] for p in LEX.contexts["currency"]) if len(w) == 1)
+)
+_MONEY = re.compile(rf"[{_CURRENCY_SYMBOLS}]\s?(\d+(?:[.,]\d+)*)")
+
+
+def _money(f: Features) -> set[float]:
+    """The amounts f writes after a currency symbol: "a £20 discount" -> 20."""
+    return {float(m.group(1).replace(",", "")) for m in _MONEY.finditer(f.raw)}
+
+
+def _fused_elsewhere(mine: Features, other: Features) -> Counter[str]:
+    """mine's bare numbers that the other side writes fused to the word after them: "a 4 stroke
+    outboard" / "a 4-stroke outboard" (a number hyphenated to a word is part of a name there)."""
+    theirs = set(other.words)
+    return Counter(
+        n for n, w in itertools.pairwise(mine.words) if is_number(n) and n + w in theirs
+    ) & Counter(q[2] for q in mine.quantities if not q[1])
+
+
 def same_quantities(a: Features, b: Features) -> bool:
     """The same numbers: equal after unit conversion ("two weeks" = "14 days"), or equal as written
     with units that do not contradict ("at 18" = "18-year-old", but "7am" is not "7pm"); a bare number
     one side writes as a weak word on the other ("2nd law" / "second law") is the same number."""
     ca, cb = Counter(q[2] for q in a.quantities), Counter(q[2] for q in b.quantities)
-    ca, cb = ca - _same_period(a, b), cb - _same_period(b, a)
+    ca, cb = (
+        ca - _same_period(a, b) - _fused_elsewhere(a, b),
+        cb - _same_period(b, a) - _fused_elsewhere(b, a),
+    )
     if _zero_for_no(a, b):
         ca -= Counter({"0": 1})
     if _zero_for_no(b, a):
@@ -254,6 +278,13 @@ def same_quantities(a: Features, b: Features) -> bool:
     if not (only_a or only_b):
         return True
     if len(a.quantities) != len(b.quantities):
+        return False
+    # a share against an amount of money is never the same number: "a 20% discount" / "a £20 discount"
+    money_a, money_b = _money(a), _money(b)
+    if any(
+        (ua == "%" and vb in money_b) or (ub == "%" and va in money_a)
+        for (va, ua, _), (vb, ub, _) in zip(a.quantities, b.quantities, strict=True)
+    ):
         return False
     return all(
         va == vb and (ua == ub or (not ua and _droppable(ub, b, a)) or (not ub and _droppable(ua, a, b)))
@@ -397,6 +428,20 @@ def _sides_flip(a: Features, b: Features) -> bool:
     return False
 
 
+def _target_moved(a: Features, b: Features) -> bool:
+    """Each side's one destination stands elsewhere in the other: "convert 1800 Zulu to local time in
+    New York" / "convert 1800 local New York time in summer to Zulu"."""
+    if len(a.targets) != 1 or len(b.targets) != 1 or a.targets == b.targets:
+        return False
+    return a.targets[0] in _before_transfer(b) and b.targets[0] in _before_transfer(a)
+
+
+def _before_transfer(f: Features) -> set[str]:
+    """The keys of f's words before its first "to"/"into"/"onto"."""
+    i = next((i for i, w in enumerate(f.words) if w in _TRANSFER), len(f.words))
+    return set(f.keys[:i])
+
+
 def _owner_swap(a: Features, b: Features) -> bool:
     """The asker's thing on one side, someone else's on the other, and that someone named on both:
     "a supplier's damages claim against us" / "our damages claim against a supplier"."""
@@ -533,7 +578,9 @@ def _subject_object_swap(a: Features, b: Features) -> bool:
 
 
 _QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["question-aux"]
-_WHAT = LEX.contexts["what"]
+_WHAT, _POLAR = LEX.contexts["what"], LEX.contexts["polar"]
+_REQUEST_MODALS = frozenset({"can", "could", "would", "will"})
+_TRANSFER = LEX.contexts["transfer"]
 _OBJECT_FORM = {"i": "me", "we": "us", "he": "him", "they": "them"}
 
 
@@ -653,6 +700,7 @@ def direction(a: Features, b: Features) -> bool:
         or _both_ways(a, b, _asker_swap)
         or _both_ways(a, b, _transfer_flip)
         or _sides_flip(a, b)
+        or _target_moved(a, b)
         or _both_ways(a, b, _owner_swap)
         or _both_ways(a, b, _to_asker)
         or _both_ways(a, b, _reflexive_swap)
@@ -705,6 +753,8 @@ def _entity_present(entity: str, other: Features) -> bool:
         return True
     if any(entity in group and group & words for group in LEX.places):
         return True  # "England" / "English", "the UK" / "Britain"
+    if any(x + y == entity for x, y in itertools.pairwise(other.words)):
+        return True  # written apart: "4-stroke" / "4 stroke", "WiFi" / "wi fi"
     parts = [p for p in re.split(r"[-./ ]+", entity) if p]
     return all(
         p in words
@@ -825,9 +875,14 @@ def _akin(w: str, v: str) -> bool:
 
 def _unmatched(words: Iterable[str], other: Features) -> set[str]:
     """The words with no counterpart in ``other``: not one of its content words, an inflection, a typo
-    or a near-synonym of one."""
+    or a near-synonym of one, nor another name for a time it names."""
     theirs = {w for w in other.words if qualifier_word(w)}
-    return {w for w in words if w not in theirs and not any(_akin(w, v) for v in theirs)}
+    times = named_times(other)  # "at night" / "overnight"
+    return {
+        w
+        for w in words
+        if w not in theirs and not any(_akin(w, v) for v in theirs) and time_named(w) not in times
+    }
 
 
 def _added(f: Features, other: Features) -> list[tuple[str, tuple[str, ...], bool]]:
@@ -933,7 +988,7 @@ def _all_against_kind(a: Features, b: Features) -> bool:
     """a: every member of a set, b: one kind of it, named by a word before the noun a does not have.
     "Are all sharks dangerous?" / "Are bull sharks dangerous?"."""
     universal_a = {n for c, n in a.quantified if c == "universal"} - {""}
-    if not universal_a or b.quantified:
+    if not universal_a or any(c != "article" for c, _ in b.quantified):
         return False
     return any(
         plural(noun) and key(noun) in universal_a and _edit_word(mod) and _unmatched((mod,), a)
@@ -964,6 +1019,19 @@ def _shares(f: Features) -> bool:
     return any(w in _SHARE and duration(n) is None for w, n in itertools.pairwise((*f.words, "")))
 
 
+def _item_joined(a: Features, b: Features) -> bool:
+    """b joins one more item to a word of a with "and" / "or", and changes nothing else: "the solar
+    eclipses in 2026" / "all the eclipses in 2026, solar and lunar", "lock a road bike" / "lock a road
+    or mountain bike". The answer covers both where a asks about one."""
+    added = _unmatched((w for w in b.content if qualifier_word(w)), a)
+    if len(added) != 1 or _unmatched((w for w in a.content if qualifier_word(w)), b):
+        return False
+    return any(
+        j in ("and", "or") and y in added and x not in STOPWORDS and key(x) in a.keys
+        for x, j, y in zip(b.words, b.words[1:], b.words[2:], strict=False)
+    )
+
+
 def _total_vs_share(a: Features, b: Features) -> bool:
     """a: the whole amount, b: a share of it ("India's total GDP" / "India's GDP per capita", "for both
     cats altogether" / "for each cat", "the total interest" / "the interest of a single payment")."""
@@ -974,9 +1042,14 @@ def _total_vs_share(a: Features, b: Features) -> bool:
 
 def _member_asked(a: Features, b: Features) -> bool:
     """a asks whether one thing is so, b what is: "Does my new car warranty cover the battery?" / "What
-    does my new car warranty cover?". b's answer is the set a asks about one member of."""
-    if not (a.words and b.words) or a.words[0] not in _QUESTION_AUX or b.words[0] not in _WHAT:
+    does my new car warranty cover?", "Is electricity included in the berth fee?" / "What's included in
+    the berth fee?". b's answer is the set a asks about one member of."""
+    if not (a.words and b.words) or a.words[0] not in _POLAR or b.words[0] not in _WHAT:
         return False
+    if _QUESTION_WORDS & set(a.words) or "how" in a.words:
+        return False  # a question inside: "Can you explain what a p-value is?"
+    if a.words[1:2] == ("you",) and a.words[0] in _REQUEST_MODALS:
+        return False  # a request: "Could you explain the rule of thirds?"
     return bool(_unmatched(a.content, b)) and not _unmatched(b.content, a)
 
 
@@ -1051,7 +1124,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
-    if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member):
+    if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member) or _both_ways(a, b, _item_joined):
         return True
     if _both_ways(a, b, _total_vs_named_part) or _both_ways(a, b, _member_asked):
         return True
