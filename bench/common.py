@@ -106,6 +106,10 @@ BENCH_DATA_SETS = (
     "aviation",
     "drinks",
     "energy",
+    "fishing",
+    "boardgames",
+    "tax",
+    "networking",
 )
 
 QUICK = Sizes(

@@ -6,10 +6,11 @@ civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, 
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
-astronomy, printing, aviation, drinks, energy). Each is split into a tune and a holdout half by the
-rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)).
-Every figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted
-on the tune half" rows, which are then scored on the holdout half.
+astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking). Each is split
+into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
+copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
+tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
+holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -193,6 +194,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "drinks.jsonl"], "--pairs bench/data/drinks.jsonl"),
         PairSet("energy", "home energy bills, solar, heat pumps, insulation, EV charging (bench/data)",
                 True, False, lambda: [DATA / "energy.jsonl"], "--pairs bench/data/energy.jsonl"),
+        PairSet("fishing", "angling, fly fishing, sea fishing, tackle, licences and rules (bench/data)",
+                True, False, lambda: [DATA / "fishing.jsonl"], "--pairs bench/data/fishing.jsonl"),
+        PairSet("boardgames", "chess, board and card games, tabletop role-playing, poker, Go (bench/data)",
+                True, False, lambda: [DATA / "boardgames.jsonl"], "--pairs bench/data/boardgames.jsonl"),
+        PairSet("tax", "income tax, self-assessment, capital gains, VAT, pensions, tax residence (bench/data)",
+                True, False, lambda: [DATA / "tax.jsonl"], "--pairs bench/data/tax.jsonl"),
+        PairSet("networking", "home Wi-Fi and routers, mesh, VPNs, NAS, DNS, broadband (bench/data)",
+                True, False, lambda: [DATA / "networking.jsonl"], "--pairs bench/data/networking.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
