@@ -112,6 +112,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "date": [
+        # the same date, before it against from it
+        ("Did landlords need a licence before June 2023?", "Do landlords need a licence from June 2023?"),
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
         ("Is the conference in June?", "Is the conference in July?"),
         (
@@ -122,6 +124,23 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # subject and object swapped after a shared heading
+        ("card game trivia: what does a queen beat?", "card game trivia: what beats a queen?"),
+        # two words swapped far apart, one of them a negator
+        (
+            "Can a player without a shield block a player with a shield?",
+            "Can a player with a shield block a player without a shield?",
+        ),
+        # given to what gives on the other side
+        (
+            "What are the tax rules for lending money to my sole trader business?",
+            "What are the tax rules for my sole trader business lending money to me?",
+        ),
+        # the two sides of a comparison swapped, an intensifier on one side only
+        (
+            "Why does my kettle boil water so much faster than my pan?",
+            "Why does my pan boil water faster than my kettle?",
+        ),
         # what is worked out from what, turned round
         (
             "How do I estimate a sale price from cost and my usual markup?",
@@ -212,6 +231,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I make pale tiles darker with grout?", "how do I make dark tiles look lighter with grout"),
     ],
     "entity": [
+        # a word that picks a variant of a thing both name
+        ("How do I tie a trucker's hitch?", "How do I tie an improved trucker's hitch?"),
         # a plus fused to a name is another model
         ("Does the Fitbit Charge+ track sleep?", "Does the original Fitbit Charge track sleep?"),
         # a maker on each side is another product; a size before a name is a version, not a maker
@@ -223,6 +244,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        (
+            "Give me a two-line summary of how to descale a kettle",
+            "Give me a detailed guide to descaling a kettle",
+        ),
         # a friendly note against a formal letter; quick tips against a full lesson
         (
             "Write a short friendly email asking my landlord to fix the boiler",
@@ -510,6 +535,12 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # twelve months are a year; a number written apart from the word it is fused to
+        (
+            "Do I pay tax at home if I work abroad for a year?",
+            "if I work overseas for 12 months, do I still pay tax at home?",
+        ),
+        ("do I need a type 2 charger for my EV?", "do I need a type2 charger for my EV"),
         # a number hyphenated to a word, or written apart
         ("How do I change the oil on a 4 stroke mower?", "how do i change the oil on a 4-stroke mower"),
         # a number hyphenated to "degree" is still a number of degrees

@@ -209,6 +209,9 @@ def duration(w: str) -> float | None:
     return unit[1] if unit and unit[0] == "day" else None
 
 
+_MONTH_DAYS, _YEAR_DAYS = LEX.units["month"][1], LEX.units["year"][1]
+
+
 def quantities(words: list[str]) -> list[tuple[float, str, str]]:
     """Quantities as (value as written, unit as written, canonical value+unit; durations in days)."""
     out: list[tuple[float, str, str]] = []
@@ -248,7 +251,10 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             continue
         days = duration(nxt_w)
         if not unit and days is not None:
-            out.append((value, nxt_w.rstrip("s"), f"{value * days:g}days"))
+            total = value * days
+            if days == _MONTH_DAYS and value % 12 == 0:
+                total = value / 12 * _YEAR_DAYS  # "12 months" is "a year", not 360 days
+            out.append((value, nxt_w.rstrip("s"), f"{total:g}days"))
             i += 1
         elif not unit and nxt_w in LEX.units:
             canon = LEX.units[nxt_w][0]
@@ -846,7 +852,8 @@ def _units(words: list[str], quants: list[tuple[float, str, str]]) -> set[str]:
         for i, w in enumerate(words)
         if w in LEX.units and w not in LEX.ambiguous and w not in _SHORT_UNITS and not _device(words, i)
     }
-    return named | {u for _, u, _ in quants if u and u not in ("day",)}
+    # a counted duration ("12 months") is compared by its days, by the number rule
+    return named | {u for _, u, _ in quants if u and u not in ("day",) and duration(u) is None}
 
 
 _MIXED_HYPHEN = re.compile(r"\d+[a-z]+-[a-z]+$", re.IGNORECASE)  # "7B-parameter"

@@ -249,12 +249,13 @@ def _money(f: Features) -> set[float]:
 
 
 def _fused_elsewhere(mine: Features, other: Features) -> Counter[str]:
-    """mine's bare numbers that the other side writes fused to the word after them: "a 4 stroke
-    outboard" / "a 4-stroke outboard" (a number hyphenated to a word is part of a name there)."""
+    """mine's bare numbers that the other side writes fused to the word next to them: "a 4 stroke
+    outboard" / "a 4-stroke outboard" (a number hyphenated to a word is part of a name there), "cat 6"
+    / "Cat6"."""
     theirs = set(other.words)
-    return Counter(
-        n for n, w in itertools.pairwise(mine.words) if is_number(n) and n + w in theirs
-    ) & Counter(q[2] for q in mine.quantities if not q[1])
+    fused = [n for n, w in itertools.pairwise(mine.words) if is_number(n) and n + w in theirs]
+    fused += [n for w, n in itertools.pairwise(mine.words) if is_number(n) and w + n in theirs]  # "cat 6"
+    return Counter(fused) & Counter(q[2] for q in mine.quantities if not q[1])
 
 
 def same_quantities(a: Features, b: Features) -> bool:
@@ -367,6 +368,25 @@ def number(a: Features, b: Features) -> bool:
 # -- date ----------------------------------------------------------------------------------------
 
 
+_TIME_BEFORE, _TIME_AFTER = LEX.contexts["time-before"], LEX.contexts["time-after"]
+
+
+def _anchors(f: Features, markers: frozenset[str]) -> set[str]:
+    """The first content word or number after each marker: "before April 2024" -> april."""
+    out = set()
+    for i, w in enumerate(f.words):
+        if w in markers:
+            nxt = next((v for v in f.words[i + 1 : i + 4] if v not in STOPWORDS or is_number(v)), "")
+            if nxt:
+                out.add(key(nxt))
+    return out
+
+
+def _before_against_after(a: Features, b: Features) -> bool:
+    """The same date with "before" on one side and "from" / "after" / "since" on the other."""
+    return bool(_anchors(a, _TIME_BEFORE) & _anchors(b, _TIME_AFTER) - _anchors(b, _TIME_BEFORE))
+
+
 @rule("date")
 def date(a: Features, b: Features) -> bool:
     """Other dates (weekdays, months used as dates, relative days, seasons) or another period ("this
@@ -374,6 +394,8 @@ def date(a: Features, b: Features) -> bool:
     time one side names another way is the same time ("in one evening" / "on the same night")."""
     if set(a.times) - named_times(b) or set(b.times) - named_times(a):
         return True
+    if _both_ways(a, b, _before_against_after):
+        return True  # "before April 2024" / "from April 2024"
     return bool(a.periods and b.periods and set(a.periods) != set(b.periods))
 
 
@@ -458,8 +480,9 @@ def _owner_swap(a: Features, b: Features) -> bool:
 
 def _to_asker(a: Features, b: Features) -> bool:
     """b's asker is given something ("accept tickets a friend transferred to me") where a's asker gives
-    to another person ("transfer my tickets to a friend")."""
-    return _given_to_me(b) and not _given_to_me(a) and any(someone(t) for t in a.targets)
+    to another person ("transfer my tickets to a friend"), or to what gives on b's side ("lend money to
+    my company" / "my company lending money to me")."""
+    return _given_to_me(b) and not _given_to_me(a) and any(someone(t) or t in b.keys for t in a.targets)
 
 
 def _given_to_me(f: Features) -> bool:
@@ -518,7 +541,9 @@ def _role_swap(a: Features, b: Features) -> bool:
     frame gives them roles: "replace butter with oil" / "replace oil with butter", "replace a gas stove
     with an induction hob" / "replace an induction hob with a gas stove", "a landlord sue a tenant" /
     "a tenant sue a landlord". A frame of joiners only ("a hub and a switch") keeps the question."""
-    ka, kb = [key(w) for w in a.content], [key(w) for w in b.content]
+    # an intensifier on one side only changes no role: "download so much faster than upload"
+    ka = [key(w) for w in a.content if w not in _INTENSIFIERS]
+    kb = [key(w) for w in b.content if w not in _INTENSIFIERS]
     swap = _swapped_blocks(ka, kb)
     if swap is None:
         return False
@@ -539,7 +564,7 @@ def _role_swap(a: Features, b: Features) -> bool:
             return None
         _, i, j = min(spans)
         # articles do not count: "fire a contractor" = "fire an employer"
-        return [w for w in f.words[i + 1 : j] if w not in ("a", "an", "the")]
+        return [w for w in f.words[i + 1 : j] if w not in ("a", "an", "the") and w not in _INTENSIFIERS]
 
     fa, fb = frame(a, x[-1], y[0]), frame(b, y[-1], x[0])
     if fa is None or fb is None:
@@ -568,12 +593,15 @@ def _determiner_swap(a: Features, b: Features) -> bool:
 def _subject_object_swap(a: Features, b: Features) -> bool:
     """ "Who influenced Debussy?" / "Who did Debussy influence?": the same words, but an auxiliary
     after the question word makes the name the subject on one side only."""
-    if not (a.words and b.words and a.words[0] in _QUESTION_WORDS and b.words[0] in _QUESTION_WORDS):
+    # the question may follow a shared heading: "rock paper scissors: what does rock beat"
+    qa = next((i for i, w in enumerate(a.words) if w in _QUESTION_WORDS), None)
+    qb = next((i for i, w in enumerate(b.words) if w in _QUESTION_WORDS), None)
+    if qa is None or qb is None or a.words[:qa] != b.words[:qb]:
         return False
     if not _reordered([key(w) for w in a.content], [key(w) for w in b.content]):
         return False
-    aux_a = len(a.words) > 1 and a.words[1] in _QUESTION_AUX
-    aux_b = len(b.words) > 1 and b.words[1] in _QUESTION_AUX
+    aux_a = len(a.words) > qa + 1 and a.words[qa + 1] in _QUESTION_AUX
+    aux_b = len(b.words) > qb + 1 and b.words[qb + 1] in _QUESTION_AUX
     return aux_a != aux_b
 
 
@@ -581,6 +609,8 @@ _QUESTION_WORDS, _QUESTION_AUX = LEX.contexts["question-word"], LEX.contexts["qu
 _WHAT, _POLAR = LEX.contexts["what"], LEX.contexts["polar"]
 _REQUEST_MODALS = frozenset({"can", "could", "would", "will"})
 _TRANSFER = LEX.contexts["transfer"]
+_JOINERS = LEX.contexts["joiner"]
+_INTENSIFIERS = LEX.contexts["intensifier"]
 _OBJECT_FORM = {"i": "me", "we": "us", "he": "him", "they": "them"}
 
 
@@ -673,16 +703,24 @@ def _asker_swap(a: Features, b: Features) -> bool:
 
 
 def _adjacent_swap(a: Features, b: Features) -> bool:
-    """The same words with two neighbouring content words swapped: "feed my dog cat food" / "feed my
-    cat dog food"."""
+    """The same words with two of them swapped: two neighbouring content words ("feed my dog cat food" /
+    "feed my cat dog food"), or two further apart where one is a content word or a negator ("can a
+    creature without wings catch a creature with wings" / "... with wings catch a creature without
+    wings"). Two words joined by "and" / "or" (and articles) swap and keep the question."""
     wa, wb = a.words, b.words
     if len(wa) != len(wb) or wa == wb:
         return False
     diff = [i for i, (x, y) in enumerate(zip(wa, wb, strict=True)) if x != y]
-    if len(diff) != 2 or diff[1] != diff[0] + 1:
+    if len(diff) != 2:
         return False
     i, j = diff
-    return wa[i] == wb[j] and wa[j] == wb[i] and wa[i] not in STOPWORDS and wa[j] not in STOPWORDS
+    if not (wa[i] == wb[j] and wa[j] == wb[i]):
+        return False
+    if j == i + 1:
+        return wa[i] not in STOPWORDS and wa[j] not in STOPWORDS
+    if all(w in _JOINERS for w in wa[i + 1 : j]):
+        return False
+    return any(w not in STOPWORDS or w in LEX.negators for w in (wa[i], wa[j]))
 
 
 @rule("direction")
@@ -774,11 +812,25 @@ def _qualifies_shared(entity: str, f: Features, other: Features) -> bool:
     )
 
 
+_VARIANT = LEX.contexts["variant"]
+
+
+def _variant_named(a: Features, b: Features) -> bool:
+    """a picks a variant of a thing b names plainly: "an improved clinch knot" / "a clinch knot"."""
+    return any(
+        v in _VARIANT and v not in b.words and key(n) in b.keys and n not in STOPWORDS
+        for v, n in itertools.pairwise(a.words)
+    )
+
+
 @rule("entity")
 def entity(a: Features, b: Features) -> bool:
     """A name on one side (a proper noun, an acronym, a versioned token such as v2 or 7B) that the
     other side does not have, compared without case, possessive or plural (GPU's = GPUs = gpu); a
-    maker's name before a product both name is no other name ("Microsoft Word" / "Word")."""
+    maker's name before a product both name is no other name ("Microsoft Word" / "Word"); a word that
+    picks a variant ("improved", "legacy") before a thing both name is another thing."""
+    if _both_ways(a, b, _variant_named):
+        return True
     missing_b = [e for e in a.entities if not _entity_present(e, b)]
     missing_a = [e for e in b.entities if not _entity_present(e, a)]
     # a maker named on one side only; a maker on each side is another product ("Google Maps" / "Apple Maps")
