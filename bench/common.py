@@ -110,6 +110,10 @@ BENCH_DATA_SETS = (
     "boardgames",
     "tax",
     "networking",
+    "skiing",
+    "interiors",
+    "dental",
+    "genealogy",
 )
 
 QUICK = Sizes(

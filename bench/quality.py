@@ -6,11 +6,11 @@ civic, health, leisure, office, study, gadgets, nature, travel, food, motoring, 
 fitness, money, coding, diy, education, legal, science, sports, careers, music, garden, photo,
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
-astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking). Each is split
-into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
-copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
-tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
-holdout half.
+astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
+interiors, dental, genealogy). Each is split into a tune and a holdout half by the rule of
+`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -202,6 +202,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "tax.jsonl"], "--pairs bench/data/tax.jsonl"),
         PairSet("networking", "home Wi-Fi and routers, mesh, VPNs, NAS, DNS, broadband (bench/data)",
                 True, False, lambda: [DATA / "networking.jsonl"], "--pairs bench/data/networking.jsonl"),
+        PairSet("skiing", "skiing and snowboarding, gear and sizing, resorts, avalanche safety (bench/data)",
+                True, False, lambda: [DATA / "skiing.jsonl"], "--pairs bench/data/skiing.jsonl"),
+        PairSet("interiors", "paint and colour, lighting, furniture layout, styles, storage (bench/data)",
+                True, False, lambda: [DATA / "interiors.jsonl"], "--pairs bench/data/interiors.jsonl"),
+        PairSet("dental", "brushing, fillings, braces, whitening, gum disease, dental costs (bench/data)",
+                True, False, lambda: [DATA / "dental.jsonl"], "--pairs bench/data/dental.jsonl"),
+        PairSet("genealogy", "family trees, census and civil records, DNA tests, archives (bench/data)",
+                True, False, lambda: [DATA / "genealogy.jsonl"], "--pairs bench/data/genealogy.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
