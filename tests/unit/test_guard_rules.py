@@ -124,6 +124,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # two words swapped, a word on one side only left out
+        ("Can I use alpine climbing skins on touring skis?", "Can I use touring skins on alpine skis?"),
         # subject and object swapped after a shared heading
         ("card game trivia: what does a queen beat?", "card game trivia: what beats a queen?"),
         # two words swapped far apart, one of them a negator
@@ -244,6 +246,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        # a paragraph against a full piece ("one-paragraph" is fused like "one-off")
+        ("Write a one-paragraph bio for my website", "Write a full bio for my website"),
         (
             "Give me a two-line summary of how to descale a kettle",
             "Give me a detailed guide to descaling a kettle",
@@ -611,6 +615,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I lower my ukulele's action?", "how do you lower the string height on ukuleles"),
     ],
     "direction": [
+        # the same way between two places, written in the other order
+        (
+            "How do I get to Cardiff from Bristol airport?",
+            "what buses are there from Bristol airport to Cardiff?",
+        ),
         # who gets the photos is the same person both ways
         ("How do I send photos from my phone to my mum?", "how do I send my mum photos from my phone"),
         # someone the thing is for is no swap
@@ -641,6 +650,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Where can I see my son's school report?", "where can i see my sons school report"),
     ],
     "entity": [
+        # the words an acronym of the other side shortens
+        ("How do I renew my Global Health Insurance Card?", "how do i renew my GHIC"),
         # the maker named on one side only
         (
             "How do I insert a table of contents in Word?",
@@ -761,6 +772,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Does my warranty cover everything?", "Is everything covered by my warranty?"),
     ],
     "edit": [
+        # British and American spellings; a number as a Roman numeral
+        ("how do I make a cosy reading nook", "How do I make a cozy reading nook?"),
+        ("Where can I find WW2 ration books?", "Where can I find WWII ration books?"),
         # one slip of the finger in a name the dictionary lacks; a preamble before the question
         ("how do i install kubernetes on ubuntu", "how do i install kubernets on ubuntu"),
         ("Sorry to bother you, but how do I renew a library card?", "How do I renew a library card?"),

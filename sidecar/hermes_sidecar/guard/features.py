@@ -280,6 +280,7 @@ _QUANTIFIER_COMPOUND = re.compile(
 _LETTER_CODE = re.compile(r"\b([A-Za-z])-(\d+[A-Za-z]?)\b")
 # "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
+_DEGREE_SIGN = re.compile(r"\s?°(?![CFcf]\b)")
 # "NexStar+", "Disney+": a plus fused to a name is part of the name, a model of its own
 _PLUS_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)\+(?![\w+])")
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
@@ -1024,6 +1025,7 @@ def features(text: str) -> Features:
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
+    text = _DEGREE_SIGN.sub(" degrees", text)  # "a 35° slope"; "35°C" keeps its scale
     text = _QUANTIFIER_COMPOUND.sub(lambda m: m.group(0).replace("-", ""), text)  # "catch-all" is one word
     raw = _RAW_TOKEN.findall(text.replace("\n", ". "))  # a new line starts a sentence
     words = [norm_word(w) for w in WORD.findall(text.replace("-", " ").replace("/", " "))]

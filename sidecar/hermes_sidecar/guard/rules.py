@@ -416,13 +416,22 @@ def _order_flip(a: Features, b: Features) -> bool:
     def between(f: Features, i: int, j: int) -> set[str]:
         return set(f.words[min(i, j) + 1 : max(i, j)])
 
+    def same_way(x: str, y: str) -> bool:
+        """Both sides move between x and y the same way, only written in another order: "get to Val
+        Thorens from Geneva" / "from Geneva to Val Thorens"."""
+        kx, ky = key(re.split(r"[-./ ]+", x)[0]), key(re.split(r"[-./ ]+", y)[0])
+        return any(
+            ({kx, ky} <= (src | dst)) and not {kx, ky} <= src and not {kx, ky} <= dst
+            for src, dst in set(a.transfer_sides) & set(b.transfer_sides)
+        )
+
     for i, x in enumerate(shared):
         for y in shared[i + 1 :]:
             ax, ay, bx, by = pos(a, x), pos(a, y), pos(b, x), pos(b, y)
             # the direction word joins the two names on one side at least ("PLA to PETG"); a "for"
             # elsewhere ("PLA and PETG for parts") gives them no roles
             swapped = min(ax, ay, bx, by) >= 0 and (ax < ay) != (bx < by)
-            if swapped and directional & (between(a, ax, ay) | between(b, bx, by)):
+            if swapped and directional & (between(a, ax, ay) | between(b, bx, by)) and not same_way(x, y):
                 return True
     return False
 
@@ -706,8 +715,16 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
     """The same words with two of them swapped: two neighbouring content words ("feed my dog cat food" /
     "feed my cat dog food"), or two further apart where one is a content word or a negator ("can a
     creature without wings catch a creature with wings" / "... with wings catch a creature without
-    wings"). Two words joined by "and" / "or" (and articles) swap and keep the question."""
+    wings"), a word or two on one side only left out. Two words joined by "and" / "or" (and articles)
+    swap and keep the question."""
     wa, wb = a.words, b.words
+    if len(wa) != len(wb):
+        # a word or two more on one side, the rest the same words: "alpine ski boots in touring
+        # bindings" / "touring boots in alpine bindings"
+        only_a, only_b = set(wa) - set(wb), set(wb) - set(wa)
+        if len(only_a) > 2 or len(only_b) > 2:
+            return False
+        wa, wb = tuple(w for w in wa if w not in only_a), tuple(w for w in wb if w not in only_b)
     if len(wa) != len(wb) or wa == wb:
         return False
     diff = [i for i, (x, y) in enumerate(zip(wa, wb, strict=True)) if x != y]
@@ -782,6 +799,30 @@ def _numeronym(entity: str, words: set[str]) -> bool:
     return any(len(w) == count + 2 and w[0] == first and w[-1] == last for w in words)
 
 
+def _acronym_words(f: Features, other: Features) -> set[str]:
+    """The words of f that the other side's acronyms shorten: "Family Tree Maker" against "FTM"."""
+    initials = [_DIGITS.get(w, w[:1]) for w in f.spelled]
+    out: set[str] = set()
+    for o in other.entities:
+        n = len(o)
+        if 2 <= n <= 6 and o.isalnum():
+            for i in range(len(initials) - n + 1):
+                if "".join(initials[i : i + n]) == o:
+                    out.update(f.spelled[i : i + n])
+    return out
+
+
+_ROMAN_NUMERALS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+
+
+def _roman_for_number(entity: str) -> set[str]:
+    """A name ending in a number from 1 to 10, written with a Roman numeral instead: "ww1" -> wwi."""
+    m = re.fullmatch(r"([a-z]+)(\d+)", entity)
+    if not m or not 1 <= int(m.group(2)) <= len(_ROMAN_NUMERALS):
+        return set()
+    return {m.group(1) + _ROMAN_NUMERALS[int(m.group(2)) - 1]}
+
+
 def _entity_present(entity: str, other: Features) -> bool:
     # Stricter than a typo match of ordinary words: Austria is not Australia.
     words = set(other.words) | set(other.keys) | set(other.entities)
@@ -793,6 +834,8 @@ def _entity_present(entity: str, other: Features) -> bool:
         return True  # "England" / "English", "the UK" / "Britain"
     if any(x + y == entity for x, y in itertools.pairwise(other.words)):
         return True  # written apart: "4-stroke" / "4 stroke", "WiFi" / "wi fi"
+    if _roman_for_number(entity) & words or any(entity in _roman_for_number(o) for o in other.entities):
+        return True  # "WW1" / "WWI"
     parts = [p for p in re.split(r"[-./ ]+", entity) if p]
     return all(
         p in words
@@ -831,8 +874,8 @@ def entity(a: Features, b: Features) -> bool:
     picks a variant ("improved", "legacy") before a thing both name is another thing."""
     if _both_ways(a, b, _variant_named):
         return True
-    missing_b = [e for e in a.entities if not _entity_present(e, b)]
-    missing_a = [e for e in b.entities if not _entity_present(e, a)]
+    missing_b = [e for e in a.entities if not _entity_present(e, b) and e not in _acronym_words(a, b)]
+    missing_a = [e for e in b.entities if not _entity_present(e, a) and e not in _acronym_words(b, a)]
     # a maker named on one side only; a maker on each side is another product ("Google Maps" / "Apple Maps")
     if not missing_a and all(_qualifies_shared(e, a, b) for e in missing_b):
         missing_b = []
@@ -1229,6 +1272,7 @@ _AMERICAN = tuple(
         (r"(?<=[a-z]{3})is(e|es|ed|ing|ation|ations)$", r"iz\1"),
         (r"ogue(s?)$", r"og\1"),
         (r"(?<=[a-z])ae(?=[a-z])", "e"),
+        (r"(?<=[a-z]{2})s(y|ier|iest|iness)$", r"z\1"),  # cosy / cozy
     )
 )
 
@@ -1244,6 +1288,8 @@ def _similar_word(a: str, b: str) -> bool:
     """Spelling variant, inflection or derivation of the same word."""
     if a == b or key(a) == key(b) or _numeronym(a, {b}) or _numeronym(b, {a}) or lemmas(a) & lemmas(b):
         return True
+    if b in _roman_for_number(a) or a in _roman_for_number(b):
+        return True  # "ww1" / "wwi"
     if len(a) >= 4 and len(b) >= 4 and _american(a) == _american(b):
         return True
     if len(a) >= 4 and len(b) >= 4 and (a.startswith(b) or b.startswith(a)):
