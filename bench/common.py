@@ -114,6 +114,10 @@ BENCH_DATA_SETS = (
     "interiors",
     "dental",
     "genealogy",
+    "sewing",
+    "campervans",
+    "baking",
+    "birdwatching",
 )
 
 QUICK = Sizes(

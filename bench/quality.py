@@ -7,10 +7,10 @@ fitness, money, coding, diy, education, legal, science, sports, careers, music, 
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
-interiors, dental, genealogy). Each is split into a tune and a holdout half by the rule of
-`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+interiors, dental, genealogy, sewing, campervans, baking, birdwatching). Each is split into a tune
+and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
+byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
+the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -210,6 +210,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "dental.jsonl"], "--pairs bench/data/dental.jsonl"),
         PairSet("genealogy", "family trees, census and civil records, DNA tests, archives (bench/data)",
                 True, False, lambda: [DATA / "genealogy.jsonl"], "--pairs bench/data/genealogy.jsonl"),
+        PairSet("sewing", "sewing machines, patterns, fabric, alterations, quilting, mending (bench/data)",
+                True, False, lambda: [DATA / "sewing.jsonl"], "--pairs bench/data/sewing.jsonl"),
+        PairSet("campervans", "campervans and motorhomes, conversions, power, campsites, licences (bench/data)",
+                True, False, lambda: [DATA / "campervans.jsonl"], "--pairs bench/data/campervans.jsonl"),
+        PairSet("baking", "bread, cakes, pastry, ovens, yeast, substitutions, tins and sizes (bench/data)",
+                True, False, lambda: [DATA / "baking.jsonl"], "--pairs bench/data/baking.jsonl"),
+        PairSet("birdwatching", "garden birds, binoculars, feeders, song, migration, birding (bench/data)",
+                True, False, lambda: [DATA / "birdwatching.jsonl"], "--pairs bench/data/birdwatching.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

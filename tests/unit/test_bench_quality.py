@@ -115,6 +115,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "interiors": 216,
         "dental": 216,
         "genealogy": 216,
+        "sewing": 216,
+        "campervans": 216,
+        "baking": 216,
+        "birdwatching": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
