@@ -212,7 +212,7 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "genealogy.jsonl"], "--pairs bench/data/genealogy.jsonl"),
         PairSet("sewing", "sewing machines, patterns, fabric, alterations, quilting, mending (bench/data)",
                 True, False, lambda: [DATA / "sewing.jsonl"], "--pairs bench/data/sewing.jsonl"),
-        PairSet("campervans", "campervans and motorhomes, conversions, power, campsites, licences (bench/data)",
+        PairSet("campervans", "campervans and motorhomes, conversions, power, campsites (bench/data)",
                 True, False, lambda: [DATA / "campervans.jsonl"], "--pairs bench/data/campervans.jsonl"),
         PairSet("baking", "bread, cakes, pastry, ovens, yeast, substitutions, tins and sizes (bench/data)",
                 True, False, lambda: [DATA / "baking.jsonl"], "--pairs bench/data/baking.jsonl"),
