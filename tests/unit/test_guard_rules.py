@@ -53,6 +53,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("When is rush hour for buses out of Manchester?", "When is rush hour for buses into Manchester?"),
     ],
     "number": [
+        # one noun counted by another multiplier word
+        (
+            "How much batter do I need for a single-layer cake?",
+            "How much batter do I need for a double-layer cake?",
+        ),
         # a share against an amount of money
         ("A $50 coat with a 10% discount: what do I pay?", "A $50 coat with a $10 discount: what do I pay?"),
         ("How many calories do 1,000 steps burn?", "How many calories do 10,000 steps burn?"),
@@ -246,6 +251,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
     ],
     "scope": [
+        (
+            "Rough estimate: how much does a loft conversion cost?",
+            "Itemised cost breakdown for a loft conversion?",
+        ),
         # a paragraph against a full piece ("one-paragraph" is fused like "one-off")
         ("Write a one-paragraph bio for my website", "Write a full bio for my website"),
         (

@@ -341,6 +341,19 @@ def _asked_units(f: Features) -> set[tuple[str, float]]:
     return {LEX.units[w] for w in _after_how_many(f) if w in LEX.units and w not in LEX.ambiguous}
 
 
+def _multiplied(f: Features) -> dict[str, float]:
+    """The nouns f counts with a weak number word ("one", "half", "single", "double"): "single crust" ->
+    {crust: 1}."""
+    return {
+        key(n): LEX.numbers[w]
+        for w, n in itertools.pairwise(f.words)
+        if w in _MULTIPLIERS and n not in STOPWORDS and n.isalpha()
+    }
+
+
+_MULTIPLIERS = frozenset({"one", "half", "single", "double"}) & frozenset(LEX.weak_numbers)
+
+
 @rule("number")
 def number(a: Features, b: Features) -> bool:
     """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
@@ -360,6 +373,10 @@ def number(a: Features, b: Features) -> bool:
     asked_a, asked_b = _asked_units(a), _asked_units(b)
     if asked_a and asked_b and not asked_a & asked_b:
         return True  # "how many hours a week" / "how many days a week"
+    # one noun counted by another multiplier word: "a single-crust pie" / "a double-crust pie"
+    times_b = _multiplied(b)
+    if any(noun in times_b and times_b[noun] != value for noun, value in _multiplied(a).items()):
+        return True
     # one noun numbered differently: "the first act" / "the second act", "First Amendment" / "Second"
     nth_b = dict(b.ordinals)
     return any(noun in nth_b and nth_b[noun] != value for noun, value in a.ordinals)
