@@ -280,6 +280,7 @@ _QUANTIFIER_COMPOUND = re.compile(
 _LETTER_CODE = re.compile(r"\b([A-Za-z])-(\d+[A-Za-z]?)\b")
 # "401(k)", "403(b)", "529(c)": a number with a letter in brackets is a name, written "401k" as often
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
+# "a 35° slope": a degree sign alone is degrees ("35°C" keeps its scale)
 _DEGREE_SIGN = re.compile(r"\s?°(?![CFcf]\b)")
 # "NexStar+", "Disney+": a plus fused to a name is part of the name, a model of its own
 _PLUS_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)\+(?![\w+])")

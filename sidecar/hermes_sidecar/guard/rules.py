@@ -252,10 +252,13 @@ def _fused_elsewhere(mine: Features, other: Features) -> Counter[str]:
     """mine's bare numbers that the other side writes fused to the word next to them: "a 4 stroke
     outboard" / "a 4-stroke outboard" (a number hyphenated to a word is part of a name there), "cat 6"
     / "Cat6"."""
+    bare = Counter(q[2] for q in mine.quantities if not q[1])
+    if not bare:
+        return bare
     theirs = set(other.words)
     fused = [n for n, w in itertools.pairwise(mine.words) if is_number(n) and n + w in theirs]
     fused += [n for w, n in itertools.pairwise(mine.words) if is_number(n) and w + n in theirs]  # "cat 6"
-    return Counter(fused) & Counter(q[2] for q in mine.quantities if not q[1])
+    return Counter(fused) & bare
 
 
 def same_quantities(a: Features, b: Features) -> bool:
@@ -477,8 +480,8 @@ def _sides_flip(a: Features, b: Features) -> bool:
 
 
 def _target_moved(a: Features, b: Features) -> bool:
-    """Each side's one destination stands elsewhere in the other: "convert 1800 Zulu to local time in
-    New York" / "convert 1800 local New York time in summer to Zulu"."""
+    """Each side's one destination stands before the other's "to": "convert 0600 Zulu to local time in
+    Chicago in winter" / "convert 0600 local Chicago time in winter to Zulu"."""
     if len(a.targets) != 1 or len(b.targets) != 1 or a.targets == b.targets:
         return False
     return a.targets[0] in _before_transfer(b) and b.targets[0] in _before_transfer(a)
@@ -891,8 +894,12 @@ def entity(a: Features, b: Features) -> bool:
     picks a variant ("improved", "legacy") before a thing both name is another thing."""
     if _both_ways(a, b, _variant_named):
         return True
-    missing_b = [e for e in a.entities if not _entity_present(e, b) and e not in _acronym_words(a, b)]
-    missing_a = [e for e in b.entities if not _entity_present(e, a) and e not in _acronym_words(b, a)]
+    missing_b = [e for e in a.entities if not _entity_present(e, b)]
+    missing_a = [e for e in b.entities if not _entity_present(e, a)]
+    if missing_b and b.entities:  # words an acronym of the other side shortens: "Family Tree Maker" / "FTM"
+        missing_b = [e for e in missing_b if e not in _acronym_words(a, b)]
+    if missing_a and a.entities:
+        missing_a = [e for e in missing_a if e not in _acronym_words(b, a)]
     # a maker named on one side only; a maker on each side is another product ("Google Maps" / "Apple Maps")
     if not missing_a and all(_qualifies_shared(e, a, b) for e in missing_b):
         missing_b = []
@@ -1135,13 +1142,17 @@ def _item_joined(a: Features, b: Features) -> bool:
     """b joins one more item to a word of a with "and" / "or", and changes nothing else: "the solar
     eclipses in 2026" / "all the eclipses in 2026, solar and lunar", "lock a road bike" / "lock a road
     or mountain bike". The answer covers both where a asks about one."""
+    joined = [
+        y
+        for x, j, y in zip(b.words, b.words[1:], b.words[2:], strict=False)
+        if j in ("and", "or") and x not in STOPWORDS and key(x) in a.keys and key(y) not in a.keys
+    ]
+    if not joined:  # the cheap test first: the word matching below is the costly part
+        return False
     added = _unmatched((w for w in b.content if qualifier_word(w)), a)
     if len(added) != 1 or _unmatched((w for w in a.content if qualifier_word(w)), b):
         return False
-    return any(
-        j in ("and", "or") and y in added and x not in STOPWORDS and key(x) in a.keys
-        for x, j, y in zip(b.words, b.words[1:], b.words[2:], strict=False)
-    )
+    return any(y in added for y in joined)
 
 
 def _total_vs_share(a: Features, b: Features) -> bool:
