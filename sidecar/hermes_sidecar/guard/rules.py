@@ -603,7 +603,7 @@ def _role_swap(a: Features, b: Features) -> bool:
         # are the signs?" / "what are the signs of an ear infection in a toddler"
     if fa != fb:  # "the disease given a positive test" / "a positive test given I have the disease"
         fa, fb = [w for w in fa if w not in STOPWORDS], [w for w in fb if w not in STOPWORDS]
-    return bool(fa) and fa == fb and bool(set(fa) - LEX.contexts["joiner"])
+    return bool(fa) and fa == fb and bool(set(fa) - _JOINERS)
 
 
 _OTHER_OWNER = LEX.contexts["other-owner"]
@@ -789,13 +789,18 @@ def direction(a: Features, b: Features) -> bool:
 _DIGITS = {w: str(int(v)) for w, v in LEX.numbers.items() if 1 <= v < 10 and v == int(v)}
 
 
-def _spelled_out(acronym: str, words: tuple[str, ...]) -> bool:
-    """An acronym written out: "2FA" = "two-factor authentication", "GP" = "general practitioner"."""
+def _spelled_out_spans(acronym: str, words: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The runs of words that write an acronym out: "2FA" -> ("two", "factor", "authentication")."""
     n = len(acronym)
     if not 2 <= n <= 6 or not acronym.isalnum():
-        return False
+        return []
     initials = [_DIGITS.get(w, w[:1]) for w in words]
-    return any("".join(initials[i : i + n]) == acronym for i in range(len(initials) - n + 1))
+    return [words[i : i + n] for i in range(len(initials) - n + 1) if "".join(initials[i : i + n]) == acronym]
+
+
+def _spelled_out(acronym: str, words: tuple[str, ...]) -> bool:
+    """An acronym written out: "2FA" = "two-factor authentication", "GP" = "general practitioner"."""
+    return bool(_spelled_out_spans(acronym, words))
 
 
 def _shortened(abbr: str, words: Iterable[str]) -> bool:
@@ -821,15 +826,7 @@ def _numeronym(entity: str, words: set[str]) -> bool:
 
 def _acronym_words(f: Features, other: Features) -> set[str]:
     """The words of f that the other side's acronyms shorten: "Family Tree Maker" against "FTM"."""
-    initials = [_DIGITS.get(w, w[:1]) for w in f.spelled]
-    out: set[str] = set()
-    for o in other.entities:
-        n = len(o)
-        if 2 <= n <= 6 and o.isalnum():
-            for i in range(len(initials) - n + 1):
-                if "".join(initials[i : i + n]) == o:
-                    out.update(f.spelled[i : i + n])
-    return out
+    return {w for o in other.entities for span in _spelled_out_spans(o, f.spelled) for w in span}
 
 
 _ROMAN_NUMERALS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
