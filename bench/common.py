@@ -118,6 +118,10 @@ BENCH_DATA_SETS = (
     "campervans",
     "baking",
     "birdwatching",
+    "equestrian",
+    "pools",
+    "podcasting",
+    "watches",
 )
 
 QUICK = Sizes(

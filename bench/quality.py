@@ -7,10 +7,11 @@ fitness, money, coding, diy, education, legal, science, sports, careers, music, 
 gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, crafts, weather,
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
-interiors, dental, genealogy, sewing, campervans, baking, birdwatching). Each is split into a tune
-and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
-byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
-the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
+podcasting, watches). Each is split into a tune and a holdout half by the rule of `hermes-sidecar
+evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure the report
+quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune half" rows,
+which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -218,6 +219,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "baking.jsonl"], "--pairs bench/data/baking.jsonl"),
         PairSet("birdwatching", "garden birds, binoculars, feeders, song, migration, birding (bench/data)",
                 True, False, lambda: [DATA / "birdwatching.jsonl"], "--pairs bench/data/birdwatching.jsonl"),
+        PairSet("equestrian", "horses and riding, care, tack, livery, vets, competing (bench/data)",
+                True, False, lambda: [DATA / "equestrian.jsonl"], "--pairs bench/data/equestrian.jsonl"),
+        PairSet("pools", "swimming pools and hot tubs, chemistry, pumps, heating (bench/data)",
+                True, False, lambda: [DATA / "pools.jsonl"], "--pairs bench/data/pools.jsonl"),
+        PairSet("podcasting", "podcasting, microphones, editing, hosting, audience (bench/data)",
+                True, False, lambda: [DATA / "podcasting.jsonl"], "--pairs bench/data/podcasting.jsonl"),
+        PairSet("watches", "watches and jewellery, movements, metals, gems, sizing (bench/data)",
+                True, False, lambda: [DATA / "watches.jsonl"], "--pairs bench/data/watches.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

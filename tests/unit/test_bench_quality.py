@@ -119,6 +119,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "campervans": 216,
         "baking": 216,
         "birdwatching": 216,
+        "equestrian": 216,
+        "pools": 216,
+        "podcasting": 216,
+        "watches": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
