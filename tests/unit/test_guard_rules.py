@@ -51,9 +51,22 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # both sides say something was not done, but not the same thing
         ("What if I didn't receive the parcel I ordered?", "What if I received a parcel I didn't order?"),
         ("When is rush hour for buses out of Manchester?", "When is rush hour for buses into Manchester?"),
+        # the same thing in the other state after a copula
+        (
+            "Why does the oven fan keep running when the oven is on?",
+            "Why does the oven fan keep running when the oven is off?",
+        ),
     ],
     "number": [
         # one noun counted by another multiplier word
+        ("How long should I roast a half chicken?", "How long should I roast a whole chicken?"),
+        # the unit a rate is per
+        (
+            "What will a 2 hour session cost at £40 per studio hour?",
+            "What will a 2 hour session cost at £40 per studio minute?",
+        ),
+        # a boundary: a letter fused to a number that the other side writes as a word it also has
+        ("Is the Kestrel 3 ice axe good for beginners?", "Is the Kestrel 3i ice axe good for beginners?"),
         (
             "How much batter do I need for a single-layer cake?",
             "How much batter do I need for a double-layer cake?",
@@ -417,6 +430,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # everything against one thing named in its place
         ("Does my home insurance cover everything?", "Does my home insurance cover the garden shed?"),
         ("Name the layers of the OSI model", "draw an ascii diagram of the layers of the OSI model"),
+        # one member named as one against the same noun in the plural
+        (
+            "What's the single most useful setting to change on a new router?",
+            "What settings should I change on a new router?",
+        ),
+        # "brief" against a full guide
+        ("Explain compound interest, brief version", "Explain compound interest with a full worked example"),
     ],
     "edit": [
         # a second question joined on with "and": the asker wants more than the name
@@ -594,6 +614,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
         # a letter hyphenated to a number is the code written fused
         ("What is an F-1 visa?", "explain the f1 visa"),
+        # a letter fused to a number abbreviates the word the other side writes after it
+        ("Is 9k gold good for an engagement ring?", "is 9 karat gold ok for an engagement ring"),
     ],
     "date": [
         # overnight is at night
@@ -779,6 +801,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("When does the next solar eclipse happen?", "when does the next solar eclipse happen, just curious"),
         # a boundary: everything on both sides
         ("Does my warranty cover everything?", "Is everything covered by my warranty?"),
+        # "all round" says where, not how many
+        ("Why are there lights all round the runway?", "what are the lights around a runway for"),
+        # a boundary: the same state on both sides
+        ("Why does my fan run when the heater is on?", "why does the fan run while the heater is on"),
     ],
     "edit": [
         # British and American spellings; a number as a Roman numeral

@@ -607,6 +607,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
         if cls == "universal" and tuple(words[i + 1 : i + 3]) in _IDIOM_PHRASES:
             continue  # "all the way around the quilt", "all at once": how far or when, not a set
+        if w == "all" and nxt in ("round", "around"):
+            continue  # "letters all round the arena": where, not a set
         if w == "one" and i and LEX.quantifiers.get(words[i - 1]) == "universal":
             continue  # the "one" of "each one"
         if cls == "universal" and (

@@ -176,10 +176,27 @@ def _antonym(a: Features, b: Features) -> bool:
     return False
 
 
+_STATE_VERBS = LEX.contexts["state-verb"]
+
+
+def _particles(f: Features) -> set[tuple[str, str]]:
+    """(verb, particle) pairs: "log on" -> (log, on); a state after a copula takes the word before it,
+    "the heater is on" -> (heater, on)."""
+    out = set()
+    for i, (v, p) in enumerate(itertools.pairwise(f.words)):
+        if p not in LEX.particles:
+            continue
+        if v in _STATE_VERBS and i and f.words[i - 1] not in STOPWORDS:
+            out.add((f.words[i - 1], p))
+        elif v not in STOPWORDS:
+            out.add((v, p))
+    return out
+
+
 def _particle_flip(a: Features, b: Features) -> bool:
-    """The same phrasal verb with the opposite particle: "opt in" / "opt out", "log on" / "log off"."""
-    pa = {(v, p) for v, p in itertools.pairwise(a.words) if p in LEX.particles and v not in STOPWORDS}
-    pb = {(v, p) for v, p in itertools.pairwise(b.words) if p in LEX.particles and v not in STOPWORDS}
+    """The same phrasal verb with the opposite particle: "opt in" / "opt out", "log on" / "log off"; the
+    same thing in the opposite state: "when the heater is on" / "... is off"."""
+    pa, pb = _particles(a), _particles(b)
     return any((v, LEX.particles[p]) in pb and (v, p) not in pb for v, p in pa) or any(
         (v, LEX.particles[p]) in pa and (v, p) not in pa for v, p in pb
     )
@@ -291,9 +308,35 @@ def same_quantities(a: Features, b: Features) -> bool:
     ):
         return False
     return all(
-        va == vb and (ua == ub or (not ua and _droppable(ub, b, a)) or (not ub and _droppable(ua, a, b)))
+        va == vb
+        and (
+            ua == ub
+            or (not ua and (_droppable(ub, b, a) or _spelled_unit(vb, ub, b, a)))
+            or (not ub and (_droppable(ua, a, b) or _spelled_unit(va, ua, a, b)))
+        )
         for (va, ua, _), (vb, ub, _) in zip(a.quantities, b.quantities, strict=True)
     )
+
+
+def _spelled_unit(value: float, unit: str, mine: Features, other: Features) -> bool:
+    """The other side writes the number with a word the fused letter abbreviates, a word mine does not
+    have: "14k gold" / "14 karat gold" (but not "QuickFish 3i ice shelter" / "QuickFish 3 ice ...")."""
+    return any(
+        n[:1].isdigit()
+        and _float(n) == value
+        and len(w) > len(unit)
+        and w.startswith(unit)
+        and w.isalpha()
+        and w not in mine.words
+        for n, w in itertools.pairwise(other.words)
+    )
+
+
+def _float(n: str) -> float | None:
+    try:
+        return float(n.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def _droppable(unit: str, f: Features, other: Features) -> bool:
@@ -339,22 +382,40 @@ def _after_how_many(f: Features) -> list[str]:
     return [w[i + 2] for i in range(len(w) - 2) if w[i] == "how" and w[i + 1] in ("many", "much")]
 
 
+def _per(f: Features) -> set[tuple[str, float]]:
+    """The units a rate is per: the first unit or duration within two words after "per" ("per audio
+    hour" -> hour)."""
+    out = set()
+    for i, w in enumerate(f.words):
+        if w != "per":
+            continue
+        unit = next((LEX.units[n] for n in f.words[i + 1 : i + 3] if n in LEX.units), None)
+        if unit is not None:
+            out.add(unit)
+    return out
+
+
 def _asked_units(f: Features) -> set[tuple[str, float]]:
     """The units a "how many" / "how much" question counts in: "how many hours a week" -> hours."""
     return {LEX.units[w] for w in _after_how_many(f) if w in LEX.units and w not in LEX.ambiguous}
 
 
 def _multiplied(f: Features) -> dict[str, float]:
-    """The nouns f counts with a weak number word ("one", "half", "single", "double"): "single crust" ->
-    {crust: 1}."""
+    """The nouns f counts with a weak number word ("one", "half", "single", "double", "full", "whole"):
+    "single crust" -> {crust: 1}."""
     return {
-        key(n): LEX.numbers[w]
+        key(n): _MULTIPLIERS[w]
         for w, n in itertools.pairwise(f.words)
         if w in _MULTIPLIERS and n not in STOPWORDS and n.isalpha()
     }
 
 
-_MULTIPLIERS = frozenset({"one", "half", "single", "double"}) & frozenset(LEX.weak_numbers)
+# "full" and "whole" count one of a thing against "half" of it: "a half sovereign" / "a full sovereign"
+_MULTIPLIERS: dict[str, float] = {
+    **{w: LEX.numbers[w] for w in ("one", "half", "single", "double") if w in LEX.weak_numbers},
+    "full": 1.0,
+    "whole": 1.0,
+}
 
 
 @rule("number")
@@ -376,6 +437,9 @@ def number(a: Features, b: Features) -> bool:
     asked_a, asked_b = _asked_units(a), _asked_units(b)
     if asked_a and asked_b and not asked_a & asked_b:
         return True  # "how many hours a week" / "how many days a week"
+    per_a, per_b = _per(a), _per(b)
+    if per_a and per_b and not per_a & per_b:
+        return True  # "$1.25 per audio hour" / "$1.25 per audio minute"
     # one noun counted by another multiplier word: "a single-crust pie" / "a double-crust pie"
     times_b = _multiplied(b)
     if any(noun in times_b and times_b[noun] != value for noun, value in _multiplied(a).items()):
@@ -1091,6 +1155,16 @@ def _one_against_any(a: Features, b: Features) -> bool:
     )
 
 
+def _one_against_many(a: Features, b: Features) -> bool:
+    """One member named as one on a's side, the same noun in the plural on b's with no pick: "the
+    single most important metric to track" / "what metrics should I track"."""
+    single = {n for c, n in a.quantified if c == "single"} - {""}
+    single -= {key(w) for w in a.content if plural(w)}  # "my final wages": one pick of a plural
+    if not single or any(c == "single" for c, _ in b.quantified):
+        return False
+    return any(plural(w) and key(w) in single for w in b.content)
+
+
 def _all_against_some(a: Features, b: Features) -> bool:
     """a: every member of a set, b: some of the same set. "Are all mushrooms with gills poisonous?" /
     "Are some mushrooms with gills poisonous?"."""
@@ -1249,6 +1323,8 @@ def scope(a: Features, b: Features) -> bool:
     if _both_ways(a, b, _total_vs_named_part) or _both_ways(a, b, _member_asked):
         return True
     if _both_ways(a, b, _everything_for_member) or _both_ways(a, b, _one_against_any):
+        return True
+    if _both_ways(a, b, _one_against_many):
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
