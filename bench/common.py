@@ -122,6 +122,10 @@ BENCH_DATA_SETS = (
     "pools",
     "podcasting",
     "watches",
+    "charities",
+    "art",
+    "homesecurity",
+    "models",
 )
 
 QUICK = Sizes(

@@ -8,10 +8,10 @@ gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, 
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
-podcasting, watches). Each is split into a tune and a holdout half by the rule of `hermes-sidecar
-evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure the report
-quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune half" rows,
-which are then scored on the holdout half.
+podcasting, watches, charities, art, homesecurity, models). Each is split into a tune and a holdout
+half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
+sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
+"threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -227,6 +227,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "podcasting.jsonl"], "--pairs bench/data/podcasting.jsonl"),
         PairSet("watches", "watches and jewellery, movements, metals, gems, sizing (bench/data)",
                 True, False, lambda: [DATA / "watches.jsonl"], "--pairs bench/data/watches.jsonl"),
+        PairSet("charities", "volunteering and charities, donations, Gift Aid, trustees (bench/data)",
+                True, False, lambda: [DATA / "charities.jsonl"], "--pairs bench/data/charities.jsonl"),
+        PairSet("art", "art collecting and museums, prints, auctions, framing (bench/data)",
+                True, False, lambda: [DATA / "art.jsonl"], "--pairs bench/data/art.jsonl"),
+        PairSet("homesecurity", "home security, locks, alarms, cameras, safes (bench/data)",
+                True, False, lambda: [DATA / "homesecurity.jsonl"], "--pairs bench/data/homesecurity.jsonl"),
+        PairSet("models", "model railways and model making, DCC, kits, RC, LiPo (bench/data)",
+                True, False, lambda: [DATA / "models.jsonl"], "--pairs bench/data/models.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

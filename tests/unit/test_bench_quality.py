@@ -123,6 +123,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "pools": 216,
         "podcasting": 216,
         "watches": 216,
+        "charities": 216,
+        "art": 216,
+        "homesecurity": 216,
+        "models": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
