@@ -142,6 +142,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
     ],
     "direction": [
+        # one word replaced by another the question already names: the doer changed
+        (
+            "When renting a van from a hire firm, what insurance does the driver need?",
+            "When renting a van from a hire firm, what insurance does the firm need?",
+        ),
+        # two words swapped, a word on each side changed with them
+        ("How do shops choose which brands to stock?", "How do brands choose which shops to supply?"),
         # two words swapped, a word on one side only left out
         ("Can I use alpine climbing skins on touring skis?", "Can I use touring skins on alpine skis?"),
         # subject and object swapped after a shared heading
@@ -430,6 +437,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # everything against one thing named in its place
         ("Does my home insurance cover everything?", "Does my home insurance cover the garden shed?"),
         ("Name the layers of the OSI model", "draw an ascii diagram of the layers of the OSI model"),
+        # a list of things against one of them
+        ("Does the warranty cover phones, tablets and the charger?", "Does the warranty cover a phone?"),
         # one member named as one against the same noun in the plural
         (
             "What's the single most useful setting to change on a new router?",
@@ -568,6 +577,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # "under-18s" are people under 18, not seconds
+        ("Can under-18s open a bank account?", "can you open a bank account if you are under 18"),
         # twelve months are a year; a number written apart from the word it is fused to
         (
             "Do I pay tax at home if I work abroad for a year?",
@@ -807,6 +818,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Why does my fan run when the heater is on?", "why does the fan run while the heater is on"),
     ],
     "edit": [
+        # an agent noun spelt with -er or -or
+        ("are spark arrestors required on chainsaws", "are spark arresters required on chainsaws"),
         # British and American spellings; a number as a Roman numeral
         ("how do I make a cosy reading nook", "How do I make a cozy reading nook?"),
         ("Where can I find WW2 ration books?", "Where can I find WWII ration books?"),

@@ -344,7 +344,12 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
     A suffix the unit table lacks, fused to the number, changes it ("500m" CPU is half a core, not
     500), unless the other side writes it apart ("401k" / "401(k)")."""
     fused = any(w.endswith(unit) and is_number(w[: -len(unit)]) for w in f.words)
+    if unit == "s" and any(w in _AGE_BOUNDS and n[:1].isdigit() for w, n in itertools.pairwise(f.words)):
+        return True  # "under-16s" / "under 16": the people of an age, not seconds
     return not fused or unit in LEX.units or unit in other.words
+
+
+_AGE_BOUNDS = frozenset({"under", "over"})
 
 
 _START = LEX.contexts["start"]
@@ -802,9 +807,10 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
     wings"), a word or two on one side only left out. Two words joined by "and" / "or" (and articles)
     swap and keep the question."""
     wa, wb = a.words, b.words
-    if len(wa) != len(wb):
-        # a word or two more on one side, the rest the same words: "alpine ski boots in touring
-        # bindings" / "touring boots in alpine bindings"
+    if len(wa) != len(wb) or sum(x != y for x, y in zip(wa, wb, strict=True)) != 2:
+        # a word or two on one side only, the rest the same words: "alpine ski boots in touring
+        # bindings" / "touring boots in alpine bindings", "how do shops choose which brands to stock"
+        # / "how do brands choose which shops to supply"
         only_a, only_b = set(wa) - set(wb), set(wb) - set(wa)
         if len(only_a) > 2 or len(only_b) > 2:
             return False
@@ -822,6 +828,22 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
     if all(w in _JOINERS for w in wa[i + 1 : j]):
         return False
     return any(w not in STOPWORDS or w in LEX.negators for w in (wa[i], wa[j]))
+
+
+def _role_collapsed(a: Features, b: Features) -> bool:
+    """One word of a replaced by another word a already has, everything else the same: the doer or the
+    thing changed to one the question names elsewhere. "when lending a painting to a gallery, what
+    does the lender pay" / "..., what does the gallery pay"."""
+    wa, wb = a.words, b.words
+    if len(wa) != len(wb):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(wa, wb, strict=True)) if x != y]
+    if len(diff) != 1:
+        return False
+    x, y = wa[diff[0]], wb[diff[0]]
+    if x in STOPWORDS or y in STOPWORDS or _similar_word(x, y):
+        return False
+    return y in wa and x not in wb
 
 
 @rule("direction")
@@ -845,6 +867,7 @@ def direction(a: Features, b: Features) -> bool:
         or _both_ways(a, b, _reflexive_swap)
         or _both_ways(a, b, _comparison_flip)
         or _adjacent_swap(a, b)
+        or _both_ways(a, b, _role_collapsed)
     )
 
 
@@ -1213,17 +1236,32 @@ def _item_joined(a: Features, b: Features) -> bool:
     """b joins one more item to a word of a with "and" / "or", and changes nothing else: "the solar
     eclipses in 2026" / "all the eclipses in 2026, solar and lunar", "lock a road bike" / "lock a road
     or mountain bike". The answer covers both where a asks about one."""
-    joined = [
-        y
-        for x, j, y in zip(b.words, b.words[1:], b.words[2:], strict=False)
-        if j in ("and", "or") and x not in STOPWORDS and key(x) in a.keys and key(y) not in a.keys
-    ]
-    if not joined:  # the cheap test first: the word matching below is the costly part
+    listed = [_listed(b.words, i, a.keys) for i, w in enumerate(b.words) if w in ("and", "or")]
+    listed = [items for items in listed if items]
+    if not listed:  # the cheap test first: the word matching below is the costly part
         return False
     added = _unmatched((w for w in b.content if qualifier_word(w)), a)
-    if len(added) != 1 or _unmatched((w for w in a.content if qualifier_word(w)), b):
+    if not added or len(added) > 3 or _unmatched((w for w in a.content if qualifier_word(w)), b):
         return False
-    return any(y in added for y in joined)
+    return any(added <= items for items in listed)
+
+
+def _listed(words: tuple[str, ...], i: int, keys: Iterable[str]) -> set[str]:
+    """The items a list ending in the "and" / "or" at i adds to a word the other side has (keys): "a
+    ring doorbell" / "ring doorbells, cameras and the alarm" -> {cameras, alarm}; empty when the list
+    does not follow such a word or ends in a word the other side has."""
+    theirs = set(keys)
+    nxt = next((w for w in words[i + 1 :] if w not in ("a", "an", "the")), "")
+    if not nxt or nxt in STOPWORDS or key(nxt) in theirs:
+        return set()
+    items = {nxt}
+    for w in reversed(words[:i]):
+        if w in STOPWORDS:
+            return set()
+        if key(w) in theirs:
+            return items
+        items.add(w)
+    return set()
 
 
 def _total_vs_share(a: Features, b: Features) -> bool:
@@ -1398,6 +1436,8 @@ def _similar_word(a: str, b: str) -> bool:
     ka, kb = key(a), key(b)
     if min(len(ka), len(kb)) >= 4 and (ka.startswith(kb) or kb.startswith(ka)):
         return True  # derivations: quote / quotation
+    if len(ka) >= 6 and len(ka) == len(kb) and {ka[-2:], kb[-2:]} == {"or", "er"} and ka[:-2] == kb[:-2]:
+        return True  # an agent noun spelt either way: "restrictors" / "restricters", "adviser" / "advisor"
     return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and _typo(a, b)
 
 
