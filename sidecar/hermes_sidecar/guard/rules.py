@@ -321,22 +321,11 @@ def same_quantities(a: Features, b: Features) -> bool:
 def _spelled_unit(value: float, unit: str, mine: Features, other: Features) -> bool:
     """The other side writes the number with a word the fused letter abbreviates, a word mine does not
     have: "14k gold" / "14 karat gold" (but not "QuickFish 3i ice shelter" / "QuickFish 3 ice ...")."""
+    bare = {written for v, u, written in other.quantities if v == value and not u}
     return any(
-        n[:1].isdigit()
-        and _float(n) == value
-        and len(w) > len(unit)
-        and w.startswith(unit)
-        and w.isalpha()
-        and w not in mine.words
+        n in bare and len(w) > len(unit) and w.startswith(unit) and w.isalpha() and w not in mine.words
         for n, w in itertools.pairwise(other.words)
     )
-
-
-def _float(n: str) -> float | None:
-    try:
-        return float(n.replace(",", ""))
-    except ValueError:
-        return None
 
 
 def _droppable(unit: str, f: Features, other: Features) -> bool:
@@ -1236,7 +1225,8 @@ def _item_joined(a: Features, b: Features) -> bool:
     """b joins one more item to a word of a with "and" / "or", and changes nothing else: "the solar
     eclipses in 2026" / "all the eclipses in 2026, solar and lunar", "lock a road bike" / "lock a road
     or mountain bike". The answer covers both where a asks about one."""
-    listed = [_listed(b.words, i, a.keys) for i, w in enumerate(b.words) if w in ("and", "or")]
+    theirs = set(a.keys)
+    listed = [_listed(b.words, i, theirs) for i, w in enumerate(b.words) if w in ("and", "or")]
     listed = [items for items in listed if items]
     if not listed:  # the cheap test first: the word matching below is the costly part
         return False
@@ -1246,11 +1236,10 @@ def _item_joined(a: Features, b: Features) -> bool:
     return any(added <= items for items in listed)
 
 
-def _listed(words: tuple[str, ...], i: int, keys: Iterable[str]) -> set[str]:
-    """The items a list ending in the "and" / "or" at i adds to a word the other side has (keys): "a
-    ring doorbell" / "ring doorbells, cameras and the alarm" -> {cameras, alarm}; empty when the list
-    does not follow such a word or ends in a word the other side has."""
-    theirs = set(keys)
+def _listed(words: tuple[str, ...], i: int, theirs: set[str]) -> set[str]:
+    """The items a list ending in the "and" / "or" at i adds to a word the other side has (the keys in
+    theirs): "a ring doorbell" / "ring doorbells, cameras and the alarm" -> {cameras, alarm}; empty when
+    the list does not follow such a word or ends in a word the other side has."""
     nxt = next((w for w in words[i + 1 :] if w not in ("a", "an", "the")), "")
     if not nxt or nxt in STOPWORDS or key(nxt) in theirs:
         return set()
