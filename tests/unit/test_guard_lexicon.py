@@ -106,6 +106,12 @@ def test_tables_are_not_empty_and_the_may_of_may_i_is_no_month_stopword() -> Non
     assert {"universal", "single", "several", "article"} == set(LEXICON.quantifiers.values())
 
 
+def test_every_multiplier_word_is_a_weak_number_with_a_value() -> None:
+    # the multiplier check reads each word's value from numbers.txt; a strong number ("two") is a
+    # quantity, which the number rule compares already
+    assert LEXICON.contexts["multiplier"] <= LEXICON.weak_numbers & set(LEXICON.numbers)
+
+
 @pytest.fixture
 def broken(tmp_path: Path) -> Path:
     copy = tmp_path / "data"

@@ -338,7 +338,7 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
     return not fused or unit in LEX.units or unit in other.words
 
 
-_AGE_BOUNDS = frozenset({"under", "over"})
+_AGE_BOUNDS = LEX.contexts["age-bound"]
 
 
 _START = LEX.contexts["start"]
@@ -404,11 +404,9 @@ def _multiplied(f: Features) -> dict[str, float]:
     }
 
 
-# "full" and "whole" count one of a thing against "half" of it: "a half sovereign" / "a full sovereign"
 _MULTIPLIERS: dict[str, float] = {
-    **{w: LEX.numbers[w] for w in ("one", "half", "single", "double") if w in LEX.weak_numbers},
-    "full": 1.0,
-    "whole": 1.0,
+    **{w: LEX.numbers[w] for w in LEX.contexts["multiplier"]},
+    **dict.fromkeys(LEX.contexts["multiplier-whole"], 1.0),
 }
 
 
