@@ -126,6 +126,10 @@ BENCH_DATA_SETS = (
     "art",
     "homesecurity",
     "models",
+    "beekeeping",
+    "aquariums",
+    "immigration",
+    "climbing",
 )
 
 QUICK = Sizes(

@@ -8,10 +8,11 @@ gaming, housing, cloud, security, shopping, commute, beauty, wellbeing, events, 
 insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, cycling, retail,
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
-podcasting, watches, charities, art, homesecurity, models). Each is split into a tune and a holdout
-half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
-sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
-"threshold fitted on the tune half" rows, which are then scored on the holdout half.
+podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
+climbing). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
+--split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
+the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
+then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -235,6 +236,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "homesecurity.jsonl"], "--pairs bench/data/homesecurity.jsonl"),
         PairSet("models", "model railways and model making, DCC, kits, RC, LiPo (bench/data)",
                 True, False, lambda: [DATA / "models.jsonl"], "--pairs bench/data/models.jsonl"),
+        PairSet("beekeeping", "beekeeping, hives, swarms, varroa, honey, queens (bench/data)",
+                True, False, lambda: [DATA / "beekeeping.jsonl"], "--pairs bench/data/beekeeping.jsonl"),
+        PairSet("aquariums", "aquariums, tanks, water, fish, plants, reefs (bench/data)",
+                True, False, lambda: [DATA / "aquariums.jsonl"], "--pairs bench/data/aquariums.jsonl"),
+        PairSet("immigration", "immigration, visas, residency, citizenship, fees (bench/data)",
+                True, False, lambda: [DATA / "immigration.jsonl"], "--pairs bench/data/immigration.jsonl"),
+        PairSet("climbing", "rock climbing, bouldering, grades, gear, training (bench/data)",
+                True, False, lambda: [DATA / "climbing.jsonl"], "--pairs bench/data/climbing.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

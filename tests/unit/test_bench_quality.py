@@ -127,6 +127,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "art": 216,
         "homesecurity": 216,
         "models": 216,
+        "beekeeping": 216,
+        "aquariums": 216,
+        "immigration": 216,
+        "climbing": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
