@@ -446,8 +446,25 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # "brief" against a full guide
         ("Explain compound interest, brief version", "Explain compound interest with a full worked example"),
+        # "to" before a noun phrase opens a qualifier like a preposition: whom it is sold or pitched to
+        ("How do I pitch my app?", "How do I pitch my app to investors?"),
+        ("how can I sell my old furniture", "how can I sell my old furniture to a dealer"),
+        # reasons asked for against bare names
+        (
+            "good houseplants for low light, just the names",
+            "good houseplants for low light, with a reason for each",
+        ),
     ],
     "edit": [
+        # one word added, with the article before it changed to fit: another kind of the thing
+        (
+            "do I need a transit visa for a layover in Dubai on my way to Sydney",
+            "do I need a transit visa for an airside layover in Dubai on my way to Sydney",
+        ),
+        (
+            "what does a warranty usually cover on a used car bought from a dealer",
+            "what does an extended warranty usually cover on a used car bought from a dealer",
+        ),
         # a second question joined on with "and": the asker wants more than the name
         (
             "Which birds visit a feeder in winter? Just name them",
@@ -816,8 +833,16 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Why are there lights all round the runway?", "what are the lights around a runway for"),
         # a boundary: the same state on both sides
         ("Why does my fan run when the heater is on?", "why does the fan run while the heater is on"),
+        # "to each other" says who meets whom; "to" before a verb opens no qualifier
+        ("what's the best way to introduce guinea pigs", "best way to introduce guinea pigs to each other"),
+        ("how should I introduce my two cats", "how should I introduce my two cats to one another"),
+        ("how long does it take to learn guitar", "how long does it take to learn to play the guitar"),
+        # the qualifier's noun said on the other side too
+        ("how do I get to the airport from downtown", "best way from downtown to the airport"),
     ],
     "edit": [
+        # the article alone changed
+        ("how do I apply for a fishing permit", "how do I apply for the fishing permit"),
         # an agent noun spelt with -er or -or
         ("are spark arrestors required on chainsaws", "are spark arresters required on chainsaws"),
         # British and American spellings; a number as a Roman numeral

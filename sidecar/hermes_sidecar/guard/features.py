@@ -765,15 +765,32 @@ _DEPTH_ADJUNCTS = tuple(
 )
 
 
+def _opens(tokens: list[str], i: int) -> bool:
+    """tokens[i] opens a qualifier: a preposition, or "to" before a noun phrase ("sell honey to
+    supermarkets", "send it to my bank"), not before a verb ("how to sell", "want to visit")."""
+    tok = tokens[i]
+    if tok in ADJUNCT:
+        return True
+    nxt, after = [*tokens[i + 1 : i + 3], "", ""][:2]
+    reciprocal = (nxt in LEX.quantifiers or nxt in LEX.numbers) and after in _RECIPROCAL
+    if tok != "to" or not nxt[:1].isalpha() or reciprocal:
+        return False  # "introduce them to each other" is who meets whom, not a qualifier
+    return nxt in _TO_NOUN or not can_be_verb(nxt)
+
+
+_TO_NOUN = _CTX["contrast"] | _POSSESSIVE  # "to the", "to my": a noun phrase follows
+_RECIPROCAL = _CTX["reciprocal"]
+
+
 def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     """The phrases that qualify the whole request, by their form rather than by a word table: a
-    prepositional phrase ("in megabytes", "across all regions", "with examples"), up to punctuation or
-    the next preposition, conjunction or question word; an adverb in -ly ("briefly"); a depth phrase
-    built around a preposition ("step by step"). Each is (marker, content words, strong): strong when it
-    quantifies universally ("for every user"), names the unit of the answer ("in MiB", not "for hours")
-    or asks for a depth ("in detail", "briefly"). A phrase attached to a filler ("thanks in advance")
-    qualifies nothing, and a weak one naming the asker's own thing ("on my server", "for our team") is
-    context."""
+    prepositional phrase ("in megabytes", "across all regions", "with examples", "to supermarkets"; see
+    :func:`_opens`), up to punctuation or the next preposition, conjunction or question word; an adverb
+    in -ly ("briefly"); a depth phrase built around a preposition ("step by step"). Each is (marker,
+    content words, strong): strong when it quantifies universally ("for every user"), names the unit of
+    the answer ("in MiB", not "for hours") or asks for a depth ("in detail", "briefly"). A phrase
+    attached to a filler ("thanks in advance") qualifies nothing, and a weak one naming the asker's own
+    thing ("on my server", "for our team") is context."""
     # the parts of a hyphenated word stay in one phrase: "for ship-to-ship chat" (its "to" opens none)
     tokens: list[str] = []
     glued: set[int] = set()
@@ -787,7 +804,7 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     depth_found = [p for p in _DEPTH_ADJUNCTS if f" {' '.join(p)} " in joined]
     out: list[tuple[str, tuple[str, ...], bool]] = []
     for i, tok in enumerate(tokens):
-        if tok in ADJUNCT and i not in glued and not (i and tokens[i - 1] in LEX.fillers):
+        if _opens(tokens, i) and i not in glued and not (i and tokens[i - 1] in LEX.fillers):
             content: list[str] = []
             strong = possessive = False
             for j, w in enumerate(tokens[i + 1 :], i + 1):

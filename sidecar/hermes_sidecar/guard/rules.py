@@ -1631,6 +1631,10 @@ def edit(a: Features, b: Features) -> bool:
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
         other = b if i2 > i1 else a
+        if tag == "replace" and not [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES][1:]:
+            # an article changed with the word added: "on a work permit" / "on an open work permit"
+            span = [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES]
+            other, tag = (b if set(span) & set(wa[i1:i2]) else a), "insert"
         # an acronym of words the other side writes out adds nothing: "cost per acquisition (CPA)"
         added = (
             [w for w in span if _edit_word(w) and not _spelled_out(w, other.spelled)]
