@@ -769,11 +769,11 @@ def _opens(tokens: list[str], i: int) -> bool:
     """tokens[i] opens a qualifier: a preposition, or "to" before a noun phrase ("sell honey to
     supermarkets", "send it to my bank"), not before a verb ("how to sell", "want to visit")."""
     tok = tokens[i]
-    if tok in ADJUNCT:
-        return True
+    if tok != "to":
+        return tok in ADJUNCT
     nxt, after = [*tokens[i + 1 : i + 3], "", ""][:2]
     reciprocal = (nxt in LEX.quantifiers or nxt in LEX.numbers) and after in _RECIPROCAL
-    if tok != "to" or not nxt[:1].isalpha() or reciprocal:
+    if not nxt[:1].isalpha() or reciprocal:
         return False  # "introduce them to each other" is who meets whom, not a qualifier
     return nxt in _TO_NOUN or not can_be_verb(nxt)
 

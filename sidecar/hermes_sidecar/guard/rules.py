@@ -1631,18 +1631,17 @@ def edit(a: Features, b: Features) -> bool:
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
         other = b if i2 > i1 else a
-        if tag == "replace" and not [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES][1:]:
+        kept = [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES]
+        if tag == "replace" and len(kept) <= 1:
             # an article changed with the word added: "on a work permit" / "on an open work permit"
-            span = [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES]
-            other, tag = (b if set(span) & set(wa[i1:i2]) else a), "insert"
+            span, other, tag = kept, (b if set(kept) & set(wa[i1:i2]) else a), "insert"
         # an acronym of words the other side writes out adds nothing: "cost per acquisition (CPA)"
         added = (
             [w for w in span if _edit_word(w) and not _spelled_out(w, other.spelled)]
             if tag != "replace"
             else []
         )
-        bare = [w for w in span if w not in _ARTICLES]
-        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(bare) == 1:
+        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(kept) == 1:
             return True  # "when moving" / "when moving the kitchen"
         if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
             continue
