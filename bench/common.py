@@ -130,6 +130,10 @@ BENCH_DATA_SETS = (
     "aquariums",
     "immigration",
     "climbing",
+    "pottery",
+    "diving",
+    "farming",
+    "eldercare",
 )
 
 QUICK = Sizes(

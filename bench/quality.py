@@ -9,10 +9,10 @@ insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, c
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
-climbing). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate
---split` (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on
-the holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are
-then scored on the holdout half.
+climbing, pottery, diving, farming, eldercare). Each is split into a tune and a holdout half by the
+rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)).
+Every figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted
+on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -244,6 +244,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "immigration.jsonl"], "--pairs bench/data/immigration.jsonl"),
         PairSet("climbing", "rock climbing, bouldering, grades, gear, training (bench/data)",
                 True, False, lambda: [DATA / "climbing.jsonl"], "--pairs bench/data/climbing.jsonl"),
+        PairSet("pottery", "pottery, ceramics, clay, glazes, kilns, firing (bench/data)",
+                True, False, lambda: [DATA / "pottery.jsonl"], "--pairs bench/data/pottery.jsonl"),
+        PairSet("diving", "scuba diving, freediving, gear, gas, decompression (bench/data)",
+                True, False, lambda: [DATA / "diving.jsonl"], "--pairs bench/data/diving.jsonl"),
+        PairSet("farming", "small farms, smallholdings, livestock, crops, machinery, grants (bench/data)",
+                True, False, lambda: [DATA / "farming.jsonl"], "--pairs bench/data/farming.jsonl"),
+        PairSet("eldercare", "caring for elderly parents, care homes, funding, dementia (bench/data)",
+                True, False, lambda: [DATA / "eldercare.jsonl"], "--pairs bench/data/eldercare.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

@@ -131,6 +131,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "aquariums": 216,
         "immigration": 216,
         "climbing": 216,
+        "pottery": 216,
+        "diving": 216,
+        "farming": 216,
+        "eldercare": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
