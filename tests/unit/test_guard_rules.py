@@ -128,6 +128,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "My water meter reads in cubic metres; how many litres is 5 units?",
             "My water meter reads in cubic feet; how many litres is 5 units?",
         ),
+        # a leading zero names another number than the digits alone: cone 04 is cooler than cone 4
+        ("what temperature does cone 04 reach", "what temperature does cone 4 reach"),
+        ("what does a size 00 dress fit", "what does a size 0 dress fit"),
     ],
     "date": [
         # the same date, before it against from it
@@ -256,6 +259,12 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         # opposite comparatives on one scale, each side with the plain form of the other
         ("How do I make pale tiles darker with grout?", "how do I make dark tiles look lighter with grout"),
+        # opposite states after "too": each side names both ends, the remedy being the other one
+        ("how do I thin out paint that's too thick", "how do I thicken paint that's too thin"),
+        ("how can I warm up a room that's too cold", "how can I cool down a room that's too warm"),
+        # the asker does it on one side and has it done to them, through a preposition, on the other
+        ("what should I do if I run towards a bear", "what should I do if a bear runs towards me"),
+        ("can I shout at my neighbour over the noise", "can my neighbour shout at me over the noise"),
     ],
     "entity": [
         # a word that picks a variant of a thing both name
@@ -454,6 +463,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
             "good houseplants for low light, just the names",
             "good houseplants for low light, with a reason for each",
         ),
+        # a period-by-period plan against a brief overview; a worked example against the formula alone
+        ("quick overview of half marathon training", "week-by-week plan for half marathon training"),
+        ("just the formula for compound interest", "a worked example of compound interest"),
     ],
     "edit": [
         # one word added, with the article before it changed to fit: another kind of the thing
@@ -510,6 +522,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("Which tools do I need for tiling?", "Which tools do I need for tiling the shower?"),
         # a part taken from the whole
         ("How do I delete a photo from my shared album?", "How do I delete my shared album?"),
+        # a named part of the whole added after it: a kind word and its letter or number
+        ("how do I prepare for the bar exam", "how do I prepare for the bar exam part 2"),
+        ("what deductions are in the tax code", "what deductions are in the tax code section 179"),
     ],
 }
 
@@ -644,6 +659,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What is an F-1 visa?", "explain the f1 visa"),
         # a letter fused to a number abbreviates the word the other side writes after it
         ("Is 9k gold good for an engagement ring?", "is 9 karat gold ok for an engagement ring"),
+        # a time written with and without its leading zero is the same time
+        ("set an alarm for 07:30 on weekdays", "set an alarm for 7:30 on weekdays"),
     ],
     "date": [
         # overnight is at night
@@ -707,6 +724,10 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I restore the alarm I set on my phone?", "how to restore my alarm settings on my phone"),
         # a boundary: one person's thing written with and without the apostrophe
         ("Where can I see my son's school report?", "where can i see my sons school report"),
+        # the same state after "too" on both sides
+        ("how do I fix soup that's too salty", "my soup is too salty, how do I fix it"),
+        # a boundary: the same one does it to the asker on both sides
+        ("what should I do when a dog runs towards me", "a dog is running towards me, what should I do"),
     ],
     "entity": [
         # the words an acronym of the other side shortens
@@ -839,6 +860,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("how long does it take to learn guitar", "how long does it take to learn to play the guitar"),
         # the qualifier's noun said on the other side too
         ("how do I get to the airport from downtown", "best way from downtown to the airport"),
+        # period by period on both sides; a crew is the staff
+        ("what changes week by week in a pregnancy", "how does a pregnancy progress week by week"),
+        ("how much should I tip the crew on a yacht charter", "what's a normal tip for yacht charter staff"),
     ],
     "edit": [
         # the article alone changed
@@ -886,6 +910,14 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who pays for the rehearsal dinner?", "who pays for the rehearsal dinner, typically"),
         # an irregular plural is the same noun
         ("What are the signs of a fungus on tomato leaves?", "What are the signs of fungi on tomato leaves?"),
+        # the named part moved, not added
+        ("what does medicare part b cover", "what does part b of medicare cover"),
+        # how the asker feels, after the question, asks for nothing more
+        ("why does my dog bark at night", "why does my dog bark at night?? kinda worried"),
+        ("is this mole normal", "is this mole normal? so scared"),
+        # "w/" is "with" and "w/o" is "without"
+        ("best tent with a porch for two people", "best tent w/ a porch for two people"),
+        ("can I board a domestic flight without ID", "can I board a domestic flight w/o ID"),
     ],
 }
 

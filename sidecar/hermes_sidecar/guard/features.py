@@ -514,12 +514,15 @@ _EXPLAIN, _REASON = _CTX["explain"], _CTX["reason"]
 
 
 def _depth(words: list[str]) -> set[str]:
-    """How deep the answer is asked to be: the phrases of depth.txt, and "explain" with a why or how
-    a few words on ("explain the chemistry of why baking soda is basic"), as "explain why" is."""
+    """How deep the answer is asked to be: the phrases of depth.txt, "explain" with a why or how a few
+    words on ("explain the chemistry of why baking soda is basic"), as "explain why" is, and a period by
+    period ("week by week")."""
     out = _phrase_classes(words, LEX.depth)
     for i, w in enumerate(words):
         if w in _EXPLAIN and _REASON & set(words[i + 1 : i + 6]):
             out.add("deep")
+        if words[i + 1 : i + 3] == ["by", w] and duration(w) is not None:
+            out.add("deep")  # "a week-by-week feeding chart", "day by day", as "step by step" is
     return out
 
 
@@ -1032,6 +1035,7 @@ def _sentences(text: str) -> list[tuple[str, ...]]:
     return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(text.strip()) if WORD.search(x)]
 
 
+_WITH_SHORT = re.compile(r"(?<![\w/])w/(o)?(?=\s|$)", re.IGNORECASE)  # "w/" is "with", "w/o" "without"
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
@@ -1039,7 +1043,7 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
-    original = _PLEA.sub("", fold(text))
+    original = _WITH_SHORT.sub(lambda m: "without" if m.group(1) else "with", _PLEA.sub("", fold(text)))
     original = _LETTER_CODE.sub(r"\1\2", _LETTER_IN_PARENS.sub(r"\1\2", original))  # "401(k)", "H-1B"
     original = _PLUS_NAME.sub(r"\1plus", original)  # "NexStar+" is "NexStar Plus", another model
     text = _THOUSANDS.sub("", original)  # "1,000" is one number

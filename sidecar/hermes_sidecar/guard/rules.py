@@ -361,6 +361,16 @@ def _count_vs_size(a: Features, b: Features) -> bool:
     return bool(counted & sized) and not counted & _counted(b)
 
 
+_ZERO_LED = re.compile(r"(?<![\d.:/,])\b0\d+\b(?![.:/,]?\d)")
+
+
+def _zero_led(a: Features, b: Features) -> bool:
+    """A number a writes with a leading zero that b writes without: "cone 06" / "cone 6" (another
+    cone), "size 00" / "size 0". Not a time or a date ("06:00" = "6:00")."""
+    numbers_b = set(re.findall(r"(?<![\d.:/])\d+(?![.:/]?\d)", b.raw))
+    return any((n.lstrip("0") or "0") in numbers_b and n not in numbers_b for n in _ZERO_LED.findall(a.raw))
+
+
 def _first_period_as_start(a: Features, b: Features) -> bool:
     """a's only quantities are "the first day of ..." or "the first year of ...", b's none, and b says
     start or begin instead: "nervous about the first day of school" / "anxiety about starting school"."""
@@ -416,6 +426,8 @@ def number(a: Features, b: Features) -> bool:
     Fahrenheit, square feet / square metres). A unit only one side names ("how many hours of sleep")
     is left to the qualifier check of ``scope``."""
     if not same_quantities(a, b) and not _both_ways(a, b, _first_period_as_start):
+        return True
+    if _both_ways(a, b, _zero_led):
         return True
     if _both_ways(a, b, _count_vs_size):
         return True
@@ -715,8 +727,19 @@ def _verbs_after(f: Features, subject: str) -> set[str]:
     return out
 
 
+_OBJECT_PREPOSITIONS = LEX.contexts["object-preposition"]
+
+
 def _verbs_before(f: Features, obj: str) -> set[str]:
-    return {key(f.words[i - 1]) for i, w in enumerate(f.words) if i and w == obj}
+    """Keys of the word before each ``obj``, and of the verb before a preposition there: "swims towards
+    me" -> swim."""
+    out = set()
+    for i, w in enumerate(f.words):
+        if i and w == obj:
+            out.add(key(f.words[i - 1]))
+            if i > 1 and f.words[i - 1] in _OBJECT_PREPOSITIONS:
+                out.add(key(f.words[i - 2]))
+    return out
 
 
 def _pronoun_role_swap(a: Features, b: Features) -> bool:
@@ -855,7 +878,28 @@ def direction(a: Features, b: Features) -> bool:
         or _both_ways(a, b, _comparison_flip)
         or _adjacent_swap(a, b)
         or _both_ways(a, b, _role_collapsed)
+        or _excess_flipped(a, b)
     )
+
+
+_EXCESS = LEX.contexts["excess"]
+
+
+def _opposite(x: str, y: str) -> bool:
+    """Antonyms, or the two ends of one scale ("warm" / "cold")."""
+    sx, sy = LEX.scales.get(x), LEX.scales.get(y)
+    if sx and sy and sx[0] == sy[0] and sx[1] != sy[1]:
+        return True
+    return any((x in left and y in right) or (x in right and y in left) for left, right in LEX.antonyms)
+
+
+def _excess_flipped(a: Features, b: Features) -> bool:
+    """Opposite states after "too": "how to cool down a pool that's too warm" / "how to warm up a pool
+    that's too cold". Each side names both ends (the remedy names the other one), so the antonym check
+    of ``negation``, which wants each end on one side only, cannot tell them apart."""
+    too_a = {w for x, w in itertools.pairwise(a.words) if x in _EXCESS}
+    too_b = {w for x, w in itertools.pairwise(b.words) if x in _EXCESS}
+    return any(_opposite(x, y) for x in too_a for y in too_b)
 
 
 # -- entity --------------------------------------------------------------------------------------
@@ -1521,6 +1565,9 @@ def _joined_item(span: list[str], against: list[str], other: list[str]) -> bool:
     return not any(_similar_word(w, v) or _synonyms(w, v) for w in added for v in other)
 
 
+_FEELING = LEX.contexts["feeling"]
+
+
 def _request_added(a: Features, b: Features) -> bool:
     """b asks a's question and then, in a sentence of its own, for something more ("What is a left
     join? Show me an example query"). A closing thanks ("Thanks in advance!") asks for nothing."""
@@ -1530,11 +1577,11 @@ def _request_added(a: Features, b: Features) -> bool:
     n = len(sa)
     rest = sb[n:] if sb[:n] == sa else sb[:-n] if sb[-n:] == sa else None
     # a sentence opened by a filler ("Thanks in advance") asks for nothing, nor one that says what the
-    # asker does not know ("I never really understood it")
+    # asker does not know ("I never really understood it") or how the asker feels ("kinda worried")
     asks = [
         x for x in rest or () if x[0] not in LEX.fillers and not any(not_knowing(x, i) for i in range(len(x)))
     ]
-    return any(_edit_word(w) and w not in LEX.fillers for x in asks for w in x)
+    return any(_edit_word(w) and w not in LEX.fillers and w not in _FEELING for x in asks for w in x)
 
 
 _SECOND_QUESTION = LEX.contexts["second-question"]
@@ -1562,13 +1609,16 @@ def _asks_more(wa: list[str], wb: list[str], other: Features) -> bool:
     """wb is wa word for word with two or more content words put in after its first word ("a grocery
     list for a week of dinners" / "..., organized by store aisle, plus the recipe for each night"): the
     asker narrowed or extended the question on purpose. Words ahead of the question are a preamble
-    ("sorry to bother you but ..."), and an acronym the other side writes out adds nothing."""
+    ("sorry to bother you but ..."); an acronym the other side writes out adds nothing, nor how the asker
+    feels ("kinda worried")."""
     ops = [op for op in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes() if op[0] != "equal"]
     if len(ops) != 1 or ops[0][0] != "insert" or ops[0][1] == 0:
         return False
     _, _, _, j1, j2 = ops[0]
     added = [
-        w for w in wb[j1:j2] if _edit_word(w) and w not in LEX.fillers and not _spelled_out(w, other.spelled)
+        w
+        for w in wb[j1:j2]
+        if _edit_word(w) and w not in LEX.fillers and w not in _FEELING and not _spelled_out(w, other.spelled)
     ]
     return len(added) >= 2
 
@@ -1590,13 +1640,28 @@ def _part_of(span: list[str], other: list[str], before: str) -> bool:
     return any(_edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept for w in span[:-1])
 
 
+_NAMED_PART = LEX.contexts["named-part"]
+
+
+def _named_part(span: list[str], before: str) -> bool:
+    """A kind word and its letter or number after a kept word: "Medicare" / "Medicare Part A"."""
+    return (
+        bool(before)
+        and len(span) == 2
+        and span[0] in _NAMED_PART
+        and ((len(span[1]) == 1 and span[1].isalpha()) or span[1].isdigit())
+    )
+
+
 def _part_added(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]) -> bool:
-    """The opcode adds (to either side) a part ahead of a noun phrase both keep: see :func:`_part_of`."""
+    """The opcode adds (to either side) a part ahead of a noun phrase both keep (see :func:`_part_of`),
+    or a named part after one (:func:`_named_part`)."""
     tag, i1, i2, j1, j2 = op
     if tag in ("equal", "replace"):
         return False
     seq, at, end, kept = (wa, i1, i2, wb) if i2 > i1 else (wb, j1, j2, wa)
-    return _part_of(seq[at:end], kept, seq[at - 1] if at else "")
+    before = seq[at - 1] if at else ""
+    return _part_of(seq[at:end], kept, before) or _named_part(seq[at:end], before)
 
 
 @rule("edit")
