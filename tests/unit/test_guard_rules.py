@@ -466,6 +466,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a period-by-period plan against a brief overview; a worked example against the formula alone
         ("quick overview of half marathon training", "week-by-week plan for half marathon training"),
         ("just the formula for compound interest", "a worked example of compound interest"),
+        # one phrase or clause added, nothing else changed: where, from what, on which part
+        ("what does my phone contract include", "what does my phone contract include when I travel abroad"),
+        ("how do I clean my oven", "how do I clean my oven without harsh chemicals"),
+        ("what should I check before renting", "what should I check on the boiler before renting"),
     ],
     "edit": [
         # one word added, with the article before it changed to fit: another kind of the thing
@@ -863,6 +867,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # period by period on both sides; a crew is the staff
         ("what changes week by week in a pregnancy", "how does a pregnancy progress week by week"),
         ("how much should I tip the crew on a yacht charter", "what's a normal tip for yacht charter staff"),
+        # a name alone added is context; "to each other" says who meets whom
+        ("how do I restart a pod", "how do I restart a pod in k8s"),
+        ("how do I introduce two dogs", "how do I introduce two dogs to each other"),
     ],
     "edit": [
         # the article alone changed

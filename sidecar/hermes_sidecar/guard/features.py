@@ -768,7 +768,7 @@ _DEPTH_ADJUNCTS = tuple(
 )
 
 
-def _opens(tokens: list[str], i: int) -> bool:
+def opens(tokens: list[str], i: int) -> bool:
     """tokens[i] opens a qualifier: a preposition, or "to" before a noun phrase ("sell honey to
     supermarkets", "send it to my bank"), not before a verb ("how to sell", "want to visit")."""
     tok = tokens[i]
@@ -788,7 +788,7 @@ _RECIPROCAL = _CTX["reciprocal"]
 def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     """The phrases that qualify the whole request, by their form rather than by a word table: a
     prepositional phrase ("in megabytes", "across all regions", "with examples", "to supermarkets"; see
-    :func:`_opens`), up to punctuation or the next preposition, conjunction or question word; an adverb
+    :func:`opens`), up to punctuation or the next preposition, conjunction or question word; an adverb
     in -ly ("briefly"); a depth phrase built around a preposition ("step by step"). Each is (marker,
     content words, strong): strong when it quantifies universally ("for every user"), names the unit of
     the answer ("in MiB", not "for hours") or asks for a depth ("in detail", "briefly"). A phrase
@@ -807,7 +807,7 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     depth_found = [p for p in _DEPTH_ADJUNCTS if f" {' '.join(p)} " in joined]
     out: list[tuple[str, tuple[str, ...], bool]] = []
     for i, tok in enumerate(tokens):
-        if _opens(tokens, i) and i not in glued and not (i and tokens[i - 1] in LEX.fillers):
+        if opens(tokens, i) and i not in glued and not (i and tokens[i - 1] in LEX.fillers):
             content: list[str] = []
             strong = possessive = False
             for j, w in enumerate(tokens[i + 1 :], i + 1):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
 from hermes_sidecar.guard.features import (
+    ADJUNCT,
     ASKER_OWNS,
     LEX,
     STOPWORDS,
@@ -30,6 +31,7 @@ from hermes_sidecar.guard.features import (
     named_times,
     not_knowing,
     noun_after,
+    opens,
     plural,
     positives,
     qualifier_word,
@@ -1404,7 +1406,34 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if set(a.formats) != set(b.formats):
         return True  # "list the planets" / "... in a table": the answer's shape is part of the request
-    return unmatched_qualifier(a, b)
+    return unmatched_qualifier(a, b) or _phrase_added(a, b)
+
+
+_PHRASE_OPENERS = LEX.contexts["added-phrase"] | ADJUNCT
+
+
+def _phrase_added(a: Features, b: Features) -> bool:
+    """One side is the other word for word with one phrase put in after its first word, opened by a
+    preposition or a conjunction and naming more than a name: "what does motorhome insurance cover" /
+    "... when I'm abroad", "how can I give to charity" / "... from my pension", "what should I check
+    before buying a used rc car" / "... on the motor ...". Nothing else changed, so any opener counts,
+    not only a qualifier's (:func:`unmatched_qualifier`); as there, a name alone ("in k8s") and the
+    asker's own thing after a qualifier's opener ("on my server") are context, and "to" opens a phrase
+    only as :func:`opens` reads it (not before a verb, nor in "to each other")."""
+    wa, wb = list(a.words), list(b.words)
+    ops = [op for op in SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
+        return False
+    _, i1, i2, j1, j2 = ops[0]
+    span, longer = (wa[i1:i2], a) if i2 > i1 else (wb[j1:j2], b)
+    if not (i1 or j1) or span[0] not in _PHRASE_OPENERS:
+        return False
+    if span[0] == "to" and not opens(span, 0):
+        return False  # "learn guitar" / "learn to play the guitar", "introduce them to each other"
+    if span[0] in ADJUNCT and _POSSESSIVE & set(span[1:2]):
+        return False  # the asker's own thing, as for a qualifier: "find large files on my server"
+    names = set(longer.entities)
+    return any(_edit_word(w) and w not in names and key(w) not in names for w in span[1:])
 
 
 # -- edit ----------------------------------------------------------------------------------------
