@@ -925,6 +925,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # "w/" is "with" and "w/o" is "without"
         ("best tent with a porch for two people", "best tent w/ a porch for two people"),
         ("can I board a domestic flight without ID", "can I board a domestic flight w/o ID"),
+        ("is it safe to fly without travel insurance?", "is it safe to fly w/o travel insurance?"),
     ],
 }
 

@@ -1035,7 +1035,8 @@ def _sentences(text: str) -> list[tuple[str, ...]]:
     return [tuple(WORD.findall(x.lower())) for x in _SENTENCE_END.split(text.strip()) if WORD.search(x)]
 
 
-_WITH_SHORT = re.compile(r"(?<![\w/])w/(o)?(?=\s|$)", re.IGNORECASE)  # "w/" is "with", "w/o" "without"
+# "w/" is "with"; "w/o" and "w/out" are "without"
+_WITH_SHORT = re.compile(r"(?<![\w/])w/(o(?:ut)?)?(?![\w/])", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
