@@ -134,6 +134,10 @@ BENCH_DATA_SETS = (
     "diving",
     "farming",
     "eldercare",
+    "woodworking",
+    "homebrewing",
+    "running",
+    "foraging",
 )
 
 QUICK = Sizes(

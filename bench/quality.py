@@ -9,10 +9,11 @@ insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, c
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
-climbing, pottery, diving, farming, eldercare). Each is split into a tune and a holdout half by the
-rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)).
-Every figure the report quotes is on the holdout half; the tune half only fits the "threshold fitted
-on the tune half" rows, which are then scored on the holdout half.
+climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging). Each is
+split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
+copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
+tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
+holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -252,6 +253,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "farming.jsonl"], "--pairs bench/data/farming.jsonl"),
         PairSet("eldercare", "caring for elderly parents, care homes, funding, dementia (bench/data)",
                 True, False, lambda: [DATA / "eldercare.jsonl"], "--pairs bench/data/eldercare.jsonl"),
+        PairSet("woodworking", "woodworking, joinery, finishing, tools, lumber (bench/data)",
+                True, False, lambda: [DATA / "woodworking.jsonl"], "--pairs bench/data/woodworking.jsonl"),
+        PairSet("homebrewing", "home brewing, beer, cider, wine, fermentation (bench/data)",
+                True, False, lambda: [DATA / "homebrewing.jsonl"], "--pairs bench/data/homebrewing.jsonl"),
+        PairSet("running", "running, marathon training, shoes, injuries, races (bench/data)",
+                True, False, lambda: [DATA / "running.jsonl"], "--pairs bench/data/running.jsonl"),
+        PairSet("foraging", "foraging, wild mushrooms, plants, laws, seasons (bench/data)",
+                True, False, lambda: [DATA / "foraging.jsonl"], "--pairs bench/data/foraging.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
