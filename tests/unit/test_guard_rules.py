@@ -131,6 +131,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         # a leading zero names another number than the digits alone: cone 04 is cooler than cone 4
         ("what temperature does cone 04 reach", "what temperature does cone 4 reach"),
         ("what does a size 00 dress fit", "what does a size 0 dress fit"),
+        # the same unit twice on one side, another unit in its place on the other
+        (
+            "what's the price per board foot for a cubic metre of walnut",
+            "what's the price per board foot for a cubic foot of walnut",
+        ),
     ],
     "date": [
         # the same date, before it against from it
@@ -143,6 +148,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("How much did we spend on cloud this quarter?", "How much did we spend on cloud this year?"),
         ("Which flowers should I plant in the fall?", "Which flowers should I plant in spring?"),
+        # a habit of the past against one still held
+        ("Did the museum use to open on Mondays?", "Does the museum still open on Mondays?"),
+        ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
         # one word replaced by another the question already names: the doer changed
@@ -278,6 +286,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("What's the capital gains tax rate in Spain?", "What's the capital gains tax rate in Portugal?"),
         ("How do I parse JSON in Java?", "How do I parse JSON in Go?"),
         ("Does API v1 support pagination?", "Does API v2 support pagination?"),
+        # the first version of a thing against a version the other side names
+        ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
         (
@@ -470,6 +480,16 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("what does my phone contract include", "what does my phone contract include when I travel abroad"),
         ("how do I clean my oven", "how do I clean my oven without harsh chemicals"),
         ("what should I check before renting", "what should I check on the boiler before renting"),
+        # a brief answer against how, why or where asked besides; an overview, names only; an hour by hour
+        # plan; pros and cons against a short answer
+        (
+            "what year did the titanic sink, just the year",
+            "what year did the titanic sink, and why did it sink",
+        ),
+        ("what's a reverse mortgage, one sentence", "what's a reverse mortgage, how does it work"),
+        ("the main greek gods, just names", "the main greek gods, explain each one"),
+        ("hour-by-hour plan for a wedding day", "overview of a wedding day"),
+        ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
         # one word added, with the article before it changed to fit: another kind of the thing
@@ -625,6 +645,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I change the oil on a 4 stroke mower?", "how do i change the oil on a 4-stroke mower"),
         # a number hyphenated to "degree" is still a number of degrees
         ("Is a 20-degree sleeping bag warm enough?", "is a 20 degree sleeping bag warm enough"),
+        # the same unit named as often on both sides
+        (
+            "How many square feet is a 12 foot square room?",
+            "what's the area in square feet of a 12 ft square room",
+        ),
         # a decade in words
         ("What causes back pain in your 30s?", "what causes back pain in your thirties"),
         # "first" alone numbers nothing
@@ -693,6 +718,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("What's the monthly fee for the gym?", "How much is the gym fee per month?"),
         # a word of its own is no misspelt season: "string" is not "spring"
         ("How do I lower my ukulele's action?", "how do you lower the string height on ukuleles"),
+        # a past habit on both sides, or a present one without "use to"
+        ("What did people use to eat before refrigerators?", "What did people eat before fridges existed?"),
+        ("Does the bakery still make rye bread?", "does the bakery make rye bread anymore"),
     ],
     "direction": [
         # the same way between two places, written in the other order
@@ -753,6 +781,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Who wrote Hamlet?", "who was the author of Hamlet"),
         # a short form of one long word
         ("How do I turn off the equalizer in Spotify?", "what is the way to switch the spotify EQ off"),
+        # "original" without a version on the other side only describes
+        ("What did the original iPhone cost?", "how much was the first iPhone"),
+        ("How do I restore the original colour of teak?", "how do I get teak back to its original colour"),
     ],
     "scope": [
         # "temp" before a noun is a temperature, not a temporary worker
@@ -870,6 +901,14 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         # a name alone added is context; "to each other" says who meets whom
         ("how do I restart a pod", "how do I restart a pod in k8s"),
         ("how do I introduce two dogs", "how do I introduce two dogs to each other"),
+        # a brief answer to a question that opens with "how"; hour by hour on both sides
+        ("Short answer please: how long do I boil an egg?", "How long should I boil an egg?"),
+        # a quantifier hyphenated to the next word on the other side makes a compound, not a set
+        ("are all-season tyres safe in snow", "are all season tyres safe in snow"),
+        (
+            "what happens hour by hour after you quit smoking",
+            "an hour-by-hour timeline after quitting smoking",
+        ),
     ],
     "edit": [
         # the article alone changed

@@ -515,14 +515,14 @@ _EXPLAIN, _REASON = _CTX["explain"], _CTX["reason"]
 
 def _depth(words: list[str]) -> set[str]:
     """How deep the answer is asked to be: the phrases of depth.txt, "explain" with a why or how a few
-    words on ("explain the chemistry of why baking soda is basic"), as "explain why" is, and a period by
-    period ("week by week")."""
+    words on ("explain the chemistry of why baking soda is basic"), as "explain why" is, and a unit by
+    unit ("week by week", "hour by hour", "mile by mile")."""
     out = _phrase_classes(words, LEX.depth)
     for i, w in enumerate(words):
         if w in _EXPLAIN and _REASON & set(words[i + 1 : i + 6]):
             out.add("deep")
-        if words[i + 1 : i + 3] == ["by", w] and duration(w) is not None:
-            out.add("deep")  # "a week-by-week feeding chart", "day by day", as "step by step" is
+        if words[i + 1 : i + 3] == ["by", w] and w in LEX.units and w not in _SHORT_UNITS:
+            out.add("deep")  # "a week-by-week feeding chart", "hour by hour", as "step by step" is
     return out
 
 

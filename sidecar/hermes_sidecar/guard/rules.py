@@ -12,6 +12,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from difflib import SequenceMatcher
 
 from hermes_sidecar.guard.features import (
@@ -422,6 +423,11 @@ _MULTIPLIERS: dict[str, float] = {
 }
 
 
+def _unit_counts(f: Features) -> Counter[str]:
+    """How often f names each of its units ("board feet in a cubic foot" -> ft twice)."""
+    return Counter(LEX.units[w][0] for w in f.words if w in LEX.units and LEX.units[w][0] in f.units)
+
+
 @rule("number")
 def number(a: Features, b: Features) -> bool:
     """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
@@ -438,6 +444,9 @@ def number(a: Features, b: Features) -> bool:
     ua, ub = set(a.units), set(b.units)
     if ua - ub and ub - ua:
         return True  # one unit for another; a unit on one side only is a qualifier
+    ca, cb = _unit_counts(a), _unit_counts(b)
+    if ca - cb and cb - ca:
+        return True  # "board feet in a cubic meter" / "board feet in a cubic foot": the second unit swapped
     if a.currencies and b.currencies and a.currencies != b.currencies:
         return True  # "$500,000" / "£500,000"
     asked_a, asked_b = _asked_units(a), _asked_units(b)
@@ -477,6 +486,17 @@ def _before_against_after(a: Features, b: Features) -> bool:
     return bool(_anchors(a, _TIME_BEFORE) & _anchors(b, _TIME_AFTER) - _anchors(b, _TIME_BEFORE))
 
 
+_PAST_HABIT, _STILL_NOW = LEX.contexts["past-habit"], LEX.contexts["still-now"]
+
+
+def _past_habit(a: Features, b: Features) -> bool:
+    """a asks what was done once ("did parkrun use to show course records"), b whether it is still done
+    ("does parkrun still show course records"): the same verb, two times."""
+    w = a.words
+    verbs = {key(w[i + 2]) for i in range(len(w) - 2) if w[i] in _PAST_HABIT and w[i + 1] == "to"}
+    return bool(verbs & set(b.keys)) and not _PAST_HABIT & set(b.words) and bool(_STILL_NOW & set(b.words))
+
+
 @rule("date")
 def date(a: Features, b: Features) -> bool:
     """Other dates (weekdays, months used as dates, relative days, seasons) or another period ("this
@@ -486,6 +506,8 @@ def date(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _before_against_after):
         return True  # "before April 2024" / "from April 2024"
+    if _both_ways(a, b, _past_habit):
+        return True  # "did it use to show records" / "does it still show records"
     return bool(a.periods and b.periods and set(a.periods) != set(b.periods))
 
 
@@ -1003,13 +1025,28 @@ def _variant_named(a: Features, b: Features) -> bool:
     )
 
 
+_FIRST_VERSION = LEX.contexts["first-version"]
+
+
+def _first_against_version(a: Features, b: Features) -> bool:
+    """a asks about the first version of a thing ("the original grainfather") that b names with a
+    version a lacks ("the grainfather G30 v3"). Without a version on the other side "original" only
+    describes ("reset to its original settings" / "reset its settings")."""
+    versions = [e for e in b.entities if any(c.isdigit() for c in e) and not _entity_present(e, a)]
+    return bool(versions) and any(
+        v in _FIRST_VERSION and key(n) in b.keys and n not in STOPWORDS
+        for v, n in itertools.pairwise(a.words)
+    )
+
+
 @rule("entity")
 def entity(a: Features, b: Features) -> bool:
     """A name on one side (a proper noun, an acronym, a versioned token such as v2 or 7B) that the
     other side does not have, compared without case, possessive or plural (GPU's = GPUs = gpu); a
     maker's name before a product both name is no other name ("Microsoft Word" / "Word"); a word that
-    picks a variant ("improved", "legacy") before a thing both name is another thing."""
-    if _both_ways(a, b, _variant_named):
+    picks a variant ("improved", "legacy") before a thing both name is another thing, and so is "the
+    original" one against a version ("the original grainfather" / "the grainfather G30 v3")."""
+    if _both_ways(a, b, _variant_named) or _both_ways(a, b, _first_against_version):
         return True
     missing_b = [e for e in a.entities if not _entity_present(e, b)]
     missing_a = [e for e in b.entities if not _entity_present(e, a)]
@@ -1379,14 +1416,28 @@ def _askers(f: Features) -> set[str]:
     return {c for w in f.words if (c := LEX.people.get(w)) and key(w) in mine}
 
 
+def _compounds_unquantified(f: Features, other: Features) -> Features:
+    """f less the sets its quantifiers open where the other side writes the quantifier and the word after
+    it as one hyphenated word: "all grain brews" / "all-grain beer" is one kind of brewing, no set."""
+    w = f.words
+    drop = {
+        (LEX.quantifiers[x], noun_after(w, i))
+        for i, (x, y) in enumerate(itertools.pairwise(w))
+        if x in LEX.quantifiers and x + y in other.words
+    }
+    return replace(f, quantified=tuple(q for q in f.quantified if q not in drop)) if drop else f
+
+
 @rule("scope")
 def scope(a: Features, b: Features) -> bool:
     """Another scope: who it is about (me / my daughter), how much of a set (one / all, a namespace /
     all namespaces, a total / a share of it), how deep (briefly / in depth, one sentence / step by
-    step) or in what shape (bullet points / an essay), or a qualifier of the request on one side only (see
-    :func:`unmatched_qualifier`: "in megabytes", "across all regions", "with examples")."""
+    step, just the number / and why) or in what shape (bullet points / an essay), or a qualifier of the
+    request on one side only (see :func:`unmatched_qualifier`: "in megabytes", "across all regions",
+    "with examples")."""
     if _other_people(a, b):
         return True
+    a, b = _compounds_unquantified(a, b), _compounds_unquantified(b, a)
     if _both_ways(a, b, _quantifier_conflict) or _both_ways(a, b, _member_of_set):
         return True
     if _both_ways(a, b, _total_vs_share) or _both_ways(a, b, _named_member) or _both_ways(a, b, _item_joined):
@@ -1404,9 +1455,28 @@ def scope(a: Features, b: Features) -> bool:
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
         return True
+    if _both_ways(a, b, _brief_against_more):
+        return True  # "just the number" / "..., and why that distance"
     if set(a.formats) != set(b.formats):
         return True  # "list the planets" / "... in a table": the answer's shape is part of the request
     return unmatched_qualifier(a, b) or _phrase_added(a, b)
+
+
+_BRIEF_MORE = LEX.contexts["brief-more"]
+
+
+def _brief_against_more(a: Features, b: Features) -> bool:
+    """a asks for a brief answer; b, not brief, asks how, why or where after words both share ("what
+    does vo2 max mean, one line" / "what does vo2 max mean, how is it estimated", "the main seaweeds,
+    just names" / "..., with how to cook each"). A question that opens with "how" asks only that ("how
+    do I tare a scale" / "the command to tare a scale, just the command")."""
+    if "brief" not in a.depth or "brief" in b.depth:
+        return False
+    shared = set(a.words) - STOPWORDS
+    wb = b.words
+    return any(
+        w in _BRIEF_MORE and wb.count(w) > a.words.count(w) and shared & set(wb[:i]) for i, w in enumerate(wb)
+    )
 
 
 _PHRASE_OPENERS = LEX.contexts["added-phrase"] | ADJUNCT
