@@ -138,6 +138,10 @@ BENCH_DATA_SETS = (
     "homebrewing",
     "running",
     "foraging",
+    "chess",
+    "motorcycling",
+    "newborns",
+    "hamradio",
 )
 
 QUICK = Sizes(

@@ -9,11 +9,11 @@ insurance, languages, analytics, appliances, outdoors, nutrition, hr, boating, c
 astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, networking, skiing,
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
-climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging). Each is
-split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not
-copied: the first byte of sha256(id)). Every figure the report quotes is on the holdout half; the
-tune half only fits the "threshold fitted on the tune half" rows, which are then scored on the
-holdout half.
+climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
+motorcycling, newborns, hamradio). Each is split into a tune and a holdout half by the rule of
+`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -261,6 +261,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "running.jsonl"], "--pairs bench/data/running.jsonl"),
         PairSet("foraging", "foraging, wild mushrooms, plants, laws, seasons (bench/data)",
                 True, False, lambda: [DATA / "foraging.jsonl"], "--pairs bench/data/foraging.jsonl"),
+        PairSet("chess", "chess, openings, engines, ratings, tournaments (bench/data)",
+                True, False, lambda: [DATA / "chess.jsonl"], "--pairs bench/data/chess.jsonl"),
+        PairSet("motorcycling", "motorcycles, licences, gear, maintenance, riding (bench/data)",
+                True, False, lambda: [DATA / "motorcycling.jsonl"], "--pairs bench/data/motorcycling.jsonl"),
+        PairSet("newborns", "newborn babies, feeding, sleep, health, leave (bench/data)",
+                True, False, lambda: [DATA / "newborns.jsonl"], "--pairs bench/data/newborns.jsonl"),
+        PairSet("hamradio", "amateur radio, licences, bands, antennas, modes (bench/data)",
+                True, False, lambda: [DATA / "hamradio.jsonl"], "--pairs bench/data/hamradio.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
