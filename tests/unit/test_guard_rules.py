@@ -28,6 +28,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("How do I enable read receipts in the mail app?", "How do I disable read receipts in the mail app?"),
         ("Can I bring a laptop on the plane?", "Can I not bring a laptop on the plane?"),
         ("How do I lock the spreadsheet?", "How do I unlock the spreadsheet?"),
+        # onto against off
+        ("how do I lift a paddleboard onto the roof rack", "how do I lift a paddleboard off the roof rack"),
         ("How do I opt in to the newsletter?", "How do I opt out of the newsletter?"),
         ("Is the deposit refundable?", "Is the deposit non-refundable?"),
         (
@@ -154,6 +156,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "direction": [
         # one word replaced by another the question already names: the doer changed
+        # two places swapped, each by another of its names
+        ("can I use my British licence in Canada", "can I use my Canadian licence in Britain"),
         (
             "When renting a van from a hire firm, what insurance does the driver need?",
             "When renting a van from a hire firm, what insurance does the firm need?",
@@ -493,6 +497,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "edit": [
         # one word added, with the article before it changed to fit: another kind of the thing
+        # one word added with the asker's possessive before it: what is worked on
+        ("how do I stretch before a run", "how do I stretch my calves before a run"),
         (
             "do I need a transit visa for a layover in Dubai on my way to Sydney",
             "do I need a transit visa for an airside layover in Dubai on my way to Sydney",
@@ -905,6 +911,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Short answer please: how long do I boil an egg?", "How long should I boil an egg?"),
         # a quantifier hyphenated to the next word on the other side makes a compound, not a set
         ("are all-season tyres safe in snow", "are all season tyres safe in snow"),
+        # the article against the asker's possessive adds nothing; two names of one thing
+        ("how do I clean the oven racks", "how do I clean my oven racks"),
+        ("how do I service a motorcycle chain", "how to service a motorbike chain"),
         (
             "what happens hour by hour after you quit smoking",
             "an hour-by-hour timeline after quitting smoking",

@@ -657,14 +657,23 @@ def _swapped_blocks(ka: list[str], kb: list[str]) -> tuple[list[str], list[str]]
     return None
 
 
+_PLACE_KEY = {w: min(group) for group in LEX.places for w in group}
+
+
+def _place_key(w: str) -> str:
+    """The key of a word, one for every name of a place ("Australia" = "Australian": places.txt)."""
+    return _PLACE_KEY.get(w) or key(w)
+
+
 def _role_swap(a: Features, b: Features) -> bool:
     """The same content words with two of them, or two phrases, swapped around the same frame, when the
     frame gives them roles: "replace butter with oil" / "replace oil with butter", "replace a gas stove
     with an induction hob" / "replace an induction hob with a gas stove", "a landlord sue a tenant" /
-    "a tenant sue a landlord". A frame of joiners only ("a hub and a switch") keeps the question."""
+    "a tenant sue a landlord", "my UK licence in Australia" / "my Australian licence in the UK" (a place
+    by any of its names). A frame of joiners only ("a hub and a switch") keeps the question."""
     # an intensifier on one side only changes no role: "download so much faster than upload"
-    ka = [key(w) for w in a.content if w not in _INTENSIFIERS]
-    kb = [key(w) for w in b.content if w not in _INTENSIFIERS]
+    ka = [_place_key(w) for w in a.content if w not in _INTENSIFIERS]
+    kb = [_place_key(w) for w in b.content if w not in _INTENSIFIERS]
     swap = _swapped_blocks(ka, kb)
     if swap is None:
         return False
@@ -673,7 +682,7 @@ def _role_swap(a: Features, b: Features) -> bool:
     def frame(f: Features, first: str, second: str) -> list[str] | None:
         """The words between the nearest first ... second (a word may also occur in a sentence of
         context before the question)."""
-        keys = [key(w) for w in f.words]
+        keys = [_place_key(w) for w in f.words]
         spans = [
             (j - i, i, j)
             for i, k in enumerate(keys)
@@ -1795,7 +1804,8 @@ def edit(a: Features, b: Features) -> bool:
             return True  # another item asked for: "the eigenvalues" / "the eigenvalues and eigenvectors"
         span = wa[i1:i2] or wb[j1:j2]
         other = b if i2 > i1 else a
-        kept = [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES]
+        # an article or the asker's possessive before the added word: "keep my hands warm" / "keep warm"
+        kept = [w for w in wa[i1:i2] + wb[j1:j2] if w not in _ARTICLES and w not in _POSSESSIVE]
         if tag == "replace" and len(kept) <= 1:
             # an article changed with the word added: "on a work permit" / "on an open work permit"
             span, other, tag = kept, (b if set(kept) & set(wa[i1:i2]) else a), "insert"
