@@ -445,6 +445,11 @@ def gptcache_scores(embedder: MemoEmbedder, items: list[Item]) -> dict[str, Any]
             # score on the same 0..1 scale as its similarity_threshold.
             scores.append(0.0 if evaluation.last is None else (evaluation.last - lo) / (hi - lo))
             cache.data_manager.close()
+            # gptcache 0.1's SQLStorage.close() does nothing, so SQLAlchemy's pool keeps every pair's
+            # sqlite file open: over ~20,000 pairs that is the process's whole file-descriptor limit
+            engine = getattr(cache.data_manager.s, "_engine", None)
+            if engine is not None:
+                engine.dispose()
     return {
         "scores": scores,
         "hits_at_default": hits,

@@ -312,3 +312,29 @@ def test_quality_targets_per_set() -> None:
     facts = {"quality": sections.quality_facts(_result(x=leaky))}
     (row,) = [row for row in targets.assess(Measured(facts, {})) if "holdout half" in row[0]]
     assert row[2] is False and row[1].endswith("scope traps 25.0%")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gptcache 0.1 on SQLAlchemy 2
+def test_gptcache_scoring_leaves_no_file_open_per_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GPTCache gets a fresh sqlite + faiss cache per pair; each must be released, or ~20,000 pairs run
+    the bench out of file descriptors (the full quality run over 92 sets did)."""
+    pytest.importorskip("gptcache")
+    import os
+
+    import numpy as np
+    from bench.embedding import MemoEmbedder
+
+    monkeypatch.setattr(quality, "GPTCACHE_DIR", tmp_path)
+
+    def embed(texts: list[str]) -> list[Any]:
+        return [np.random.default_rng(len(t)).standard_normal(8).astype("float32") for t in texts]
+
+    items = [
+        {"a": f"question {i}", "b": f"question {i}?", "same_answer": True, "id": str(i)} for i in range(40)
+    ]
+    before = len(os.listdir("/proc/self/fd"))
+    out = quality.gptcache_scores(MemoEmbedder(embed, "test"), items)  # type: ignore[arg-type]
+    assert "error" not in out and len(out["scores"]) == 40
+    assert len(os.listdir("/proc/self/fd")) - before < 5
