@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +88,12 @@ def _held_queue(endpoint: str, clients: int = 4) -> Iterator[None]:
         n = 0
         while not stop.is_set():
             body = _body(f"Write a very long story number {i}-{n}.", system="Be verbose.", max_tokens=1200)
-            _chat(endpoint, {**body, "ignore_eos": True})
+            try:
+                _chat(endpoint, {**body, "ignore_eos": True})
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                # the load only keeps the pod busy: a pod on 0.25 CPU may drop one long request (a 502
+                # through the port-forward); the next keeps the queue, which _wait_queue_seen checks
+                stop.wait(1)
             n += 1
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
