@@ -441,12 +441,11 @@ def number(a: Features, b: Features) -> bool:
         return True
     if any(x != y and x.lower() == y.lower() for x in a.cased_units for y in b.cased_units):
         return True  # case tells the units apart: Mbps (megabits) / MBps (megabytes)
-    ua, ub = set(a.units), set(b.units)
-    if ua - ub and ub - ua:
-        return True  # one unit for another; a unit on one side only is a qualifier
     ca, cb = _unit_counts(a), _unit_counts(b)
     if ca - cb and cb - ca:
-        return True  # "board feet in a cubic meter" / "board feet in a cubic foot": the second unit swapped
+        # one unit for another, counted so that a unit named twice on one side counts ("board feet in a
+        # cubic meter" / "board feet in a cubic foot"); a unit on one side only is a qualifier
+        return True
     if a.currencies and b.currencies and a.currencies != b.currencies:
         return True  # "$500,000" / "£500,000"
     asked_a, asked_b = _asked_units(a), _asked_units(b)
@@ -1041,11 +1040,11 @@ def _first_against_version(a: Features, b: Features) -> bool:
     """a asks about the first version of a thing ("the original grainfather") that b names with a
     version a lacks ("the grainfather G30 v3"). Without a version on the other side "original" only
     describes ("reset to its original settings" / "reset its settings")."""
-    versions = [e for e in b.entities if any(c.isdigit() for c in e) and not _entity_present(e, a)]
-    return bool(versions) and any(
+    first = any(
         v in _FIRST_VERSION and key(n) in b.keys and n not in STOPWORDS
         for v, n in itertools.pairwise(a.words)
     )
+    return first and any(any(c.isdigit() for c in e) and not _entity_present(e, a) for e in b.entities)
 
 
 @rule("entity")
@@ -1428,6 +1427,8 @@ def _askers(f: Features) -> set[str]:
 def _compounds_unquantified(f: Features, other: Features) -> Features:
     """f less the sets its quantifiers open where the other side writes the quantifier and the word after
     it as one hyphenated word: "all grain brews" / "all-grain beer" is one kind of brewing, no set."""
+    if not f.quantified:
+        return f
     w = f.words
     drop = {
         (LEX.quantifiers[x], noun_after(w, i))
