@@ -142,6 +142,10 @@ BENCH_DATA_SETS = (
     "motorcycling",
     "newborns",
     "hamradio",
+    "golf",
+    "houseplants",
+    "hifi",
+    "weddings",
 )
 
 QUICK = Sizes(

@@ -10,10 +10,10 @@ astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, network
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
-motorcycling, newborns, hamradio). Each is split into a tune and a holdout half by the rule of
-`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings). Each is split into a tune and
+a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
+byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
+the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -269,6 +269,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "newborns.jsonl"], "--pairs bench/data/newborns.jsonl"),
         PairSet("hamradio", "amateur radio, licences, bands, antennas, modes (bench/data)",
                 True, False, lambda: [DATA / "hamradio.jsonl"], "--pairs bench/data/hamradio.jsonl"),
+        PairSet("golf", "golf, clubs, handicaps, rules (bench/data)",
+                True, False, lambda: [DATA / "golf.jsonl"], "--pairs bench/data/golf.jsonl"),
+        PairSet("houseplants", "houseplants, watering, light, pests (bench/data)",
+                True, False, lambda: [DATA / "houseplants.jsonl"], "--pairs bench/data/houseplants.jsonl"),
+        PairSet("hifi", "home audio and hi-fi (bench/data)",
+                True, False, lambda: [DATA / "hifi.jsonl"], "--pairs bench/data/hifi.jsonl"),
+        PairSet("weddings", "wedding planning (bench/data)",
+                True, False, lambda: [DATA / "weddings.jsonl"], "--pairs bench/data/weddings.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
