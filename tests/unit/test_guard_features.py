@@ -250,3 +250,10 @@ def test_a_hyphenated_word_stays_in_one_qualifier() -> None:
 def test_a_plus_fused_to_a_name_is_part_of_the_name() -> None:
     assert features("Does the Fitbit Charge+ track sleep?").entities == ("chargeplus", "fitbit")
     assert features("Does the Fitbit Charge track sleep?").entities == ("charge", "fitbit")
+
+
+def test_a_minus_sign_is_part_of_the_number_and_a_range_hyphen_is_not() -> None:
+    assert [q[0] for q in features("my amp is at -20 dB").quantities] == [-20.0]
+    assert [q[0] for q in features("nights around \u221215 degrees").quantities] == [-15.0]
+    assert [q[0] for q in features("toys for ages 3-5").quantities] == [3.0, 5.0]
+    assert [q[0] for q in features("the 2023-2024 season").quantities] == [2023.0, 2024.0]

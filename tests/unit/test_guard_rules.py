@@ -60,6 +60,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # a minus sign is part of the number
+        ("is -10°C too cold for a summer sleeping bag", "is 10°C too cold for a summer sleeping bag"),
         # one noun counted by another multiplier word
         ("How long should I roast a half chicken?", "How long should I roast a whole chicken?"),
         # the unit a rate is per
@@ -140,6 +142,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "date": [
+        # what a thing was at first against what it is now
+        (
+            "what genus was the snake plant originally placed in",
+            "which genus is the snake plant in currently",
+        ),
         # the same date, before it against from it
         ("Did landlords need a licence before June 2023?", "Do landlords need a licence from June 2023?"),
         ("Is the library open on Saturday?", "Is the library open on Sunday?"),
@@ -155,6 +162,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # two peoples swapped, each by another of its names
+        ("do norwegians understand danish", "do danes understand norwegian"),
         # one word replaced by another the question already names: the doer changed
         # two places swapped, each by another of its names
         ("can I use my British licence in Canada", "can I use my Canadian licence in Britain"),
@@ -294,6 +303,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # a one-word answer against pros and cons; a brief answer against an explanation
+        ("kindle or kobo: one-word answer", "kindle or kobo: pros and cons please"),
+        (
+            "is decaf coffee caffeine free? one word",
+            "is decaf coffee caffeine free? explain the decaffeination process",
+        ),
+        ("just name the planets with rings", "which planets have rings? explain what the rings are made of"),
         (
             "Rough estimate: how much does a loft conversion cost?",
             "Itemised cost breakdown for a loft conversion?",
@@ -560,6 +576,12 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # both ways round asks no negation; a negative question asks the positive one
+        ("what can and can't I bring in hand luggage", "what am I allowed to bring in hand luggage"),
+        (
+            "isn't it cheaper to fly than take the train to Edinburgh?",
+            "is it cheaper to fly than take the train to Edinburgh?",
+        ),
         (
             "How do I update the firmware but keep my saved settings?",
             "update the firmware without wiping my saved settings",
@@ -639,6 +661,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # a minus sign written as a word
+        ("is -10°C cold enough for snow", "is minus 10 °C cold enough for snow"),
         # "under-18s" are people under 18, not seconds
         ("Can under-18s open a bank account?", "can you open a bank account if you are under 18"),
         # twelve months are a year; a number written apart from the word it is fused to
@@ -698,6 +722,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("set an alarm for 07:30 on weekdays", "set an alarm for 7:30 on weekdays"),
     ],
     "date": [
+        # "original" with no present time on the other side
+        ("what was the original name of the band", "what was the band originally called"),
         # overnight is at night
         ("Should I charge my phone at night?", "should I charge my phone overnight"),
         # winterizing is getting ready for the winter
@@ -792,6 +818,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I restore the original colour of teak?", "how do I get teak back to its original colour"),
     ],
     "scope": [
+        # "or nah" only hesitates
+        ("should I learn python or nah", "should I learn python"),
         # "temp" before a noun is a temperature, not a temporary worker
         ("What flow temp should my boiler run at?", "what flow temperature should my boiler run at"),
         # doing it properly is what is asked anyway; a yes-or-no question that names nothing more

@@ -215,9 +215,12 @@ _MONTH_DAYS, _YEAR_DAYS = LEX.units["month"][1], LEX.units["year"][1]
 def quantities(words: list[str]) -> list[tuple[float, str, str]]:
     """Quantities as (value as written, unit as written, canonical value+unit; durations in days)."""
     out: list[tuple[float, str, str]] = []
-    i = 0
+    i, sign = 0, 1.0
     while i < len(words):
         w = words[i]
+        if w == "minus" and i + 1 < len(words) and words[i + 1][:1].isdigit():
+            i, sign = i + 1, -1.0  # "-20 dB" (written "minus 20" by features) is not "20 dB"
+            continue
         nxt_w = words[i + 1] if i + 1 < len(words) else ""
         value: float | None = None
         unit = ""
@@ -249,6 +252,7 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
         if value is None:
             i += 1
             continue
+        value, sign = value * sign, 1.0
         days = duration(nxt_w)
         if not unit and days is not None:
             total = value * days
@@ -430,6 +434,13 @@ def _gerund(w: str) -> bool:
 
 
 _SUBJECTS = frozenset({"i", "we", "you", "they", "he", "she", "it"})
+# a contracted negative auxiliary and its positive: "isnt" -> is, "cant" -> can, "wont" -> will
+_AUXILIARIES = _CTX["auxiliary"]
+_POSITIVE = {
+    w: base
+    for w in LEX.negators
+    if (base := {"cant": "can", "cannot": "can", "wont": "will"}.get(w, w[:-2])) in _AUXILIARIES
+}
 _NOT_HEADS = frozenset({"really", "even", "yet", "ever", "actually", "just", "a", "an", "the", "to", "be"})
 
 
@@ -470,6 +481,10 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
         if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
             last = i
             continue
+        if norm_word(prev) in ("and", "or") and i > 1 and _POSITIVE.get(w) == norm_word(tokens[i - 2]):
+            continue  # both ways: "what is and isn't included", "what can and can't I bring"
+        if (not prev or not prev[0].isalnum()) and nxt in _SUBJECTS and w in _POSITIVE:
+            continue  # a negative question opening a clause: "aren't they the same thing?" asks "are they"
         count += 1
         halts += w in _HALTING
         if norm_word(prev) in _SUBJECTS and w not in _HALTING:  # "I didn't get": what was not done
@@ -1038,6 +1053,7 @@ def _sentences(text: str) -> list[tuple[str, ...]]:
 # "w/" is "with"; "w/o" and "w/out" are "without"
 _WITH_SHORT = re.compile(r"(?<![\w/])w/(o(?:ut)?)?(?![\w/])", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_NEGATIVE = re.compile(r"(?<![\w.)\]-])[-\u2212](?=\d)")  # a minus sign, not a range's or a name's hyphen
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1051,6 +1067,8 @@ def features(text: str) -> Features:
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
     text = _DEGREE_SIGN.sub(" degrees", text)  # "a 35° slope"; "35°C" keeps its scale
+    # "-20 dB", "-15°C" (or a Unicode minus): a sign, which the hyphen split below would drop
+    text = _NEGATIVE.sub("minus ", text)
     text = _QUANTIFIER_COMPOUND.sub(lambda m: m.group(0).replace("-", ""), text)  # "catch-all" is one word
     raw = _RAW_TOKEN.findall(text.replace("\n", ". "))  # a new line starts a sentence
     words = [norm_word(w) for w in WORD.findall(text.replace("-", " ").replace("/", " "))]

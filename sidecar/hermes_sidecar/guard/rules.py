@@ -496,6 +496,16 @@ def _past_habit(a: Features, b: Features) -> bool:
     return bool(verbs & set(b.keys)) and not _PAST_HABIT & set(b.words) and bool(_STILL_NOW & set(b.words))
 
 
+_AT_FIRST, _AT_PRESENT = LEX.contexts["at-first"], LEX.contexts["at-present"]
+
+
+def _first_against_present(a: Features, b: Features) -> bool:
+    """a asks what a thing was at first ("what name was pothos originally described under"), b what it
+    is now ("what's the current name for pothos"); a question that names both times asks both."""
+    wa, wb = set(a.words), set(b.words)
+    return bool(wa & _AT_FIRST and wb & _AT_PRESENT and not wa & _AT_PRESENT and not wb & _AT_FIRST)
+
+
 @rule("date")
 def date(a: Features, b: Features) -> bool:
     """Other dates (weekdays, months used as dates, relative days, seasons) or another period ("this
@@ -507,6 +517,8 @@ def date(a: Features, b: Features) -> bool:
         return True  # "before April 2024" / "from April 2024"
     if _both_ways(a, b, _past_habit):
         return True  # "did it use to show records" / "does it still show records"
+    if _both_ways(a, b, _first_against_present):
+        return True  # "the name it was originally given" / "its current name"
     return bool(a.periods and b.periods and set(a.periods) != set(b.periods))
 
 
