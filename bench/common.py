@@ -146,6 +146,10 @@ BENCH_DATA_SETS = (
     "houseplants",
     "hifi",
     "weddings",
+    "surfing",
+    "tattoos",
+    "videoediting",
+    "bbq",
 )
 
 QUICK = Sizes(

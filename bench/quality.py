@@ -10,10 +10,11 @@ astronomy, printing, aviation, drinks, energy, fishing, boardgames, tax, network
 interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestrian, pools,
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
-motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings). Each is split into a tune and
-a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first
-byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits
-the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
+bbq). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
+(imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
+holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
+scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -277,6 +278,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "hifi.jsonl"], "--pairs bench/data/hifi.jsonl"),
         PairSet("weddings", "wedding planning (bench/data)",
                 True, False, lambda: [DATA / "weddings.jsonl"], "--pairs bench/data/weddings.jsonl"),
+        PairSet("surfing", "surfing, boards, waves, safety (bench/data)",
+                True, False, lambda: [DATA / "surfing.jsonl"], "--pairs bench/data/surfing.jsonl"),
+        PairSet("tattoos", "tattoos, aftercare, removal, laws (bench/data)",
+                True, False, lambda: [DATA / "tattoos.jsonl"], "--pairs bench/data/tattoos.jsonl"),
+        PairSet("videoediting", "video editing and YouTube (bench/data)",
+                True, False, lambda: [DATA / "videoediting.jsonl"], "--pairs bench/data/videoediting.jsonl"),
+        PairSet("bbq", "barbecue and smoking meat (bench/data)",
+                True, False, lambda: [DATA / "bbq.jsonl"], "--pairs bench/data/bbq.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

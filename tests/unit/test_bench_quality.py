@@ -147,6 +147,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "houseplants": 216,
         "hifi": 216,
         "weddings": 216,
+        "surfing": 216,
+        "tattoos": 216,
+        "videoediting": 216,
+        "bbq": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
