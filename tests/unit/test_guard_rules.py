@@ -60,6 +60,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # a fraction of a thing against the whole of it
+        ("how long to smoke a brisket", "how long to smoke a half brisket"),
         # a minus sign is part of the number
         ("is -10°C too cold for a summer sleeping bag", "is 10°C too cold for a summer sleeping bag"),
         # one noun counted by another multiplier word
@@ -142,6 +144,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "date": [
+        # the old way against the modern one
+        ("what was the old school method for curing bacon", "what's the modern method for curing bacon"),
         # what a thing was at first against what it is now
         (
             "what genus was the snake plant originally placed in",
@@ -162,6 +166,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # two things swapped around another verb; the asker against someone else in a condition
+        ("can diabetes cause gum disease", "can gum disease worsen diabetes"),
+        ("is the flight refunded if the airline cancels", "is the flight refunded if i cancel"),
         # two peoples swapped, each by another of its names
         ("do norwegians understand danish", "do danes understand norwegian"),
         # one word replaced by another the question already names: the doer changed
@@ -576,6 +583,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "keep X from" a person keeps X; only before an -ing does it halt
+        (
+            "how do I keep the comments from my tutor when I accept all changes",
+            "accept all tracked changes but keep my tutor's comments",
+        ),
         # both ways round asks no negation; a negative question asks the positive one
         ("what can and can't I bring in hand luggage", "what am I allowed to bring in hand luggage"),
         (
@@ -755,6 +767,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Does the bakery still make rye bread?", "does the bakery make rye bread anymore"),
     ],
     "direction": [
+        # a passive or a verb with "from" turns the roles round itself
+        ("can eczema be triggered by tattoos", "can tattoos trigger eczema"),
+        ("can hair loss result from stress", "does stress cause hair loss"),
+        # no doer on one side: what may be eaten, not who eats
+        ("can cats eat tuna safely", "is tuna okay to feed my cat"),
         # the same way between two places, written in the other order
         (
             "How do I get to Cardiff from Bristol airport?",
@@ -794,6 +811,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("what should I do when a dog runs towards me", "a dog is running towards me, what should I do"),
     ],
     "entity": [
+        # an acronym written with dots
+        ("what is the sales tax in the U.S.?", "what is the sales tax in the US"),
         # the words an acronym of the other side shortens
         ("How do I renew my Global Health Insurance Card?", "how do i renew my GHIC"),
         # the maker named on one side only

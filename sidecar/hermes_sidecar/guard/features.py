@@ -433,6 +433,15 @@ def _gerund(w: str) -> bool:
     return w.endswith("ing") and any(v != w for v in lemminflect.getAllLemmas(w).get("VERB", ("",)))
 
 
+def _halts_from(w: str, after: list[str]) -> bool:
+    """ "stop nginx from starting", "block ads from my browser", "keep the dog from digging": a "from"
+    after the object halts; after "keep" only before an -ing ("keep the comments from my tutor" keeps
+    them)."""
+    if "from" not in after:
+        return False
+    return not w.startswith("keep") or any(_gerund(t) for t in after[after.index("from") + 1 :][:2])
+
+
 _SUBJECTS = frozenset({"i", "we", "you", "they", "he", "she", "it"})
 # a contracted negative auxiliary and its positive: "isnt" -> is, "cant" -> can, "wont" -> will
 _AUXILIARIES = _CTX["auxiliary"]
@@ -456,7 +465,7 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
         w = norm_word(tok)
         after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
         stops = w in _STOP_ING and any(_gerund(t) for t in after)
-        if stops or (w in _KEEP_FROM and ("from" in after or _KEEP_AWAY & set(after[:2]))):
+        if stops or (w in _KEEP_FROM and (_halts_from(w, after) or _KEEP_AWAY & set(after[:2]))):
             # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking", "keep moths away"
             count += 1
             halts += 1
@@ -1052,6 +1061,7 @@ def _sentences(text: str) -> list[tuple[str, ...]]:
 
 # "w/" is "with"; "w/o" and "w/out" are "without"
 _WITH_SHORT = re.compile(r"(?<![\w/])w/(o(?:ut)?)?(?![\w/])", re.IGNORECASE)
+_DOTTED_ACRONYM = re.compile(r"\b(?:[A-Za-z]\.){2,}(?![A-Za-z0-9])")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NEGATIVE = re.compile(r"(?<![\w.)\]-])[-\u2212](?=\d)")  # a minus sign, not a range's or a name's hyphen
 
@@ -1061,6 +1071,7 @@ def features(text: str) -> Features:
     """What the rules compare, from one text (pure, so cached: the candidates of hot questions recur on
     every lookup)."""
     original = _WITH_SHORT.sub(lambda m: "without" if m.group(1) else "with", _PLEA.sub("", fold(text)))
+    original = _DOTTED_ACRONYM.sub(lambda m: m.group(0).replace(".", ""), original)  # "U.S." = "US"
     original = _LETTER_CODE.sub(r"\1\2", _LETTER_IN_PARENS.sub(r"\1\2", original))  # "401(k)", "H-1B"
     original = _PLUS_NAME.sub(r"\1plus", original)  # "NexStar+" is "NexStar Plus", another model
     text = _THOUSANDS.sub("", original)  # "1,000" is one number

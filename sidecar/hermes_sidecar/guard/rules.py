@@ -428,6 +428,13 @@ def _unit_counts(f: Features) -> Counter[str]:
     return Counter(LEX.units[w][0] for w in f.words if w in LEX.units and LEX.units[w][0] in f.units)
 
 
+def _fraction_added(a: Features, b: Features) -> bool:
+    """a takes a fraction of a thing ("a half rack of spare ribs") that b names whole, with no
+    multiplier ("a rack of spare ribs")."""
+    times_b = _multiplied(b)
+    return any(v < 1 and noun in b.keys and noun not in times_b for noun, v in _multiplied(a).items())
+
+
 @rule("number")
 def number(a: Features, b: Features) -> bool:
     """Other quantities, or other units (8 pounds / 8 kilograms, MB / MiB, MB / Mb, Celsius /
@@ -455,9 +462,11 @@ def number(a: Features, b: Features) -> bool:
     if per_a and per_b and not per_a & per_b:
         return True  # "$1.25 per audio hour" / "$1.25 per audio minute"
     # one noun counted by another multiplier word: "a single-crust pie" / "a double-crust pie"
-    times_b = _multiplied(b)
-    if any(noun in times_b and times_b[noun] != value for noun, value in _multiplied(a).items()):
+    times_a, times_b = _multiplied(a), _multiplied(b)
+    if any(noun in times_b and times_b[noun] != value for noun, value in times_a.items()):
         return True
+    if _both_ways(a, b, _fraction_added):
+        return True  # "a rack of ribs" / "a half rack of ribs"
     # one noun numbered differently: "the first act" / "the second act", "First Amendment" / "Second"
     nth_b = dict(b.ordinals)
     return any(noun in nth_b and nth_b[noun] != value for noun, value in a.ordinals)
@@ -854,6 +863,35 @@ def _asker_swap(a: Features, b: Features) -> bool:
     return False
 
 
+_CONDITION = LEX.contexts["condition"]
+
+
+def _condition_doers(f: Features) -> dict[str, str]:
+    """Who does the verb of each condition clause: "if i cancel" -> {cancel: i}, "if the artist
+    cancels" -> {cancel: artist}."""
+    out: dict[str, str] = {}
+    w = f.words
+    for i, x in enumerate(w[:-2]):
+        if x not in _CONDITION:
+            continue
+        if w[i + 1] in _ASKER:
+            out[verb_key(w[i + 2])] = "i"
+        elif (
+            (w[i + 1] in _ARTICLES or w[i + 1] in _POSSESSIVE)
+            and i + 3 < len(w)
+            and w[i + 2] not in STOPWORDS
+        ):
+            out[verb_key(w[i + 3])] = w[i + 2]
+    return out
+
+
+def _condition_doer_swap(a: Features, b: Features) -> bool:
+    """The same condition done by the asker on one side and by someone else on the other: "do I lose
+    my deposit if I cancel" / "... if the artist cancels"."""
+    da, db = _condition_doers(a), _condition_doers(b)
+    return any(da[v] == "i" and db[v] != "i" and can_be_verb(v) for v in da.keys() & db.keys())
+
+
 def _adjacent_swap(a: Features, b: Features) -> bool:
     """The same words with two of them swapped: two neighbouring content words ("feed my dog cat food" /
     "feed my cat dog food"), or two further apart where one is a content word or a negator ("can a
@@ -923,7 +961,41 @@ def direction(a: Features, b: Features) -> bool:
         or _adjacent_swap(a, b)
         or _both_ways(a, b, _role_collapsed)
         or _excess_flipped(a, b)
+        or _both_ways(a, b, _condition_doer_swap)
+        or _cause_swapped(a, b)
     )
+
+
+_DOING_AUX = LEX.contexts["doing-aux"]
+
+
+def _subject_first(f: Features) -> bool:
+    """f opens with an auxiliary of doing and its subject ("can tattoos ...", "does the sun ..."), the
+    subject its first content word."""
+    w = [x for x in f.words if x not in _ARTICLES]
+    return len(w) > 2 and w[0] in _DOING_AUX and bool(f.content) and w[1] == f.content[0]
+
+
+def _cause_swapped(a: Features, b: Features) -> bool:
+    """Two things swapped around another verb: what one does to the other against what the other does
+    to it ("can tattoos cause eczema" / "can eczema damage a tattoo", "can stretch marks ruin a tattoo"
+    / "can a tattoo hide stretch marks"). A passive ("... be triggered by tattoos") or a verb with "from"
+    ("can hair loss result from stress") keeps the question."""
+    if {"by", "from"} & {*a.words, *b.words}:
+        return False  # "be triggered by", "result from": the verb turns the roles round itself
+    if not (_subject_first(a) and _subject_first(b)):
+        return False  # "can cats eat tuna" / "is tuna okay to feed my cat": no doer on the other side
+    ka, kb = [_place_key(w) for w in a.content], [_place_key(w) for w in b.content]
+    for i in range(1, len(ka) - 1):
+        x = ka[:i]
+        if kb[-i:] != x:
+            continue
+        for j in range(1, len(ka) - i):
+            y, mid_a = ka[-j:], ka[i:-j]
+            mid_b = kb[j:-i]
+            if kb[:j] == y and x != y and 0 < len(mid_a) <= 2 and 0 < len(mid_b) <= 2 and mid_a != mid_b:
+                return True
+    return False
 
 
 _EXCESS = LEX.contexts["excess"]
