@@ -428,11 +428,10 @@ def _unit_counts(f: Features) -> Counter[str]:
     return Counter(LEX.units[w][0] for w in f.words if w in LEX.units and LEX.units[w][0] in f.units)
 
 
-def _fraction_added(a: Features, b: Features) -> bool:
-    """a takes a fraction of a thing ("a half rack of spare ribs") that b names whole, with no
-    multiplier ("a rack of spare ribs")."""
-    times_b = _multiplied(b)
-    return any(v < 1 and noun in b.keys and noun not in times_b for noun, v in _multiplied(a).items())
+def _fraction_added(times: dict[str, float], other: Features, times_other: dict[str, float]) -> bool:
+    """One side takes a fraction of a thing ("a half rack of spare ribs"; ``times`` is its
+    :func:`_multiplied`) that the other side names whole, with no multiplier ("a rack of spare ribs")."""
+    return any(v < 1 and noun in other.keys and noun not in times_other for noun, v in times.items())
 
 
 @rule("number")
@@ -465,7 +464,7 @@ def number(a: Features, b: Features) -> bool:
     times_a, times_b = _multiplied(a), _multiplied(b)
     if any(noun in times_b and times_b[noun] != value for noun, value in times_a.items()):
         return True
-    if _both_ways(a, b, _fraction_added):
+    if _fraction_added(times_a, b, times_b) or _fraction_added(times_b, a, times_a):
         return True  # "a rack of ribs" / "a half rack of ribs"
     # one noun numbered differently: "the first act" / "the second act", "First Amendment" / "Second"
     nth_b = dict(b.ordinals)
