@@ -150,6 +150,10 @@ BENCH_DATA_SETS = (
     "tattoos",
     "videoediting",
     "bbq",
+    "drones",
+    "speaking",
+    "cosplay",
+    "cheese",
 )
 
 QUICK = Sizes(

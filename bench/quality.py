@@ -11,10 +11,10 @@ interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestri
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
-bbq). Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
-(imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
-holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
-scored on the holdout half.
+bbq, drones, speaking, cosplay, cheese). Each is split into a tune and a holdout half by the rule of
+`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
+the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
+half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -286,6 +286,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "videoediting.jsonl"], "--pairs bench/data/videoediting.jsonl"),
         PairSet("bbq", "barbecue and smoking meat (bench/data)",
                 True, False, lambda: [DATA / "bbq.jsonl"], "--pairs bench/data/bbq.jsonl"),
+        PairSet("drones", "consumer and hobby drones (bench/data)",
+                True, False, lambda: [DATA / "drones.jsonl"], "--pairs bench/data/drones.jsonl"),
+        PairSet("speaking", "public speaking and presentations (bench/data)",
+                True, False, lambda: [DATA / "speaking.jsonl"], "--pairs bench/data/speaking.jsonl"),
+        PairSet("cosplay", "cosplay and costume making (bench/data)",
+                True, False, lambda: [DATA / "cosplay.jsonl"], "--pairs bench/data/cosplay.jsonl"),
+        PairSet("cheese", "home cheesemaking (bench/data)",
+                True, False, lambda: [DATA / "cheese.jsonl"], "--pairs bench/data/cheese.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

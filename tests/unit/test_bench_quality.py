@@ -151,6 +151,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "tattoos": 216,
         "videoediting": 216,
         "bbq": 216,
+        "drones": 216,
+        "speaking": 216,
+        "cosplay": 216,
+        "cheese": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
