@@ -17,6 +17,9 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a harm avoided, against a side that names the harm; "never ... before" against one with "before"
+        ("can I repot an orchid without killing it", "can repotting kill an orchid"),
+        ("what should I pack if I've never flown before", "what should I pack if I've flown before"),
         # as many negations, but another thing negated
         (
             "my dryer is spinning but the drum isn't heating",
@@ -60,6 +63,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # pressure units
+        ("how many psi should road bike tyres be pumped to", "how many kpa should road tyres be pumped to"),
+        ("pump the pool filter to 2 bar", "pump the pool filter to 2 psi"),
         # a fraction of a thing against the whole of it
         ("how long to smoke a brisket", "how long to smoke a half brisket"),
         # a minus sign is part of the number
@@ -519,6 +525,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
+        # a short question with a thing of two words put in place of another
+        ("shoulder pain exercises for swimmers", "lower back exercises for swimmers"),
         # one word added, with the article before it changed to fit: another kind of the thing
         # one word added with the asker's possessive before it: what is worked on
         ("how do I stretch before a run", "how do I stretch my calves before a run"),
@@ -583,6 +591,13 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a harm avoided that the other side does not name; a yes-or-no tail; never done before
+        ("how do I repot an orchid without killing it", "what's the right way to repot an orchid"),
+        ("is it safe to eat bread with a little mould or not?", "is bread with a bit of mould safe to eat"),
+        (
+            "which language should I learn first if I've never coded before",
+            "best first programming language for a complete beginner",
+        ),
         # "keep X from" a person keeps X; only before an -ing does it halt
         (
             "how do I keep the comments from my tutor when I accept all changes",
@@ -837,6 +852,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I restore the original colour of teak?", "how do I get teak back to its original colour"),
     ],
     "scope": [
+        # a qualifying adverb misspelt on one side
+        ("how long does a tattoo usually take to heal", "how long does a tattoo ususally take to heal"),
         # "or nah" only hesitates
         ("should I learn python or nah", "should I learn python"),
         # "temp" before a noun is a temperature, not a temporary worker

@@ -190,6 +190,7 @@ class Features:
     superlatives: tuple[tuple[str, str, bool], ...] = ()  # (superlative, key of its noun, plural)
     sentences: tuple[tuple[str, ...], ...] = ()  # the lower-cased words of each sentence
     ordinals: tuple[tuple[str, float], ...] = ()  # (key of the next word, value): "the first act"
+    novice: int = 0  # negations that say the asker has not done it yet: "I've never made any before"
     raw: str = field(default="", compare=False)
 
 
@@ -483,6 +484,7 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
             continue
         prev = tokens[i - 1] if i else ""
         nxt = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
+        before = {norm_word(t) for t in tokens[max(i - 2, 0) : i]}
         if prev in ("(", ",", "-", "\u2014", "\u2013", ";") and nxt in _CONTRAST:
             continue
         if not_knowing(tokens, i):
@@ -490,6 +492,8 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
         if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
             last = i
             continue
+        if w == "not" and norm_word(prev) == "or" and (not nxt_tok[0].isalnum() or "whether" in before):
+            continue  # a yes-or-no question's tail: "is it safe to eat or not?", "whether or not to"
         if norm_word(prev) in ("and", "or") and i > 1 and _POSITIVE.get(w) == norm_word(tokens[i - 2]):
             continue  # both ways: "what is and isn't included", "what can and can't I bring"
         if (not prev or not prev[0].isalnum()) and nxt in _SUBJECTS and w in _POSITIVE:
@@ -503,6 +507,20 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
                 heads.append(verb_key(head))
         last = i
     return count, halts, tuple(sorted(set(heads)))
+
+
+_HAVE_DONE = _SUBJECTS | {"ive", "weve", "youve", "have", "has"}
+
+
+def _novice(tokens: list[str]) -> int:
+    """ "never" after its subject with "before" a few words on: "if I've never made any before", "you
+    have never done one before". The asker's inexperience, which "for a beginner" says as well."""
+    words = [norm_word(t) for t in tokens]
+    return sum(
+        1
+        for i, w in enumerate(words)
+        if w == "never" and _HAVE_DONE & set(words[max(i - 2, 0) : i]) and "before" in words[i + 2 : i + 7]
+    )
 
 
 def _negated(words: list[str]) -> list[tuple[str, str]]:
@@ -1138,5 +1156,6 @@ def features(text: str) -> Features:
         superlatives=tuple(sorted(_superlatives(words))),
         sentences=tuple(_sentences(original)),
         ordinals=tuple(sorted(_ordinals(words))),
+        novice=_novice(tokens),
         raw=original,
     )

@@ -11,7 +11,7 @@ import functools
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from difflib import SequenceMatcher
 
@@ -84,12 +84,22 @@ def _polarity(mine: Features, other: Features) -> int:
         and not known(v)
         and any(w in LEX.negators and _typo(w, v) for w in other_words)
     )
-    kept = _negated_losses(mine) if _keeps(other) and not _keeps(mine) else 0
+    if _keeps(other) and not _keeps(mine):
+        kept = _negated_losses(mine)
+    else:  # a harm avoided that the other side, negating nothing, does not name
+        kept = 0 if other.negations or _shields(other) else _negated_losses(mine, unnamed_in=other)
     kept += mine.halts if _remedy(other) and not _remedy(mine) else 0
     zero = 1 if _zero_for_no(mine, other) else 0
     shield = 1 if _shields(mine) and not _shields(other) and other.negations > mine.negations else 0
+    novice = mine.novice if "before" not in other.words else 0  # "never done it before" / "a beginner"
     return (
-        mine.negations - kept + zero + shield + misspelt + sum(1 for w, base in mine.negated if has(w, base))
+        mine.negations
+        - kept
+        - novice
+        + zero
+        + shield
+        + misspelt
+        + sum(1 for w, base in mine.negated if has(w, base))
     )
 
 
@@ -138,9 +148,13 @@ def _keeps(f: Features) -> bool:
     )
 
 
-def _negated_losses(f: Features) -> int:
+def _negated_losses(f: Features, unnamed_in: Features | None = None) -> int:
     """Negators of a verb of losing or harming, which keep the thing instead: "without damaging the
-    heating elements", "without cutting out the wet food", "don't want to take the driftwood out"."""
+    heating elements", "without cutting out the wet food", "don't want to take the driftwood out". With
+    ``unnamed_in``, only those whose verb that side does not name: "how to cut wig bangs without
+    ruining them" asks what "the right way to trim a wig's fringe" asks, but not what "can trimming
+    ruin a wig" asks."""
+    named = {verb_key(w) for w in unnamed_in.words} if unnamed_in is not None else set()
     count = 0
     for i, w in enumerate(f.words):
         if w not in LEX.negators:
@@ -148,7 +162,7 @@ def _negated_losses(f: Features) -> int:
         for j in range(i + 1, min(i + 5, len(f.words))):
             v = f.words[j]
             if v in _LOSS or (v in _LOSS_PARTICLE and {"out", "off", "away"} & set(f.words[j + 1 : j + 4])):
-                count += 1
+                count += verb_key(v) not in named
                 break
     return count
 
@@ -1242,10 +1256,14 @@ def _unmatched(words: Iterable[str], other: Features) -> set[str]:
     or a near-synonym of one, nor another name for a time it names."""
     theirs = {w for w in other.words if qualifier_word(w)}
     times = named_times(other)  # "at night" / "overnight"
+    slips = {v for v in other.words if len(v) >= 4 and v not in theirs}  # "ususally" is no qualifier
     return {
         w
         for w in words
-        if w not in theirs and not any(_akin(w, v) for v in theirs) and time_named(w) not in times
+        if w not in theirs
+        and not any(_akin(w, v) for v in theirs)
+        and time_named(w) not in times
+        and not any(w[0] == v[0] and _typo(w, v) for v in slips)
     }
 
 
@@ -1880,7 +1898,7 @@ def edit(a: Features, b: Features) -> bool:
     if (len(changed) == 1 or ratio >= 0.7) and any(_part_added(op, wa, wb) for op in changed):
         return True
     if ratio < 0.7:
-        return False
+        return _short_swap(wa, wb, changed)
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             continue
@@ -1912,6 +1930,23 @@ def edit(a: Features, b: Features) -> bool:
         if left and right:
             return True
     return ratio >= 0.8 and _scattered_swap(wa, wb)
+
+
+def _short_swap(wa: list[str], wb: list[str], changed: Sequence[tuple[str, int, int, int, int]]) -> bool:
+    """A short question whose one change is a thing of one or two words put in place of another, three
+    or more words kept around it: "eye contact tips for presentations" / "body language tips for
+    presentations" (too short for the ratio the longer swaps need)."""
+    if len(changed) != 1 or changed[0][0] != "replace":
+        return False
+    _, i1, i2, j1, j2 = changed[0]
+    if not (i2 - i1 <= 2 and j2 - j1 <= 2 and len(wa) - (i2 - i1) >= 3):
+        return False
+    kept = [w for w in wa[:i1] + wa[i2:] if _edit_word(w)]
+    left, right = _unexplained(
+        [w for w in wa[i1:i2] if _swap_word(w) and w not in wb],
+        [w for w in wb[j1:j2] if _swap_word(w) and w not in wa],
+    )
+    return len(kept) >= 2 and len(left) == i2 - i1 and len(right) == j2 - j1
 
 
 def _scattered_swap(wa: list[str], wb: list[str]) -> bool:
