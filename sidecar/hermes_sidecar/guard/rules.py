@@ -1263,7 +1263,9 @@ def _unmatched(words: Iterable[str], other: Features) -> set[str]:
         if w not in theirs
         and not any(_akin(w, v) for v in theirs)
         and time_named(w) not in times
-        and not any(w[0] == v[0] and _typo(w, v) for v in slips)
+        and not any(
+            w[0] == v[0] and 3 * min(len(w), len(v)) >= 2 * max(len(w), len(v)) and _typo(w, v) for v in slips
+        )
     }
 
 
