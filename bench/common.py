@@ -154,6 +154,10 @@ BENCH_DATA_SETS = (
     "speaking",
     "cosplay",
     "cheese",
+    "kayaking",
+    "knitting",
+    "sleep",
+    "bonsai",
 )
 
 QUICK = Sizes(

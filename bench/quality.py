@@ -11,10 +11,10 @@ interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestri
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
-bbq, drones, speaking, cosplay, cheese). Each is split into a tune and a holdout half by the rule of
-`hermes-sidecar evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure
-the report quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune
-half" rows, which are then scored on the holdout half.
+bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai). Each is split into a
+tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the
+first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only
+fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -294,6 +294,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "cosplay.jsonl"], "--pairs bench/data/cosplay.jsonl"),
         PairSet("cheese", "home cheesemaking (bench/data)",
                 True, False, lambda: [DATA / "cheese.jsonl"], "--pairs bench/data/cheese.jsonl"),
+        PairSet("kayaking", "kayaking, canoeing and paddleboarding (bench/data)",
+                True, False, lambda: [DATA / "kayaking.jsonl"], "--pairs bench/data/kayaking.jsonl"),
+        PairSet("knitting", "knitting and crochet (bench/data)",
+                True, False, lambda: [DATA / "knitting.jsonl"], "--pairs bench/data/knitting.jsonl"),
+        PairSet("sleep", "sleep and sleep problems (bench/data)",
+                True, False, lambda: [DATA / "sleep.jsonl"], "--pairs bench/data/sleep.jsonl"),
+        PairSet("bonsai", "bonsai trees (bench/data)",
+                True, False, lambda: [DATA / "bonsai.jsonl"], "--pairs bench/data/bonsai.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

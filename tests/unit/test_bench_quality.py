@@ -155,6 +155,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "speaking": 216,
         "cosplay": 216,
         "cheese": 216,
+        "kayaking": 216,
+        "knitting": 216,
+        "sleep": 216,
+        "bonsai": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
