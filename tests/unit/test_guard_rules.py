@@ -172,6 +172,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # two times swapped around "than", each keeping its own preposition
+        ("why is my dog calmer at home than in the car", "why is my dog calmer in the car than at home"),
         # two things swapped around another verb; the asker against someone else in a condition
         ("can diabetes cause gum disease", "can gum disease worsen diabetes"),
         ("is the flight refunded if the airline cancels", "is the flight refunded if i cancel"),
@@ -316,6 +318,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # a part of the body after the asker's possessive narrows the request
+        ("what sunscreen should I use on my face for skiing", "what sunscreen should I use for skiing"),
         # a one-word answer against pros and cons; a brief answer against an explanation
         ("kindle or kobo: one-word answer", "kindle or kobo: pros and cons please"),
         (
@@ -525,6 +529,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
+        # ... with the article changed to fit the new thing
+        ("what potting mix for a cactus", "what potting mix for an orchid"),
         # a short question with a thing of two words put in place of another
         ("shoulder pain exercises for swimmers", "lower back exercises for swimmers"),
         # one word added, with the article before it changed to fit: another kind of the thing
@@ -688,6 +694,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # a Roman numeral in capitals after a word naming a numbered part
+        ("what does a class IV rapid look like", "what does a class 4 rapid look like"),
         # a minus sign written as a word
         ("is -10°C cold enough for snow", "is minus 10 °C cold enough for snow"),
         # "under-18s" are people under 18, not seconds
@@ -749,6 +757,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("set an alarm for 07:30 on weekdays", "set an alarm for 7:30 on weekdays"),
     ],
     "date": [
+        # "overwinter" names the winter
+        ("how do I overwinter geraniums", "how do I keep geraniums alive through the winter"),
         # "original" with no present time on the other side
         ("what was the original name of the band", "what was the band originally called"),
         # overnight is at night

@@ -40,6 +40,7 @@ _HIGH, _LOW = _CTX["compare-high"], _CTX["compare-low"]
 _TRANSFER, _STOP_LEFT, _CONTRAST = _CTX["transfer"], _CTX["transfer-stop"], _CTX["contrast"]
 ADJUNCT = _CTX["adjunct"]  # prepositions that open a qualifier ("in megabytes", "across all regions")
 _ADJUNCT_END, _POSSESSIVE, _UNIT_LEFT = ADJUNCT | _CTX["adjunct-end"], _CTX["possessive"], _CTX["unit-left"]
+_BODY_PART = _CTX["body-part"]
 _PHRASE_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['.\-][A-Za-z0-9]+)*|[(),;:!?.\u2014\u2013-]")
 
 
@@ -857,7 +858,9 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
                     break
                 unit = tok in _UNIT_LEFT and _strong_word(w)
                 strong = strong or unit or _universal(w, tokens[j + 1] if j + 1 < len(tokens) else "")
-                possessive = possessive or w in _POSSESSIVE
+                # "on my server" is the asker's own thing; "on my hands" narrows what is asked
+                body = j + 1 < len(tokens) and tokens[j + 1] in _BODY_PART
+                possessive = possessive or (w in _POSSESSIVE and not body)
                 if qualifier_word(w):
                     content.append(w)
             phrase = [tok, *content]
@@ -968,15 +971,21 @@ def _roman(token: str) -> float | None:
     return float(total)
 
 
+_NAMED_PART = _CTX["named-part"]
+
+
 def _romans(raw: list[str]) -> set[float]:
-    """Roman numerals right after a capitalised word ("World War I", "Part II"); "I" alone, or after
-    a function word ("Can I", "Do I"), is a pronoun."""
+    """Roman numerals right after a capitalised word ("World War I", "Part II") or, in capitals, after
+    a word that names a numbered part ("class IV", "stage II"); "I" alone, or after a function word
+    ("Can I", "Do I"), is a pronoun."""
     out = set()
     for prev, tok in itertools.pairwise(raw):
         prev, core = prev.strip(_EDGE), tok.strip(_EDGE)
         value = _roman(core)
         pronoun = core == "I" and prev.lower() in LEX.function_words
-        if (
+        if value is not None and core.isupper() and prev.lower() in _NAMED_PART:
+            out.add(value)  # "class IV whitewater", "stage II": a numbered part after a lower-case word
+        elif (
             value is not None
             and prev[:1].isupper()
             and not prev.endswith((".", "?", "!"))

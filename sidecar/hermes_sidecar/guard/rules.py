@@ -735,6 +735,10 @@ def _role_swap(a: Features, b: Features) -> bool:
     if _QUESTION_WORDS & {*fa, *fb}:
         return False  # one of them in a sentence of context: "my toddler may have an ear infection, what
         # are the signs?" / "what are the signs of an ear infection in a toddler"
+    if fa != fb and fa[-1:] != fb[-1:] and set(fa[-1:] + fb[-1:]) <= ADJUNCT:
+        # each block keeps its own preposition: "more awake at night than in the morning" / "... in
+        # the morning than at night"
+        fa, fb = fa[:-1], fb[:-1]
     if fa != fb:  # "the disease given a positive test" / "a positive test given I have the disease"
         fa, fb = [w for w in fa if w not in STOPWORDS], [w for w in fb if w not in STOPWORDS]
     return bool(fa) and fa == fb and bool(set(fa) - _JOINERS)
@@ -825,6 +829,7 @@ def _pronoun_role_swap(a: Features, b: Features) -> bool:
 _ASKER = frozenset({"i", "we"})
 _BENEFICIARY = LEX.contexts["beneficiary"]
 _POSSESSIVE = LEX.contexts["possessive"]
+_BODY_PART = LEX.contexts["body-part"]
 
 
 def _doers(f: Features, verb: str) -> set[str]:
@@ -1613,7 +1618,7 @@ def _phrase_added(a: Features, b: Features) -> bool:
         return False
     if span[0] == "to" and not opens(span, 0):
         return False  # "learn guitar" / "learn to play the guitar", "introduce them to each other"
-    if span[0] in ADJUNCT and _POSSESSIVE & set(span[1:2]):
+    if span[0] in ADJUNCT and _POSSESSIVE & set(span[1:2]) and not _BODY_PART & set(span[2:3]):
         return False  # the asker's own thing, as for a qualifier: "find large files on my server"
     names = set(longer.entities)
     return any(_edit_word(w) and w not in names and key(w) not in names for w in span[1:])
@@ -1941,14 +1946,16 @@ def _short_swap(wa: list[str], wb: list[str], changed: Sequence[tuple[str, int, 
     if len(changed) != 1 or changed[0][0] != "replace":
         return False
     _, i1, i2, j1, j2 = changed[0]
-    if not (i2 - i1 <= 2 and j2 - j1 <= 2 and len(wa) - (i2 - i1) >= 3):
+    # an article changed with the thing counts for nothing: "for a juniper bonsai" / "for an azalea ..."
+    out = [w for w in wa[i1:i2] if w not in _ARTICLES]
+    put = [w for w in wb[j1:j2] if w not in _ARTICLES]
+    if not (1 <= len(out) <= 2 and 1 <= len(put) <= 2 and len(wa) - (i2 - i1) >= 3):
         return False
     kept = [w for w in wa[:i1] + wa[i2:] if _edit_word(w)]
     left, right = _unexplained(
-        [w for w in wa[i1:i2] if _swap_word(w) and w not in wb],
-        [w for w in wb[j1:j2] if _swap_word(w) and w not in wa],
+        [w for w in out if _swap_word(w) and w not in wb], [w for w in put if _swap_word(w) and w not in wa]
     )
-    return len(kept) >= 2 and len(left) == i2 - i1 and len(right) == j2 - j1
+    return len(kept) >= 2 and len(left) == len(out) and len(right) == len(put)
 
 
 def _scattered_swap(wa: list[str], wb: list[str]) -> bool:
