@@ -158,6 +158,10 @@ BENCH_DATA_SETS = (
     "knitting",
     "sleep",
     "bonsai",
+    "magic",
+    "calligraphy",
+    "skateboarding",
+    "archery",
 )
 
 QUICK = Sizes(

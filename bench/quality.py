@@ -11,10 +11,11 @@ interiors, dental, genealogy, sewing, campervans, baking, birdwatching, equestri
 podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums, immigration,
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
-bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai). Each is split into a
-tune and a holdout half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the
-first byte of sha256(id)). Every figure the report quotes is on the holdout half; the tune half only
-fits the "threshold fitted on the tune half" rows, which are then scored on the holdout half.
+bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
+skateboarding, archery). Each is split into a tune and a holdout half by the rule of `hermes-sidecar
+evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure the report
+quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune half" rows,
+which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -302,6 +303,15 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "sleep.jsonl"], "--pairs bench/data/sleep.jsonl"),
         PairSet("bonsai", "bonsai trees (bench/data)",
                 True, False, lambda: [DATA / "bonsai.jsonl"], "--pairs bench/data/bonsai.jsonl"),
+        PairSet("magic", "magic tricks and stage magic (bench/data)",
+                True, False, lambda: [DATA / "magic.jsonl"], "--pairs bench/data/magic.jsonl"),
+        PairSet("calligraphy", "calligraphy and hand lettering (bench/data)",
+                True, False, lambda: [DATA / "calligraphy.jsonl"], "--pairs bench/data/calligraphy.jsonl"),
+        PairSet("skateboarding", "skateboarding (bench/data)",
+                True, False, lambda: [DATA / "skateboarding.jsonl"],
+                "--pairs bench/data/skateboarding.jsonl"),
+        PairSet("archery", "archery (bench/data)",
+                True, False, lambda: [DATA / "archery.jsonl"], "--pairs bench/data/archery.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

@@ -159,6 +159,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "knitting": 216,
         "sleep": 216,
         "bonsai": 216,
+        "magic": 216,
+        "calligraphy": 216,
+        "skateboarding": 216,
+        "archery": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
