@@ -115,6 +115,23 @@ class Kube:
             timeout=timeout,
         )
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Wait until the API server serves ``crd``. `kubectl wait --for=condition=Established` exits at
+        once ("status.conditions accessor error: <nil>") while a CRD created a moment before has no
+        conditions yet, which a loaded machine shows (as knative/operator#2338 and epinio#829 saw), so
+        this polls the condition itself."""
+        deadline = time.monotonic() + timeout
+        query = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            proc = self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={query}", check=False)
+            if proc.returncode == 0 and proc.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"CRD {crd} not Established after {timeout:.0f}s: {proc.stdout!r} {proc.stderr!r}"
+                )
+            time.sleep(0.5)
+
     def helm(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
@@ -247,7 +264,5 @@ def crd_release(kube: Kube) -> tuple[str, str]:
     kube.helm("upgrade", "--install", CRD_RELEASE, str(REPO_ROOT / "charts/hermes-cache"),
               "-n", CRD_RELEASE_NS, "--create-namespace", "--set", "operator.enabled=false",
               "--wait", "--timeout", "2m")  # fmt: skip
-    kube.kubectl(
-        "wait", "--for=condition=Established", "crd/hermescachepolicies.hermes-cache.dev", "--timeout=60s"
-    )
+    kube.wait_established("hermescachepolicies.hermes-cache.dev")
     return CRD_RELEASE, CRD_RELEASE_NS

@@ -40,7 +40,7 @@ def _assignments(text: str) -> dict[str, str]:
 def gie_crd(kube: Kube) -> str:
     """Upstream's InferencePool CRD (the chart's copy), installed as a user would without the chart."""
     kube.kubectl("apply", "--server-side", "-f", str(GIE_CRD))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{POOL_CRD}", "--timeout=60s")
+    kube.wait_established(POOL_CRD)
     return POOL_CRD
 
 
