@@ -836,7 +836,8 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     content words, strong): strong when it quantifies universally ("for every user"), names the unit of
     the answer ("in MiB", not "for hours") or asks for a depth ("in detail", "briefly"). A phrase
     attached to a filler ("thanks in advance") qualifies nothing, and a weak one naming the asker's own
-    thing ("on my server", "for our team") is context."""
+    thing ("on my server", "for our team") is context, unless the thing is a part of the body ("on my
+    hands": what to wear on them is narrower than what to wear)."""
     # the parts of a hyphenated word stay in one phrase: "for ship-to-ship chat" (its "to" opens none)
     tokens: list[str] = []
     glued: set[int] = set()
