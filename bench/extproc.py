@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -140,8 +141,18 @@ class Picker:
             outbox.put(None)
             stream.cancel()
 
-    def _scrape(self) -> str:
-        return str(urllib.request.urlopen(self.metrics_url, timeout=5).read().decode())
+    def _scrape(self, attempts: int = 4) -> str:
+        """The EPP's metrics page. On a machine busy with the pods' generations (two cores, 0.25 CPU
+        per pod) the EPP can take longer than one timeout to answer; a few tries before giving up."""
+        error: Exception | None = None
+        for _ in range(attempts):
+            try:
+                return str(urllib.request.urlopen(self.metrics_url, timeout=10).read().decode())
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as e:
+                error = e
+                time.sleep(1)
+        tries = f"{attempts} tries of 10 s"
+        raise AssertionError(f"the EPP's metrics at {self.metrics_url} did not answer in {tries}") from error
 
     def metric(self, name: str) -> float:
         return metric_sum(self._scrape(), name)
