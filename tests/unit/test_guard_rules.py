@@ -17,6 +17,11 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "stop" before a preposition is stopping, not stopping something: "using" / "without" differ
+        (
+            "how do i stop on rollerblades using the heel brake",
+            "how do i stop on rollerblades without the heel brake",
+        ),
         # a harm avoided, against a side that names the harm; "never ... before" against one with "before"
         ("can I repot an orchid without killing it", "can repotting kill an orchid"),
         ("what should I pack if I've never flown before", "what should I pack if I've flown before"),
@@ -150,6 +155,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "date": [
+        # a month after "this" with no verb after it
+        ("what to plant this may in zone 5", "what to plant this june in zone 5"),
         # the old way against the modern one
         ("what was the old school method for curing bacon", "what's the modern method for curing bacon"),
         # what a thing was at first against what it is now
@@ -318,6 +325,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # an item joined before the kept one, or sharing a word with it
+        ("how do I clean the chain on my bike", "how do I clean the gears and chain on my bike"),
+        ("how does tyre pressure affect grip", "how do tyre pressure and tyre width affect grip"),
+        # one tip against a complete guide
+        ("sourdough starter: one tip", "sourdough starter: complete guide"),
         # a part of the body after the asker's possessive narrows the request
         ("what sunscreen should I use on my face for skiing", "what sunscreen should I use for skiing"),
         # a one-word answer against pros and cons; a brief answer against an explanation
@@ -757,6 +769,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("set an alarm for 07:30 on weekdays", "set an alarm for 7:30 on weekdays"),
     ],
     "date": [
+        # "this may" before a verb is the pronoun and the modal ("this may in zone 5" stays a date)
+        ("this may sound silly but why do cats purr", "why do cats purr?"),
         # "overwinter" names the winter
         ("how do I overwinter geraniums", "how do I keep geraniums alive through the winter"),
         # "original" with no present time on the other side
@@ -836,6 +850,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("what should I do when a dog runs towards me", "a dog is running towards me, what should I do"),
     ],
     "entity": [
+        # a name's number glued on, or after a hyphen
+        ("can I spray WD-40 on a bike chain", "is it ok to spray wd40 on a bike chain"),
         # an acronym written with dots
         ("what is the sales tax in the U.S.?", "what is the sales tax in the US"),
         # the words an acronym of the other side shortens
@@ -994,6 +1010,12 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "edit": [
+        # "ur" for "your"; a short word with its double letter typed once
+        (
+            "how to change a bike tyre without pinching ur tube",
+            "how to change a bike tyre without pinching your tube",
+        ),
+        ("how do I do a forward rol", "how do I do a forward roll"),
         # the article alone changed
         ("how do I apply for a fishing permit", "how do I apply for the fishing permit"),
         # an agent noun spelt with -er or -or

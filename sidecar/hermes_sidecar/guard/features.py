@@ -360,6 +360,9 @@ def _times(words: list[str], capitalised: set[str]) -> set[str]:
     return out
 
 
+_MODAL_NEXT = frozenset({"be", "not", "have", "also", "well", "just", "still"})
+
+
 def _dates(words: list[str], capitalised: set[str]) -> set[str]:
     out: set[str] = set()
     for i, w in enumerate(words):
@@ -372,6 +375,8 @@ def _dates(words: list[str], capitalised: set[str]) -> set[str]:
             elif w in capitalised or _day_number(left) or right[:1].isdigit():
                 # "the May pay run", "3 March", "March 3": the modal and the verb are lower case
                 out.add(name)
+            elif left == "this" and w == "may" and right and (right in _MODAL_NEXT or right not in STOPWORDS):
+                pass  # "this may sound dumb", "this may be": the pronoun and the modal ("this may in zone 5")
             elif left in _DATE_LEFT and (left != "the" or (i >= 2 and words[i - 2] in _DATE_LEFT)):
                 out.add(name)  # "the" only in "in the fall": "the march of progress" is no date
             continue
@@ -466,7 +471,9 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
     for i, tok in enumerate(tokens):
         w = norm_word(tok)
         after = [norm_word(t) for t in tokens[i + 2 : i + 6]]  # past the object's first word
-        stops = w in _STOP_ING and any(_gerund(t) for t in after)
+        # "stop on a longboard using foot braking" says how to stop, not what: a preposition after it
+        nxt_word = norm_word(tokens[i + 1]) if i + 1 < len(tokens) else ""
+        stops = w in _STOP_ING and nxt_word not in ADJUNCT and any(_gerund(t) for t in after)
         if stops or (w in _KEEP_FROM and (_halts_from(w, after) or _KEEP_AWAY & set(after[:2]))):
             # "stop nginx from starting", "stop pasta sticking" = "prevent pasta sticking", "keep moths away"
             count += 1

@@ -1103,6 +1103,8 @@ def _entity_present(entity: str, other: Features) -> bool:
         return True  # "England" / "English", "the UK" / "Britain"
     if any(x + y == entity for x, y in itertools.pairwise(other.words)):
         return True  # written apart: "4-stroke" / "4 stroke", "WiFi" / "wi fi"
+    if any(w.startswith(entity) and w[len(entity) :].isdigit() for w in other.entities):
+        return True  # the name's number glued on there: "WD-40" (wd, 40) / "wd40"
     if _roman_for_number(entity) & words or any(entity in _roman_for_number(o) for o in other.entities):
         return True  # "WW1" / "WWI"
     parts = [p for p in re.split(r"[-./ ]+", entity) if p]
@@ -1423,14 +1425,17 @@ def _item_joined(a: Features, b: Features) -> bool:
     eclipses in 2026" / "all the eclipses in 2026, solar and lunar", "lock a road bike" / "lock a road
     or mountain bike". The answer covers both where a asks about one."""
     theirs = set(a.keys)
-    listed = [_listed(b.words, i, theirs) for i, w in enumerate(b.words) if w in ("and", "or")]
-    listed = [items for items in listed if items]
-    if not listed:  # the cheap test first: the word matching below is the costly part
+    joins = [i for i, w in enumerate(b.words) if w in ("and", "or")]
+    listed = [items for items in (_listed(b.words, i, theirs) for i in joins) if items]
+    more = sum(w in ("and", "or") for w in a.words) < len(joins)
+    if not (listed or more):  # the cheap test first: the word matching below is the costly part
         return False
     added = _unmatched((w for w in b.content if qualifier_word(w)), a)
     if not added or len(added) > 3 or _unmatched((w for w in a.content if qualifier_word(w)), b):
         return False
-    return any(added <= items for items in listed)
+    if any(added <= items for items in listed):
+        return True
+    return more and any(_beside(b.words, i, added) for i in joins)
 
 
 def _listed(words: tuple[str, ...], i: int, theirs: set[str]) -> set[str]:
@@ -1448,6 +1453,27 @@ def _listed(words: tuple[str, ...], i: int, theirs: set[str]) -> set[str]:
             return items
         items.add(w)
     return set()
+
+
+def _beside(words: tuple[str, ...], i: int, added: set[str]) -> bool:
+    """The added words are the item the "and" / "or" at i joins, right next to it: before it ("the
+    bow grip" / "the stance and bow grip"), after it ("speakers" / "speakers and subwoofer"), both
+    ("a health and welfare LPA" / "an LPA"), or after the word both items share ("draw weight" / "draw
+    weight and draw length"), which :func:`_listed` does not see. Words further off are rewording
+    ("why does my dog eat grass" / "what makes dogs chew and eat grass")."""
+    rest = words[i + 1 :]
+    rest = rest[1:] if rest[:1] and rest[0] in ("a", "an", "the") else rest
+    k = len(added)
+    if i >= 2 and rest[:1] == words[i - 2 : i - 1] and set(rest[1 : k + 1]) == added:
+        return True  # "draw weight and draw length"
+    kept_after = bool(rest) and rest[0] not in STOPWORDS  # "setup and how to use it" adds a question
+    kept_before = i > 0 and words[i - 1] not in STOPWORDS
+    for lo in range(min(k, i) + 1):  # lo of the added words before the "and", the rest after it
+        if (lo == k and not kept_after) or (lo == 0 and not kept_before):
+            continue  # the other item must be one both sides name
+        if set(words[i - lo : i]) | set(rest[: k - lo]) == added:
+            return True
+    return False
 
 
 def _total_vs_share(a: Features, b: Features) -> bool:
@@ -1686,7 +1712,17 @@ def _similar_word(a: str, b: str) -> bool:
         return True  # derivations: quote / quotation
     if len(ka) >= 6 and len(ka) == len(kb) and {ka[-2:], kb[-2:]} == {"or", "er"} and ka[:-2] == kb[:-2]:
         return True  # an agent noun spelt either way: "restrictors" / "restricters", "adviser" / "advisor"
+    if min(len(a), len(b)) == 3 and known(a) != known(b) and _undoubled(a, b):
+        return True  # a short word with its double letter typed once: "a coin rol" / "a coin roll"
     return len(a) >= 4 and len(b) >= 4 and a[0] == b[0] and _typo(a, b)
+
+
+def _undoubled(a: str, b: str) -> bool:
+    """One of a double letter of the longer word dropped gives the shorter ("roll" / "rol")."""
+    short, long = sorted((a, b), key=len)
+    return len(long) == len(short) + 1 and any(
+        long[i] == long[i + 1] and long[:i] + long[i + 1 :] == short for i in range(len(long) - 1)
+    )
 
 
 # neighbouring keys on a QWERTY keyboard, for a slip of the finger
