@@ -162,6 +162,10 @@ BENCH_DATA_SETS = (
     "calligraphy",
     "skateboarding",
     "archery",
+    "dance",
+    "canning",
+    "puzzles",
+    "coins",
 )
 
 QUICK = Sizes(

@@ -12,10 +12,10 @@ podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
-skateboarding, archery). Each is split into a tune and a holdout half by the rule of `hermes-sidecar
-evaluate --split` (imported, not copied: the first byte of sha256(id)). Every figure the report
-quotes is on the holdout half; the tune half only fits the "threshold fitted on the tune half" rows,
-which are then scored on the holdout half.
+skateboarding, archery, dance, canning, puzzles, coins). Each is split into a tune and a holdout
+half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
+sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
+"threshold fitted on the tune half" rows, which are then scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -312,6 +312,14 @@ SETS: dict[str, PairSet] = {
                 "--pairs bench/data/skateboarding.jsonl"),
         PairSet("archery", "archery (bench/data)",
                 True, False, lambda: [DATA / "archery.jsonl"], "--pairs bench/data/archery.jsonl"),
+        PairSet("dance", "dance classes and social dancing (bench/data)",
+                True, False, lambda: [DATA / "dance.jsonl"], "--pairs bench/data/dance.jsonl"),
+        PairSet("canning", "home canning and preserving (bench/data)",
+                True, False, lambda: [DATA / "canning.jsonl"], "--pairs bench/data/canning.jsonl"),
+        PairSet("puzzles", "puzzles and puzzle solving (bench/data)",
+                True, False, lambda: [DATA / "puzzles.jsonl"], "--pairs bench/data/puzzles.jsonl"),
+        PairSet("coins", "coin collecting (bench/data)",
+                True, False, lambda: [DATA / "coins.jsonl"], "--pairs bench/data/coins.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

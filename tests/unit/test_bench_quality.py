@@ -163,6 +163,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "calligraphy": 216,
         "skateboarding": 216,
         "archery": 216,
+        "dance": 216,
+        "canning": 216,
+        "puzzles": 216,
+        "coins": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
