@@ -376,7 +376,7 @@ def _dates(words: list[str], capitalised: set[str]) -> set[str]:
                 # "the May pay run", "3 March", "March 3": the modal and the verb are lower case
                 out.add(name)
             elif left == "this" and w == "may" and right and (right in _MODAL_NEXT or right not in STOPWORDS):
-                pass  # "this may sound dumb", "this may be": the pronoun and the modal ("this may in zone 5")
+                pass  # "this may sound dumb", "this may be": pronoun and modal ("this may in zone 5" is May)
             elif left in _DATE_LEFT and (left != "the" or (i >= 2 and words[i - 2] in _DATE_LEFT)):
                 out.add(name)  # "the" only in "in the fall": "the march of progress" is no date
             continue
