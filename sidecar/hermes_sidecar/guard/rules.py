@@ -1427,11 +1427,15 @@ def _item_joined(a: Features, b: Features) -> bool:
     theirs = set(a.keys)
     joins = [i for i, w in enumerate(b.words) if w in ("and", "or")]
     listed = [items for items in (_listed(b.words, i, theirs) for i in joins) if items]
-    more = sum(w in ("and", "or") for w in a.words) < len(joins)
+    more = sum(w in ("and", "or") for w in a.words) < len(joins) and any(
+        key(w) not in theirs and w not in STOPWORDS for i in joins for w in b.words[max(i - 3, 0) : i + 5]
+    )  # an "and" a lacks, with a word beside it that a has not
     if not (listed or more):  # the cheap test first: the word matching below is the costly part
         return False
+    if _unmatched((w for w in a.content if qualifier_word(w)), b):
+        return False  # a rewording: usually found on a's side first
     added = _unmatched((w for w in b.content if qualifier_word(w)), a)
-    if not added or len(added) > 3 or _unmatched((w for w in a.content if qualifier_word(w)), b):
+    if not added or len(added) > 3:
         return False
     if any(added <= items for items in listed):
         return True
