@@ -1466,7 +1466,7 @@ def _beside(words: tuple[str, ...], i: int, added: set[str]) -> bool:
     weight and draw length"), which :func:`_listed` does not see. Words further off are rewording
     ("why does my dog eat grass" / "what makes dogs chew and eat grass")."""
     rest = words[i + 1 :]
-    rest = rest[1:] if rest[:1] and rest[0] in ("a", "an", "the") else rest
+    rest = rest[1:] if rest[:1] and rest[0] in _ARTICLES else rest
     k = len(added)
     if i >= 2 and rest[:1] == words[i - 2 : i - 1] and set(rest[1 : k + 1]) == added:
         return True  # "draw weight and draw length"
