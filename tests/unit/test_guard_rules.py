@@ -17,6 +17,13 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # not knowing on one side against knowing on the other is a condition, not the asker's state
+        ("how do I harmonise when I know the melody", "how do I harmonise when I don't know the melody"),
+        # the same thing negated, on the other side of the change
+        (
+            "how do i adapt a sugar cookie recipe to a no-sugar version",
+            "how do i adapt a no-sugar cookie recipe to use sugar",
+        ),
         # "stop" before a preposition is stopping, not stopping something: "using" / "without" differ
         (
             "how do i stop on rollerblades using the heel brake",
@@ -68,6 +75,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # a kind of a unit against the plain unit
+        ("how many millilitres in a fluid ounce", "how many millilitres in an ounce"),
+        ("how many litres in an imperial gallon", "how many litres in a gallon"),
         # pressure units
         ("how many psi should road bike tyres be pumped to", "how many kpa should road tyres be pumped to"),
         ("pump the pool filter to 2 bar", "pump the pool filter to 2 psi"),
@@ -179,6 +189,20 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # two neighbouring verbs swapped, each in the other's form
+        ("can you smoke cured bacon", "can you cure smoked bacon"),
+        # active against passive with "by": the roles swap
+        ("in a diagram, what does 'X containing Y' mean", "in a diagram, what does 'X contained by Y' mean"),
+        # "away from" what the other side faces
+        (
+            "how should I stand facing the audience when presenting",
+            "how should I stand facing away from the audience when presenting",
+        ),
+        # what comes back across the "into" may stand past the phrase after it
+        (
+            "how do i turn a stovetop chili recipe into one that works in a slow cooker",
+            "how do i turn a slow cooker chili recipe into a stovetop chili",
+        ),
         # two times swapped around "than", each keeping its own preposition
         ("why is my dog calmer at home than in the car", "why is my dog calmer in the car than at home"),
         # two things swapped around another verb; the asker against someone else in a condition
@@ -310,6 +334,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("can I shout at my neighbour over the noise", "can my neighbour shout at me over the noise"),
     ],
     "entity": [
+        # the newest version against the one before it
+        (
+            "what changed in the newest release of the style guide",
+            "what changed in the prior release of the style guide",
+        ),
         # a word that picks a variant of a thing both name
         ("How do I tie a trucker's hitch?", "How do I tie an improved trucker's hitch?"),
         # a plus fused to a name is another model
@@ -325,6 +354,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # the extreme members of a thing the other side asks about whole
+        ("how do you solve kakuro", "how do you solve the very hardest kakuros"),
+        # all of a set against a kind named a word further from the noun
+        ("list all the greek gods", "list the olympian greek gods"),
         # an item joined before the kept one, or sharing a word with it
         ("how do I clean the chain on my bike", "how do I clean the gears and chain on my bike"),
         ("how does tyre pressure affect grip", "how do tyre pressure and tyre width affect grip"),
@@ -541,6 +574,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
+        # a swap beside a change of number ("symbols are" / "symbol is")
+        ("what symbols are on the irish euro coin", "what symbol is on the greek euro coin"),
+        ("what patterns are on the paisley wool scarf", "what pattern is on the tartan wool scarf"),
+        # a swapped thing of more than three words, two of them content
+        ("how long do i roast a leg of lamb before resting", "how long do i roast pork chops before resting"),
         # ... with the article changed to fit the new thing
         ("what potting mix for a cactus", "what potting mix for an orchid"),
         # a short question with a thing of two words put in place of another
@@ -609,6 +647,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # not knowing, alone, is the asker's state
+        ("I don't really understand how tides work", "how do tides work"),
         # a harm avoided that the other side does not name; a yes-or-no tail; never done before
         ("how do I repot an orchid without killing it", "what's the right way to repot an orchid"),
         ("is it safe to eat bread with a little mould or not?", "is bread with a bit of mould safe to eat"),
@@ -878,6 +918,16 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I restore the original colour of teak?", "how do I get teak back to its original colour"),
     ],
     "scope": [
+        # "more than one" is "multiple"
+        (
+            "can a crossword clue have more than one answer",
+            "is it possible for a crossword clue to have multiple answers",
+        ),
+        # a compound ("the belt level system") names no one level
+        (
+            "what are the judo grading levels like yellow orange green",
+            "Explain the belt-level system (yellow/orange/green) used in judo.",
+        ),
         # a qualifying adverb misspelt on one side
         ("how long does a tattoo usually take to heal", "how long does a tattoo ususally take to heal"),
         # "or nah" only hesitates
@@ -1010,6 +1060,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "edit": [
+        # "them" for things already named adds nothing
+        (
+            "do I need to wash strawberries before freezing",
+            "do I need to wash strawberries before freezing them",
+        ),
         # "ur" for "your"; a short word with its double letter typed once
         (
             "how to change a bike tyre without pinching ur tube",

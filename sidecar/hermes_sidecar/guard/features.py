@@ -654,6 +654,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             cls = "single"  # "the last element", "the latest tag": one member picked by its order
         if cls is None and w == "just" and nxt in ("one", "a", "an"):
             continue
+        if w == "one" and words[max(i - 2, 0) : i] == ["more", "than"]:
+            cls = "several"  # "more than one solution" is "multiple solutions"
         if _idiom(w, nxt) or (cls and noun_after(words, i) in _IDIOM_HEADS):
             continue  # "every so often", "each other", "every single time": no set
         if cls and is_number(nxt) and i + 2 < len(words) and words[i + 2] in LEX.units:

@@ -225,7 +225,9 @@ def negation(a: Features, b: Features) -> bool:
     opposed prefix (import/export), an antonym, or a phrasal verb with the opposite particle."""
     if _polarity(a, b) % 2 != _polarity(b, a) % 2:
         return True
-    if _both_ways(a, b, _other_not_done) or _negation_moved(a, b):
+    if _both_ways(a, b, _other_not_done) or _negation_moved(a, b) or _negation_across(a, b):
+        return True
+    if _both_ways(a, b, _knowing_denied):
         return True
     return _opposed_prefix(a, b) or _antonym(a, b) or _particle_flip(a, b)
 
@@ -251,6 +253,45 @@ def _negation_moved(a: Features, b: Features) -> bool:
         return False
     ha, hb = _negated_heads(a), _negated_heads(b)
     return bool(ha) and sum(ha.values()) == sum(hb.values()) and ha != hb
+
+
+_KNOWING = LEX.contexts["knowing"]
+_INTO = frozenset({"to", "into", "onto"})
+
+
+def _negation_across(a: Features, b: Features) -> bool:
+    """The same thing negated on each side, but on the other side of a change: "convert a pectin jam
+    recipe to a no-pectin one" / "convert a no-pectin jam recipe to use pectin"."""
+    heads = _negated_heads(a)
+    if not (a.transfers and b.transfers and heads) or heads != _negated_heads(b):
+        return False
+
+    def sides(f: Features) -> list[bool]:
+        to = max(i for i, w in enumerate(f.words) if w in _INTO)
+        return sorted(i > to for i, w in enumerate(f.words) if w in LEX.negators)
+
+    return sides(a) != sides(b)
+
+
+def _knowing_denied(a: Features, b: Features) -> bool:
+    """a says the asker does not know what b says the asker knows: "how to freestyle when I don't know
+    the song" / "... when I know the song". Alone, a negation of knowing is the asker's state and
+    changes no answer ("I never really understood X, can you explain it")."""
+    denied = {
+        w
+        for i, w in enumerate(a.words)
+        if not_knowing(a.words, i)
+        for w in a.words[i + 1 : i + 4]
+        if w in _KNOWING
+    }
+    denied_b = {
+        w
+        for i, w in enumerate(b.words)
+        if not_knowing(b.words, i)
+        for w in b.words[i + 1 : i + 4]
+        if w in _KNOWING
+    }
+    return any(w in b.words and w not in denied_b for w in denied)
 
 
 def _other_not_done(a: Features, b: Features) -> bool:
@@ -442,6 +483,20 @@ def _unit_counts(f: Features) -> Counter[str]:
     return Counter(LEX.units[w][0] for w in f.words if w in LEX.units and LEX.units[w][0] in f.units)
 
 
+_UNIT_KIND = LEX.contexts["unit-kind"]
+
+
+def _unit_kind_added(a: Features, b: Features) -> bool:
+    """a picks a kind of a unit that b names plainly: "grams in a troy ounce" / "grams in an ounce",
+    "an imperial gallon" / "a gallon"."""
+    kinds = {
+        (k, LEX.units[u][0]) for k, u in itertools.pairwise(a.words) if k in _UNIT_KIND and u in LEX.units
+    }
+    return any(
+        k not in b.words and any(LEX.units.get(w, ("",))[0] == unit for w in b.words) for k, unit in kinds
+    )
+
+
 def _fraction_added(times: dict[str, float], other: Features, times_other: dict[str, float]) -> bool:
     """One side takes a fraction of a thing ("a half rack of spare ribs"; ``times`` is its
     :func:`_multiplied`) that the other side names whole, with no multiplier ("a rack of spare ribs")."""
@@ -468,6 +523,8 @@ def number(a: Features, b: Features) -> bool:
         return True
     if a.currencies and b.currencies and a.currencies != b.currencies:
         return True  # "$500,000" / "£500,000"
+    if _both_ways(a, b, _unit_kind_added):
+        return True
     asked_a, asked_b = _asked_units(a), _asked_units(b)
     if asked_a and asked_b and not asked_a & asked_b:
         return True  # "how many hours a week" / "how many days a week"
@@ -594,12 +651,17 @@ def _transfer_flip(a: Features, b: Features) -> bool:
 
 def _sides_flip(a: Features, b: Features) -> bool:
     """Words moved across "to"/"into"/"onto": "transfer a digital drawing onto a real canvas" /
-    "transfer a real canvas painting into a digital file". A word on the same side of both stays."""
+    "transfer a real canvas painting into a digital file". A word on the same side of both stays. What
+    comes back may stand further on than the phrase after the "into": "turn a fresh salsa recipe into
+    one that's safe for canning" / "turn a canning salsa recipe into a fresh salsa"."""
+    # only for one "into" a side, with no "from" read backwards
+    one = len(a.transfer_sides) == len(b.transfer_sides) == 1 and "from" not in a.words + b.words
+    late_a = set(a.keys) - _before_transfer(a) if one else set()
     for before_a, after_a in a.transfer_sides:
         for before_b, after_b in b.transfer_sides:
             there = (before_a & after_b) - before_b
             back = (after_a & before_b) - after_b
-            if there and back:
+            if there and (back or (before_b - before_a - after_b) & late_a - before_a):
                 return True
     return False
 
@@ -940,6 +1002,46 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
     return any(w not in STOPWORDS or w in LEX.negators for w in (wa[i], wa[j]))
 
 
+def _lemma_swap(a: Features, b: Features) -> bool:
+    """Two neighbouring words swapped by their verbs, each in the other's form: "dehydrate frozen fruit"
+    / "freeze dehydrated fruit", "smoke cured ham" / "cure smoked ham"."""
+    if len(a.words) != len(b.words):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a.words, b.words, strict=True)) if x != y]
+    if len(diff) != 2 or diff[1] != diff[0] + 1:
+        return False
+    i, j = diff
+    ka, kb = [verb_key(a.words[k]) for k in diff], [verb_key(b.words[k]) for k in diff]
+    return ka[0] != ka[1] and ka == kb[::-1] and not any(w in STOPWORDS for w in a.words[i : j + 1])
+
+
+def _passive_flip(a: Features, b: Features) -> bool:
+    """The same verb between the same two things, active on a's side and passive with "by" on b's: "A
+    holding B" / "A held by B" (A holds B against B holds A)."""
+    active = {
+        (x, verb_key(v), y)
+        for x, v, y in zip(a.words, a.words[1:], a.words[2:], strict=False)
+        if y != "by" and v not in STOPWORDS and can_be_verb(v)
+    }
+    return any(
+        by == "by" and (x, verb_key(v), y) in active
+        for x, v, by, y in zip(b.words, b.words[1:], b.words[2:], b.words[3:], strict=False)
+    )
+
+
+def _away_from(a: Features, b: Features) -> bool:
+    """b turns away from what a turns to, with the same verb: "practice facing the mirror" / "practice
+    facing away from the mirror"."""
+    for i in range(1, len(b.words) - 2):
+        if b.words[i] != "away" or b.words[i + 1] != "from":
+            continue
+        verb, thing = b.words[i - 1], noun_after(b.words, i + 1)
+        for j, w in enumerate(a.words[:-1]):
+            if w == verb and noun_after(a.words, j) == thing and "away" not in a.words:
+                return True
+    return False
+
+
 def _role_collapsed(a: Features, b: Features) -> bool:
     """One word of a replaced by another word a already has, everything else the same: the doer or the
     thing changed to one the question names elsewhere. "when lending a painting to a gallery, what
@@ -970,13 +1072,16 @@ def direction(a: Features, b: Features) -> bool:
         or _both_ways(a, b, _pronoun_role_swap)
         or _both_ways(a, b, _asker_swap)
         or _both_ways(a, b, _transfer_flip)
-        or _sides_flip(a, b)
+        or _both_ways(a, b, _sides_flip)
         or _target_moved(a, b)
         or _both_ways(a, b, _owner_swap)
         or _both_ways(a, b, _to_asker)
         or _both_ways(a, b, _reflexive_swap)
         or _both_ways(a, b, _comparison_flip)
         or _adjacent_swap(a, b)
+        or _lemma_swap(a, b)
+        or _both_ways(a, b, _passive_flip)
+        or _both_ways(a, b, _away_from)
         or _both_ways(a, b, _role_collapsed)
         or _excess_flipped(a, b)
         or _both_ways(a, b, _condition_doer_swap)
@@ -1151,6 +1256,16 @@ def _first_against_version(a: Features, b: Features) -> bool:
     return first and any(any(c.isdigit() for c in e) and not _entity_present(e, a) for e in b.entities)
 
 
+_NEWEST, _BEFORE_NEWEST = LEX.contexts["newest"], LEX.contexts["before-newest"]
+
+
+def _newest_against_before(a: Features, b: Features) -> bool:
+    """a asks about the newest version of a thing, b about one before it: "what changed in the latest
+    edition" / "... in the previous edition"."""
+    newest = {key(n) for v, n in itertools.pairwise(a.words) if v in _NEWEST and n not in STOPWORDS}
+    return any(v in _BEFORE_NEWEST and key(n) in newest for v, n in itertools.pairwise(b.words))
+
+
 @rule("entity")
 def entity(a: Features, b: Features) -> bool:
     """A name on one side (a proper noun, an acronym, a versioned token such as v2 or 7B) that the
@@ -1159,6 +1274,8 @@ def entity(a: Features, b: Features) -> bool:
     picks a variant ("improved", "legacy") before a thing both name is another thing, and so is "the
     original" one against a version ("the original grainfather" / "the grainfather G30 v3")."""
     if _both_ways(a, b, _variant_named) or _both_ways(a, b, _first_against_version):
+        return True
+    if _both_ways(a, b, _newest_against_before):
         return True
     missing_b = [e for e in a.entities if not _entity_present(e, b)]
     missing_a = [e for e in b.entities if not _entity_present(e, a)]
@@ -1244,6 +1361,26 @@ def _member_of_set(a: Features, b: Features) -> bool:
     # "the latest version" picks a version; "the latest" alone picks from the set the question names
     alone = any(LEX.scales.get(n, ("", 0))[0] == "order" for n in picked)
     return any(plural(w) and key(w) in a.keys and (alone or key(w) in picked) for w in b.content)
+
+
+_RECOMMEND = frozenset({"best", "worst"})
+
+
+def _superlative_added(a: Features, b: Features) -> bool:
+    """a picks the extreme members of a thing b asks about as a whole: "how do you solve the very
+    hardest sudokus" / "how do you solve sudoku". "best" and "worst" ask for a recommendation, which
+    the plain question asks for as well ("the best glue for paper" / "what glue for paper"), and one
+    extreme value is what a plain question of one asks ("the smallest font size I can use" / "what font
+    size is readable")."""
+    if b.superlatives:
+        return False
+    return any(
+        sup not in _RECOMMEND
+        and (many or plural(noun))
+        and any(_similar_word(w, noun) for w in b.content)
+        and not _positive_before(sup, noun, b)
+        for sup, noun, many in a.superlatives
+    )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -1348,9 +1485,11 @@ def _named_member(a: Features, b: Features) -> bool:
     plural_b = {key(w) for w in b.content if plural(w)}
     if not plural_b:
         return False
-    for det, mod, noun in zip(a.words, a.words[1:], a.words[2:], strict=False):
+    for det, mod, noun, nxt in zip(a.words, a.words[1:], a.words[2:], (*a.words[3:], ""), strict=False):
         if det != "the" or plural(noun) or key(noun) not in plural_b or not _edit_word(mod):
             continue
+        if nxt and nxt not in STOPWORDS:
+            continue  # not the head: "the medal level system" names no level
         if key(mod) not in b.keys and not any(_akin(mod, v) for v in b.content):
             return True
     return False
@@ -1387,14 +1526,18 @@ def _all_against_some(a: Features, b: Features) -> bool:
 
 def _all_against_kind(a: Features, b: Features) -> bool:
     """a: every member of a set, b: one kind of it, named by a word before the noun a does not have.
-    "Are all sharks dangerous?" / "Are bull sharks dangerous?"."""
+    "Are all sharks dangerous?" / "Are bull sharks dangerous?", "list all the ballroom dances" / "list
+    the standard ballroom dances"."""
     universal_a = {n for c, n in a.quantified if c == "universal"} - {""}
     if not universal_a or any(c != "article" for c, _ in b.quantified):
         return False
-    return any(
-        plural(noun) and key(noun) in universal_a and _edit_word(mod) and _unmatched((mod,), a)
-        for mod, noun in itertools.pairwise(b.words)
-    )
+    for i, noun in enumerate(b.words):
+        if not (plural(noun) and key(noun) in universal_a):
+            continue
+        mods = list(itertools.takewhile(_edit_word, reversed(b.words[max(i - 2, 0) : i])))
+        if _unmatched(mods, a):
+            return True
+    return False
 
 
 def _set_for_member(a: Features, b: Features) -> bool:
@@ -1594,7 +1737,7 @@ def scope(a: Features, b: Features) -> bool:
         return True
     if _both_ways(a, b, _everything_for_member) or _both_ways(a, b, _one_against_any):
         return True
-    if _both_ways(a, b, _one_against_many):
+    if _both_ways(a, b, _one_against_many) or _both_ways(a, b, _superlative_added):
         return True
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
@@ -1690,6 +1833,7 @@ _AMERICAN = tuple(
         (r"ogue(s?)$", r"og\1"),
         (r"(?<=[a-z])ae(?=[a-z])", "e"),
         (r"(?<=[a-z]{2})s(y|ier|iest|iness)$", r"z\1"),  # cosy / cozy
+        (r"^sulph", "sulf"),  # sulphur / sulfur, sulphate / sulfate
     )
 )
 
@@ -1937,8 +2081,10 @@ def edit(a: Features, b: Features) -> bool:
     if _asks_more(wa, wb, a) or _asks_more(wb, wa, b):
         return True
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
-    ops = sm.get_opcodes()
-    ratio = sm.ratio()
+    # words changed only in number or tense count as kept: "what designs are on" / "what design is on"
+    inflected = [op for op in sm.get_opcodes() if _inflected(op, wa, wb)]
+    ops = [op for op in sm.get_opcodes() if op not in inflected]
+    ratio = sm.ratio() + sum(i2 - i1 + j2 - j1 for _, i1, i2, j1, j2 in inflected) / max(len(wa) + len(wb), 1)
     changed = [op for op in ops if op[0] != "equal"]
     # a part of the whole added ("an apple pie" / "the crust for an apple pie"); when it is the only
     # change, however long it is against the rest ("Beethoven's Fifth" / "the first movement of ...")
@@ -1964,9 +2110,14 @@ def edit(a: Features, b: Features) -> bool:
             if tag != "replace"
             else []
         )
-        if added and ratio >= 0.85 and len(ops) <= 3 and len(added) == 1 and len(kept) == 1:
+        if added == ["them"] and any(plural(w) for w in (wb if i2 == i1 else wa)[: max(i1, j1)]):
+            added = []  # the things already named, as an object: "before freezing" / "before freezing them"
+        # a word put between two kept words, however short the question: "famous magicians" / "famous
+        # british magicians", "a charity raffle" / "an online charity raffle"
+        inside = tag != "replace" and max(i1, j1) > 0 and (i2 < len(wa) if i2 > i1 else j2 < len(wb))
+        if added and (ratio >= 0.85 or inside) and len(ops) <= 3 and len(added) == 1 and len(kept) == 1:
             return True  # "when moving" / "when moving the kitchen"
-        if tag != "replace" or i2 - i1 > 3 or j2 - j1 > 3:
+        if tag != "replace" or _long_span(wa[i1:i2]) or _long_span(wb[j1:j2]):
             continue
         # a word the other side keeps elsewhere was moved, not swapped ("a hub and a switch" / "a switch
         # and a hub"); the direction rule judges moves across a role word
@@ -1976,7 +2127,38 @@ def edit(a: Features, b: Features) -> bool:
         )
         if left and right:
             return True
-    return ratio >= 0.8 and _scattered_swap(wa, wb)
+    return sm.ratio() >= 0.8 and _scattered_swap(wa, wb)  # the swap check reads inflections itself
+
+
+def _long_span(span: list[str]) -> bool:
+    """More than three words, not counting function words: "corn on the cob" is two."""
+    return sum(w not in STOPWORDS for w in span) > 3
+
+
+# forms of one function word, and prepositions of place that ask the same: "at the finals" / "in the finals"
+_FORMS = (
+    frozenset({"is", "are", "was", "were", "am", "be"}),
+    frozenset({"do", "does", "did"}),
+    frozenset({"has", "have", "had"}),
+    frozenset({"a", "an", "the"}),
+    frozenset({"at", "in"}),
+)
+
+
+def _inflected(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]) -> bool:
+    """A replaced span whose words are the other side's, word for word, in another number or tense:
+    "designs are" / "design is"."""
+    tag, i1, i2, j1, j2 = op
+    return (
+        tag == "replace"
+        and i2 - i1 == j2 - j1
+        and all(
+            any({x, y} <= forms for forms in _FORMS)
+            if x in STOPWORDS or y in STOPWORDS
+            else _similar_word(x, y)
+            for x, y in zip(wa[i1:i2], wb[j1:j2], strict=True)
+        )
+    )
 
 
 def _short_swap(wa: list[str], wb: list[str], changed: Sequence[tuple[str, int, int, int, int]]) -> bool:
