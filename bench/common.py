@@ -166,6 +166,10 @@ BENCH_DATA_SETS = (
     "canning",
     "puzzles",
     "coins",
+    "rowing",
+    "fragrance",
+    "bookbinding",
+    "mushrooms",
 )
 
 QUICK = Sizes(

@@ -12,10 +12,11 @@ podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
-skateboarding, archery, dance, canning, puzzles, coins). Each is split into a tune and a holdout
-half by the rule of `hermes-sidecar evaluate --split` (imported, not copied: the first byte of
-sha256(id)). Every figure the report quotes is on the holdout half; the tune half only fits the
-"threshold fitted on the tune half" rows, which are then scored on the holdout half.
+skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms).
+Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
+(imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
+holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
+scored on the holdout half.
 
 Every system gets the same embedding model (the sidecar's local embedder) and runs its real code:
 - Hermes: `hermes-sidecar evaluate --pairs FILE... --split holdout` at its defaults, the decision path
@@ -320,6 +321,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "puzzles.jsonl"], "--pairs bench/data/puzzles.jsonl"),
         PairSet("coins", "coin collecting (bench/data)",
                 True, False, lambda: [DATA / "coins.jsonl"], "--pairs bench/data/coins.jsonl"),
+        PairSet("rowing", "rowing and indoor rowing (bench/data)",
+                True, False, lambda: [DATA / "rowing.jsonl"], "--pairs bench/data/rowing.jsonl"),
+        PairSet("fragrance", "perfume and fragrance (bench/data)",
+                True, False, lambda: [DATA / "fragrance.jsonl"], "--pairs bench/data/fragrance.jsonl"),
+        PairSet("bookbinding", "bookbinding and book repair (bench/data)",
+                True, False, lambda: [DATA / "bookbinding.jsonl"], "--pairs bench/data/bookbinding.jsonl"),
+        PairSet("mushrooms", "growing mushrooms at home (bench/data)",
+                True, False, lambda: [DATA / "mushrooms.jsonl"], "--pairs bench/data/mushrooms.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

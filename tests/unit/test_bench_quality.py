@@ -167,6 +167,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "canning": 216,
         "puzzles": 216,
         "coins": 216,
+        "rowing": 216,
+        "fragrance": 216,
+        "bookbinding": 216,
+        "mushrooms": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
