@@ -149,6 +149,7 @@ class RedisStore:
         self._janitor_interval = janitor_interval
         self._bg: aioredis.Redis | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self._closing = False
         self._indexes: dict[str, AsyncSearchIndex] = {}
         self._ready: set[str] = set()
         self._flushing: set[str] = set()  # generations whose index must not come back meanwhile
@@ -504,6 +505,9 @@ class RedisStore:
                 removed += await self._unlink_keys(generation, version)
                 break
             except (RedisSearchError, *_UNREACHABLE) as exc:
+                _reraise_cancel(exc)
+                if self._closing:
+                    raise StoreError(f"deleting generation {label} stopped: the store is closing") from exc
                 if not persistent:
                     raise StoreError(
                         f"deleting generation {label} stopped after {removed} entries: {exc}"
@@ -601,7 +605,7 @@ class RedisStore:
 
     async def _janitor_loop(self) -> None:
         """Delete the generations but the current one, now and every janitor_interval."""
-        while True:
+        while not self._closing:
             try:
                 current = await self._current_generation()
                 if current is not None:
@@ -611,7 +615,10 @@ class RedisStore:
                             continue
                         await self.purge_generation(gen)
             except (RedisSearchError, *_UNREACHABLE, ValueError) as exc:
+                _reraise_cancel(exc)
                 log.warning("generation janitor: %s; retrying in %.0f s", exc, self._janitor_interval)
+            except StoreError:
+                return  # a purge stopped because the store is closing
             await asyncio.sleep(self._janitor_interval)
 
     # -- life --------------------------------------------------------------------------------------
@@ -634,13 +641,28 @@ class RedisStore:
             self._janitor = asyncio.create_task(self._janitor_loop(), name="hermes-generation-janitor")
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._janitor, *self._touches) if t is not None]
-        for t in tasks:
+        self._closing = True
+        pending = {t for t in (self._janitor, *self._touches) if t is not None}
+        # A cancel can reach a task inside the Redis client, which may turn it into a connection error;
+        # the loops re-raise it (see _reraise_cancel) and stop when closing, and a task that still runs
+        # is cancelled again rather than awaited for ever.
+        for t in pending:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            for t in pending:
+                t.cancel()
         if self._bg is not None:
             await self._bg.aclose()
         await self._client.aclose()
+
+
+def _reraise_cancel(exc: BaseException) -> None:
+    """Raise CancelledError when the running task was cancelled and the Redis client turned that into
+    another error (a connection closed mid-command): a retry loop that caught it must not go on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def redis_client(url: str, timeout: float = 0.5, *, password: str | None = None) -> aioredis.Redis:
