@@ -256,7 +256,6 @@ def _negation_moved(a: Features, b: Features) -> bool:
 
 
 _KNOWING = LEX.contexts["knowing"]
-_INTO = frozenset({"to", "into", "onto"})
 
 
 def _negation_across(a: Features, b: Features) -> bool:
@@ -267,7 +266,7 @@ def _negation_across(a: Features, b: Features) -> bool:
         return False
 
     def sides(f: Features) -> list[bool]:
-        to = max(i for i, w in enumerate(f.words) if w in _INTO)
+        to = max(i for i, w in enumerate(f.words) if w in _TRANSFER)
         return sorted(i > to for i, w in enumerate(f.words) if w in LEX.negators)
 
     return sides(a) != sides(b)
@@ -277,21 +276,19 @@ def _knowing_denied(a: Features, b: Features) -> bool:
     """a says the asker does not know what b says the asker knows: "how to freestyle when I don't know
     the song" / "... when I know the song". Alone, a negation of knowing is the asker's state and
     changes no answer ("I never really understood X, can you explain it")."""
-    denied = {
-        w
-        for i, w in enumerate(a.words)
-        if not_knowing(a.words, i)
-        for w in a.words[i + 1 : i + 4]
-        if w in _KNOWING
+    denied_b = _denied(b)
+    return any(w in b.words and w not in denied_b for w in _denied(a))
+
+
+def _denied(f: Features) -> set[str]:
+    """The knowing verbs f negates: "I don't know the song" -> know."""
+    return {
+        v
+        for i in range(len(f.words))
+        if not_knowing(f.words, i)
+        for v in f.words[i + 1 : i + 4]
+        if v in _KNOWING
     }
-    denied_b = {
-        w
-        for i, w in enumerate(b.words)
-        if not_knowing(b.words, i)
-        for w in b.words[i + 1 : i + 4]
-        if w in _KNOWING
-    }
-    return any(w in b.words and w not in denied_b for w in denied)
 
 
 def _other_not_done(a: Features, b: Features) -> bool:
@@ -2082,8 +2079,9 @@ def edit(a: Features, b: Features) -> bool:
         return True
     sm = SequenceMatcher(None, wa, wb, autojunk=False)
     # words changed only in number or tense count as kept: "what designs are on" / "what design is on"
-    inflected = [op for op in sm.get_opcodes() if _inflected(op, wa, wb)]
-    ops = [op for op in sm.get_opcodes() if op not in inflected]
+    opcodes = sm.get_opcodes()
+    inflected = [op for op in opcodes if _inflected(op, wa, wb)]
+    ops = [op for op in opcodes if op not in inflected]
     ratio = sm.ratio() + sum(i2 - i1 + j2 - j1 for _, i1, i2, j1, j2 in inflected) / max(len(wa) + len(wb), 1)
     changed = [op for op in ops if op[0] != "equal"]
     # a part of the whole added ("an apple pie" / "the crust for an apple pie"); when it is the only

@@ -617,8 +617,6 @@ class RedisStore:
             except (RedisSearchError, *_UNREACHABLE, ValueError) as exc:
                 _reraise_cancel(exc)
                 log.warning("generation janitor: %s; retrying in %.0f s", exc, self._janitor_interval)
-            except StoreError:
-                return  # a purge stopped because the store is closing
             await asyncio.sleep(self._janitor_interval)
 
     # -- life --------------------------------------------------------------------------------------
