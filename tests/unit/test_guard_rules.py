@@ -17,6 +17,8 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a prefix that undoes what the other side's prefix does: "re-" against "de-"
+        ("how do I rehydrate dried porcini", "how do I dehydrate porcini"),
         # not knowing on one side against knowing on the other is a condition, not the asker's state
         ("how do I harmonise when I know the melody", "how do I harmonise when I don't know the melody"),
         # the same thing negated, on the other side of the change
@@ -75,6 +77,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # a temperature in one scale against the other, however the degrees are written
+        ("can I keep oyster mushrooms at 4 degrees C", "can I keep oyster mushrooms at 4 degrees F"),
+        ("is 25 °C too warm for a sourdough starter", "is 25 °F too warm for a sourdough starter"),
         # a kind of a unit against the plain unit
         ("how many millilitres in a fluid ounce", "how many millilitres in an ounce"),
         ("how many litres in an imperial gallon", "how many litres in a gallon"),
@@ -189,6 +194,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # making a process go faster against slower, said as a phrasal verb
+        ("how can I speed up bread proofing", "how can I slow down bread proofing"),
+        # two words swapped by their verbs with an article between: "sharpen a blunt-" / "blunt a sharp-"
+        ("can i sharpen a blunt-tipped pencil", "can i blunt a sharp-tipped pencil"),
+        ("how do I dry a damp-stained wall", "how do I dampen a dry-stained wall"),
         # two neighbouring verbs swapped, each in the other's form
         ("can you smoke cured bacon", "can you cure smoked bacon"),
         # active against passive with "by": the roles swap
@@ -574,6 +584,14 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
+        # refused whichever of the two was stored first: a part against the whole, a kind against all
+        ("how do I paint my bathroom cabinet doors", "how do I paint my bathroom cabinets"),
+        (
+            "how much can I pay into pensions each year",
+            "how much can I pay into a workplace pension each year",
+        ),
+        # a part of the thing the other side makes, though its name is inside the thing's name
+        ("how to make a box lid", "how to make the box for a box lid"),
         # a swap beside a change of number ("symbols are" / "symbol is")
         ("what symbols are on the irish euro coin", "what symbol is on the greek euro coin"),
         ("what patterns are on the paisley wool scarf", "what pattern is on the tartan wool scarf"),
@@ -746,6 +764,15 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # the same temperature written three ways; a unit after its number, fused or not
+        ("keep the fridge at 4 degrees C", "keep the fridge at 4C"),
+        (
+            "is 25 °C too warm for a sourdough starter",
+            "is 25 degrees celsius too warm for a sourdough starter",
+        ),
+        ("what pressure should the canner be at, 15psi", "what pressure should the canner be at, 15 psi"),
+        # "the two" at the end names the things already asked about; it counts nothing
+        ("brie or camembert, which is milder of the two", "brie or camembert which is milder"),
         # a Roman numeral in capitals after a word naming a numbered part
         ("what does a class IV rapid look like", "what does a class 4 rapid look like"),
         # a minus sign written as a word
@@ -846,6 +873,9 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("Does the bakery still make rye bread?", "does the bakery make rye bread anymore"),
     ],
     "direction": [
+        ("how can I speed up bread proofing", "how can I make bread proof faster"),
+        # two choices named in the other order across "or"
+        ("is it better to lease or buy a car", "is it better to buy or lease a car"),
         # a passive or a verb with "from" turns the roles round itself
         ("can eczema be triggered by tattoos", "can tattoos trigger eczema"),
         ("can hair loss result from stress", "does stress cause hair loss"),

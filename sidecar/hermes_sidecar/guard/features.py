@@ -240,6 +240,9 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
         elif w.endswith("ies") and LEX.numbers.get(w[:-3] + "y", 0) >= 20:
             value, unit = float(LEX.numbers[w[:-3] + "y"]), "s"  # "in your thirties" = "in your 30s"
+        elif w in LEX.numbers and i == len(words) - 1 and i and words[i - 1] == "the":
+            i += 1  # "which is better of the two": the things already named, not a count
+            continue
         elif w in LEX.numbers and (
             w not in LEX.weak_numbers or (nxt_w in LEX.units and nxt_w not in _SHORT_UNITS)
         ):
@@ -288,11 +291,15 @@ _LETTER_CODE = re.compile(r"\b([A-Za-z])-(\d+[A-Za-z]?)\b")
 _LETTER_IN_PARENS = re.compile(r"\b(\d+)\(([a-z])\)", re.IGNORECASE)
 # "a 35° slope": a degree sign alone is degrees ("35°C" keeps its scale)
 _DEGREE_SIGN = re.compile(r"\s?°(?![CFcf]\b)")
+# "10 degrees C", "10 °F", "10 degrees celsius": a temperature in its scale, as "10C" is written
+_DEGREES_SCALE = re.compile(
+    r"\b(\d+(?:\.\d+)?)\s*(?:°\s*|degrees?\s+)(c|f|celsius|centigrade|fahrenheit)\b", re.IGNORECASE
+)
 # "NexStar+", "Disney+": a plus fused to a name is part of the name, a model of its own
 _PLUS_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)\+(?![\w+])")
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
 _QUANTITY_TOKEN = re.compile(
-    r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|mi|gi|ki|mib|gib|ms|s|h|d)?"
+    r"\d+([.:/]\d+)*(st|nd|rd|th|kg|g|km|m|gb|mb|tb|k|p|pm|am|mi|gi|ki|mib|gib|ms|s|h|d|c|f|psi)?"
     r"(-(day|week|month|year|hour|minute|night|mile|kg|km|gb|mb|person|people)s?)?(-old)?"
 )
 
@@ -871,7 +878,9 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
                 # "on my server" is the asker's own thing; "on my hands" narrows what is asked
                 body = j + 1 < len(tokens) and tokens[j + 1] in _BODY_PART
                 possessive = possessive or (w in _POSSESSIVE and not body)
-                if qualifier_word(w):
+                # a unit after its number is the quantity's, written "15 psi" as often as "15psi"
+                measured = w in LEX.units and tokens[j - 1][:1].isdigit()
+                if qualifier_word(w) and not measured:
                     content.append(w)
             phrase = [tok, *content]
             strong = strong or any(p[0] == tok and set(p) <= {*phrase, *STOPWORDS} for p in depth_found)
@@ -1114,6 +1123,7 @@ def features(text: str) -> Features:
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
+    text = _DEGREES_SCALE.sub(lambda m: m.group(1) + ("F" if m.group(2)[0] in "fF" else "C"), text)
     text = _DEGREE_SIGN.sub(" degrees", text)  # "a 35° slope"; "35°C" keeps its scale
     # "-20 dB", "-15°C" (or a Unicode minus): a sign, which the hyphen split below would drop
     text = _NEGATIVE.sub("minus ", text)

@@ -476,8 +476,13 @@ _MULTIPLIERS: dict[str, float] = {
 
 
 def _unit_counts(f: Features) -> Counter[str]:
-    """How often f names each of its units ("board feet in a cubic foot" -> ft twice)."""
-    return Counter(LEX.units[w][0] for w in f.words if w in LEX.units and LEX.units[w][0] in f.units)
+    """How often f names each of its units ("board feet in a cubic foot" -> ft twice), fused to its
+    number or not ("15psi" as "15 psi")."""
+    named = (_FUSED_UNIT.sub("", w) if w[:1].isdigit() else w for w in f.words)
+    return Counter(LEX.units[w][0] for w in named if w in LEX.units and LEX.units[w][0] in f.units)
+
+
+_FUSED_UNIT = re.compile(r"^\d+(?:\.\d+)?")
 
 
 _UNIT_KIND = LEX.contexts["unit-kind"]
@@ -1000,16 +1005,21 @@ def _adjacent_swap(a: Features, b: Features) -> bool:
 
 
 def _lemma_swap(a: Features, b: Features) -> bool:
-    """Two neighbouring words swapped by their verbs, each in the other's form: "dehydrate frozen fruit"
-    / "freeze dehydrated fruit", "smoke cured ham" / "cure smoked ham"."""
+    """Two words swapped by their verbs, each in the other's form: "dehydrate frozen fruit" / "freeze
+    dehydrated fruit", "smoke cured ham" / "cure smoked ham", "round a flat-backed book" / "flatten a
+    round-backed book" (an article between them)."""
     if len(a.words) != len(b.words):
         return False
     diff = [i for i, (x, y) in enumerate(zip(a.words, b.words, strict=True)) if x != y]
-    if len(diff) != 2 or diff[1] != diff[0] + 1:
+    if len(diff) != 2 or diff[1] - diff[0] > 2:
         return False
     i, j = diff
+    if any(w in STOPWORDS for w in (a.words[i], a.words[j], b.words[i], b.words[j])):
+        return False
+    if any(w not in _ARTICLES for w in a.words[i + 1 : j]):
+        return False  # "rent or buy" / "buy or rent" names the same two choices
     ka, kb = [verb_key(a.words[k]) for k in diff], [verb_key(b.words[k]) for k in diff]
-    return ka[0] != ka[1] and ka == kb[::-1] and not any(w in STOPWORDS for w in a.words[i : j + 1])
+    return ka[0] != ka[1] and all(x == y or _similar_word(x, y) for x, y in zip(ka, kb[::-1], strict=True))
 
 
 def _passive_flip(a: Features, b: Features) -> bool:
@@ -2021,11 +2031,13 @@ def _asks_more(wa: list[str], wb: list[str], other: Features) -> bool:
     return len(added) >= 2
 
 
-def _part_of(span: list[str], other: list[str], before: str) -> bool:
+def _part_of(span: list[str], other: list[str], before: str, seq: Sequence[str] = ()) -> bool:
     """An added head ahead of a kept noun phrase: "the crust for", "the haemoglobin result on", "(the)
     left ventricle of the" (not an attribute of the whole: "how much is the cost of a passport" = "how
     much is a passport"; nor a word the other side has elsewhere: "my account password" / "the
-    password of my account"). ``before``: the kept word just ahead of the span."""
+    password of my account"), unless the other side has it only inside the kept phrase ("the case for a
+    case bound book" / "a case bound book"). ``before``: the kept word just ahead of the span; ``seq``:
+    the whole side the span is in."""
     if span and span[-1] in _ARTICLES:
         span = span[:-1]
     if len(span) > 1 and span[0] in ("just", "only"):
@@ -2034,8 +2046,8 @@ def _part_of(span: list[str], other: list[str], before: str) -> bool:
         2 <= len(span) <= 4 and (span[0] in _ARTICLES or before in _ARTICLES) and span[-1] in _PART_LINKS
     ):
         return False
-    kept = {key(w) for w in other}
-    return any(_edit_word(w) and key(w) not in _ATTRIBUTES and key(w) not in kept for w in span[:-1])
+    kept, mine = Counter(key(w) for w in other), Counter(key(w) for w in seq or span)
+    return any(_edit_word(w) and key(w) not in _ATTRIBUTES and kept[key(w)] < mine[key(w)] for w in span[:-1])
 
 
 _NAMED_PART = LEX.contexts["named-part"]
@@ -2059,11 +2071,17 @@ def _part_added(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str]
         return False
     seq, at, end, kept = (wa, i1, i2, wb) if i2 > i1 else (wb, j1, j2, wa)
     before = seq[at - 1] if at else ""
-    return _part_of(seq[at:end], kept, before) or _named_part(seq[at:end], before)
+    return _part_of(seq[at:end], kept, before, seq) or _named_part(seq[at:end], before)
 
 
 @rule("edit")
 def edit(a: Features, b: Features) -> bool:
+    """:func:`_edited`, read both ways round: which question was stored first must not change the
+    decision ("tips for reversing a horse trailer" / "... a horsebox" was served one way only)."""
+    return _both_ways(a, b, _edited)
+
+
+def _edited(a: Features, b: Features) -> bool:
     """A question kept word for word except for one or two swapped content words ("change my delivery
     address" / "change my billing address"), one added word next to a kept noun ("a gift" / "a gift
     card"), one more item joined on ("the eigenvalues" / "the eigenvalues and eigenvectors"), one more
