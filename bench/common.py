@@ -170,6 +170,10 @@ BENCH_DATA_SETS = (
     "fragrance",
     "bookbinding",
     "mushrooms",
+    "hydroponics",
+    "glass",
+    "blender",
+    "piano",
 )
 
 QUICK = Sizes(

@@ -12,7 +12,8 @@ podcasting, watches, charities, art, homesecurity, models, beekeeping, aquariums
 climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running, foraging, chess,
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
-skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms).
+skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms,
+hydroponics, glass, blender, piano).
 Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
 (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
 holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
@@ -329,6 +330,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "bookbinding.jsonl"], "--pairs bench/data/bookbinding.jsonl"),
         PairSet("mushrooms", "growing mushrooms at home (bench/data)",
                 True, False, lambda: [DATA / "mushrooms.jsonl"], "--pairs bench/data/mushrooms.jsonl"),
+        PairSet("hydroponics", "hydroponics and aquaponics at home (bench/data)",
+                True, False, lambda: [DATA / "hydroponics.jsonl"], "--pairs bench/data/hydroponics.jsonl"),
+        PairSet("glass", "stained, fused and lampworked glass (bench/data)",
+                True, False, lambda: [DATA / "glass.jsonl"], "--pairs bench/data/glass.jsonl"),
+        PairSet("blender", "3D modelling and rendering in Blender (bench/data)",
+                True, False, lambda: [DATA / "blender.jsonl"], "--pairs bench/data/blender.jsonl"),
+        PairSet("piano", "playing, learning and buying a piano (bench/data)",
+                True, False, lambda: [DATA / "piano.jsonl"], "--pairs bench/data/piano.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
