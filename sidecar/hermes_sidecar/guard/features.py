@@ -844,6 +844,9 @@ _TO_NOUN = _CTX["contrast"] | _POSSESSIVE  # "to the", "to my": a noun phrase fo
 _RECIPROCAL = _CTX["reciprocal"]
 
 
+_NUMBER_UNIT = re.compile(r"(\d+(?:\.\d+)?)([a-z]{2,})", re.IGNORECASE)
+
+
 def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
     """The phrases that qualify the whole request, by their form rather than by a word table: a
     prepositional phrase ("in megabytes", "across all regions", "with examples", "to supermarkets"; see
@@ -861,6 +864,11 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
         for k, part in enumerate(t.split("-") if t[0].isalnum() else [t]):
             if k:
                 glued.add(len(tokens))
+            # a unit fused to its number is the unit written after it: "at 15psi" = "at 15 psi"
+            fused = _NUMBER_UNIT.fullmatch(part)
+            if fused and fused.group(2).lower() in LEX.units:
+                tokens.append(fused.group(1))
+                part = fused.group(2)
             tokens.append(norm_word(part) if part[0].isalnum() else part)
     depth_words = {w for phrase in _DEPTH_ADJUNCTS for w in phrase}
     joined = " " + " ".join(tokens) + " "
@@ -878,9 +886,7 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
                 # "on my server" is the asker's own thing; "on my hands" narrows what is asked
                 body = j + 1 < len(tokens) and tokens[j + 1] in _BODY_PART
                 possessive = possessive or (w in _POSSESSIVE and not body)
-                # a unit after its number is the quantity's, written "15 psi" as often as "15psi"
-                measured = w in LEX.units and tokens[j - 1][:1].isdigit()
-                if qualifier_word(w) and not measured:
+                if qualifier_word(w):
                     content.append(w)
             phrase = [tok, *content]
             strong = strong or any(p[0] == tok and set(p) <= {*phrase, *STOPWORDS} for p in depth_found)
