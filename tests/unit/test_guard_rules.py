@@ -364,6 +364,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # a unit after its number on one side only is a qualifier of the request: it names the scale
+        ("how long do I roast a chicken at 200", "how long do I roast a chicken at 200 fahrenheit"),
         # the extreme members of a thing the other side asks about whole
         ("how do you solve kakuro", "how do you solve the very hardest kakuros"),
         # all of a set against a kind named a word further from the noun
