@@ -77,6 +77,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
+        # an angle against a length: "degrees" is a unit of its own
+        ("how do I set the field of view to 35mm", "how do I set the field of view to 35 degrees"),
         # a temperature in one scale against the other, however the degrees are written
         ("can I keep oyster mushrooms at 4 degrees C", "can I keep oyster mushrooms at 4 degrees F"),
         ("is 25 °C too warm for a sourdough starter", "is 25 °F too warm for a sourdough starter"),
@@ -876,6 +878,11 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "direction": [
         ("how can I speed up bread proofing", "how can I make bread proof faster"),
+        # an -ing word ending "my ..." names a thing, not someone doing it: "my filter setting"
+        (
+            "how do I undo the crop on my photo but keep the filter I set",
+            "revert the crop on my photo while keeping my filter setting",
+        ),
         # two choices named in the other order across "or"
         ("is it better to lease or buy a car", "is it better to buy or lease a car"),
         # a passive or a verb with "from" turns the roles round itself

@@ -899,12 +899,16 @@ _BODY_PART = LEX.contexts["body-part"]
 def _doers(f: Features, verb: str) -> set[str]:
     """Who does ``verb``: a pronoun right before it ("I bought"), or someone of the asker's right
     before it ("my roommate bought"; not "mouth pipetting", "oil change", "my eq settings": a word
-    that can only be a noun does nothing)."""
+    that can only be a noun does nothing, nor does an -ing word ending the phrase: "my tempo setting")."""
     out = set()
     for i, k in enumerate(f.keys):
         if not i or k != verb:
             continue
-        if f.words[i - 1] in _ASKER or (i > 1 and f.words[i - 2] in _POSSESSIVE and can_be_verb(f.words[i])):
+        w, nxt = f.words[i], f.words[i + 1] if i + 1 < len(f.words) else ""
+        gerund = w.endswith("ing") and (not nxt or nxt in STOPWORDS)
+        if f.words[i - 1] in _ASKER or (
+            i > 1 and f.words[i - 2] in _POSSESSIVE and can_be_verb(w) and not gerund
+        ):
             out.add(f.words[i - 1])
     return out
 
