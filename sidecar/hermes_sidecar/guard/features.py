@@ -844,7 +844,14 @@ _TO_NOUN = _CTX["contrast"] | _POSSESSIVE  # "to the", "to my": a noun phrase fo
 _RECIPROCAL = _CTX["reciprocal"]
 
 
-_NUMBER_UNIT = re.compile(r"(\d+(?:\.\d+)?)([a-z]{2,})", re.IGNORECASE)
+_NUMBER_UNIT = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)", re.IGNORECASE)
+
+
+def fused_unit(word: str) -> tuple[str, str] | None:
+    """A number with a unit fused to it, split in two: "15psi" -> ("15", "psi"), "5g" -> ("5", "g");
+    None when word is no number followed by letters, or the letters name no unit."""
+    m = _NUMBER_UNIT.fullmatch(word)
+    return (m.group(1), m.group(2).lower()) if m and m.group(2).lower() in LEX.units else None
 
 
 def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
@@ -865,10 +872,11 @@ def _qualifiers(text: str) -> list[tuple[str, tuple[str, ...], bool]]:
             if k:
                 glued.add(len(tokens))
             # a unit fused to its number is the unit written after it: "at 15psi" = "at 15 psi"
-            fused = _NUMBER_UNIT.fullmatch(part)
-            if fused and fused.group(2).lower() in LEX.units:
-                tokens.append(fused.group(1))
-                part = fused.group(2)
+            # (not a single letter: "5g" is as often the network as five grams)
+            fused = fused_unit(part)
+            if fused and len(fused[1]) > 1:
+                tokens.append(fused[0])
+                part = fused[1]
             tokens.append(norm_word(part) if part[0].isalnum() else part)
     depth_words = {w for phrase in _DEPTH_ADJUNCTS for w in phrase}
     joined = " " + " ".join(tokens) + " "

@@ -25,6 +25,7 @@ from hermes_sidecar.guard.features import (
     can_be_verb,
     duration,
     fold,
+    fused_unit,
     is_number,
     key,
     known,
@@ -478,11 +479,8 @@ _MULTIPLIERS: dict[str, float] = {
 def _unit_counts(f: Features) -> Counter[str]:
     """How often f names each of its units ("board feet in a cubic foot" -> ft twice), fused to its
     number or not ("15psi" as "15 psi")."""
-    named = (_FUSED_UNIT.sub("", w) if w[:1].isdigit() else w for w in f.words)
+    named = (fused[1] if (fused := fused_unit(w)) else w for w in f.words)
     return Counter(LEX.units[w][0] for w in named if w in LEX.units and LEX.units[w][0] in f.units)
-
-
-_FUSED_UNIT = re.compile(r"^\d+(?:\.\d+)?")
 
 
 _UNIT_KIND = LEX.contexts["unit-kind"]
