@@ -174,6 +174,10 @@ BENCH_DATA_SETS = (
     "glass",
     "blender",
     "piano",
+    "spreadsheets",
+    "soapmaking",
+    "tennis",
+    "composting",
 )
 
 QUICK = Sizes(

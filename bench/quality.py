@@ -13,7 +13,7 @@ climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
 skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms,
-hydroponics, glass, blender, piano).
+hydroponics, glass, blender, piano, spreadsheets, soapmaking, tennis, composting).
 Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
 (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
 holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
@@ -338,6 +338,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "blender.jsonl"], "--pairs bench/data/blender.jsonl"),
         PairSet("piano", "playing, learning and buying a piano (bench/data)",
                 True, False, lambda: [DATA / "piano.jsonl"], "--pairs bench/data/piano.jsonl"),
+        PairSet("spreadsheets", "Excel, Google Sheets and Calc formulas and data (bench/data)",
+                True, False, lambda: [DATA / "spreadsheets.jsonl"], "--pairs bench/data/spreadsheets.jsonl"),
+        PairSet("soapmaking", "making soap and candles at home (bench/data)",
+                True, False, lambda: [DATA / "soapmaking.jsonl"], "--pairs bench/data/soapmaking.jsonl"),
+        PairSet("tennis", "tennis, padel, squash, badminton and pickleball (bench/data)",
+                True, False, lambda: [DATA / "tennis.jsonl"], "--pairs bench/data/tennis.jsonl"),
+        PairSet("composting", "composting, recycling and household waste (bench/data)",
+                True, False, lambda: [DATA / "composting.jsonl"], "--pairs bench/data/composting.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
