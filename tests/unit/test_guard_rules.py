@@ -78,6 +78,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
     ],
     "number": [
         # an angle against a length: "degrees" is a unit of its own
+        # a share against a count: "the top 5" is five of them, "the top 5%" a twentieth
+        ("excel formula to highlight the top 5 scores", "excel formula to highlight the top 5% of scores"),
         ("how do I set the field of view to 35mm", "how do I set the field of view to 35 degrees"),
         # a temperature in one scale against the other, however the degrees are written
         ("can I keep oyster mushrooms at 4 degrees C", "can I keep oyster mushrooms at 4 degrees F"),
@@ -671,6 +673,20 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
         # not knowing, alone, is the asker's state
         ("I don't really understand how tides work", "how do tides work"),
+        # "protect ... from" with a long object between is "stop ... from"
+        (
+            "how do I protect the cells in my budget sheet from edits",
+            "how do I stop other people from editing cells in my budget sheet",
+        ),
+        # wrecking and wasting are losses: not wrecking or wasting it is keeping it
+        (
+            "how do I strip old wax off my skis without wrecking the base",
+            "remove old wax from my skis but keep the base intact",
+        ),
+        (
+            "how do I fix a tunnelling candle but keep the wax",
+            "can I fix a tunnelling candle without wasting the wax",
+        ),
         # a harm avoided that the other side does not name; a yes-or-no tail; never done before
         ("how do I repot an orchid without killing it", "what's the right way to repot an orchid"),
         ("is it safe to eat bread with a little mould or not?", "is bread with a bit of mould safe to eat"),
@@ -770,6 +786,12 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "number": [
         # the same temperature written three ways; a unit after its number, fused or not
         ("keep the fridge at 4 degrees C", "keep the fridge at 4C"),
+        # a percentage written as a word or a sign; "the two" before a verb counts nothing new
+        ("what is 15 percent of 80", "what's 15% of 80"),
+        (
+            "what's the difference between a latte and a flat white",
+            "latte or flat white, how do the two differ?",
+        ),
         (
             "is 25 °C too warm for a sourdough starter",
             "is 25 degrees celsius too warm for a sourdough starter",
@@ -958,6 +980,17 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     ],
     "scope": [
         # "more than one" is "multiple"
+        # "to parent" before a noun phrase is a verb, no parent; "cat litter" is a thing, no cat
+        (
+            "how to parent a camera to a moving object in blender",
+            "attaching my scene camera to a moving object in blender, what are the steps",
+        ),
+        ("can cat litter go in my compost", "is it ok to compost used kitty litter"),
+        # "out" ends the noun phrase "one tile"; "all the other tiles" are the rest, not a set of their own
+        (
+            "how do I take one tile out of a mosaic without damaging the rest",
+            "need to pull a single tile from my mosaic but keep all the other tiles intact",
+        ),
         (
             "can a crossword clue have more than one answer",
             "is it possible for a crossword clue to have multiple answers",
@@ -1099,6 +1132,8 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "edit": [
+        # a bare "help" after the question mark asks for nothing more
+        ("why is my sourdough so dense", "why is my sourdough so dense?? help"),
         # "them" for things already named adds nothing
         (
             "do I need to wash strawberries before freezing",
@@ -1212,3 +1247,13 @@ def test_overrule_rejects_an_unknown_rule_and_lists_the_valid_ones() -> None:
     assert "overrule.1" in text and "tense" in text
     for name in RULES:
         assert f"'{name}'" in text
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["ab", "ba"])
+def test_a_hyphenated_word_is_the_word_the_other_side_writes_whole(swap: bool) -> None:
+    # "Wi-Fi" against "wifi": one word on both sides, so the swap of the two is seen
+    a, b = "why is my Wi-Fi fast but Ethernet slow", "why is my ethernet fast but wifi slow"
+    fa, fb = (features(b), features(a)) if swap else (features(a), features(b))
+    assert compare(fa, fb) == "direction"
+    same = features("how do I reset my wifi router")
+    assert compare(features("how do I reset my Wi-Fi router"), same) is None

@@ -240,8 +240,8 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
         elif w.endswith("ies") and LEX.numbers.get(w[:-3] + "y", 0) >= 20:
             value, unit = float(LEX.numbers[w[:-3] + "y"]), "s"  # "in your thirties" = "in your 30s"
-        elif w in LEX.numbers and i == len(words) - 1 and i and words[i - 1] == "the":
-            i += 1  # "which is better of the two": the things already named, not a count
+        elif w in LEX.numbers and i and words[i - 1] == "the" and _names_back(nxt_w):
+            i += 1  # "which is better of the two", "how do the two differ": the things already named
             continue
         elif w in LEX.numbers and (
             w not in LEX.weak_numbers or (nxt_w in LEX.units and nxt_w not in _SHORT_UNITS)
@@ -613,10 +613,11 @@ _AS_SHAPE = {
 
 def noun_after(words: Sequence[str], i: int) -> str:
     """The key of the head noun of the phrase starting after words[i]: the last word before a
-    preposition, verb-like word or the end, within four words ("all running containers" -> container)."""
+    preposition, verb-like word or the end, within four words ("all running containers" -> container).
+    A particle after the head ends it too: "take one piece out of the panel" -> piece."""
     head = ""
     for w in words[i + 1 : i + 5]:
-        if w in STOPWORDS or w in LEX.negators:
+        if w in STOPWORDS or w in LEX.negators or (head and w in LEX.particles):
             if head:
                 break
             continue
@@ -669,6 +670,8 @@ def _quantified(words: list[str]) -> set[tuple[str, str]]:
             continue  # "every 17 years", "every 90 minutes", "every 5 km": an interval
         if cls == "universal" and tuple(words[i + 1 : i + 3]) in _IDIOM_PHRASES:
             continue  # "all the way around the quilt", "all at once": how far or when, not a set
+        if cls == "universal" and (nxt == "other" or words[i + 1 : i + 3] == ["the", "other"]):
+            continue  # "keep all the other seams soldered": the rest of what is named, no set of its own
         if w == "all" and nxt in ("round", "around"):
             continue  # "letters all round the arena": where, not a set
         if w == "one" and i and LEX.quantifiers.get(words[i - 1]) == "universal":
@@ -1071,6 +1074,16 @@ def _superlatives(words: list[str]) -> set[tuple[str, str, bool]]:
 _PERSON_THING = _CTX["person-thing"]
 
 
+def _names_back(nxt: str) -> bool:
+    """A number word after "the" with nxt after it counts nothing new but the things already named: at
+    the end ("better of the two"), before a function word ("are the two the same") or a verb that is no
+    noun ("how do the two differ"); "the two sides" counts sides and "just the two of us" people."""
+    if not nxt or (nxt in STOPWORDS and nxt not in LEX.units and nxt != "of"):
+        return True
+    found = lemminflect.getAllLemmas(nxt)
+    return "VERB" in found and "NOUN" not in found
+
+
 def _noun_only(w: str) -> bool:
     """A word LemmInflect's tables know as a noun and nothing else: "car", "house" (not "sleep", "get")."""
     return set(lemminflect.getAllLemmas(w)) == {"NOUN"}
@@ -1080,11 +1093,13 @@ def _people(words: list[str]) -> list[str]:
     """The classes of people a question is about (people.txt), and "age" for someone named by age alone:
     "a 10 year old", "should a 2 year old sleep" (not "a 10 year old car": a noun after it is the
     thing). Whether that is a child or the asker ("can a 16-year-old ..." / "can I ... at 16"), only
-    the other side tells."""
+    the other side tells. A person's word after "to" with a noun phrase after it is a verb: "how to
+    parent a mesh to an armature" names no parent."""
     out = [
         c
-        for w, nxt in itertools.pairwise([*words, ""])
+        for prev, w, nxt in zip(["", *words], words, [*words[1:], ""], strict=False)
         if nxt not in _PERSON_THING  # "student loan", "child care": a thing, not a person
+        and not (prev == "to" and nxt in _TO_NOUN)
         for c in [LEX.people.get(w) or LEX.people.get(w.removesuffix("s"))]
         if c
     ]
@@ -1108,9 +1123,9 @@ def _ordinals(words: list[str]) -> set[tuple[str, float]]:
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 # A plea for help after the question asks nothing more: "... after lying to my partner? please help",
 # "Should I open a Roth IRA? Please advise.", "How do I remove a stripped screw? Any tips?", "What is
-# the ideal gas law? Please answer."
+# the ideal gas law? Please answer.", "why did my soap seize?? help" (a bare "help" only after a mark)
 _PLEA = re.compile(
-    r"[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise|answer)|help\s+(?:please|pls|plz)|any\s+(?:tips|advice|ideas|suggestions))[\s.!?]*$",
+    r"(?:[\s,.;:!?-]*\b(?:(?:please|pls|plz)\s+(?:help(?:\s+me)?|advise|answer)|help\s+(?:please|pls|plz)|any\s+(?:tips|advice|ideas|suggestions))|[,.;:!?-]+\s*help(?:\s+me)?)[\s.!?]*$",
     re.I,
 )
 

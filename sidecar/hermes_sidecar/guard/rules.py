@@ -24,6 +24,7 @@ from hermes_sidecar.guard.features import (
     Features,
     can_be_verb,
     duration,
+    features,
     fold,
     fused_unit,
     is_number,
@@ -119,7 +120,7 @@ def _shields(f: Features) -> bool:
     "prevent SQL injection" that is the same negation; against a question that negates nothing it adds
     none ("protect my house from embers" / "make my home resistant to embers")."""
     return any(
-        w in _PROTECT_FROM and {"from", "against"} & set(f.words[i + 1 : i + 5])
+        w in _PROTECT_FROM and {"from", "against"} & set(f.words[i + 1 : i + 8])
         for i, w in enumerate(f.words)
     )
 
@@ -388,6 +389,8 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
     """A unit a bare number on the other side may leave unsaid ("at 18" / "18-year-old", "2kg" / "2").
     A suffix the unit table lacks, fused to the number, changes it ("500m" CPU is half a core, not
     500), unless the other side writes it apart ("401k" / "401(k)")."""
+    if unit == "%":  # "the top 10 values" / "the top 10% of values": a share is no count
+        return bool(_PERCENT_WORDS & set(other.words))
     fused = any(w.endswith(unit) and is_number(w[: -len(unit)]) for w in f.words)
     if unit == "s" and any(w in _AGE_BOUNDS and n[:1].isdigit() for w, n in itertools.pairwise(f.words)):
         return True  # "under-16s" / "under 16": the people of an age, not seconds
@@ -395,6 +398,7 @@ def _droppable(unit: str, f: Features, other: Features) -> bool:
 
 
 _AGE_BOUNDS = LEX.contexts["age-bound"]
+_PERCENT_WORDS = LEX.contexts["percent"]
 
 
 _START = LEX.contexts["start"]
@@ -2225,11 +2229,31 @@ RULES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def compare(a: Features, b: Features, rules: tuple[str, ...] = RULES) -> str | None:
-    """None when b may reuse a's answer; otherwise the name of the first rule that refused."""
+    """None when b may reuse a's answer; otherwise the name of the first rule that refused. A word one
+    side hyphenates and the other writes as one is read as one word on both (see
+    :func:`_hyphens_joined`)."""
+    a, b = _hyphens_joined(a, b), _hyphens_joined(b, a)
     for name in rules:
         if REGISTRY[name](a, b):
             return name
     return None
+
+
+_HYPHENATED = re.compile(r"\b([a-z]+)-([a-z]+)\b", re.IGNORECASE)
+
+
+def _hyphens_joined(f: Features, other: Features) -> Features:
+    """f read again with each hyphenated word that the other side writes as one word joined: "Wi-Fi"
+    against "wifi", so that swapping the two is seen ("my Wi-Fi is fast but Ethernet slow" / "my ethernet
+    is fast but wifi slow") and neither side has a word the other lacks."""
+    theirs = set(other.words)
+
+    def join(m: re.Match[str]) -> str:
+        one = m.group(1) + m.group(2)
+        return one if one.lower() in theirs else m.group(0)
+
+    text = _HYPHENATED.sub(join, f.raw)
+    return f if text == f.raw else features(text)
 
 
 def _people(a: Features, b: Features) -> bool:
