@@ -178,6 +178,10 @@ BENCH_DATA_SETS = (
     "soapmaking",
     "tennis",
     "composting",
+    "crypto",
+    "welding",
+    "origami",
+    "triathlon",
 )
 
 QUICK = Sizes(

@@ -13,7 +13,8 @@ climbing, pottery, diving, farming, eldercare, woodworking, homebrewing, running
 motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, tattoos, videoediting,
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
 skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms,
-hydroponics, glass, blender, piano, spreadsheets, soapmaking, tennis, composting).
+hydroponics, glass, blender, piano, spreadsheets, soapmaking, tennis, composting, crypto,
+welding, origami, triathlon).
 Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
 (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
 holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
@@ -346,6 +347,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "tennis.jsonl"], "--pairs bench/data/tennis.jsonl"),
         PairSet("composting", "composting, recycling and household waste (bench/data)",
                 True, False, lambda: [DATA / "composting.jsonl"], "--pairs bench/data/composting.jsonl"),
+        PairSet("crypto", "crypto wallets, exchanges, fees, staking and tax (bench/data)",
+                True, False, lambda: [DATA / "crypto.jsonl"], "--pairs bench/data/crypto.jsonl"),
+        PairSet("welding", "welding and metalwork at home (bench/data)",
+                True, False, lambda: [DATA / "welding.jsonl"], "--pairs bench/data/welding.jsonl"),
+        PairSet("origami", "origami and paper crafts (bench/data)",
+                True, False, lambda: [DATA / "origami.jsonl"], "--pairs bench/data/origami.jsonl"),
+        PairSet("triathlon", "triathlon and multisport training and racing (bench/data)",
+                True, False, lambda: [DATA / "triathlon.jsonl"], "--pairs bench/data/triathlon.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
