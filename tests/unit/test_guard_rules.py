@@ -77,9 +77,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "number": [
-        # an angle against a length: "degrees" is a unit of its own
         # a share against a count: "the top 5" is five of them, "the top 5%" a twentieth
         ("excel formula to highlight the top 5 scores", "excel formula to highlight the top 5% of scores"),
+        # "in" after a slash is an inch: "N/in" against "N/mm"
+        ("what spring rate in N/mm do I need", "what spring rate in N/in do I need"),
+        # an angle against a length: "degrees" is a unit of its own
         ("how do I set the field of view to 35mm", "how do I set the field of view to 35 degrees"),
         # a temperature in one scale against the other, however the degrees are written
         ("can I keep oyster mushrooms at 4 degrees C", "can I keep oyster mushrooms at 4 degrees F"),
@@ -198,6 +200,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("do banks still charge for paper statements", "did banks used to charge for paper statements"),
     ],
     "direction": [
+        # a plural in "-is" of a word the dictionary lacks is its "-i" singular: the two swapped
+        ("how many satoshis make one millibitcoin", "how many millibitcoins make one satoshi"),
         # making a process go faster against slower, said as a phrasal verb
         ("how can I speed up bread proofing", "how can I slow down bread proofing"),
         # two words swapped by their verbs with an article between: "sharpen a blunt-" / "blunt a sharp-"
@@ -368,6 +372,10 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("does the original roomba map rooms", "does the roomba i7 map rooms"),
     ],
     "scope": [
+        # everywhere against the one place the other side names
+        ("how is the tea ceremony practised in Kyoto", "how is the tea ceremony practised worldwide"),
+        # just the names against the names with instructions for each
+        ("just the names of the basic yoga poses", "the basic yoga poses with instructions for each"),
         # a unit after its number on one side only is a qualifier of the request: it names the scale
         ("how long do I roast a chicken at 200", "how long do I roast a chicken at 200 fahrenheit"),
         # the extreme members of a thing the other side asks about whole
@@ -590,6 +598,9 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
         ("pros and cons of leasing vs buying a car", "leasing vs buying a car, short answer"),
     ],
     "edit": [
+        # one thing swapped in a three-word question; one stage dropped and another added
+        ("origami crane instructions", "origami frog instructions"),
+        ("tips for a smoother canter-to-trot transition", "tips for a smoother trot-to-walk transition"),
         # refused whichever of the two was stored first: a part against the whole, a kind against all
         ("how do I paint my bathroom cabinet doors", "how do I paint my bathroom cabinets"),
         (
@@ -671,6 +682,11 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "keep ... from tearing" halts the tearing, as "without damaging" keeps the paper
+        (
+            "how do I undo the last crease but keep the paper from tearing",
+            "revert the last crease without damaging the paper",
+        ),
         # not knowing, alone, is the asker's state
         ("I don't really understand how tides work", "how do tides work"),
         # "protect ... from" with a long object between is "stop ... from"
@@ -784,14 +800,16 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
-        # the same temperature written three ways; a unit after its number, fused or not
-        ("keep the fridge at 4 degrees C", "keep the fridge at 4C"),
+        # "under a dollar" is under $1
+        ("can the token price fall below $1", "could the token price drop under a dollar"),
         # a percentage written as a word or a sign; "the two" before a verb counts nothing new
         ("what is 15 percent of 80", "what's 15% of 80"),
         (
             "what's the difference between a latte and a flat white",
             "latte or flat white, how do the two differ?",
         ),
+        # the same temperature written three ways; a unit after its number, fused or not
+        ("keep the fridge at 4 degrees C", "keep the fridge at 4C"),
         (
             "is 25 °C too warm for a sourdough starter",
             "is 25 degrees celsius too warm for a sourdough starter",
@@ -979,7 +997,6 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("How do I restore the original colour of teak?", "how do I get teak back to its original colour"),
     ],
     "scope": [
-        # "more than one" is "multiple"
         # "to parent" before a noun phrase is a verb, no parent; "cat litter" is a thing, no cat
         (
             "how to parent a camera to a moving object in blender",
@@ -991,6 +1008,7 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
             "how do I take one tile out of a mosaic without damaging the rest",
             "need to pull a single tile from my mosaic but keep all the other tiles intact",
         ),
+        # "more than one" is "multiple"
         (
             "can a crossword clue have more than one answer",
             "is it possible for a crossword clue to have multiple answers",

@@ -135,8 +135,11 @@ def _stem(w: str) -> str:
     ):
         if w.endswith(suf) and len(w) - len(suf) >= 2:
             return w[: -len(suf)] + repl
+    # "-is" is a singular ("analysis", "tennis") in a word the tables know; in one they lack, a plural
+    # of "-i" ("satoshis", "kanjis")
+    keeps = ("ss", "us", "is") if known(w) or len(w) <= 5 else ("ss", "us")
     for suf in ("ing", "ed", "es", "s"):
-        if w.endswith(suf) and len(w) - len(suf) >= 3 and not w.endswith(("ss", "us", "is")):
+        if w.endswith(suf) and len(w) - len(suf) >= 3 and not w.endswith(keeps):
             w = w[: -len(suf)]
             break
     if len(w) > 3 and w.endswith("e"):
@@ -200,6 +203,12 @@ def is_number(w: str) -> bool:
 
 
 SPAN_LEFT = LEX.contexts["span-left"]
+# the currencies' names ("dollar", "euros"), not their symbols or codes
+_CURRENCY_NAMES = frozenset(
+    w
+    for w, _ in (p.split(":") for p in LEX.contexts["currency"])
+    if w.isalpha() and w.islower() and len(w) > 3
+)
 FORMAT_PARTS = LEX.contexts["format-part"]
 _DRAFT_VERBS = LEX.contexts["draft-verb"]
 _ASKING = LEX.contexts["asking"]
@@ -238,6 +247,14 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             continue
         elif w in ("a", "an") and duration(nxt_w) is not None and i and words[i - 1] in SPAN_LEFT:
             value = 1.0  # "for a week" = "for 7 days"; "twice a week", "calories a day" are rates
+        elif (
+            w in ("a", "an")
+            and nxt_w in _CURRENCY_NAMES
+            and i
+            and words[i - 1] in SPAN_LEFT
+            and (i + 2 >= len(words) or words[i + 2] in STOPWORDS)
+        ):
+            value = 1.0  # "under a dollar" = "below $1" (not "a dollar store")
         elif w.endswith("ies") and LEX.numbers.get(w[:-3] + "y", 0) >= 20:
             value, unit = float(LEX.numbers[w[:-3] + "y"]), "s"  # "in your thirties" = "in your 30s"
         elif w in LEX.numbers and i and words[i - 1] == "the" and _names_back(nxt_w):
@@ -295,6 +312,8 @@ _DEGREE_SIGN = re.compile(r"\s?°(?![CFcf]\b)")
 _DEGREES_SCALE = re.compile(
     r"\b(\d+(?:\.\d+)?)\s*(?:°\s*|degrees?\s+)(c|f|celsius|centigrade|fahrenheit)\b", re.IGNORECASE
 )
+# "kJ/in", "lb/in": a unit per inch ("in" after a slash is no preposition, unless "on/in" pairs two)
+_PER_INCH = re.compile(r"\b([a-z]{1,4})/in\b", re.IGNORECASE)
 # "NexStar+", "Disney+": a plus fused to a name is part of the name, a model of its own
 _PLUS_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)\+(?![\w+])")
 # "7am", "2kg", "18-year-old", "9:15": quantities (checked by the number rule), not names.
@@ -1151,6 +1170,9 @@ def features(text: str) -> Features:
     original = _PLUS_NAME.sub(r"\1plus", original)  # "NexStar+" is "NexStar Plus", another model
     text = _THOUSANDS.sub("", original)  # "1,000" is one number
     text = re.sub(r"(\d)\s*/\s*(?=[a-z])", r"\1 per ", text, flags=re.IGNORECASE)
+    text = _PER_INCH.sub(
+        lambda m: m.group(0) if m.group(1).lower() in STOPWORDS else m.group(1) + "/inch", text
+    )
     text = _FUSED_NUMBER.sub(lambda m: m.group(1) + m.group(2), text).replace("%", " percent")
     text = _DEGREES_SCALE.sub(lambda m: m.group(1) + ("F" if m.group(2)[0] in "fF" else "C"), text)
     text = _DEGREE_SIGN.sub(" degrees", text)  # "a 35° slope"; "35°C" keeps its scale

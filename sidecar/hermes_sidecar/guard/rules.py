@@ -144,10 +144,13 @@ _LOSS, _LOSS_PARTICLE, _KEEP = LEX.contexts["loss"], LEX.contexts["loss-particle
 
 
 def _keeps(f: Features) -> bool:
-    """f says something is kept: "keep", "intact", "while still feeding"."""
-    return bool(_KEEP & set(f.words)) or any(
-        x in ("while", "but", "and") and y == "still" for x, y in itertools.pairwise(f.words)
+    """f says something is kept: "keep", "intact", "while still feeding"; not "keep ... from", which
+    halts ("keep the paper from tearing" is "without tearing the paper")."""
+    w = f.words
+    kept = any(
+        x in _KEEP and not (x.startswith("keep") and "from" in w[i + 1 : i + 6]) for i, x in enumerate(w)
     )
+    return kept or any(x in ("while", "but", "and") and y == "still" for x, y in itertools.pairwise(f.words))
 
 
 def _negated_losses(f: Features, unnamed_in: Features | None = None) -> int:
@@ -1492,6 +1495,19 @@ def unmatched_qualifier(a: Features, b: Features) -> bool:
     return bool(not rest_a and not rest_b and {m for m, _, _ in qa} & {m for m, _, _ in qb})
 
 
+_EVERYWHERE = LEX.contexts["everywhere"]
+_PLACE_OPENERS = frozenset({"in", "at", "on", "from"})
+
+
+def _everywhere_against_place(a: Features, b: Features) -> bool:
+    """a asks about everywhere ("worldwide", "anywhere"), b about the place its qualifier names, which a
+    does not: "the history of origami worldwide" / "... in Japan", "tea ceremonies globally" / "tea
+    ceremonies in Kyoto"."""
+    if not (_EVERYWHERE & set(a.words)) or _EVERYWHERE & set(b.words):
+        return False
+    return any(m in _PLACE_OPENERS and not set(words) & set(a.words) for m, words, _ in b.qualifiers)
+
+
 def _named_member(a: Features, b: Features) -> bool:
     """a: one member named by a word before its noun ("the team slide of a pitch deck"), b: the set,
     the noun in the plural without that word ("the slides of a pitch deck")."""
@@ -1755,6 +1771,8 @@ def scope(a: Features, b: Features) -> bool:
     if _both_ways(a, b, _set_for_member) or _both_ways(a, b, _all_against_some):
         return True
     if _both_ways(a, b, _all_against_kind) or _count_narrowed(a, b) or _both_ways(a, b, _only_narrows):
+        return True
+    if _both_ways(a, b, _everywhere_against_place):
         return True
     depth = set(a.depth) ^ set(b.depth)
     if {"brief", "deep"} <= set(a.depth) | set(b.depth) and depth:
@@ -2149,7 +2167,7 @@ def _edited(a: Features, b: Features) -> bool:
         )
         if left and right:
             return True
-    return sm.ratio() >= 0.8 and _scattered_swap(wa, wb)  # the swap check reads inflections itself
+    return sm.ratio() >= 0.75 and _scattered_swap(wa, wb)  # the swap check reads inflections itself
 
 
 def _long_span(span: list[str]) -> bool:
@@ -2184,16 +2202,17 @@ def _inflected(op: tuple[str, int, int, int, int], wa: list[str], wb: list[str])
 
 
 def _short_swap(wa: list[str], wb: list[str], changed: Sequence[tuple[str, int, int, int, int]]) -> bool:
-    """A short question whose one change is a thing of one or two words put in place of another, three
-    or more words kept around it: "eye contact tips for presentations" / "body language tips for
-    presentations" (too short for the ratio the longer swaps need)."""
+    """A short question whose one change is a thing of one or two words put in place of another, two
+    or more content words kept around it: "eye contact tips for presentations" / "body language tips
+    for presentations", "origami crane instructions" / "origami frog instructions" (too short for the
+    ratio the longer swaps need)."""
     if len(changed) != 1 or changed[0][0] != "replace":
         return False
     _, i1, i2, j1, j2 = changed[0]
     # an article changed with the thing counts for nothing: "for a juniper bonsai" / "for an azalea ..."
     out = [w for w in wa[i1:i2] if w not in _ARTICLES]
     put = [w for w in wb[j1:j2] if w not in _ARTICLES]
-    if not (1 <= len(out) <= 2 and 1 <= len(put) <= 2 and len(wa) - (i2 - i1) >= 3):
+    if not (1 <= len(out) <= 2 and 1 <= len(put) <= 2 and len(wa) - (i2 - i1) >= 2):
         return False
     kept = [w for w in wa[:i1] + wa[i2:] if _edit_word(w)]
     left, right = _unexplained(
@@ -2218,9 +2237,23 @@ def _unexplained(left: list[str], right: list[str]) -> tuple[list[str], list[str
     inflection or near-synonym is the same word."""
     if any(w in LEX.units for w in left) and any(w in LEX.units for w in right):
         left, right = [w for w in left if w not in LEX.units], [w for w in right if w not in LEX.units]
-    left = [w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) for v in right)]
-    right = [w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) for v in left)]
+    left = [
+        w for w in left if not any(_similar_word(w, v) or _synonyms(w, v) or _unaffixed(w, v) for v in right)
+    ]
+    right = [
+        w for w in right if not any(_similar_word(w, v) or _synonyms(w, v) or _unaffixed(w, v) for v in left)
+    ]
     return left, right
+
+
+def _unaffixed(x: str, y: str) -> bool:
+    """One word is the other with a negating prefix: "unused" / "use" (whose negation the negation rule
+    weighs: "unused tickets" / "tickets I didn't use")."""
+    for u, v in ((x, y), (y, x)):
+        for p in LEX.negating_prefixes:
+            if u.startswith(p) and len(u) - len(p) >= 3 and lemmas(u[len(p) :]) & lemmas(v):
+                return True
+    return False
 
 
 # -- the public decisions ------------------------------------------------------------------------
