@@ -182,6 +182,10 @@ BENCH_DATA_SETS = (
     "welding",
     "origami",
     "triathlon",
+    "ebooks",
+    "poker",
+    "theatre",
+    "knives",
 )
 
 QUICK = Sizes(

@@ -14,7 +14,7 @@ motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, ta
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
 skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms,
 hydroponics, glass, blender, piano, spreadsheets, soapmaking, tennis, composting, crypto,
-welding, origami, triathlon).
+welding, origami, triathlon, ebooks, poker, theatre, knives).
 Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
 (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
 holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
@@ -355,6 +355,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "origami.jsonl"], "--pairs bench/data/origami.jsonl"),
         PairSet("triathlon", "triathlon and multisport training and racing (bench/data)",
                 True, False, lambda: [DATA / "triathlon.jsonl"], "--pairs bench/data/triathlon.jsonl"),
+        PairSet("ebooks", "e-books, e-readers and library lending apps (bench/data)",
+                True, False, lambda: [DATA / "ebooks.jsonl"], "--pairs bench/data/ebooks.jsonl"),
+        PairSet("poker", "poker, blackjack and other card games (bench/data)",
+                True, False, lambda: [DATA / "poker.jsonl"], "--pairs bench/data/poker.jsonl"),
+        PairSet("theatre", "theatre, amateur dramatics and musicals (bench/data)",
+                True, False, lambda: [DATA / "theatre.jsonl"], "--pairs bench/data/theatre.jsonl"),
+        PairSet("knives", "kitchen and pocket knives and sharpening (bench/data)",
+                True, False, lambda: [DATA / "knives.jsonl"], "--pairs bench/data/knives.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (
