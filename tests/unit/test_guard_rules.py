@@ -17,6 +17,8 @@ from hermes_sidecar.guard import REGISTRY, RULES, compare, features
 
 TRAPS: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # a second, different negator after "and" negates a second thing
+        ("my phone is charging but won't turn on", "my phone is not charging and won't turn on"),
         # a prefix that undoes what the other side's prefix does: "re-" against "de-"
         ("how do I rehydrate dried porcini", "how do I dehydrate porcini"),
         # not knowing on one side against knowing on the other is a condition, not the asker's state
@@ -682,6 +684,8 @@ TRAPS: dict[str, list[tuple[str, str]]] = {
 
 PARAPHRASES: dict[str, list[tuple[str, str]]] = {
     "negation": [
+        # "without" a thing asks whether the thing is needed
+        ("can I enter the museum without a ticket", "do I need a ticket to enter the museum"),
         # "keep ... from tearing" halts the tearing, as "without damaging" keeps the paper
         (
             "how do I undo the last crease but keep the paper from tearing",
@@ -800,6 +804,12 @@ PARAPHRASES: dict[str, list[tuple[str, str]]] = {
         ("I didn't get a refund, what can I do?", "what can I do if I never got my refund"),
     ],
     "number": [
+        # "the two" after "vs" names the two already named; a number word hyphenated to the next word
+        (
+            "what's the difference between latex and oil paint",
+            "latex vs oil paint: how do the two paints differ?",
+        ),
+        ("how do you play five card draw", "rules of five-card draw at home"),
         # "under a dollar" is under $1
         ("can the token price fall below $1", "could the token price drop under a dollar"),
         # a percentage written as a word or a sign; "the two" before a verb counts nothing new

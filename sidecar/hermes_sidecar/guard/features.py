@@ -257,7 +257,12 @@ def quantities(words: list[str]) -> list[tuple[float, str, str]]:
             value = 1.0  # "under a dollar" = "below $1" (not "a dollar store")
         elif w.endswith("ies") and LEX.numbers.get(w[:-3] + "y", 0) >= 20:
             value, unit = float(LEX.numbers[w[:-3] + "y"]), "s"  # "in your thirties" = "in your 30s"
-        elif w in LEX.numbers and i and words[i - 1] == "the" and _names_back(nxt_w):
+        elif (
+            w in LEX.numbers
+            and i
+            and words[i - 1] == "the"
+            and (_names_back(nxt_w) or _pair_named(w, words[:i]))
+        ):
             i += 1  # "which is better of the two", "how do the two differ": the things already named
             continue
         elif w in LEX.numbers and (
@@ -523,9 +528,9 @@ def _negations(tokens: list[str]) -> tuple[int, int, tuple[str, ...]]:
             continue
         if not_knowing(tokens, i):
             continue  # "I never learned any theory", "it makes no sense to me": the asker's knowledge
-        if norm_word(prev) in ("and", "or", "nor") and i - last <= 5:
-            last = i
-            continue
+        if norm_word(prev) in ("and", "or", "nor") and i - last <= 5 and w == norm_word(tokens[last]):
+            last = i  # the same negator again in a list: "no lighter and no matches" negates once
+            continue  # ("is not charging and won't turn on" negates two things)
         if w == "not" and norm_word(prev) == "or" and (not nxt_tok[0].isalnum() or "whether" in before):
             continue  # a yes-or-no question's tail: "is it safe to eat or not?", "whether or not to"
         if norm_word(prev) in ("and", "or") and i > 1 and _POSITIVE.get(w) == norm_word(tokens[i - 2]):
@@ -1101,6 +1106,12 @@ def _names_back(nxt: str) -> bool:
         return True
     found = lemminflect.getAllLemmas(nxt)
     return "VERB" in found and "NOUN" not in found
+
+
+def _pair_named(w: str, before: list[str]) -> bool:
+    """ "the two" after the question has named two things with "vs", "and" or "or": "EPUB vs MOBI: how
+    do the two formats differ" counts the two already named."""
+    return w == "two" and bool({"vs", "versus", "and", "or"} & set(before))
 
 
 def _noun_only(w: str) -> bool:

@@ -91,6 +91,14 @@ def _polarity(mine: Features, other: Features) -> int:
     else:  # a harm avoided that the other side, negating nothing, does not name
         kept = 0 if other.negations or _shields(other) else _negated_losses(mine, unnamed_in=other)
     kept += mine.halts if _remedy(other) and not _remedy(mine) else 0
+    # "can I use the app without a card" asks "do I need a card to use the app": that "without" is
+    # kept, once, however else it was ("without ruining the rest" / "need to pull ... but keep the rest")
+    if (
+        "without" in mine.words
+        and "without" not in other.words
+        and _NEED & set(other.words) - set(mine.words)
+    ):
+        kept = max(kept, 1)
     zero = 1 if _zero_for_no(mine, other) else 0
     shield = 1 if _shields(mine) and not _shields(other) and other.negations > mine.negations else 0
     novice = mine.novice if "before" not in other.words else 0  # "never done it before" / "a beginner"
@@ -106,6 +114,7 @@ def _polarity(mine: Features, other: Features) -> int:
 
 
 _PROTECT_FROM = LEX.contexts["protect-from"]
+_NEED = LEX.contexts["need"]
 _REMEDY = LEX.contexts["remedy"]
 
 
@@ -335,6 +344,13 @@ def _fused_elsewhere(mine: Features, other: Features) -> Counter[str]:
     theirs = set(other.words)
     fused = [n for n, w in itertools.pairwise(mine.words) if is_number(n) and n + w in theirs]
     fused += [n for w, n in itertools.pairwise(mine.words) if is_number(n) and w + n in theirs]  # "cat 6"
+    # a number word: "three card poker" / "three-card poker" (read as "threecard")
+    spelled = {q[0]: q[2] for q in mine.quantities if not q[1]}
+    fused += [
+        spelled[LEX.numbers[n]]
+        for n, w in itertools.pairwise(mine.words)
+        if n in LEX.numbers and n + w in theirs and LEX.numbers[n] in spelled
+    ]
     return Counter(fused) & bare
 
 
