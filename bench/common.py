@@ -186,6 +186,10 @@ BENCH_DATA_SETS = (
     "poker",
     "theatre",
     "knives",
+    "vinyl",
+    "fencing",
+    "pilates",
+    "lockpicking",
 )
 
 QUICK = Sizes(

@@ -14,7 +14,8 @@ motorcycling, newborns, hamradio, golf, houseplants, hifi, weddings, surfing, ta
 bbq, drones, speaking, cosplay, cheese, kayaking, knitting, sleep, bonsai, magic, calligraphy,
 skateboarding, archery, dance, canning, puzzles, coins, rowing, fragrance, bookbinding, mushrooms,
 hydroponics, glass, blender, piano, spreadsheets, soapmaking, tennis, composting, crypto,
-welding, origami, triathlon, ebooks, poker, theatre, knives).
+welding, origami, triathlon, ebooks, poker, theatre, knives, vinyl, fencing, pilates,
+lockpicking).
 Each is split into a tune and a holdout half by the rule of `hermes-sidecar evaluate --split`
 (imported, not copied: the first byte of sha256(id)). Every figure the report quotes is on the
 holdout half; the tune half only fits the "threshold fitted on the tune half" rows, which are then
@@ -363,6 +364,14 @@ SETS: dict[str, PairSet] = {
                 True, False, lambda: [DATA / "theatre.jsonl"], "--pairs bench/data/theatre.jsonl"),
         PairSet("knives", "kitchen and pocket knives and sharpening (bench/data)",
                 True, False, lambda: [DATA / "knives.jsonl"], "--pairs bench/data/knives.jsonl"),
+        PairSet("vinyl", "vinyl records, turntables and record collecting (bench/data)",
+                True, False, lambda: [DATA / "vinyl.jsonl"], "--pairs bench/data/vinyl.jsonl"),
+        PairSet("fencing", "the sport of fencing: foil, epee and sabre (bench/data)",
+                True, False, lambda: [DATA / "fencing.jsonl"], "--pairs bench/data/fencing.jsonl"),
+        PairSet("pilates", "pilates and barre (bench/data)",
+                True, False, lambda: [DATA / "pilates.jsonl"], "--pairs bench/data/pilates.jsonl"),
+        PairSet("lockpicking", "locks, keys, locksport and smart locks (bench/data)",
+                True, False, lambda: [DATA / "lockpicking.jsonl"], "--pairs bench/data/lockpicking.jsonl"),
     )
 }  # fmt: skip
 FOW_DIR_COMMAND = (

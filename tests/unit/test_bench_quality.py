@@ -187,6 +187,10 @@ def test_every_set_loads_as_evaluate_reads_it() -> None:
         "poker": 216,
         "theatre": 216,
         "knives": 216,
+        "vinyl": 216,
+        "fencing": 216,
+        "pilates": 216,
+        "lockpicking": 216,
     }
     conv = quality.load(quality.SETS["conversations"])
     assert Counter(quality.category(i) for i in conv) == Counter(c["subtype"] for c in load_conversations())
