@@ -203,12 +203,6 @@ def is_number(w: str) -> bool:
 
 
 SPAN_LEFT = LEX.contexts["span-left"]
-# the currencies' names ("dollar", "euros"), not their symbols or codes
-_CURRENCY_NAMES = frozenset(
-    w
-    for w, _ in (p.split(":") for p in LEX.contexts["currency"])
-    if w.isalpha() and w.islower() and len(w) > 3
-)
 FORMAT_PARTS = LEX.contexts["format-part"]
 _DRAFT_VERBS = LEX.contexts["draft-verb"]
 _ASKING = LEX.contexts["asking"]
@@ -950,6 +944,8 @@ _SHORT_UNITS = frozenset({"am", "pm", "%", "s", "in", "m"})
 _DEVICE_UNITS = _CTX["device-unit"]
 _UNIT_MODIFIERS = frozenset({"cubic", "square", "sq", "per", "million", "thousand"})
 _CURRENCY = dict(pair.split(":") for pair in _CTX["currency"])
+# the currencies' names ("dollar", "euros"), not their symbols or codes
+_CURRENCY_NAMES = frozenset(w for w in _CURRENCY if w.isalpha() and w.islower() and len(w) > 3)
 
 
 def _currencies(text: str, words: list[str]) -> set[str]:
