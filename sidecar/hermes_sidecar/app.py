@@ -29,7 +29,7 @@ from hermes_sidecar.config import SidecarConfig
 from hermes_sidecar.dialects.base import Dialect
 from hermes_sidecar.dialects.registry import for_upstream
 from hermes_sidecar.embed import Embedder
-from hermes_sidecar.errors import BadRequest
+from hermes_sidecar.errors import BadRequest, describe
 from hermes_sidecar.metrics import RESULTS, Metrics
 from hermes_sidecar.proxy import decode_json, read_body
 from hermes_sidecar.runtime import Sidecar
@@ -181,7 +181,7 @@ class Routes:
                 await resp.aclose()
         except httpx.HTTPError as exc:
             return PlainTextResponse(
-                f"upstream metrics unavailable: GET {url} failed: {type(exc).__name__}: {exc}\n",
+                f"upstream metrics unavailable: GET {url} failed: {describe(exc)}\n",
                 status_code=502,
             )
         if resp.status_code != 200:

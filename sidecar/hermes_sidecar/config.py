@@ -29,10 +29,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+# Idle lifetime of the sidecar's pooled connections to vLLM, a verifier or an embedding server: well
+# under the 5 s after which vLLM (uvicorn) closes an idle connection, so the sidecar never reuses one
+# the server is closing (httpx's own default is also 5 s, which races with it).
+POOL_KEEPALIVE_SECONDS = 2.0
+
+
 class UpstreamConfig(_Strict):
     kind: Literal["openai", "anthropic"] = "openai"
     url: str = "http://127.0.0.1:8000"
     timeoutSeconds: float = Field(default=600.0, gt=0)
+    # An idle pooled connection is dropped after this long. It must be shorter than the upstream's own
+    # keep-alive (vLLM's and uvicorn's: 5 s, VLLM_HTTP_TIMEOUT_KEEP_ALIVE): at equal times the server
+    # may close a connection just as the sidecar sends a request on it, and that request fails.
+    keepAliveSeconds: float = Field(default=POOL_KEEPALIVE_SECONDS, gt=0)
     # Anthropic only: a file holding the API key, used when the client sends none. Never logged.
     apiKeyFile: str | None = None
 

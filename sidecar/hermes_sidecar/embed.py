@@ -22,8 +22,14 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from hermes_sidecar.config import DEFAULT_LOCAL_MODEL, LOCAL_EMBEDDING_MODELS, EmbeddingConfig
+from hermes_sidecar.config import (
+    DEFAULT_LOCAL_MODEL,
+    LOCAL_EMBEDDING_MODELS,
+    POOL_KEEPALIVE_SECONDS,
+    EmbeddingConfig,
+)
 from hermes_sidecar.errors import EmbedderError as EmbedderError
+from hermes_sidecar.errors import describe
 
 Vector = npt.NDArray[np.float32]
 
@@ -202,7 +208,9 @@ class OpenAIEmbedder:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         base = url.rstrip("/")
         self._url = base + ("/embeddings" if base.endswith("/v1") else "/v1/embeddings")
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers=headers, limits=httpx.Limits(keepalive_expiry=POOL_KEEPALIVE_SECONDS)
+        )
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         try:
@@ -211,7 +219,7 @@ class OpenAIEmbedder:
             data = sorted(resp.json()["data"], key=lambda d: d["index"])
             vecs = _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
         except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
-            raise EmbedderError(f"embedding endpoint {self._url} failed: {exc}") from exc
+            raise EmbedderError(f"embedding endpoint {self._url} failed: {describe(exc)}") from exc
         if vecs.shape[0] != len(texts):
             raise EmbedderError(
                 f"embedding endpoint {self._url} returned {vecs.shape[0]} vectors for {len(texts)}"

@@ -18,7 +18,8 @@
 
 The config schema's validators raise ValueError, as pydantic asks; ``parse_config`` turns them all
 into one ConfigError. Upstream failures are not in the tree: the pipeline answers them as HTTP
-(502), and httpx's own errors say more than a wrapper would. The module where each error belongs
+(502), and httpx's own errors say more than a wrapper would (:func:`describe` names their kind, as
+some carry no message). The module where each error belongs
 re-exports it (``hermes_sidecar.store.StoreError``, ``hermes_sidecar.config.ConfigError``, ...).
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "NotCacheable",
     "StoreError",
     "VerifierError",
+    "describe",
 ]
 
 
@@ -101,3 +103,11 @@ class BadRequest(HermesError):
         super().__init__(message)
         self.reason = reason
         self.status = status
+
+
+def describe(exc: BaseException) -> str:
+    """``Kind: message`` of an exception from a dependency, or just its kind when the message is
+    empty, as httpx's often is (a connection reset by the server is ``ReadError('')``, a timeout
+    ``ReadTimeout('')``): a log line or a 502 never ends in "failed: " with nothing after it."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -39,7 +39,7 @@ from hermes_sidecar.dialects.base import (
     NotCacheable,
     ReplayInfo,
 )
-from hermes_sidecar.errors import BadRequest
+from hermes_sidecar.errors import BadRequest, describe
 from hermes_sidecar.generations import StatsWriter
 from hermes_sidecar.keys import cache_salt
 from hermes_sidecar.metrics import Metrics
@@ -312,11 +312,13 @@ class Pipeline:
         try:
             resp = await self.client.send(upstream_req, stream=True)
         except httpx.HTTPError as exc:
-            log.warning("upstream %s failed: %s", url, exc)
+            log.warning("upstream %s failed: %s", url, describe(exc))
             if decision.result == MISS:
                 self.metrics.not_stored.labels("upstream-unreachable").inc()
             return Response(
-                json.dumps({"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}}),
+                json.dumps(
+                    {"error": {"message": f"upstream unreachable: {describe(exc)}", "type": "upstream_error"}}
+                ),
                 status_code=502,
                 media_type="application/json",
                 headers={HEADER: decision.header},
@@ -387,7 +389,9 @@ class Pipeline:
             resp = await self.client.send(upstream_req, stream=True)
         except httpx.HTTPError as exc:
             return Response(
-                json.dumps({"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}}),
+                json.dumps(
+                    {"error": {"message": f"upstream unreachable: {describe(exc)}", "type": "upstream_error"}}
+                ),
                 status_code=502,
                 media_type="application/json",
                 headers={HEADER: BYPASS},

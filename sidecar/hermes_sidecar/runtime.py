@@ -102,7 +102,11 @@ class Sidecar:
             redis_client = make_client(cfg.cache.redisUrl, password=_redis_password(cfg))
         emb, dim = await _embedder_and_dim(cfg, embedder)
         store = _build_store(cfg, redis_client, dim)
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        limits = httpx.Limits(
+            max_connections=1000,
+            max_keepalive_connections=100,
+            keepalive_expiry=cfg.upstream.keepAliveSeconds,
+        )
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(cfg.upstream.timeoutSeconds, connect=5.0),
             limits=limits,

@@ -132,6 +132,8 @@ def validate(body: Any, chat: bool) -> str:
 class FakeOpenAI:
     model: str = "tiny-llama"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # the client's (host, port) of each completion request: a new port is a new connection
+    peers: list[tuple[str, int]] = field(default_factory=list)
     healthy: bool = True
     faults: bool = True  # the [[500]], [[drop]], [[slow]] markers
     # seconds between a stream's `data: [DONE]` and the end of its body (vLLM takes a moment to finish)
@@ -153,6 +155,8 @@ class FakeOpenAI:
         except Refused as exc:
             return _refuse(exc.param, str(exc))
         self.requests.append(body)
+        if request.client is not None:
+            self.peers.append((request.client.host, request.client.port))
         if self.faults and "[[500]]" in prompt:
             return JSONResponse(
                 {"error": {"message": "injected failure", "type": "InternalServerError"}}, 500, headers=MARK

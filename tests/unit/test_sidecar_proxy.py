@@ -7,6 +7,9 @@ so a replayed answer is recognisable; the sidecar runs under uvicorn like in pro
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -382,6 +385,69 @@ def test_readyz_fails_when_upstream_is_down_while_healthz_stays_up(embedder: Loc
         assert ready.status_code == 503 and "unreachable" in ready.json()["upstream"]
         resp = ask(client, "Is anyone there?")
         assert resp.status_code == 502 and resp.headers["x-hermes-cache"] == "miss"
+
+
+def test_an_upstream_that_resets_the_connection_is_a_502_naming_the_error(embedder: LocalEmbedder) -> None:
+    """httpx reports a reset connection as ReadError with no message; the client and the log are
+    still told what happened, not "upstream unreachable: " and nothing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def reset_every_connection() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            # SO_LINGER 0: close() sends RST, as a server does when it drops a connection it was closing
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=reset_every_connection, daemon=True).start()
+    cfg = parse_config({"upstream": {"url": f"http://127.0.0.1:{port}"}})
+    try:
+        with (
+            run_server(create_app(cfg, embedder=embedder), lifespan="on") as url,
+            httpx.Client(base_url=url) as client,
+        ):
+            resp = ask(client, "Is anyone there?")
+    finally:
+        listener.close()
+    assert resp.status_code == 502 and resp.headers["x-hermes-cache"] == "miss"
+    message = resp.json()["error"]["message"]
+    assert message.startswith("upstream unreachable: ReadError"), message
+
+
+def test_idle_upstream_connections_are_dropped_before_the_upstream_closes_them(
+    upstream: tuple[FakeOpenAI, str], embedder: LocalEmbedder
+) -> None:
+    """vLLM closes a connection idle for 5 s; a client that keeps it as long sometimes sends a request
+    on it just as it closes, and that request fails. The sidecar reuses a pooled connection while it
+    is fresh and opens a new one once it has been idle for upstream.keepAliveSeconds."""
+    fake, upstream_url = upstream
+    cfg = parse_config(
+        {"upstream": {"url": upstream_url, "keepAliveSeconds": 0.5}, "cache": {"backend": "memory"}}
+    )
+    with (
+        run_server(create_app(cfg, embedder=embedder), lifespan="on") as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        before = len(fake.peers)
+        assert ask(client, "Which river runs through Porto?").headers["x-hermes-cache"] == "miss"
+        assert ask(client, "Which bridge crosses the Douro?").headers["x-hermes-cache"] == "miss"
+        time.sleep(1.0)
+        assert ask(client, "Which wine comes from the Douro valley?").headers["x-hermes-cache"] == "miss"
+        first, again, after_idle = fake.peers[before:]
+    assert again == first, "a fresh pooled connection should be reused"
+    assert after_idle != first, "a connection idle past keepAliveSeconds was reused"
+
+
+def test_the_default_keep_alive_is_shorter_than_vllms() -> None:
+    # vLLM serves with uvicorn's timeout_keep_alive = VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by default
+    assert parse_config({}).upstream.keepAliveSeconds < 5.0
+    with pytest.raises(ValueError, match="keepAliveSeconds"):
+        parse_config({"upstream": {"keepAliveSeconds": 0}})
 
 
 def test_local_model_not_installed_keeps_exact_caching_and_readyz_says_why(

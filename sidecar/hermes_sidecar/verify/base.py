@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from hermes_sidecar.config import VerifierConfig
-from hermes_sidecar.errors import VerifierError
+from hermes_sidecar.config import POOL_KEEPALIVE_SECONDS, VerifierConfig
+from hermes_sidecar.errors import VerifierError, describe
 
 __all__ = ["Cost", "Endpoint", "Judgement", "Verifier", "VerifierError", "usage_cost"]
 
@@ -88,7 +88,11 @@ class Endpoint:
                 self._key_error = (
                     f"cache.guard.verifier.apiKeyFile {cfg.apiKeyFile!r} cannot be read: {exc.strerror}"
                 )
-        self._client = httpx.AsyncClient(timeout=cfg.timeoutSeconds, headers=headers)
+        self._client = httpx.AsyncClient(
+            timeout=cfg.timeoutSeconds,
+            headers=headers,
+            limits=httpx.Limits(keepalive_expiry=POOL_KEEPALIVE_SECONDS),
+        )
 
     async def call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
@@ -101,7 +105,7 @@ class Endpoint:
         try:
             resp = await self._client.request(method, url, json=body)
         except httpx.HTTPError as exc:
-            raise VerifierError(f"verifier {url} failed: {type(exc).__name__}: {exc}") from exc
+            raise VerifierError(f"verifier {url} failed: {describe(exc)}") from exc
         seconds = time.perf_counter() - started
         if resp.status_code != 200:
             raise VerifierError(f"verifier {url} answered HTTP {resp.status_code}: {resp.text[:200]!r}")
