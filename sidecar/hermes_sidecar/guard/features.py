@@ -556,13 +556,17 @@ def _novice(tokens: list[str]) -> int:
     )
 
 
+def unprefixed(w: str) -> list[str]:
+    """What w negates through a negating prefix, one base per prefix it starts with: "unused" -> "used"
+    (callers compare its key or its lemmas). A base needs three letters: "undo" has none."""
+    return [w[len(p) :] for p in LEX.negating_prefixes if w.startswith(p) and len(w) - len(p) >= 3]
+
+
 def _negated(words: list[str]) -> list[tuple[str, str]]:
     """Words with a negating prefix or suffix, and the key of the base they negate."""
     out = []
     for w in words:
-        for p in LEX.negating_prefixes:
-            if w.startswith(p) and len(w) - len(p) >= 3:
-                out.append((w, key(w[len(p) :])))
+        out.extend((w, key(base)) for base in unprefixed(w))
         for s in LEX.negating_suffixes:
             if w.endswith(s) and len(w) - len(s) >= 4:
                 out.append((w, key(w[: -len(s)])))

@@ -41,6 +41,7 @@ from hermes_sidecar.guard.features import (
     someone,
     time_named,
     time_word,
+    unprefixed,
     verb_key,
 )
 
@@ -154,7 +155,10 @@ _LOSS, _LOSS_PARTICLE, _KEEP = LEX.contexts["loss"], LEX.contexts["loss-particle
 
 def _keeps(f: Features) -> bool:
     """f says something is kept: "keep", "intact", "while still feeding"; not "keep ... from", which
-    halts ("keep the paper from tearing" is "without tearing the paper")."""
+    halts ("keep the paper from tearing" is "without tearing the paper"). Any "from" within five words,
+    wider than the negation count's "from" before an -ing (features._halts_from): reading it that way
+    was measured on every bench pair and lost a paraphrase ("keep a safe distance from a nest") while
+    refusing no trap."""
     w = f.words
     kept = any(
         x in _KEEP and not (x.startswith("keep") and "from" in w[i + 1 : i + 6]) for i, x in enumerate(w)
@@ -2265,11 +2269,7 @@ def _unexplained(left: list[str], right: list[str]) -> tuple[list[str], list[str
 def _unaffixed(x: str, y: str) -> bool:
     """One word is the other with a negating prefix: "unused" / "use" (whose negation the negation rule
     weighs: "unused tickets" / "tickets I didn't use")."""
-    for u, v in ((x, y), (y, x)):
-        for p in LEX.negating_prefixes:
-            if u.startswith(p) and len(u) - len(p) >= 3 and lemmas(u[len(p) :]) & lemmas(v):
-                return True
-    return False
+    return any(lemmas(base) & lemmas(v) for u, v in ((x, y), (y, x)) for base in unprefixed(u))
 
 
 # -- the public decisions ------------------------------------------------------------------------
