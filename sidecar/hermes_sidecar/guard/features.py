@@ -564,7 +564,7 @@ def unprefixed(w: str) -> list[str]:
 
 def _negated(words: list[str]) -> list[tuple[str, str]]:
     """Words with a negating prefix or suffix, and the key of the base they negate."""
-    out = []
+    out: list[tuple[str, str]] = []
     for w in words:
         out.extend((w, key(base)) for base in unprefixed(w))
         for s in LEX.negating_suffixes:
