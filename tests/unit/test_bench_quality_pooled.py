@@ -69,3 +69,36 @@ def test_the_quality_section_prints_the_pooled_table() -> None:
     text = "\n".join(sections.quality({"result": res, "machine": {}, "command": "c"}))
     assert "### The 2 bench/data holdout halves nobody read, pooled" in text
     assert "| Hermes Cache | 2 (100 / 100) | 55.0% (" in text
+
+
+def _with_curve(ds: dict[str, Any], points: dict[float, tuple[int, int]]) -> dict[str, Any]:
+    """``points``: threshold -> (should-hit pairs served, traps served) on this set's holdout half."""
+    ds["hermes"]["curve"] = [
+        {"threshold": t, "served": round(s / ds["should_hit"], 4), "wrong": round(w / ds["traps"], 4)}
+        for t, (s, w) in points.items()
+    ]
+    return ds
+
+
+def test_the_pooled_sweep_sums_the_curves_and_finds_the_lowest_threshold_within_the_limit() -> None:
+    a = _with_curve(_set(50, 50, 40, 3), {0.8: (45, 4), 0.85: (40, 3), 0.88: (30, 1), 0.9: (20, 0)})
+    b = _with_curve(
+        _set(50, 50, 30, 1), {0.8: (35, 2), 0.85: (30, 1), 0.88: (25, 1), 0.9: (10, 0), 0.95: (5, 0)}
+    )
+    rows = sections.pooled_curve({"datasets": {"a": a, "b": b}}, ["a", "b"])
+    # 0.95 is left out: set a did not sweep it
+    assert [r[0] for r in rows] == ["similarity 0.8", "similarity 0.85", "similarity 0.88", "similarity 0.9"]
+    by = {r[0]: r for r in rows}
+    assert by["similarity 0.8"][1].startswith("80.0% (") and by["similarity 0.8"][2].startswith("6.0% (")
+    assert by["similarity 0.85"][2].startswith("4.0% (") and by["similarity 0.85"][3] == "the default"
+    # 0.88 is the first at <= 2% (2 of 100), though not in POOLED_THRESHOLDS
+    assert by["similarity 0.88"][2].startswith("2.0% (")
+    assert by["similarity 0.88"][3] == "the lowest within 2.0% wrong"
+    assert by["similarity 0.9"][3] == ""
+
+
+def test_no_pooled_sweep_when_a_set_has_no_curve() -> None:
+    a = _with_curve(_set(50, 50, 40, 3), {0.85: (40, 3)})
+    b = _set(50, 50, 30, 1)
+    b["hermes"].pop("curve", None)
+    assert sections.pooled_curve({"datasets": {"a": a, "b": b}}, ["a", "b"]) == []
