@@ -606,7 +606,7 @@ def cli_categories(cli: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-class _SidecarEmbedder:
+class SidecarEmbedder:
     """The memoised embedder behind the sidecar's Embedder protocol, for the in-process sweep."""
 
     def __init__(self, memo: MemoEmbedder) -> None:
@@ -666,7 +666,7 @@ def hermes_results(
     from hermes_sidecar.config import SidecarConfig
     from hermes_sidecar.evaluate import evaluate_pairs
 
-    emb = _SidecarEmbedder(embedder)
+    emb = SidecarEmbedder(embedder)
     thresholds = sorted(
         {round(0.60 + 0.39 * k / max(1, points - 1), 3) for k in range(points)} | {d["threshold"]}
     )
