@@ -63,7 +63,9 @@ def test_a_set_large_enough_can_be_surely_within_the_limit() -> None:
     assert sections.wilson(1, 400)[1] < 0.02 and hermes[4] == "1 / 0"
 
 
-def test_the_quality_section_prints_the_pooled_table() -> None:
+def test_the_quality_section_prints_the_pooled_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the plots need matplotlib, a bench extra the test tiers do not install; the table does not
+    monkeypatch.setattr(sections.plots, "quality", lambda name, ds: f"bench/quality-{name}.png")
     res = {"split": "holdout", "max_wrong": 0.02, "embedder": "e", "dims": 3, "fow_dir_command": "FOW=x"}
     res["datasets"] = {"clean": _set(50, 60, 25, 0), "leaky": _set(50, 40, 30, 8)}
     text = "\n".join(sections.quality({"result": res, "machine": {}, "command": "c"}))
