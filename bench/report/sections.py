@@ -164,28 +164,57 @@ def _interval(k: int, n: int) -> str:
     return f"{pct(k / n)} ({pct(low)} to {pct(high)})"
 
 
+def clean_sets(res: Result) -> list[str]:
+    """The bench/data sets whose holdout halves nobody read: not fow-cache's, not READ_HOLDOUTS."""
+    return [n for n, ds in res["datasets"].items() if not ds["fow_cache"] and n not in READ_HOLDOUTS]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Sets summed at one system's defaults: pairs served of each kind, and each set's wrong interval."""
+
+    sets: int
+    hit: int
+    should: int
+    wrong: int
+    traps: int
+    bounds: tuple[tuple[float, float], ...]
+
+
+def pool(res: Result, system: str, names: list[str]) -> Pool | None:
+    """The sets ``names`` at ``system``'s defaults, summed; None when the system ran on none of them."""
+    got = {n: c for n in names if (c := _counts(res["datasets"][n], system)) is not None}
+    if not got:
+        return None
+    sets = {n: res["datasets"][n] for n in got}
+    return Pool(
+        sets=len(got),
+        hit=sum(c[0] for c in got.values()),
+        should=sum(ds["should_hit"] for ds in sets.values()),
+        wrong=sum(c[1] for c in got.values()),
+        traps=sum(ds["traps"] for ds in sets.values()),
+        bounds=tuple(wilson(got[n][1], ds["traps"]) for n, ds in sets.items() if ds["traps"]),
+    )
+
+
 def pooled_rows(res: Result, max_wrong: float = MAX_WRONG) -> tuple[list[str], list[list[Cell]]]:
-    """The clean bench/data holdout halves (not fow-cache's, not READ_HOLDOUTS) summed per system:
-    served and wrong with 95% Wilson intervals, and how many sets' own interval lies wholly below or
-    wholly above the wrong limit. Also the names of the sets summed."""
-    names = [n for n, ds in res["datasets"].items() if not ds["fow_cache"] and n not in READ_HOLDOUTS]
+    """The clean sets summed per system: served and wrong with 95% Wilson intervals, and how many
+    sets' own interval lies wholly below or wholly above the wrong limit. Also the names summed."""
+    names = clean_sets(res)
     rows: list[list[Cell]] = []
     for system, label in SYSTEMS.items():
-        counts = {n: _counts(res["datasets"][n], system) for n in names}
-        got = {n: c for n, c in counts.items() if c is not None}
-        if not got:
+        p = pool(res, system, names)
+        if p is None:
             continue
-        sets = [res["datasets"][n] for n in got]
-        hit, should = sum(c[0] for c in got.values()), sum(ds["should_hit"] for ds in sets)
-        wrong, traps = sum(c[1] for c in got.values()), sum(ds["traps"] for ds in sets)
-        bounds = [wilson(got[n][1], res["datasets"][n]["traps"]) for n in got if res["datasets"][n]["traps"]]
+        surely_within = sum(high <= max_wrong for _, high in p.bounds)
+        surely_above = sum(low > max_wrong for low, _ in p.bounds)
         rows.append(
             [
                 label,
-                f"{len(got)} ({should:,} / {traps:,})",
-                _interval(hit, should),
-                _interval(wrong, traps),
-                f"{sum(high <= max_wrong for _, high in bounds)} / {sum(low > max_wrong for low, _ in bounds)}",
+                f"{p.sets} ({p.should:,} / {p.traps:,})",
+                _interval(p.hit, p.should),
+                _interval(p.wrong, p.traps),
+                f"{surely_within} / {surely_above}",
             ]
         )
     return names, rows
@@ -194,30 +223,40 @@ def pooled_rows(res: Result, max_wrong: float = MAX_WRONG) -> tuple[list[str], l
 POOLED_THRESHOLDS = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
-def pooled_curve(res: Result, names: list[str], max_wrong: float = MAX_WRONG) -> list[list[Cell]]:
+def pooled_points(res: Result, names: list[str]) -> tuple[int, int, dict[float, tuple[int, int]]]:
     """Hermes Cache's holdout curves of the sets ``names`` summed at each threshold every one of them
-    swept: POOLED_THRESHOLDS, and the lowest threshold whose pooled wrong is within ``max_wrong``
-    (hindsight: chosen on these very pairs)."""
+    swept: (should-hit pairs, traps, {threshold: (should-hit served, traps served)}); no thresholds
+    when a set has no curve."""
     curves = [
         (ds, {round(p["threshold"], 2): p for p in (ds.get("hermes") or {}).get("curve") or []})
         for ds in (res["datasets"][n] for n in names)
     ]
-    if not curves or not all(c for _, c in curves):
-        return []
-    common = sorted(set.intersection(*(set(c) for _, c in curves)))
     should, traps = sum(ds["should_hit"] for ds, _ in curves), sum(ds["traps"] for ds, _ in curves)
+    if not curves or not all(c for _, c in curves):
+        return should, traps, {}
+    common = sorted(set.intersection(*(set(c) for _, c in curves)))
+    return (
+        should,
+        traps,
+        {
+            t: (
+                sum(round(c[t]["served"] * ds["should_hit"]) for ds, c in curves),
+                sum(round(c[t]["wrong"] * ds["traps"]) for ds, c in curves),
+            )
+            for t in common
+        },
+    )
 
-    def at(t: float) -> tuple[int, int]:
-        return (
-            sum(round(c[t]["served"] * ds["should_hit"]) for ds, c in curves),
-            sum(round(c[t]["wrong"] * ds["traps"]) for ds, c in curves),
-        )
 
-    within = [t for t in common if at(t)[1] <= max_wrong * traps]
-    defaults = {_default(ds, "hermes").get("threshold") for ds, _ in curves}
+def pooled_curve(res: Result, names: list[str], max_wrong: float = MAX_WRONG) -> list[list[Cell]]:
+    """pooled_points at POOLED_THRESHOLDS and at the lowest threshold whose pooled wrong is within
+    ``max_wrong`` (hindsight: chosen on these very pairs), with 95% intervals."""
+    should, traps, points = pooled_points(res, names)
+    within = [t for t, (_, wrong) in points.items() if wrong <= max_wrong * traps]
+    defaults = {_default(res["datasets"][n], "hermes").get("threshold") for n in names}
     rows: list[list[Cell]] = []
-    for t in sorted({*(t for t in POOLED_THRESHOLDS if t in common), *within[:1]}):
-        hit, wrong = at(t)
+    for t in sorted({*(t for t in POOLED_THRESHOLDS if t in points), *within[:1]}):
+        hit, wrong = points[t]
         notes = ["the default"] if defaults == {t} else []
         notes += [f"the lowest within {pct(max_wrong)} wrong"] if within and t == within[0] else []
         rows.append([f"similarity {t:g}", _interval(hit, should), _interval(wrong, traps), ", ".join(notes)])

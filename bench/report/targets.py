@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.report.format import NA, Facts, Result, cores, ms, pct
-from bench.report.sections import hindsight
+from bench.report.sections import clean_sets, hindsight, pool, pooled_points, wilson
 
 # target, measured, met (None: not measured), why missed and what would reach it
 Row = tuple[str, str, bool | None, str]
@@ -246,7 +246,35 @@ def _quality(t: Target, m: Measured) -> list[Row]:
         if d.get("scope") is not None:
             measured += f", scope traps {pct(d['scope'])}"
         out.append((_quality_name(t, d), measured, ok, "" if ok else _quality_why(t, dataset, d).strip()))
-    return out
+    res = (m.results.get("quality") or {}).get("result") or {}
+    return out + (_quality_pooled(t, res) if res.get("datasets") else [])
+
+
+def _quality_pooled(t: Target, res: Result) -> list[Row]:
+    """One row for the clean bench/data holdout halves summed (sections.clean_sets): a set's own rate
+    rests on 45-73 traps, the pool's on thousands."""
+    names = clean_sets(res)
+    p = pool(res, "hermes", names)
+    if p is None or not p.should or not p.traps:
+        return []
+    served, wrong = p.hit / p.should, p.wrong / p.traps
+    low, high = wilson(p.wrong, p.traps)
+    name = (
+        f"The {p.sets} clean bench/data holdout halves, pooled: {t['served'].comparison} "
+        f"{100 * t['served'].value:g}% served, {t['wrong'].comparison} {100 * t['wrong'].value:g}% wrong"
+    )
+    measured = f"served {pct(served)}, wrong {pct(wrong)} (95% interval {pct(low)} to {pct(high)})"
+    ok = t["served"].met(served) and t["wrong"].met(wrong)
+    should, traps, points = pooled_points(res, names)
+    if ok or not points:
+        return [(name, measured, ok, "")]
+    within = [(h, th) for th, (h, w) in points.items() if t["wrong"].met(w / traps)]
+    lowest = min(points)
+    why = f"At {lowest:g}, the lowest threshold swept, the pool is {pct(points[lowest][0] / should)} served with {pct(points[lowest][1] / traps)} of the traps passing the rules. "
+    if within:
+        h, th = max(within)
+        why += f"In hindsight the most any threshold serves within {pct(t['wrong'].value)} wrong is {pct(h / should)} (similarity {th:g}). "
+    return [(name, measured, ok, why + "See section 1's pooled tables.")]
 
 
 def _switch(t: Target, m: Measured) -> list[Row]:

@@ -104,3 +104,29 @@ def test_no_pooled_sweep_when_a_set_has_no_curve() -> None:
     b = _set(50, 50, 30, 1)
     b["hermes"].pop("curve", None)
     assert sections.pooled_curve({"datasets": {"a": a, "b": b}}, ["a", "b"]) == []
+
+
+def test_the_targets_table_has_a_pooled_quality_row() -> None:
+    from bench.report import targets
+    from bench.report.targets import Measured
+
+    a = _with_curve(_set(50, 50, 40, 3), {0.8: (45, 4), 0.85: (40, 3), 0.88: (30, 1), 0.9: (20, 0)})
+    b = _with_curve(_set(50, 50, 30, 1), {0.8: (35, 2), 0.85: (30, 1), 0.88: (25, 1), 0.9: (10, 0)})
+    r = {"result": {"split": "holdout", "max_wrong": 0.02, "datasets": {"a": a, "b": b}}}
+    rows = targets.assess(Measured({"quality": sections.quality_facts(r)}, {"quality": r}))
+    (row,) = [row for row in rows if "pooled" in row[0]]
+    name, measured, ok, why = row
+    assert name == "The 2 clean bench/data holdout halves, pooled: ≥ 85% served, ≤ 2% wrong"
+    low, high = sections.wilson(4, 100)
+    assert measured == f"served 70.0%, wrong 4.0% (95% interval {low:.1%} to {high:.1%})" and ok is False
+    assert "At 0.8, the lowest threshold swept, the pool is 80.0% served with 6.0% of the traps" in why
+    assert "the most any threshold serves within 2.0% wrong is 55.0% (similarity 0.88)" in why
+
+
+def test_no_pooled_quality_row_without_the_result() -> None:
+    from bench.report import targets
+    from bench.report.targets import Measured
+
+    r = {"result": {"split": "holdout", "max_wrong": 0.02, "datasets": {"a": _set(50, 50, 40, 3)}}}
+    rows = targets.assess(Measured({"quality": sections.quality_facts(r)}, {}))
+    assert not [row for row in rows if "pooled" in row[0]]
