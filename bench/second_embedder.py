@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.embedding import MemoEmbedder, hermes_embedder
 from bench.quality import SETS, Item, SidecarEmbedder, load
-from bench.report.sections import READ_HOLDOUTS, wilson
+from bench.report.sections import clean, interval
 from hermes_sidecar.evaluate import in_split
 
 DEFAULT = 0.85  # the sidecar's similarity threshold
@@ -72,11 +72,6 @@ def curves(pairs: Sequence[Pair]) -> list[tuple[str, Counts, Counts]]:
     return rows
 
 
-def _cell(k: int, n: int) -> str:
-    low, high = wilson(k, n)
-    return f"{k / n:.1%} ({low:.1%} to {high:.1%})"
-
-
 def _cosines(memo: MemoEmbedder, items: Sequence[Item]) -> list[float]:
     a = memo.batch([str(p["a"]) for p in items])
     b = memo.batch([str(p["b"]) for p in items])
@@ -96,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shared = SidecarEmbedder(first)  # the sidecar's decisions and the cosines from the same vectors
     second = MemoEmbedder(LocalEmbedder(args.model).embed_sync, args.model)
     pairs: list[Pair] = []
-    names = [n for n, s in SETS.items() if s.questions and not s.fow_cache and n not in READ_HOLDOUTS]
+    names = [n for n, s in SETS.items() if s.questions and clean(n, s.fow_cache)]
     for name in names:
         items = load(SETS[name])
         report = asyncio.run(evaluate_pairs(items, SidecarConfig(), embedder=shared, details=True))
@@ -113,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| setting | tune: served | tune: wrong | holdout: served | holdout: wrong |")
     print("|---|---|---|---|---|")
     for name, (th, ts, tw, tt), (hh, hs, hw, ht) in curves(pairs):
-        print(f"| {name} | {_cell(th, ts)} | {_cell(tw, tt)} | {_cell(hh, hs)} | {_cell(hw, ht)} |")
+        print(
+            f"| {name} | {interval(th, ts)} | {interval(tw, tt)} | {interval(hh, hs)} | {interval(hw, ht)} |"
+        )
 
 
 if __name__ == "__main__":

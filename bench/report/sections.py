@@ -159,14 +159,19 @@ def _counts(ds: Result, system: str) -> tuple[int, int] | None:
     return round(d["served"] * ds["should_hit"]), round(d["wrong"] * ds["traps"])
 
 
-def _interval(k: int, n: int) -> str:
+def interval(k: int, n: int) -> str:
     low, high = wilson(k, n)
     return f"{pct(k / n)} ({pct(low)} to {pct(high)})"
 
 
+def clean(name: str, fow_cache: bool) -> bool:
+    """A bench/data set whose holdout half nobody read: not fow-cache's, not READ_HOLDOUTS."""
+    return not fow_cache and name not in READ_HOLDOUTS
+
+
 def clean_sets(res: Result) -> list[str]:
-    """The bench/data sets whose holdout halves nobody read: not fow-cache's, not READ_HOLDOUTS."""
-    return [n for n, ds in res["datasets"].items() if not ds["fow_cache"] and n not in READ_HOLDOUTS]
+    """The clean sets of a quality result, in its order."""
+    return [n for n, ds in res["datasets"].items() if clean(n, ds["fow_cache"])]
 
 
 @dataclass(frozen=True)
@@ -212,8 +217,8 @@ def pooled_rows(res: Result, max_wrong: float = MAX_WRONG) -> tuple[list[str], l
             [
                 label,
                 f"{p.sets} ({p.should:,} / {p.traps:,})",
-                _interval(p.hit, p.should),
-                _interval(p.wrong, p.traps),
+                interval(p.hit, p.should),
+                interval(p.wrong, p.traps),
                 f"{surely_within} / {surely_above}",
             ]
         )
@@ -259,7 +264,7 @@ def pooled_curve(res: Result, names: list[str], max_wrong: float = MAX_WRONG) ->
         hit, wrong = points[t]
         notes = ["the default"] if defaults == {t} else []
         notes += [f"the lowest within {pct(max_wrong)} wrong"] if within and t == within[0] else []
-        rows.append([f"similarity {t:g}", _interval(hit, should), _interval(wrong, traps), ", ".join(notes)])
+        rows.append([f"similarity {t:g}", interval(hit, should), interval(wrong, traps), ", ".join(notes)])
     return rows
 
 
