@@ -30,6 +30,10 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "quality": ("bench.quality", "served/wrong on every labelled set, holdout halves"),
     "verifier": ("bench.verifier_ceiling", "the most a verifier can serve (an oracle through the live path)"),
     "verifier-cost": ("bench.verifier_cost", "what the served-model verifier costs on the real vLLM"),
+    "pair-verifier": (
+        "bench.pair_verifier",
+        "a cross-encoder trained on the tune halves, through the live path",
+    ),
     "lookup": ("bench.lookup", "lookup latency vs number of entries"),
     "sidecar": ("bench.sidecar_path", "through the sidecar with real vLLM"),
     "prefix": ("bench.prefix", "prefix-cache TTFT, shared vs distinct system prompts"),

@@ -37,7 +37,7 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
-all="planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans trust-groups routing"
+all="planner quality verifier verifier-cost pair-verifier lookup sidecar prefix switch operator soak plans trust-groups routing"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }

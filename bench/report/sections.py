@@ -879,6 +879,12 @@ def trust_groups(r: Result) -> list[str]:
 # ---------------------------------------------------------------------------------------------- 11 routing
 
 
+def pair_verifier(r: Result) -> list[str]:
+    from bench.pair_verifier import section
+
+    return section(r)
+
+
 def routing(r: Result) -> list[str]:
     from bench.routing import section  # imported here: it loads the ext_proc stubs
 
@@ -891,6 +897,7 @@ SECTIONS = (
     Section("quality", "1. Quality on every labelled set, holdout halves", quality, quality_facts),
     Section("verifier", "1b. What a verifier can reach (cache.guard.verifier)", verifier),
     Section("verifier-cost", "1c. What the served-model verifier costs", verifier_cost),
+    Section("pair-verifier", "1d. A cross-encoder trained on the tune halves", pair_verifier),
     Section("lookup", "2. Lookup latency against entries", lookup, lookup_facts),
     Section("sidecar", "3. Through the sidecar, real vLLM on the CPU", sidecar),
     Section("prefix", "4. Prefix cache", prefix),

@@ -1,0 +1,158 @@
+"""bench/pair_verifier.py: the cross-encoder is trained on tune halves only, never on a holdout pair
+and never on a set it is scored on as new; its cache key follows its inputs; the tallies count each
+half and group apart."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# bench/ is not an installed package: import it from the repository root, as `python -m bench.run` does.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench import pair_verifier as pv
+from bench.quality import SETS, load
+from bench.report.sections import READ_HOLDOUTS
+
+from hermes_sidecar.evaluate import in_split
+from hermes_sidecar.keys import normalise
+
+
+@pytest.fixture(scope="module")
+def items_by_set() -> dict[str, list[dict[str, object]]]:
+    return {n: load(SETS[n]) for n in pv.question_sets()}
+
+
+@pytest.fixture(scope="module")
+def trained(items_by_set: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
+    return pv.training_pairs(items_by_set)
+
+
+def test_no_holdout_pair_and_no_new_set_reaches_training(items_by_set, trained) -> None:
+    texts = {(p["query"], p["document"]) for p in trained}
+    holdout = new = tune_kept = 0
+    for name, items in items_by_set.items():
+        for p in items:
+            pair = (normalise(str(p["b"])), normalise(str(p["a"])))
+            if not in_split(str(p["id"]), "tune"):
+                holdout += 1
+                continue
+            if pv.group(name) == "new":
+                new += 1
+                assert pair not in texts, f"{p['id']} of {name}, a set left out of training, was trained on"
+            elif pair in texts:
+                tune_kept += 1
+                assert pair[::-1] in texts, f"{p['id']}: trained in one order only"
+    assert holdout and new and tune_kept
+    assert len(trained) == 2 * tune_kept
+    tune_texts = {
+        (normalise(str(p["b"])), normalise(str(p["a"])))
+        for items in items_by_set.values()
+        for p in items
+        if in_split(str(p["id"]), "tune")
+    }
+    # every trained (query, document) is a tune pair, in one order or the other
+    assert all(t in tune_texts or t[::-1] in tune_texts for t in texts)
+    # and none is also the pair of a holdout half or of a set left out (some sets repeat a pair)
+    scored = {
+        frozenset((normalise(str(p["a"])), normalise(str(p["b"]))))
+        for name, items in items_by_set.items()
+        for p in items
+        if not in_split(str(p["id"]), "tune") or pv.group(name) == "new"
+    }
+    assert not {frozenset(t) for t in texts} & scored
+    # what that drops is the handful of repeated pairs, not a half
+    assert (
+        0.99
+        * sum(
+            in_split(str(p["id"]), "tune")
+            for name, items in items_by_set.items()
+            if pv.group(name) != "new"
+            for p in items
+        )
+        < tune_kept
+    )
+
+
+def test_labels_follow_same_answer_in_both_orders(items_by_set, trained) -> None:
+    label = {(p["query"], p["document"]): p["label"] for p in trained}
+    checked = 0
+    for items in items_by_set.values():
+        for p in items:
+            a, b = normalise(str(p["a"])), normalise(str(p["b"]))
+            if (b, a) in label:
+                want = 1.0 if p["same_answer"] else 0.0
+                assert label[(b, a)] == label[(a, b)] == want, p["id"]
+                checked += 1
+    assert checked >= len(trained) // 2
+
+
+def test_groups_keep_fow_cache_apart_and_leave_out_read_holdouts() -> None:
+    assert pv.group("questions") == "fow-cache"
+    for name in READ_HOLDOUTS:
+        assert pv.group(name) is None
+    groups = {n: pv.group(n) for n in pv.question_sets()}
+    new = [n for n, g in groups.items() if g == "new"]
+    trained = [n for n, g in groups.items() if g == "trained"]
+    # about one set in FOLDS is new; every other clean set was trained on
+    assert 0.1 < len(new) / (len(new) + len(trained)) < 0.35
+    assert all(pv.fold(n) == pv.HELD_OUT_FOLD for n in new)
+    assert "conversations" not in groups  # chat-history pairs: the trainer reads single questions
+
+
+def test_fold_is_pinned() -> None:
+    # the first byte of sha256(name) mod 5: pinned, so a changed rule cannot silently move sets
+    # between the trained and the new group
+    assert [pv.fold(n) for n in ("devops", "travel", "questions", "media", "coding")] == [0, 2, 3, 4, 0]
+
+
+def test_the_model_key_follows_the_pairs() -> None:
+    one = pv.pairs_file_bytes([{"query": "q", "document": "d", "label": 1.0}])
+    other = pv.pairs_file_bytes([{"query": "q", "document": "d", "label": 0.0}])
+    assert pv.model_key(one) == pv.model_key(one)
+    assert pv.model_key(one) != pv.model_key(other)
+
+
+def test_tally_counts_served_should_hit_and_traps() -> None:
+    t = pv.Tally()
+    items = [{"same_answer": True}, {"same_answer": True}, {"same_answer": False}, {"same_answer": False}]
+    assert t.add([True, False, True, False], items) == (1, 2)
+    assert (t.hit, t.should, t.wrong, t.traps) == (1, 2, 1, 2)
+
+
+def test_section_gives_one_row_per_setting_and_group() -> None:
+    def tally(sets_over: list[str]) -> dict[str, object]:
+        return {"hit": 85, "should": 100, "wrong": 1, "traps": 100, "sets_over": sets_over}
+
+    result = {
+        "model": "pair-verifier-x",
+        "served_name": pv.SERVED_NAME,
+        "training": {"examples": 10, "epochs": 3, "lr": 4e-5, "batch_size": 32, "seed": 1},
+        "folds": pv.FOLDS,
+        "held_out_fold": pv.HELD_OUT_FOLD,
+        "groups": {"new": ["media"], "fow-cache": ["questions"]},
+        "settings": [{"name": n, "verifier": v} for n, v in pv.SETTINGS],
+        "tallies": {
+            n: {g: {"tune": tally([]), "holdout": tally(["media"])} for g in ("new", "fow-cache")}
+            for n, _ in pv.SETTINGS
+        },
+    }
+    lines = pv.section({"result": result})
+    text = "\n".join(lines)
+    assert "**sets it never saw (left out of training whole)**, 1 set" in text
+    assert "fold 4 of 5" in text and "10 examples, 3 epochs" in text
+    assert "trained on (their tune halves)" not in text  # a group with no sets gets no table
+    rows = [line for line in lines if line.startswith("| ") and "setting" not in line]
+    assert len(rows) == 2 * len(pv.SETTINGS)
+    assert rows[0].endswith("| 85.0% (76.7% to 90.7%) | 1.0% (0.2% to 5.4%) | 1 |")
+
+
+def test_quick_mode_skips_training() -> None:
+    from bench.common import Skip
+
+    class Ctx:
+        mode = "quick"
+
+    with pytest.raises(Skip, match=r"scripts/bench\.sh full pair-verifier"):
+        pv.run(Ctx())  # type: ignore[arg-type]
