@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, Skip
-from bench.quality import SETS, Item, load
+from bench.quality import SETS, Item, category, load
 from bench.report.sections import clean, interval
 from hermes_sidecar.evaluate import in_split
 from hermes_sidecar.keys import normalise
@@ -216,7 +216,8 @@ class Tally:
 
 
 def measure(url: str, items_by_set: Mapping[str, Sequence[Item]]) -> dict[str, dict[str, dict[str, Tally]]]:
-    """{setting: {group: {half: Tally}}} through the live decision path."""
+    """{setting: {group: {half: Tally}}} through the live decision path; half is "tune" or
+    "holdout", and "tune:scope" or "holdout:scope" for the scope category's pairs alone."""
     from bench.embedding import hermes_embedder
     from bench.quality import SidecarEmbedder
     from hermes_sidecar.config import parse_config
@@ -252,12 +253,17 @@ def measure(url: str, items_by_set: Mapping[str, Sequence[Item]]) -> dict[str, d
             # --details lists the pairs decided against their label: the rest were decided as labelled
             against = {str(r["id"]) for r in report["wrong"]}
             for half in ("tune", "holdout"):
-                chosen = [p for p in items if in_split(str(p["id"]), half)]
-                served = [bool(p["same_answer"]) != (str(p["id"]) in against) for p in chosen]
-                t = out.setdefault(setting, {}).setdefault(g, {}).setdefault(half, Tally())
-                wrong, traps = t.add(served, chosen)
-                if half == "holdout" and traps and wrong / traps > 0.02:
-                    t.sets_over.append(name)
+                for key, only_scope in ((half, False), (f"{half}:scope", True)):
+                    chosen = [
+                        p
+                        for p in items
+                        if in_split(str(p["id"]), half) and (not only_scope or category(p) == "scope")
+                    ]
+                    served = [bool(p["same_answer"]) != (str(p["id"]) in against) for p in chosen]
+                    t = out.setdefault(setting, {}).setdefault(g, {}).setdefault(key, Tally())
+                    wrong, traps = t.add(served, chosen)
+                    if half == "holdout" and traps and wrong / traps > 0.02:
+                        t.sets_over.append(name)
         if errors:
             raise RuntimeError(f"{setting}: the verifier failed {errors} times; the figures would be wrong")
         print(f"[pair-verifier] measured: {setting}", file=sys.stderr, flush=True)
@@ -347,15 +353,15 @@ def section(r: dict[str, Any]) -> list[str]:
             f"**{GROUP_TITLES[g]}**, {n} set{'s' if n != 1 else ''}",
             "",
             "| setting | tune: served | tune: wrong | holdout: served | holdout: wrong "
-            "| sets > 2% wrong (holdout, as printed) |",
-            "|---|---|---|---|---|---|",
+            "| holdout: scope traps wrong | sets > 2% wrong (holdout, as printed): all / scope traps |",
+            "|---|---|---|---|---|---|---|",
         ]
         for st in res["settings"]:
-            t, h = (res["tallies"][st["name"]][g][half] for half in ("tune", "holdout"))
+            t, h, sc = (res["tallies"][st["name"]][g][half] for half in ("tune", "holdout", "holdout:scope"))
             lines.append(
                 f"| {st['name']} | {interval(t['hit'], t['should'])} | {interval(t['wrong'], t['traps'])} | "
                 f"{interval(h['hit'], h['should'])} | {interval(h['wrong'], h['traps'])} | "
-                f"{len(h['sets_over'])} |"
+                f"{interval(sc['wrong'], sc['traps'])} | {len(h['sets_over'])} / {len(sc['sets_over'])} |"
             )
     return lines
 

@@ -134,7 +134,10 @@ def test_section_gives_one_row_per_setting_and_group() -> None:
         "groups": {"new": ["media"], "fow-cache": ["questions"]},
         "settings": [{"name": n, "verifier": v} for n, v in pv.SETTINGS],
         "tallies": {
-            n: {g: {"tune": tally([]), "holdout": tally(["media"])} for g in ("new", "fow-cache")}
+            n: {
+                g: {"tune": tally([]), "holdout": tally(["media"]), "holdout:scope": tally(["media", "x"])}
+                for g in ("new", "fow-cache")
+            }
             for n, _ in pv.SETTINGS
         },
     }
@@ -145,7 +148,7 @@ def test_section_gives_one_row_per_setting_and_group() -> None:
     assert "trained on (their tune halves)" not in text  # a group with no sets gets no table
     rows = [line for line in lines if line.startswith("| ") and "setting" not in line]
     assert len(rows) == 2 * len(pv.SETTINGS)
-    assert rows[0].endswith("| 85.0% (76.7% to 90.7%) | 1.0% (0.2% to 5.4%) | 1 |")
+    assert rows[0].endswith("| 85.0% (76.7% to 90.7%) | 1.0% (0.2% to 5.4%) | 1.0% (0.2% to 5.4%) | 1 / 2 |")
 
 
 def test_quick_mode_skips_training() -> None:
