@@ -9,8 +9,11 @@ rerank) can use it as is. Written atomically: built next to OUT, then renamed.
 
 Training: binary cross-entropy on the logit, AdamW (weight decay 0.01), linear warm-up over the
 first 10% of the steps then linear decay, gradient norm clipped at 1, inputs cut at 128 tokens.
-Everything is seeded and runs on the CPU with a fixed thread count; the same inputs give the same
-weights on the same machine (floating-point sums may differ across CPUs). `train-args.json` in
+Everything is seeded and runs on the CPU with a fixed thread count: two trainings of the same 200
+pairs on one machine, one of them beside another training, wrote byte-identical model.safetensors
+(floating-point sums may differ across CPUs). Bad input (a line that is not an object with a
+non-empty string query and document and a label 0 or 1) is refused naming the line, before torch
+is loaded. `train-args.json` in
 OUT records the arguments and the sha256 of the pairs file.
 
 This runs in the vLLM venv (scripts/vllm/install.sh), which has torch and transformers; the
@@ -30,6 +33,31 @@ import time
 from pathlib import Path
 
 
+def read_pairs(raw: bytes, where: str) -> list[tuple[str, str, float]]:
+    """(query, document, label) per line; ValueError naming the line, the field and what would do."""
+    examples = []
+    for n, line in enumerate(raw.decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}:{n}: not JSON ({exc.msg}); write one object per line") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}:{n}: {line[:60]!r} is not an object with query, document and label")
+        for field in ("query", "document"):
+            if not isinstance(d.get(field), str) or not d[field].strip():
+                raise ValueError(f"{where}:{n}: '{field}' is {d.get(field)!r}; it must be a non-empty string")
+        if d.get("label") not in (0, 1) or isinstance(d.get("label"), bool):
+            raise ValueError(
+                f"{where}:{n}: 'label' is {d.get('label')!r}; it must be 1 (the same answer serves both) or 0"
+            )
+        examples.append((d["query"], d["document"], float(d["label"])))
+    if not examples:
+        raise ValueError(f"{where} has no pairs")
+    return examples
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -45,30 +73,22 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    raw = Path(a.pairs).read_bytes()
-    examples = []
-    for n, line in enumerate(raw.decode().splitlines(), 1):
-        if not line.strip():
-            continue
-        d = json.loads(line)
-        if not (
-            isinstance(d.get("query"), str)
-            and isinstance(d.get("document"), str)
-            and d.get("label") in (0, 1, 0.0, 1.0)
-        ):
+    for name in ("epochs", "lr", "batch_size", "threads"):
+        if getattr(a, name) <= 0:
             print(
-                f"train_cross_encoder: {a.pairs}:{n}: need string 'query' and 'document' and 'label' 0 or 1",
+                f"train_cross_encoder: --{name.replace('_', '-')} {getattr(a, name)} must be > 0",
                 file=sys.stderr,
             )
             return 2
-        examples.append((d["query"], d["document"], float(d["label"])))
-    if not examples:
-        print(f"train_cross_encoder: {a.pairs} has no pairs", file=sys.stderr)
+    try:
+        raw = Path(a.pairs).read_bytes()
+        examples = read_pairs(raw, a.pairs)
+    except (OSError, ValueError) as exc:
+        print(f"train_cross_encoder: {exc}", file=sys.stderr)
         return 2
+
+    import torch  # only now: bad input is refused without loading torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)

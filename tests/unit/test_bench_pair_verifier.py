@@ -159,3 +159,50 @@ def test_quick_mode_skips_training() -> None:
 
     with pytest.raises(Skip, match=r"scripts/bench\.sh full pair-verifier"):
         pv.run(Ctx())  # type: ignore[arg-type]
+
+
+TRAINER = Path(__file__).resolve().parents[2] / "scripts" / "verifier" / "train_cross_encoder.py"
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "said"),
+    [
+        ('{"query": "a", "document": "b", "label": 2}\n', [], "pairs.jsonl:1: 'label' is 2; it must be 1"),
+        ('{"query": "a", "document": "b", "label": true}\n', [], "'label' is True"),
+        (
+            '{"query": "a", "label": 1}\n',
+            [],
+            "pairs.jsonl:1: 'document' is None; it must be a non-empty string",
+        ),
+        ('{"query": "a", "document": "b", "label": 1}\nnot json\n', [], "pairs.jsonl:2: not JSON"),
+        ("\n", [], "has no pairs"),
+        ('{"query": "a", "document": "b", "label": 1}\n', ["--epochs", "0"], "--epochs 0 must be > 0"),
+    ],
+)
+def test_the_trainer_refuses_bad_input_naming_line_field_and_value(
+    tmp_path: Path, content: str, args: list[str], said: str
+) -> None:
+    import subprocess
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(content)
+    # refused before torch is imported, so the project's venv (which has no torch) runs it
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(TRAINER),
+            "--base",
+            str(tmp_path),
+            "--pairs",
+            str(pairs),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert said in out.stderr
+    assert not (tmp_path / "o").exists()
