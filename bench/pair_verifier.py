@@ -277,10 +277,17 @@ def serve(model: Path, port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def measure_all(port: int) -> dict[str, Any]:
-    """Train (or reuse), serve on ``port``, measure every setting; the bench result."""
+def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
+    """Train (or reuse), serve on ``port``, measure every setting; the bench result. ``model``: measure
+    this trained folder instead (its train-args.json must record the pairs this code would train on)."""
     items_by_set = {n: load(SETS[n]) for n in question_sets()}
-    model = build(items_by_set)
+    if model is None:
+        model = build(items_by_set)
+    else:
+        want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set))).hexdigest()
+        got = json.loads((model / "train-args.json").read_text()).get("pairs_sha256")
+        if got != want:
+            raise ValueError(f"{model} was trained on pairs {got}, not on the ones chosen here ({want})")
     url = serve(model, port)
     try:
         tallies = measure(url, items_by_set)
@@ -311,7 +318,10 @@ def run(ctx: Context) -> dict[str, Any]:
     """The bench measurement (`scripts/bench.sh full pair-verifier`); quick mode skips it."""
     if ctx.mode != "full":
         raise Skip("trains a cross-encoder for about 35 minutes: run `scripts/bench.sh full pair-verifier`")
-    return measure_all(int(os.environ.get("HERMES_BENCH_PAIR_VERIFIER_PORT", "8107")))
+    model = os.environ.get("HERMES_BENCH_PAIR_VERIFIER_MODEL")
+    return measure_all(
+        int(os.environ.get("HERMES_BENCH_PAIR_VERIFIER_PORT", "8107")), Path(model) if model else None
+    )
 
 
 GROUP_TITLES = {
@@ -367,8 +377,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.pair_verifier", description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=8107, help="where vLLM serves the trained model")
     ap.add_argument("--json", type=Path, help="also write the result here")
+    ap.add_argument("--model", type=Path, help="a trained folder to measure instead of training one")
     args = ap.parse_args(argv)
-    result = measure_all(args.port)
+    result = measure_all(args.port, args.model)
     print("\n".join(section({"result": result})))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

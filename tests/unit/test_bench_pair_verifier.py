@@ -206,3 +206,9 @@ def test_the_trainer_refuses_bad_input_naming_line_field_and_value(
     assert out.returncode == 2, out.stderr
     assert said in out.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_given_model_must_have_been_trained_on_the_chosen_pairs(tmp_path: Path) -> None:
+    (tmp_path / "train-args.json").write_text('{"pairs_sha256": "0000"}')
+    with pytest.raises(ValueError, match="was trained on pairs 0000, not on the ones chosen here"):
+        pv.measure_all(1, tmp_path)  # refused before vLLM is started on port 1
