@@ -28,7 +28,7 @@ sets whose holdout halves were read (``READ_HOLDOUTS``) are left out, as in sect
 
     scripts/bench.sh full pair-verifier             into docs/benchmarks.md (section 1d)
     python -m bench.pair_verifier [--port 8107]     the section on stdout
-Training takes about 35 minutes on 2 cores the first time (cached after), measuring about 25.
+Training takes about 30 minutes on 2 cores the first time (cached after), measuring 25 to 35.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ def question_sets() -> list[str]:
     return [n for n, s in SETS.items() if s.questions]
 
 
+def held_out(name: str) -> bool:
+    """A bench/data set left out of training whole (fow-cache's questions never are)."""
+    return not SETS[name].fow_cache and fold(name) == HELD_OUT_FOLD
+
+
 def group(name: str) -> str | None:
     """Where a set's figures go: "fow-cache", "trained" (its domain was trained on), "new" (its
     whole set was left out of training), or None (a set whose holdout half was read)."""
@@ -94,7 +99,7 @@ def group(name: str) -> str | None:
         return "fow-cache"
     if not clean(name, pset.fow_cache):
         return None
-    return "new" if fold(name) == HELD_OUT_FOLD else "trained"
+    return "new" if held_out(name) else "trained"
 
 
 def _texts(p: Item) -> frozenset[str]:
@@ -110,11 +115,11 @@ def training_pairs(items_by_set: Mapping[str, Sequence[Item]]) -> list[dict[str,
         _texts(p)
         for name, items in items_by_set.items()
         for p in items
-        if not in_split(str(p["id"]), "tune") or (not SETS[name].fow_cache and fold(name) == HELD_OUT_FOLD)
+        if not in_split(str(p["id"]), "tune") or held_out(name)
     }
     out: list[dict[str, Any]] = []
     for name, items in items_by_set.items():
-        if not SETS[name].fow_cache and fold(name) == HELD_OUT_FOLD:
+        if held_out(name):
             continue
         for p in items:
             if not in_split(str(p["id"]), "tune") or _texts(p) in scored:
@@ -281,11 +286,12 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
     """Train (or reuse), serve on ``port``, measure every setting; the bench result. ``model``: measure
     this trained folder instead (its train-args.json must record the pairs this code would train on)."""
     items_by_set = {n: load(SETS[n]) for n in question_sets()}
-    if model is None:
-        model = build(items_by_set)
-    else:
+    given = model is not None
+    model = model if model is not None else build(items_by_set)
+    train = json.loads((model / "train-args.json").read_text())
+    if given:
         want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set))).hexdigest()
-        got = json.loads((model / "train-args.json").read_text()).get("pairs_sha256")
+        got = train.get("pairs_sha256")
         if got != want:
             raise ValueError(f"{model} was trained on pairs {got}, not on the ones chosen here ({want})")
     url = serve(model, port)
@@ -298,7 +304,6 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
         g = group(n)
         if g is not None:
             groups.setdefault(g, []).append(n)
-    train = json.loads((model / "train-args.json").read_text())
     return {
         "model": model.name,
         "served_name": SERVED_NAME,
