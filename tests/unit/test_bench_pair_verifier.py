@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # bench/ is not an installed package: import it from the repository root, as `python -m bench.run` does.
@@ -208,7 +209,111 @@ def test_the_trainer_refuses_bad_input_naming_line_field_and_value(
     assert not (tmp_path / "o").exists()
 
 
-def test_a_given_model_must_have_been_trained_on_the_chosen_pairs(tmp_path: Path) -> None:
+def test_a_given_model_must_have_been_trained_on_the_chosen_pairs(tmp_path: Path, monkeypatch) -> None:
+    class Memo:  # the real embedder takes minutes over every set; the refusal does not depend on it
+        def batch(self, texts):
+            return np.ones((len(texts), 2))
+
+    monkeypatch.setattr(pv, "hermes_embedder", Memo)
     (tmp_path / "train-args.json").write_text('{"pairs_sha256": "0000"}')
     with pytest.raises(ValueError, match="was trained on pairs 0000, not on the ones chosen here"):
         pv.measure_all(1, tmp_path)  # refused before vLLM is started on port 1
+
+
+def _angles(table: dict[str, float]):
+    """An embedder whose cosines are chosen: each text a unit vector at an angle in one plane."""
+
+    def embed(texts):
+        return np.array([[np.cos(table[t]), np.sin(table[t])] for t in texts])
+
+    return embed
+
+
+def _pair(pid: str, a: str, b: str, same: bool) -> dict[str, object]:
+    return {"id": pid, "a": a, "b": b, "same_answer": same}
+
+
+def test_a_hard_negative_is_a_different_question_of_the_same_set_within_the_band() -> None:
+    delete_msg, remove_msg = "how do I delete a message", "how do I remove a message"
+    delete_acct, close_acct = "how do I delete my account", "how do I close my account"
+    embed = _angles({delete_msg: 0.0, remove_msg: -0.05, delete_acct: 0.55, close_acct: 0.6})
+    tune = {"s": [_pair("1", delete_msg, remove_msg, True), _pair("2", delete_acct, close_acct, True)]}
+    # cos(0.55) = 0.85: within the band, and only should-hit pairs join the texts, never these two.
+    # The second anchor finds the same pair the other way round: mined once.
+    assert pv.hard_negatives(tune, embed, set()) == [(delete_msg, delete_acct)]
+    # a pair the set scores is never mined: the next text in the band is
+    scored = pv.hard_negatives(tune, embed, {frozenset((delete_msg, delete_acct))})
+    assert scored == [(delete_msg, close_acct), (delete_acct, remove_msg)]
+    # the same four texts in two sets: nothing is mined across sets
+    split = {"s": tune["s"][:1], "t": tune["s"][1:]}
+    assert pv.hard_negatives(split, embed, set()) == []
+
+
+def test_no_hard_negative_joins_texts_that_are_the_same_question() -> None:
+    safe, safe_loose = "Is pilates safe in pregnancy?", "is pilates safe in pregnancy"
+    may, avoid = "can I do pilates while pregnant", "which pilates moves should I avoid when pregnant"
+    near, nearer, other = (
+        "how do I string a racket",
+        "how do I restring a racket",
+        "what tension for a racket",
+    )
+    tune = {
+        "s": [
+            _pair("1", safe, may, True),
+            # equal to the first anchor once case and punctuation are dropped (cosine 0.88, in the band)
+            _pair("2", safe_loose, avoid, False),
+            # cos(0.3) = 0.96: above the band, taken for a paraphrase; cos(0.52) = 0.87 is mined instead
+            _pair("3", near, "unrelated", False),
+            _pair("4", nearer, "other unrelated", False),
+            _pair("5", other, "third unrelated", False),
+        ]
+    }
+    embed = _angles(
+        {
+            safe: 0.0,
+            may: 0.1,
+            safe_loose: 0.5,
+            avoid: 3.0,
+            near: 1.5,
+            nearer: 1.8,
+            other: 2.02,
+            "unrelated": 4.0,
+            "other unrelated": 4.6,
+            "third unrelated": 5.2,
+        }
+    )
+    assert {frozenset(p) for p in pv.hard_negatives(tune, embed, set())} == {frozenset((near, other))}
+
+
+def test_hard_negatives_come_only_from_trained_tune_halves(items_by_set, trained) -> None:
+    rng = np.random.default_rng(0)
+    vectors: dict[str, np.ndarray] = {}
+
+    def embed(texts):  # every text near one direction: cosines spread around 0.72, many in the band
+        return np.array([vectors.setdefault(t, np.r_[1.0, 0.62 * _unit(rng)]) for t in texts])
+
+    with_negatives = pv.training_pairs(items_by_set, embed)
+    assert with_negatives[: len(trained)] == trained
+    mined = with_negatives[len(trained) :]
+    assert mined and all(p["label"] == 0.0 for p in mined)
+    assert len({frozenset((p["query"], p["document"])) for p in mined}) == len(mined) // 2  # both orders
+    trained_texts: dict[str, set[str]] = {}
+    scored = set()
+    for name, items in items_by_set.items():
+        for p in items:
+            pair = frozenset((normalise(str(p["a"])), normalise(str(p["b"]))))
+            if in_split(str(p["id"]), "tune") and pv.group(name) != "new":
+                for t in pair:
+                    trained_texts.setdefault(t, set()).add(name)
+            else:
+                scored.add(pair)
+    for p in mined:
+        q, d = p["query"], p["document"]
+        assert frozenset((q, d)) not in scored
+        # both texts from the tune half of one set that is trained on
+        assert trained_texts.get(q, set()) & trained_texts.get(d, set()), (q, d)
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(8)
+    return v / np.linalg.norm(v)
