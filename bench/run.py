@@ -34,6 +34,10 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
         "bench.pair_verifier",
         "a cross-encoder trained on the tune halves, through the live path",
     ),
+    "pair-verifier-mined": (
+        "bench.pair_verifier_mined",
+        "the same cross-encoder trained with mined hard negatives too",
+    ),
     "lookup": ("bench.lookup", "lookup latency vs number of entries"),
     "sidecar": ("bench.sidecar_path", "through the sidecar with real vLLM"),
     "prefix": ("bench.prefix", "prefix-cache TTFT, shared vs distinct system prompts"),

@@ -5,7 +5,7 @@
 #   scripts/bench.sh quick                small sizes, a few minutes once everything is installed (make bench-quick)
 #   scripts/bench.sh full lookup,switch   only these measurements (the others keep their last JSON)
 #
-# Measurements: planner quality verifier verifier-cost lookup sidecar prefix switch operator soak plans
+# Measurements: planner quality verifier verifier-cost pair-verifier pair-verifier-mined lookup sidecar prefix switch operator soak plans
 # trust-groups routing (bench/run.py).
 # Starts the real services the chosen measurements need through the project's own scripts, on ports
 # of its own so a test run next door is not disturbed, and stops what it started on exit:
@@ -37,7 +37,7 @@ if ! "$BIN/python" -c 'import matplotlib, gptcache, faiss, sqlalchemy' 2>/dev/nu
     "$BIN/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.txt
 fi
 
-all="planner quality verifier verifier-cost pair-verifier lookup sidecar prefix switch operator soak plans trust-groups routing"
+all="planner quality verifier verifier-cost pair-verifier pair-verifier-mined lookup sidecar prefix switch operator soak plans trust-groups routing"
 wanted=${only//,/ }
 wanted=${wanted:-$all}
 want() { [[ " $wanted " == *" $1 "* ]]; }

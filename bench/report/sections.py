@@ -898,6 +898,7 @@ SECTIONS = (
     Section("verifier", "1b. What a verifier can reach (cache.guard.verifier)", verifier),
     Section("verifier-cost", "1c. What the served-model verifier costs", verifier_cost),
     Section("pair-verifier", "1d. A cross-encoder trained on the tune halves", pair_verifier),
+    Section("pair-verifier-mined", "1e. The same, trained with mined hard negatives too", pair_verifier),
     Section("lookup", "2. Lookup latency against entries", lookup, lookup_facts),
     Section("sidecar", "3. Through the sidecar, real vLLM on the CPU", sidecar),
     Section("prefix", "4. Prefix cache", prefix),

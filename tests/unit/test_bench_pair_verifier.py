@@ -150,16 +150,35 @@ def test_section_gives_one_row_per_setting_and_group() -> None:
     rows = [line for line in lines if line.startswith("| ") and "setting" not in line]
     assert len(rows) == 2 * len(pv.SETTINGS)
     assert rows[0].endswith("| 85.0% (76.7% to 90.7%) | 1.0% (0.2% to 5.4%) | 1.0% (0.2% to 5.4%) | 1 / 2 |")
+    assert "hard negative" not in text
+    # the variant trained with mined negatives says so, with the band it mined in
+    result["hard_negatives"] = {"band": [0.8, 0.9]}
+    mined = "\n".join(pv.section({"result": result}))
+    assert "one hard negative mined per tune pair" in mined and "at cosine 0.8 to 0.9 (of 60" in mined
 
 
 def test_quick_mode_skips_training() -> None:
+    from bench import pair_verifier_mined
     from bench.common import Skip
 
     class Ctx:
         mode = "quick"
 
-    with pytest.raises(Skip, match=r"scripts/bench\.sh full pair-verifier"):
+    with pytest.raises(Skip, match=r"scripts/bench\.sh full pair-verifier`"):
         pv.run(Ctx())  # type: ignore[arg-type]
+    with pytest.raises(Skip, match=r"scripts/bench\.sh full pair-verifier-mined`"):
+        pair_verifier_mined.run(Ctx())  # type: ignore[arg-type]
+
+
+def test_both_trainings_are_bench_measurements_with_a_section() -> None:
+    from bench.report.sections import SECTIONS
+    from bench.run import MEASUREMENTS
+
+    assert MEASUREMENTS["pair-verifier-mined"][0] == "bench.pair_verifier_mined"
+    keys = [s.key for s in SECTIONS]
+    assert keys.index("pair-verifier") + 1 == keys.index("pair-verifier-mined")
+    bench_sh = (Path(__file__).resolve().parents[2] / "scripts" / "bench.sh").read_text()
+    assert " pair-verifier pair-verifier-mined " in bench_sh
 
 
 TRAINER = Path(__file__).resolve().parents[2] / "scripts" / "verifier" / "train_cross_encoder.py"
