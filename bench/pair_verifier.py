@@ -34,6 +34,7 @@ sets whose holdout halves were read (``READ_HOLDOUTS``) are left out, as in sect
     scripts/bench.sh full pair-verifier             into docs/benchmarks.md (section 1d)
     scripts/bench.sh full pair-verifier-mined       with mined hard negatives (section 1e)
     python -m bench.pair_verifier [--port 8107] [--hard-negatives]     the section on stdout
+    python -m bench.pair_verifier --reach 0.7       should-hit pairs a verifier from 0.7 sees
 Training takes about 30 minutes on 2 cores the first time (40 with the mined negatives; cached
 after), measuring 25 to 35.
 """
@@ -474,13 +475,49 @@ def section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def reach(
+    items_by_set: Mapping[str, Sequence[Item]], embed: Embed, floor: float
+) -> dict[str, tuple[int, int]]:
+    """{group: (reached, should-hit)}: the holdout should-hit pairs whose cosine (``embed``, on the
+    texts as the sidecar sends them) is at least ``floor``, so that a verifier asked from ``floor``
+    sees them at all. What the candidate gate leaves for the verifier to serve."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, items in items_by_set.items():
+        g = group(name)
+        if g is None:
+            continue
+        pairs = [p for p in items if p["same_answer"] and in_split(str(p["id"]), "holdout")]
+        if not pairs:
+            continue
+        a = np.asarray(embed([normalise(str(p["a"])) for p in pairs]), dtype=np.float32)
+        b = np.asarray(embed([normalise(str(p["b"])) for p in pairs]), dtype=np.float32)
+        cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        got, total = out.get(g, (0, 0))
+        out[g] = (got + int((cos >= floor).sum()), total + len(pairs))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.pair_verifier", description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=8107, help="where vLLM serves the trained model")
     ap.add_argument("--json", type=Path, help="also write the result here")
     ap.add_argument("--model", type=Path, help="a trained folder to measure instead of training one")
     ap.add_argument("--hard-negatives", action="store_true", help="train with mined hard negatives too")
+    ap.add_argument(
+        "--reach",
+        type=float,
+        metavar="COSINE",
+        help="only count the holdout should-hit pairs at or above this cosine, per group (no training)",
+    )
     args = ap.parse_args(argv)
+    if args.reach is not None:
+        items_by_set = {n: load(SETS[n]) for n in question_sets()}
+        for g, (got, total) in reach(items_by_set, hermes_embedder().batch, args.reach).items():
+            print(
+                f"{g}: {got} of {total} should-hit holdout pairs at cosine >= {args.reach} "
+                f"({interval(got, total)})"
+            )
+        return
     result = measure_all(args.port, args.model, args.hard_negatives)
     print("\n".join(section({"result": result})))
     if args.json:

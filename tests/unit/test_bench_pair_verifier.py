@@ -336,3 +336,29 @@ def test_hard_negatives_come_only_from_trained_tune_halves(items_by_set, trained
 def _unit(rng: np.random.Generator) -> np.ndarray:
     v = rng.standard_normal(8)
     return v / np.linalg.norm(v)
+
+
+def test_reach_counts_the_should_hit_holdout_pairs_at_or_above_the_floor(monkeypatch) -> None:
+    holdout = [i for i in map(str, range(200)) if not in_split(i, "tune")][:3]
+    tune = next(i for i in map(str, range(200)) if in_split(i, "tune"))
+    items = [
+        _pair(holdout[0], "close", "closer", True),  # cos(0.5) = 0.88: reached from 0.7
+        _pair(holdout[1], "far", "farther", True),  # cos(1.0) = 0.54: not
+        _pair(holdout[2], "trap", "trapped", False),  # a trap: not counted
+        _pair(tune, "tuned", "tuned too", True),  # tune half: not counted
+    ]
+    embed = _angles(
+        {
+            "close": 0.0,
+            "closer": 0.5,
+            "far": 0.0,
+            "farther": 1.0,
+            "trap": 0.0,
+            "trapped": 0.1,
+            "tuned": 0,
+            "tuned too": 2,
+        }
+    )
+    monkeypatch.setattr(pv, "group", lambda name: {"a": "new", "b": None}[name])
+    assert pv.reach({"a": items, "b": items}, embed, 0.7) == {"new": (1, 2)}
+    assert pv.reach({"a": items}, embed, 0.5) == {"new": (2, 2)}
