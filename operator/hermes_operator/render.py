@@ -170,6 +170,8 @@ def sidecar_config(policy: Policy) -> dict[str, Any]:
         }
         if v.scope is not None:
             verifier["scope"] = v.scope
+        if v.overruleMinScore is not None:
+            verifier["overruleMinScore"] = v.overruleMinScore
         if v.apiKeySecretRef is not None:
             verifier["apiKeyFile"] = VERIFIER_KEY_FILE
         cache["guard"] = {"verifier": verifier}
@@ -229,6 +231,7 @@ _CONFIG_SOURCES = {
     "cache.guard.verifier.apiKeyFile": "spec.semanticCache.verifier.apiKeySecretRef",
     "cache.guard.verifier.onError": "spec.semanticCache.verifier.onError",
     "cache.guard.verifier.overrule": "spec.semanticCache.verifier.overrule",
+    "cache.guard.verifier.overruleMinScore": "spec.semanticCache.verifier.overruleMinScore",
     "cache.decay": "spec.semanticCache.decay",
     "cache.toolPlans": "spec.semanticCache.toolPlans",
     "cache": "spec.semanticCache",

@@ -228,6 +228,8 @@ class VerifierSpec(_Spec):
     onError: Literal["threshold", "miss"] = "threshold"
     # guard rules whose veto the verifier may overturn (the sidecar's GuardRule names)
     overrule: list[GuardRuleName] = Field(default_factory=list, max_length=7)
+    # the score a candidate an overruled rule refused needs; unset: minScore
+    overruleMinScore: float | None = None
     apiKeySecretRef: ApiKeySecretRef | None = None
 
 
@@ -646,6 +648,38 @@ RULES: tuple[Rule, ...] = (
         ),
         lambda s: (
             (s.semanticCache.verifier.kind, s.semanticCache.verifier.url, s.semanticCache.verifier.model)
+            if s.semanticCache.verifier
+            else None
+        ),
+    ),
+    Rule(
+        "spec.semanticCache.verifier",
+        "spec.semanticCache.verifier.overruleMinScore must be >= minScore: overturning a guard rule's veto "
+        "needs at least the confidence that confirming a candidate the rules passed does; raise it, for "
+        "example to 0.99, or leave it unset to use minScore",
+        lambda s: (
+            s.semanticCache.verifier is None
+            or s.semanticCache.verifier.overruleMinScore is None
+            or s.semanticCache.verifier.overruleMinScore >= s.semanticCache.verifier.minScore
+        ),
+        lambda s: (
+            (s.semanticCache.verifier.overruleMinScore, s.semanticCache.verifier.minScore)
+            if s.semanticCache.verifier
+            else None
+        ),
+    ),
+    Rule(
+        "spec.semanticCache.verifier",
+        "spec.semanticCache.verifier.overruleMinScore needs overrule: it is the score a candidate refused by "
+        "an overruled rule must reach; name the rules in overrule, for example [number, date, scope], or "
+        "drop overruleMinScore",
+        lambda s: (
+            s.semanticCache.verifier is None
+            or s.semanticCache.verifier.overruleMinScore is None
+            or len(s.semanticCache.verifier.overrule) > 0
+        ),
+        lambda s: (
+            (s.semanticCache.verifier.overruleMinScore, s.semanticCache.verifier.overrule)
             if s.semanticCache.verifier
             else None
         ),

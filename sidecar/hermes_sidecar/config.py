@@ -132,6 +132,10 @@ class VerifierConfig(_Strict):
     # refused). The rules refuse 14% of the fow-cache paraphrases (docs/sidecar.md), which caps what
     # any verifier can serve at 84.7%; a strong pairwise model can take over the less certain ones.
     overrule: list[GuardRule] = Field(default_factory=list)
+    # a candidate an overruled rule refused is served only at or above this score (unset: minScore).
+    # Measured (docs/benchmarks.md, section 1d): a trained cross-encoder scores some traps the rules
+    # catch above 0.9, so overturning a rule needs more confidence than confirming what passed them.
+    overruleMinScore: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +153,31 @@ class VerifierConfig(_Strict):
                 "http://verifier:8000 (kind rerank) or http://127.0.0.1:8000 (kind served-model, no /v1)"
             )
         return v.rstrip("/") if v is not None else None
+
+    @model_validator(mode="after")
+    def _overrule_score(self) -> VerifierConfig:
+        if self.overruleMinScore is None:
+            return self
+        if not self.overrule:
+            raise ValueError(
+                f"cache.guard.verifier.overruleMinScore {self.overruleMinScore!r} applies only to candidates "
+                "an overruled rule refused, and overrule is empty: name the rules the verifier may overturn "
+                "(for example [number, date, scope]) or drop overruleMinScore"
+            )
+        if self.overruleMinScore < self.minScore:
+            raise ValueError(
+                f"cache.guard.verifier.overruleMinScore {self.overruleMinScore!r} is below minScore "
+                f"{self.minScore!r}: overturning a rule's veto would need less confidence than confirming "
+                f"a candidate the rules passed; set it to at least {self.minScore!r}, or leave it unset "
+                "to use minScore"
+            )
+        return self
+
+    def min_score(self, overruled: bool) -> float:
+        """The score a candidate needs: ``overruleMinScore`` for one an overruled rule refused."""
+        if overruled and self.overruleMinScore is not None:
+            return self.overruleMinScore
+        return self.minScore
 
     @model_validator(mode="after")
     def _rerank_needs(self) -> VerifierConfig:

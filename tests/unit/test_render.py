@@ -384,3 +384,13 @@ def test_verifier_overrule_reaches_the_sidecar_and_names_the_sidecars_rules() ->
     assert get_args(GuardRuleName) == get_args(GuardRule)  # a rule the sidecar adds must be offered here
     v = sidecar_cfg(policy(semanticCache={"verifier": {**VERIFIER, "overrule": ["edit", "scope"]}}))
     assert v.cache.guard.verifier is not None and v.cache.guard.verifier.overrule == ["edit", "scope"]
+
+
+def test_verifier_overrule_min_score_reaches_the_sidecar_only_when_set() -> None:
+    spec = {**VERIFIER, "overrule": ["number", "scope"], "overruleMinScore": 0.998}
+    v = sidecar_cfg(policy(semanticCache={"verifier": spec})).cache.guard.verifier
+    assert v is not None and v.overruleMinScore == 0.998
+    assert v.min_score(overruled=True) == 0.998 and v.min_score(overruled=False) == v.minScore
+    unset = sidecar_cfg(policy(semanticCache={"verifier": {**VERIFIER, "overrule": ["scope"]}}))
+    assert unset.cache.guard.verifier is not None and unset.cache.guard.verifier.overruleMinScore is None
+    assert unset.cache.guard.verifier.min_score(overruled=True) == unset.cache.guard.verifier.minScore

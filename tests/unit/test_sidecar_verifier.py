@@ -242,6 +242,33 @@ async def test_verifier_may_overturn_only_the_rules_it_is_given(
         await lenient.aclose()
 
 
+async def test_overturning_a_rule_needs_overrule_min_score_and_confirming_needs_min_score(
+    reranker: tuple[FakeReranker, str], embedder: LocalEmbedder
+) -> None:
+    """One verifier score, two bars: 0.9 confirms a candidate the rules passed (minScore 0.5) but does
+    not overturn the edit rule's veto (overruleMinScore 0.95); 0.97 does."""
+    fake, url = reranker
+    edited_stored, edited_asked = "How do I switch energy supplier?", "How do I change energy supplier?"
+    fake.scores[edited_stored] = 0.9
+    fake.scores[STORED] = 0.9
+    h = Harness(_config(url, overrule=["edit"], overruleMinScore=0.95), embedder)
+    try:
+        await h.ask(edited_stored)
+        await h.ask(STORED)
+        vetoed = await h.ask(edited_asked, store=False)
+        assert vetoed.result == MISS and vetoed.reason == "verifier"  # asked, and 0.9 < 0.95
+        assert fake.calls[-1]["documents"] == [edited_stored]
+        confirmed = await h.ask(REWORDED, store=False)  # no rule refused it: 0.9 >= minScore 0.5
+        assert confirmed.result == HIT_SEMANTIC and confirmed.entry is not None
+        assert confirmed.entry.text == STORED
+        fake.scores[edited_stored] = 0.97
+        overturned = await h.ask(edited_asked, store=False)
+        assert overturned.result == HIT_SEMANTIC and overturned.entry is not None
+        assert overturned.entry.text == edited_stored
+    finally:
+        await h.aclose()
+
+
 async def test_verifier_down_falls_back_to_the_threshold_then_resumes(
     reranker: tuple[FakeReranker, str], embedder: LocalEmbedder
 ) -> None:
@@ -351,6 +378,25 @@ async def test_api_key_file_is_sent_and_an_unreadable_one_is_reported(
         (
             {"guard": {"verifier": {"url": "http://v:8000", "model": "m", "overrule": ["tone"]}}},
             "cache.guard.verifier.overrule.0: Input should be 'negation', 'number'",
+        ),
+        (
+            {"guard": {"verifier": {"url": "http://v:8000", "model": "m", "overruleMinScore": 0.9}}},
+            "cache.guard.verifier.overruleMinScore 0.9 applies only to candidates an overruled rule "
+            "refused, and overrule is empty",
+        ),
+        (
+            {
+                "guard": {
+                    "verifier": {
+                        "url": "http://v:8000",
+                        "model": "m",
+                        "minScore": 0.7,
+                        "overrule": ["scope"],
+                        "overruleMinScore": 0.6,
+                    }
+                }
+            },
+            "cache.guard.verifier.overruleMinScore 0.6 is below minScore 0.7: overturning a rule's veto",
         ),
     ],
 )

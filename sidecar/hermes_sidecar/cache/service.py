@@ -191,7 +191,8 @@ class CacheService:
         # While the verifier is down, candidates are chosen as without it (onError decides the rest).
         verifying = verifier is not None and self.breakers.up("verifier")
         gate = min(verifier.cfg.minSimilarity, threshold) if verifier is not None and verifying else threshold
-        passed: list[tuple[Entry, float, bool]] = []  # (candidate, similarity, cosine alone serves it)
+        # (candidate, similarity, cosine alone serves it, an overruled rule refused it)
+        passed: list[tuple[Entry, float, bool, bool]] = []
         decayed = False  # a candidate that only its age kept from being served
         for cand, sim in candidates:
             if cand.text is None or cand.key == skip:
@@ -210,7 +211,7 @@ class CacheService:
             rule = self.check(mine, mine_ctx, cand) if self.cfg.guard.enabled else None
             if rule is not None:
                 if verifying and verifier is not None and rule in verifier.cfg.overrule:
-                    passed.append((cand, sim, False))  # the verifier decides; never served without it
+                    passed.append((cand, sim, False, True))  # the verifier decides; never served without it
                     continue
                 self.metrics.guard_rejections.labels(rule).inc()
                 refused = refused or rule
@@ -225,7 +226,7 @@ class CacheService:
                     self.metrics.verifier_skipped.inc()
                 self.metrics.hit_similarity.observe(sim)
                 return Decision(HIT_SEMANTIC, gen, keys, cand, sim, vector=vector, tags=tags)
-            passed.append((cand, sim, alone))
+            passed.append((cand, sim, alone, False))
         if passed and verifier is not None:
             chosen, reason = await self._verify(verifier, keys.semantic_text, passed)
             if chosen is not None:
@@ -238,16 +239,17 @@ class CacheService:
         return Decision(MISS, gen, keys, reason=refused, vector=vector, tags=tags)
 
     async def _verify(
-        self, verifier: Verifier, text: str, passed: list[tuple[Entry, float, bool]]
+        self, verifier: Verifier, text: str, passed: list[tuple[Entry, float, bool, bool]]
     ) -> tuple[tuple[Entry, float] | None, str]:
         """The best candidate the verifier confirms (candidates come best-first by similarity), or
-        None and the reason. When the verifier fails, ``onError`` decides: as without it, or no hit."""
+        None and the reason; one an overruled rule refused needs ``overruleMinScore``. When the
+        verifier fails, ``onError`` decides: as without it, or no hit."""
         fallback = verifier.cfg.onError == "threshold"
         if self.breakers.up("verifier"):
             started = time.perf_counter()
             try:
                 judged = await verifier.judge(
-                    text, [c.text or "" for c, _, _ in passed], generation=self.generation.id
+                    text, [c.text or "" for c, _, _, _ in passed], generation=self.generation.id
                 )
             except VerifierError as exc:
                 self.breakers.failed("verifier", exc)
@@ -255,15 +257,15 @@ class CacheService:
             else:
                 self.metrics.verifier_seconds.observe(time.perf_counter() - started)
                 self._count_verifier_cost(verifier.kind, judged)
-                for (cand, sim, _), score in zip(passed, judged.scores, strict=True):
+                for (cand, sim, _, overruled), score in zip(passed, judged.scores, strict=True):
                     self.metrics.verifier_scores.observe(score)
-                    if score >= verifier.cfg.minScore:
+                    if score >= verifier.cfg.min_score(overruled):
                         return (cand, sim), "verifier"
                     self.metrics.guard_rejections.labels("verifier").inc()
                 return None, "verifier"
         self.metrics.errors.labels("verifier").inc()
         if fallback:
-            for cand, sim, alone in passed:
+            for cand, sim, alone, _ in passed:
                 if alone:
                     return (cand, sim), "verifier-error"
         return None, "verifier-error"
