@@ -83,7 +83,24 @@ SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
     ("defaults, no verifier", None),
     ("verifier >= 0.5 from cosine 0.85 (refuses only)", {"minSimilarity": 0.85, "minScore": 0.5}),
     ("verifier >= 0.5 from cosine 0.7", {"minSimilarity": 0.7, "minScore": 0.5}),
+    # chosen on the first model's tune halves of the left-out sets (OVERTURN_CHOICE)
+    (
+        "the same, and it overturns the negation, number, date and scope rules at >= 0.998",
+        {
+            "minSimilarity": 0.7,
+            "minScore": 0.5,
+            "overrule": ["negation", "number", "date", "scope"],
+            "overruleMinScore": 0.998,
+        },
+    ),
 ]
+OVERTURN_CHOICE = (
+    "The last row's rules and `overruleMinScore` were chosen on the first model's tune halves of the "
+    "left-out sets, from a grid scored offline (rule sets of 3 to 7 rules, `overruleMinScore` 0.9 to "
+    "0.998, `minScore` 0.5 to 0.9, `minSimilarity` 0.6 to 0.75): the most served there with at most 1% "
+    "wrong pooled and at most 2 sets over 2%. The grid printed holdout figures alongside, so this choice "
+    "is not blind either."
+)
 
 
 def cache_dir() -> Path:
@@ -448,11 +465,15 @@ def section(r: dict[str, Any]) -> list[str]:
         "left out of training whole, as is any tune pair that repeats a scored pair word for word. Real vLLM "
         f"on the CPU serves it on `/rerank` as `{res['served_name']}`, and every pair goes through the "
         "sidecar's live decision path (`evaluate_pairs`), with the verifier asked about every candidate from "
-        "its `minSimilarity` up (`scope: all`), served only at `relevance_score >= minScore`. Pooled, with "
+        "its `minSimilarity` up (`scope: all`), served only at `relevance_score >= minScore`; where a "
+        "setting lets it overturn a rule (`overrule`), a candidate that rule refused is served only at "
+        "`>= overruleMinScore`. Pooled, with "
         "95% Wilson intervals; the four sets whose holdout halves were read are left out, as above. The "
         "settings were chosen on a first training's tune halves of the left-out sets (that training's "
         "holdout figures were seen too, so they are not blind).",
     ]
+    if any(st["verifier"] and st["verifier"].get("overrule") for st in res["settings"]):
+        lines[-1] += " " + OVERTURN_CHOICE
     for g in ("trained", "new", "fow-cache"):
         if g not in res["groups"]:
             continue

@@ -151,6 +151,11 @@ def test_section_gives_one_row_per_setting_and_group() -> None:
     assert len(rows) == 2 * len(pv.SETTINGS)
     assert rows[0].endswith("| 85.0% (76.7% to 90.7%) | 1.0% (0.2% to 5.4%) | 1.0% (0.2% to 5.4%) | 1 / 2 |")
     assert "hard negative" not in text
+    # a setting that overturns rules says what bar it set and how it was chosen; a JSON without one
+    # (an older run's) does not
+    assert "served only at `>= overruleMinScore`" in text and "is not blind either" in text
+    result["settings"] = [st for st in result["settings"] if not (st["verifier"] or {}).get("overrule")]
+    assert "is not blind either" not in "\n".join(pv.section({"result": result}))
     # the variant trained with mined negatives says so, with the band it mined in
     result["hard_negatives"] = {"band": [0.8, 0.9]}
     mined = "\n".join(pv.section({"result": result}))
