@@ -424,6 +424,18 @@ class Rule:
     value: Callable[[PolicySpec], object]
 
 
+def _verifier_rule(
+    message: str, ok: Callable[[VerifierSpec], bool], value: Callable[[VerifierSpec], object]
+) -> Rule:
+    """A rule on spec.semanticCache.verifier as a whole, which holds when there is no verifier."""
+    return Rule(
+        "spec.semanticCache.verifier",
+        message,
+        lambda s: s.semanticCache.verifier is None or ok(s.semanticCache.verifier),
+        lambda s: value(s.semanticCache.verifier) if s.semanticCache.verifier else None,
+    )
+
+
 def _owned_flags_in(args: list[str]) -> list[str]:
     return [a for a in args if _OWNED_RE.match(a)]
 
@@ -636,53 +648,26 @@ RULES: tuple[Rule, ...] = (
         ),
         lambda s: redact(s.semanticCache.verifier.url or "") if s.semanticCache.verifier else None,
     ),
-    Rule(
-        "spec.semanticCache.verifier",
+    _verifier_rule(
         "spec.semanticCache.verifier.kind rerank needs url and model (a rerank endpoint and the "
         "cross-encoder it serves, for example http://verifier.ml.svc:8000 and BAAI/bge-reranker-v2-m3); "
         "kind served-model asks the policy's own model and needs neither",
-        lambda s: (
-            s.semanticCache.verifier is None
-            or s.semanticCache.verifier.kind == "served-model"
-            or (s.semanticCache.verifier.url is not None and s.semanticCache.verifier.model is not None)
-        ),
-        lambda s: (
-            (s.semanticCache.verifier.kind, s.semanticCache.verifier.url, s.semanticCache.verifier.model)
-            if s.semanticCache.verifier
-            else None
-        ),
+        lambda v: v.kind == "served-model" or (v.url is not None and v.model is not None),
+        lambda v: (v.kind, v.url, v.model),
     ),
-    Rule(
-        "spec.semanticCache.verifier",
+    _verifier_rule(
         "spec.semanticCache.verifier.overruleMinScore must be >= minScore: overturning a guard rule's veto "
         "needs at least the confidence that confirming a candidate the rules passed does; raise it, for "
         "example to 0.99, or leave it unset to use minScore",
-        lambda s: (
-            s.semanticCache.verifier is None
-            or s.semanticCache.verifier.overruleMinScore is None
-            or s.semanticCache.verifier.overruleMinScore >= s.semanticCache.verifier.minScore
-        ),
-        lambda s: (
-            (s.semanticCache.verifier.overruleMinScore, s.semanticCache.verifier.minScore)
-            if s.semanticCache.verifier
-            else None
-        ),
+        lambda v: v.overruleMinScore is None or v.overruleMinScore >= v.minScore,
+        lambda v: (v.overruleMinScore, v.minScore),
     ),
-    Rule(
-        "spec.semanticCache.verifier",
+    _verifier_rule(
         "spec.semanticCache.verifier.overruleMinScore needs overrule: it is the score a candidate refused by "
         "an overruled rule must reach; name the rules in overrule, for example [number, date, scope], or "
         "drop overruleMinScore",
-        lambda s: (
-            s.semanticCache.verifier is None
-            or s.semanticCache.verifier.overruleMinScore is None
-            or len(s.semanticCache.verifier.overrule) > 0
-        ),
-        lambda s: (
-            (s.semanticCache.verifier.overruleMinScore, s.semanticCache.verifier.overrule)
-            if s.semanticCache.verifier
-            else None
-        ),
+        lambda v: v.overruleMinScore is None or len(v.overrule) > 0,
+        lambda v: (v.overruleMinScore, v.overrule),
     ),
     Rule(
         "spec.semanticCache.verifier.minSimilarity",
