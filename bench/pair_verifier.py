@@ -22,8 +22,14 @@ ship installs from the registries here. So this builds one and measures it:
 3. **Training**: scripts/verifier/train_cross_encoder.py in the vLLM venv (torch), cached in
    ``$CACHE/pair-verifier-<key>`` keyed by the pairs, the trainer's source and the base wheel.
 4. **Serving**: real vLLM on the CPU serves the folder on ``POST /rerank`` (scripts/vllm/start.sh,
-   ``HERMES_VLLM_KIND=verifier``), and the sidecar's live decision path (``evaluate_pairs``) asks it
-   through ``cache.guard.verifier`` (kind rerank), at each setting of ``SETTINGS``.
+   ``HERMES_VLLM_KIND=verifier``). The sidecar's rerank client asks it once about every pair any
+   setting could send it (from cosine ``min(pair_replay.GRID_MIN_SIMILARITY)``, every rule
+   overruled), and bench/pair_replay.py records each pair's signals with those scores.
+5. **Measuring**: the sidecar's live decision path (``evaluate_pairs``) decides every pair at each
+   setting of ``SETTINGS``, asking ``cache.guard.verifier`` (kind rerank) on the real wire, answered
+   from the recorded scores; the replay must decide every pair the same way, or the run fails. Then
+   the replay searches a grid of settings (``pair_replay.grid``), chosen on tune halves only: one
+   setting for all on the never-trained sets, and each set's own on its own tune half.
 
 Reported pooled, with 95% Wilson intervals, on both halves side by side, for three groups: the
 clean sets whose domains the model was trained on (tune halves), the clean sets it never saw
@@ -35,8 +41,8 @@ sets whose holdout halves were read (``READ_HOLDOUTS``) are left out, as in sect
     scripts/bench.sh full pair-verifier-mined       with mined hard negatives (section 1e)
     python -m bench.pair_verifier [--port 8107] [--hard-negatives]     the section on stdout
     python -m bench.pair_verifier --reach 0.7       should-hit pairs a verifier from 0.7 sees
-Training takes about 30 minutes on 2 cores the first time (40 with the mined negatives; cached
-after), measuring 25 to 35.
+Training takes about 35 minutes on 2 cores the first time (45 with the mined negatives; cached
+after); scoring, the live settings and the grid about 45.
 """
 
 from __future__ import annotations
@@ -51,12 +57,13 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import pair_replay
 from bench.common import Context, Skip
 from bench.embedding import MemoEmbedder, hermes_embedder
 from bench.quality import SETS, Item, category, load
@@ -312,60 +319,138 @@ class Tally:
         return wrong, traps
 
 
-def measure(
-    url: str, items_by_set: Mapping[str, Sequence[Item]], memo: MemoEmbedder
-) -> dict[str, dict[str, dict[str, Tally]]]:
-    """{setting: {group: {half: Tally}}} through the live decision path; half is "tune" or
-    "holdout", and "tune:scope" or "holdout:scope" for the scope category's pairs alone."""
-    from bench.quality import SidecarEmbedder
-    from hermes_sidecar.config import parse_config
-    from hermes_sidecar.evaluate import evaluate_pairs
-
-    shared = SidecarEmbedder(memo)
-    out: dict[str, dict[str, dict[str, Tally]]] = {}
-    for setting, verifier in SETTINGS:
-        raw: dict[str, Any] = {}
-        if verifier is not None:
-            raw = {
-                "cache": {
-                    "guard": {
-                        "verifier": {
-                            "url": url,
-                            "model": SERVED_NAME,
-                            "scope": "all",
-                            "timeoutSeconds": 60,
-                            "onError": "miss",
-                            **verifier,
-                        }
-                    }
+def _live_config(url: str, verifier: dict[str, Any] | None) -> dict[str, Any]:
+    if verifier is None:
+        return {}
+    return {
+        "cache": {
+            "guard": {
+                "verifier": {
+                    "url": url,
+                    "model": SERVED_NAME,
+                    "scope": "all",
+                    "timeoutSeconds": 60,
+                    "onError": "miss",
+                    **verifier,
                 }
             }
-        cfg = parse_config(raw)
-        errors = 0
-        for name, items in items_by_set.items():
-            g = group(name)
-            if g is None:
-                continue
-            report = asyncio.run(evaluate_pairs(items, cfg, embedder=shared, details=True))
-            errors += report.get("verifier", {}).get("errors", 0)
-            # --details lists the pairs decided against their label: the rest were decided as labelled
-            against = {str(r["id"]) for r in report["wrong"]}
-            for half in ("tune", "holdout"):
-                for key, only_scope in ((half, False), (f"{half}:scope", True)):
-                    chosen = [
-                        p
-                        for p in items
-                        if in_split(str(p["id"]), half) and (not only_scope or category(p) == "scope")
-                    ]
-                    served = [bool(p["same_answer"]) != (str(p["id"]) in against) for p in chosen]
-                    t = out.setdefault(setting, {}).setdefault(g, {}).setdefault(key, Tally())
-                    wrong, traps = t.add(served, chosen)
-                    if half == "holdout" and traps and wrong / traps > 0.02:
-                        t.sets_over.append(name)
-        if errors:
-            raise RuntimeError(f"{setting}: the verifier failed {errors} times; the figures would be wrong")
-        print(f"[pair-verifier] measured: {setting}", file=sys.stderr, flush=True)
-    return out
+        }
+    }
+
+
+def measure(
+    url: str, items_by_set: Mapping[str, Sequence[Item]], memo: MemoEmbedder
+) -> tuple[dict[str, dict[str, dict[str, Tally]]], dict[str, Any]]:
+    """Record every pair's signals once, asking the verifier at ``url`` (bench/pair_replay.py); then
+    measure each of SETTINGS through the live decision path against the recorded scores, and fail on
+    any pair the replay decides otherwise; then search the replay's grid. Returns
+    ({setting: {group: {half: Tally}}}, the grid's result); half is "tune" or "holdout", and
+    "tune:scope" or "holdout:scope" for the scope category's pairs alone."""
+    from bench.quality import SidecarEmbedder
+    from bench.verifier_ceiling import _serve
+    from hermes_sidecar.config import parse_config
+    from hermes_sidecar.evaluate import evaluate_pairs
+    from hermes_sidecar.verify import build_verifier
+
+    shared = SidecarEmbedder(memo)
+    scored = {n: items for n, items in items_by_set.items() if group(n) is not None}
+    rows = [(n, p) for n, items in scored.items() for p in items]
+    floor = min(pair_replay.GRID_MIN_SIMILARITY)
+    recorder = build_verifier(parse_config(_live_config(url, {"minSimilarity": floor})).cache.guard.verifier)
+    assert recorder is not None
+
+    async def recording() -> pair_replay.Signals:
+        try:
+            return await pair_replay.record(rows, parse_config({}), shared, recorder, floor)
+        finally:
+            await recorder.aclose()
+
+    sig = asyncio.run(recording())
+    asked = int((~np.isnan(sig.score)).sum())
+    print(f"[pair-verifier] recorded {len(rows)} pairs, {asked} scores", file=sys.stderr, flush=True)
+    threshold = parse_config({}).cache.similarityThreshold
+    replay_url, server, thread = _serve(pair_replay.memo_app(sig))
+    out: dict[str, dict[str, dict[str, Tally]]] = {}
+    try:
+        for setting, verifier in SETTINGS:
+            cfg = parse_config(_live_config(replay_url, verifier))
+            errors = 0
+            live: dict[str, bool] = {}
+            for name, items in scored.items():
+                g = group(name)
+                assert g is not None
+                report = asyncio.run(evaluate_pairs(items, cfg, embedder=shared, details=True))
+                errors += report.get("verifier", {}).get("errors", 0)
+                # --details lists the pairs decided against their label: the rest were decided as labelled
+                against = {str(r["id"]) for r in report["wrong"]}
+                for p in items:
+                    live[f"{name}:{p['id']}"] = bool(p["same_answer"]) != (str(p["id"]) in against)
+                for half in ("tune", "holdout"):
+                    for key, only_scope in ((half, False), (f"{half}:scope", True)):
+                        chosen = [
+                            p
+                            for p in items
+                            if in_split(str(p["id"]), half) and (not only_scope or category(p) == "scope")
+                        ]
+                        served = [live[f"{name}:{p['id']}"] for p in chosen]
+                        t = out.setdefault(setting, {}).setdefault(g, {}).setdefault(key, Tally())
+                        wrong, traps = t.add(served, chosen)
+                        if half == "holdout" and traps and wrong / traps > 0.02:
+                            t.sets_over.append(name)
+            if errors:
+                raise RuntimeError(
+                    f"{setting}: the verifier failed {errors} times; the figures would be wrong"
+                )
+            differ = pair_replay.disagreements(sig, verifier, live, threshold)
+            if differ:
+                raise RuntimeError(
+                    f"{setting}: the replay decides {len(differ)} pairs otherwise, e.g. {differ[:5]}"
+                )
+            print(f"[pair-verifier] measured: {setting} (the replay agrees)", file=sys.stderr, flush=True)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return out, search(sig, scored)
+
+
+def search(sig: pair_replay.Signals, scored: Mapping[str, Sequence[Item]]) -> dict[str, Any]:
+    """The replay's grid (``pair_replay.grid``), chosen two ways on tune halves only, reported on
+    every group's holdout halves:
+
+    - ``pooled``: one setting for everyone, chosen on the never-trained sets' tune halves as
+      OVERTURN_CHOICE was: the most served at pooled wrong <= 1% with at most 2 sets over 2%;
+    - ``per_set``: each set's own setting, the most served on its own tune half at wrong <= 2%, as a
+      deployment choosing on its own pairs would.
+    """
+    by_group: dict[str, list[str]] = {}
+    for name in scored:
+        g = group(name)
+        if g is not None:
+            by_group.setdefault(g, []).append(name)
+    settings = list(pair_replay.grid())
+    result: dict[str, Any] = {"settings": len(settings)}
+
+    def holdout(s: np.ndarray) -> dict[str, Any]:
+        return {
+            g: asdict(pair_replay.Tallies(sig, names, "holdout").figures(s)) for g, names in by_group.items()
+        }
+
+    picked = pair_replay.choose(sig, by_group.get("new", []), settings, max_wrong=0.01, max_sets_over=2)
+    if picked is not None:
+        setting, tune = picked
+        served = pair_replay.served(sig, setting)
+        result["pooled"] = {"setting": setting, "tune": asdict(tune), "holdout": holdout(served)}
+    own = pair_replay.choose_per_set(sig, list(scored), settings)
+    combined = np.zeros(len(sig.ids), dtype=bool)
+    cache: dict[str, np.ndarray] = {}
+    in_set = np.array(sig.sets)
+    for name, setting in own.items():
+        key = json.dumps(setting, sort_keys=True)
+        if key not in cache:
+            cache[key] = pair_replay.served(sig, setting)
+        combined |= cache[key] & (in_set == name)
+    result["per_set"] = {"distinct_settings": len(cache), "settings": own, "holdout": holdout(combined)}
+    return result
 
 
 def serve(model: Path, port: int) -> str:
@@ -396,7 +481,7 @@ def measure_all(port: int, model: Path | None = None, mined: bool = False) -> di
             raise ValueError(f"{model} was trained on pairs {got}, not on the ones chosen here ({want})")
     url = serve(model, port)
     try:
-        tallies = measure(url, items_by_set, memo)
+        tallies, grid = measure(url, items_by_set, memo)
     finally:
         subprocess.run(["bash", str(REPO / "scripts/vllm/stop.sh"), str(port)], check=False)
     groups: dict[str, list[str]] = {}
@@ -413,6 +498,7 @@ def measure_all(port: int, model: Path | None = None, mined: bool = False) -> di
         "held_out_fold": HELD_OUT_FOLD,
         "groups": groups,
         "settings": [{"name": n, "verifier": v} for n, v in SETTINGS],
+        "grid": grid,
         "tallies": {
             s: {g: {h: vars(t) for h, t in halves.items()} for g, halves in by_group.items()}
             for s, by_group in tallies.items()
@@ -467,7 +553,8 @@ def section(r: dict[str, Any]) -> list[str]:
         "sidecar's live decision path (`evaluate_pairs`), with the verifier asked about every candidate from "
         "its `minSimilarity` up (`scope: all`), served only at `relevance_score >= minScore`; where a "
         "setting lets it overturn a rule (`overrule`), a candidate that rule refused is served only at "
-        "`>= overruleMinScore`. Pooled, with "
+        "`>= overruleMinScore`. vLLM scores each pair once, through the sidecar's rerank client; every "
+        "setting's verifier is then answered those scores on the same wire format. Pooled, with "
         "95% Wilson intervals; the four sets whose holdout halves were read are left out, as above. The "
         "settings were chosen on a first training's tune halves of the left-out sets (that training's "
         "holdout figures were seen too, so they are not blind).",
@@ -493,6 +580,67 @@ def section(r: dict[str, Any]) -> list[str]:
                 f"{interval(h['hit'], h['should'])} | {interval(h['wrong'], h['traps'])} | "
                 f"{interval(sc['wrong'], sc['traps'])} | {len(h['sets_over'])} / {len(sc['sets_over'])} |"
             )
+    if res.get("grid"):
+        lines += grid_section(res["grid"])
+    return lines
+
+
+def describe(setting: Mapping[str, Any]) -> str:
+    """A grid setting in a few words: "cosine >= 0.7, score >= 0.5; overturns scope at >= 0.998"."""
+    out = f"cosine >= {setting['minSimilarity']:g}, score >= {setting['minScore']:g}"
+    if setting.get("overrule"):
+        bar = setting.get("overruleMinScore", setting["minScore"])
+        out += f"; overturns {', '.join(setting['overrule'])} at >= {bar:g}"
+    return out
+
+
+def grid_section(grid: Mapping[str, Any]) -> list[str]:
+    """The replay's grid: the setting chosen on the never-trained sets' tune halves, and each set's
+    own, with every group's holdout figures."""
+    rows: list[tuple[str, str, Mapping[str, Any]]] = []
+    pooled = grid.get("pooled")
+    if pooled is not None:
+        rows.append(
+            (
+                "one for all, from the never-trained sets' tune halves",
+                describe(pooled["setting"]),
+                pooled["holdout"],
+            )
+        )
+    per_set = grid["per_set"]
+    rows.append(
+        (
+            "each set's own, from its own tune half",
+            f"{per_set['distinct_settings']} different settings",
+            per_set["holdout"],
+        )
+    )
+    lo_sim, hi_sim = min(pair_replay.GRID_MIN_SIMILARITY), max(pair_replay.GRID_MIN_SIMILARITY)
+    lo_score, hi_score = min(pair_replay.GRID_MIN_SCORE), max(pair_replay.GRID_MIN_SCORE)
+    lines = [
+        "",
+        f"**Chosen by the bench** from a grid of {grid['settings']:,} settings "
+        f"(`minSimilarity` {lo_sim:g} to {hi_sim:g}, `minScore` {lo_score:g} to {hi_score:g}, "
+        "any subset of the guard's rules overturned at `minScore` or at 0.9 to 0.999), "
+        "replayed from signals recorded once per pair (bench/pair_replay.py; the live path and "
+        "the replay decided every pair of every setting above alike, or this run would have failed). "
+        "One setting for everyone is chosen as the last row above was: the most served on the "
+        "never-trained sets' tune halves at pooled wrong <= 1% with at most 2 sets over 2%. "
+        "Each set's own is what a deployment choosing on its own tune pairs gets: the most served "
+        "on that set's tune half at wrong <= 2% (ties to fewer wrong, then to the stricter setting). "
+        "Holdout halves:",
+        "",
+        "| chosen | setting | group | served | wrong | scope traps wrong | sets > 2% wrong |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for how, what, holdout in rows:
+        for g in ("new", "trained", "fow-cache"):
+            if g not in holdout:
+                continue
+            f = holdout[g]
+            served, wrong = interval(f["hit"], f["should"]), interval(f["wrong"], f["traps"])
+            scope = interval(f["scope_wrong"], f["scope_traps"])
+            lines.append(f"| {how} | {what} | {g} | {served} | {wrong} | {scope} | {len(f['sets_over'])} |")
     return lines
 
 

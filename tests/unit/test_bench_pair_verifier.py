@@ -162,6 +162,49 @@ def test_section_gives_one_row_per_setting_and_group() -> None:
     assert "one hard negative mined per tune pair" in mined and "at cosine 0.8 to 0.9 (of 60" in mined
 
 
+def test_the_grid_section_names_each_choice_and_its_holdout_figures() -> None:
+    def fig(hit: int, wrong: int, over: int) -> dict[str, object]:
+        return {"hit": hit, "should": 100, "wrong": wrong, "traps": 100, "sets_over": ["s"] * over}
+
+    holdout = {
+        g: {**fig(90, 1, 1), "scope_wrong": 0, "scope_traps": 20} for g in ("new", "trained", "fow-cache")
+    }
+    grid = {
+        "settings": 12345,
+        "pooled": {
+            "setting": {
+                "minSimilarity": 0.7,
+                "minScore": 0.5,
+                "overrule": ["scope"],
+                "overruleMinScore": 0.998,
+            },
+            "tune": {},
+            "holdout": holdout,
+        },
+        "per_set": {
+            "distinct_settings": 7,
+            "holdout": {"new": {**fig(93, 3, 2), "scope_wrong": 1, "scope_traps": 20}},
+        },
+    }
+    text = "\n".join(pv.grid_section(grid))
+    assert "a grid of 12,345 settings" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "chosen" not in line]
+    assert rows[0] == (
+        "| one for all, from the never-trained sets' tune halves | cosine >= 0.7, score >= 0.5; overturns "
+        "scope at >= 0.998 | new | 90.0% (82.6% to 94.5%) | 1.0% (0.2% to 5.4%) | 0.0% (0.0% to 16.1%) | 1 |"
+    )
+    assert len(rows) == 4 and rows[3].startswith(
+        "| each set's own, from its own tune half | 7 different settings | new"
+    )
+    # no setting met the bound: only the per-set row
+    del grid["pooled"]
+    assert sum(line.startswith("| one for all") for line in pv.grid_section(grid)) == 0
+    assert (
+        pv.describe({"minSimilarity": 0.85, "minScore": 0.9, "overrule": []})
+        == "cosine >= 0.85, score >= 0.9"
+    )
+
+
 def test_quick_mode_skips_training() -> None:
     from bench import pair_verifier_mined
     from bench.common import Skip
