@@ -261,14 +261,6 @@ class Figures:
     scope_wrong: int
     scope_traps: int
 
-    @property
-    def served_rate(self) -> float:
-        return self.hit / self.should if self.should else 0.0
-
-    @property
-    def wrong_rate(self) -> float:
-        return self.wrong / self.traps if self.traps else 0.0
-
 
 class Tallies:
     """Per-set counts of a served vector, for the pairs of ``chosen`` sets on one half."""

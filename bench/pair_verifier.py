@@ -56,7 +56,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,16 @@ def group(name: str) -> str | None:
     if not clean(name, pset.fow_cache):
         return None
     return "new" if held_out(name) else "trained"
+
+
+def names_by_group(names: Iterable[str]) -> dict[str, list[str]]:
+    """{group: set names} for the sets that have a group, in the order given."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        g = group(name)
+        if g is not None:
+            out.setdefault(g, []).append(name)
+    return out
 
 
 def _texts(p: Item) -> frozenset[str]:
@@ -356,19 +366,20 @@ def measure(
     scored = {n: items for n, items in items_by_set.items() if group(n) is not None}
     rows = [(n, p) for n, items in scored.items() for p in items]
     floor = min(pair_replay.GRID_MIN_SIMILARITY)
+    defaults = parse_config({})
     recorder = build_verifier(parse_config(_live_config(url, {"minSimilarity": floor})).cache.guard.verifier)
     assert recorder is not None
 
     async def recording() -> pair_replay.Signals:
         try:
-            return await pair_replay.record(rows, parse_config({}), shared, recorder, floor)
+            return await pair_replay.record(rows, defaults, shared, recorder, floor)
         finally:
             await recorder.aclose()
 
     sig = asyncio.run(recording())
     asked = int((~np.isnan(sig.score)).sum())
     print(f"[pair-verifier] recorded {len(rows)} pairs, {asked} scores", file=sys.stderr, flush=True)
-    threshold = parse_config({}).cache.similarityThreshold
+    threshold = defaults.cache.similarityThreshold
     replay_url, server, thread = _serve(pair_replay.memo_app(sig))
     out: dict[str, dict[str, dict[str, Tally]]] = {}
     try:
@@ -422,11 +433,7 @@ def search(sig: pair_replay.Signals, scored: Mapping[str, Sequence[Item]]) -> di
     - ``per_set``: each set's own setting, the most served on its own tune half at wrong <= 2%, as a
       deployment choosing on its own pairs would.
     """
-    by_group: dict[str, list[str]] = {}
-    for name in scored:
-        g = group(name)
-        if g is not None:
-            by_group.setdefault(g, []).append(name)
+    by_group = names_by_group(scored)
     settings = list(pair_replay.grid())
     result: dict[str, Any] = {"settings": len(settings)}
 
@@ -484,11 +491,7 @@ def measure_all(port: int, model: Path | None = None, mined: bool = False) -> di
         tallies, grid = measure(url, items_by_set, memo)
     finally:
         subprocess.run(["bash", str(REPO / "scripts/vllm/stop.sh"), str(port)], check=False)
-    groups: dict[str, list[str]] = {}
-    for n in items_by_set:
-        g = group(n)
-        if g is not None:
-            groups.setdefault(g, []).append(n)
+    groups = names_by_group(items_by_set)
     return {
         "model": model.name,
         "served_name": SERVED_NAME,
